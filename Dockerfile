@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# Multi-stage: build a wheel-installed virtualenv, then copy it into a slim runtime image.
+FROM python:3.12-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/chorus
+COPY pyproject.toml README.md ./
+COPY app ./app
+# No `embedded` extra: containers use a real MongoDB (see docker-compose.yml).
+RUN /opt/chorus/bin/pip install .
+
+FROM python:3.12-slim
+ENV PATH=/opt/chorus/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    HTTP_HOST=0.0.0.0 \
+    HTTP_PORT=3000
+RUN useradd --system --uid 10001 --home-dir /srv/chorus --create-home chorus
+COPY --from=build /opt/chorus /opt/chorus
+USER chorus
+WORKDIR /srv/chorus
+EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"HTTP_PORT\", \"3000\")}/health', timeout=4)"
+# `chorus serve` runs uvicorn with exactly one worker: the bots live in that process.
+STOPSIGNAL SIGTERM
+CMD ["chorus", "serve"]

@@ -1,0 +1,52 @@
+"""The FastAPI application and its lifespan, which owns the database and the fleet."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api.routes import bots, health
+from app.bots.manager import BotManager
+from app.db.connection import DatabaseMonitor
+from app.runtime import apply_discord_endpoints, open_store
+from app.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    apply_discord_endpoints(settings)
+    async with open_store(settings) as store:
+        monitor = DatabaseMonitor(store.client)
+        manager = BotManager(settings=settings, cipher=store.cipher)
+        app.state.store = store
+        app.state.database_monitor = monitor
+        app.state.manager = manager
+        monitor.start()
+        try:
+            await manager.initialize()
+            _log.info("Chorus is up: %d bot(s) starting", len(manager.runners))
+            yield
+        finally:
+            _log.info("Shutting down")
+            await manager.shutdown()
+            await monitor.stop()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Chorus",
+        version=__version__,
+        summary="A fleet of Discord music bots in one process",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or Settings()
+    app.include_router(health.router)
+    app.include_router(bots.router)
+    return app

@@ -1,0 +1,50 @@
+"""Public response schemas. Built field by field from status snapshots: none can carry a secret."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from app.bots.status import BotState, BotStatus
+from app.logs import redact
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class HealthPublic(_Public):
+    status: Literal["ok", "degraded"]
+    uptime: float = Field(description="Seconds since the service started")
+    active_bots: int = Field(description="Bots connected and ready")
+    total_bots: int = Field(description="Bots the manager runs, in any state")
+    failed_bots: int
+    database: Literal["ok", "unreachable"]
+
+
+class BotPublic(_Public):
+    name: str
+    client_id: str = Field(description="Application id, as a string (snowflakes exceed JS numbers)")
+    guilds: int
+    users: int
+    status: BotState
+    latency_ms: float | None
+    last_error: str | None
+
+    @classmethod
+    def from_status(cls, status: BotStatus) -> BotPublic:
+        return cls(
+            name=status.name,
+            client_id=str(status.client_id),
+            guilds=status.guilds,
+            users=status.users,
+            status=status.state,
+            latency_ms=status.latency_ms,
+            last_error=redact(status.last_error) if status.last_error else None,
+        )
+
+
+class BotsPublic(_Public):
+    bots: list[BotPublic]

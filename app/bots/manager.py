@@ -1,0 +1,107 @@
+"""The BotManager: the fleet's lifecycle, and which bot serves which guild."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from app.bots.client import MusicBotClient
+from app.bots.runner import BotRunner
+from app.bots.status import BotState, BotStatus
+from app.db import queries
+from app.db.models import MusicBot, utcnow
+from app.settings import Settings
+from app.tokens import TokenCipher, client_id_from_token, token_fingerprint
+
+_log = logging.getLogger(__name__)
+
+
+class BotManager:
+    """Starts one supervised runner per enabled bot; one bot's failure never touches another."""
+
+    def __init__(self, *, settings: Settings, cipher: TokenCipher) -> None:
+        self._settings = settings
+        self._cipher = cipher
+        self._runners: dict[int, BotRunner] = {}
+        # Bounded concurrency for logins: 100 bots starting must not be 100 simultaneous REST bursts.
+        self._login_gate = asyncio.Semaphore(settings.bot_login_concurrency)
+        self._lock = asyncio.Lock()
+        self.started_at = utcnow()
+
+    async def initialize(self) -> None:
+        """Start every enabled bot in the database (and the development bot, if configured)."""
+        if self._settings.discord_token is not None:
+            await self._ensure_development_bot(self._settings.discord_token.get_secret_value())
+        bots = await queries.get_active_music_bots()
+        _log.info("Starting %d bot(s)", len(bots))
+        for bot in bots:
+            await self.start_bot(bot)
+
+    async def start_bot(self, bot: MusicBot) -> BotRunner:
+        """Start (or restart) one bot. Returns at once; the bot logs in in the background."""
+        async with self._lock:
+            previous = self._runners.pop(bot.client_id, None)
+            if previous is not None:
+                await previous.stop()
+            runner = BotRunner(bot, settings=self._settings, cipher=self._cipher, login_gate=self._login_gate)
+            self._runners[bot.client_id] = runner
+            runner.start()
+            return runner
+
+    async def stop_bot(self, client_id: int) -> bool:
+        async with self._lock:
+            runner = self._runners.pop(client_id, None)
+        if runner is None:
+            return False
+        await runner.stop()
+        _log.info("Bot %r (%d) stopped", runner.name, client_id)
+        return True
+
+    def get_runner(self, client_id: int) -> BotRunner | None:
+        return self._runners.get(client_id)
+
+    @property
+    def runners(self) -> list[BotRunner]:
+        return list(self._runners.values())
+
+    def get_bot_for_guild(self, guild_id: int) -> MusicBotClient | None:
+        """A ready bot of ours that is in the guild: the one serving the fewest guilds."""
+        candidates = [
+            runner.client
+            for runner in self._runners.values()
+            if runner.state is BotState.READY
+            and runner.client is not None
+            and runner.client.get_guild(guild_id)
+        ]
+        return min(candidates, key=lambda client: len(client.guilds), default=None)
+
+    def statuses(self) -> list[BotStatus]:
+        return [runner.status() for runner in self._runners.values()]
+
+    async def shutdown(self) -> None:
+        async with self._lock:
+            runners, self._runners = list(self._runners.values()), {}
+        if runners:
+            _log.info("Stopping %d bot(s)", len(runners))
+        await asyncio.gather(*(runner.stop() for runner in runners), return_exceptions=True)
+
+    async def _ensure_development_bot(self, token: str) -> None:
+        """DISCORD_TOKEN: store (encrypted) the single development bot if it is not stored yet."""
+        client_id = client_id_from_token(token)
+        fingerprint = token_fingerprint(token)
+        existing = await queries.get_music_bot_by_client_id(client_id)
+        if existing is None:
+            await MusicBot(
+                name=f"Development bot {client_id}",
+                client_id=client_id,
+                token_ciphertext=self._cipher.encrypt(token),
+                token_fingerprint=fingerprint,
+            ).insert()
+            _log.info("Stored the development bot %d from DISCORD_TOKEN", client_id)
+        elif existing.token_fingerprint != fingerprint or not existing.enabled:
+            existing.token_ciphertext = self._cipher.encrypt(token)
+            existing.token_fingerprint = fingerprint
+            existing.enabled = True
+            existing.updated_at = utcnow()
+            await existing.save()
+            _log.info("Updated the development bot %d from DISCORD_TOKEN", client_id)

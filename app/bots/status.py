@@ -1,0 +1,30 @@
+"""The state of one bot as the manager sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class BotState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class BotStatus:
+    """A read-only snapshot for `/bots` and `/health`."""
+
+    client_id: int
+    name: str
+    state: BotState
+    since: datetime
+    guilds: int
+    users: int
+    latency_ms: float | None
+    last_error: str | None
+    identifies_24h: int

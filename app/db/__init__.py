@@ -1,0 +1,1 @@
+"""MongoDB through Beanie on PyMongo's async client."""

@@ -1,0 +1,86 @@
+"""Connecting to MongoDB (or the embedded SecantusDB) and initialising Beanie."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from beanie import init_beanie
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from app.db.models import DOCUMENT_MODELS
+
+_log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached in time."""
+
+
+def make_client(url: str, **kwargs: Any) -> AsyncMongoClient[dict[str, Any]]:
+    # tz_aware: without it datetimes come back naive and compare wrongly with aware ones.
+    options: dict[str, Any] = {"tz_aware": True, "serverSelectionTimeoutMS": 5000, "appname": "chorus"}
+    options.update(kwargs)
+    return AsyncMongoClient(url, **options)
+
+
+async def connect_database(
+    url: str, database: str, *, timeout: float = 30.0
+) -> AsyncMongoClient[dict[str, Any]]:
+    """Connect and run `init_beanie`, retrying until `timeout` so a database that is still
+    starting (a container coming up beside us) does not fail the service."""
+    client = make_client(url)
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        try:
+            await client.admin.command("ping")
+            await init_beanie(database=client[database], document_models=DOCUMENT_MODELS)
+            return client
+        except PyMongoError as exc:
+            if time.monotonic() + delay > deadline:
+                await client.close()
+                raise DatabaseUnavailable(f"cannot reach MongoDB database {database!r}: {exc}") from exc
+            _log.warning("Database not reachable yet (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class DatabaseMonitor:
+    """Pings the database in the background so `/health` answers from memory, fast."""
+
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], *, interval: float = 5.0) -> None:
+        self._client = client
+        self._interval = interval
+        self.reachable: bool = True
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def check(self) -> bool:
+        try:
+            await asyncio.wait_for(self._client.admin.command("ping"), timeout=min(self._interval, 2.0))
+        except (PyMongoError, TimeoutError) as exc:
+            if self.reachable:
+                _log.warning("Database unreachable: %s", exc)
+            self.reachable, self.last_error = False, f"{type(exc).__name__}: {exc}"
+        else:
+            if not self.reachable:
+                _log.info("Database reachable again")
+            self.reachable, self.last_error = True, None
+        return self.reachable
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="database-monitor")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.check()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,80 @@
+"""Beanie documents. None of them ever holds a plaintext token."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+import pymongo
+from beanie import Document, Indexed, PydanticObjectId
+from pydantic import Field
+from pymongo import IndexModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class MusicBot(Document):
+    """One Discord bot of the fleet."""
+
+    name: str
+    client_id: Annotated[int, Indexed(unique=True)]
+    token_ciphertext: str = Field(repr=False)
+    token_fingerprint: Annotated[str, Indexed(unique=True)] = Field(repr=False)
+    enabled: bool = True
+    owner_id: int | None = None
+    dev_guild_id: int | None = None
+    guild_count: int = 0
+    user_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "music_bots"
+        indexes = [IndexModel([("enabled", pymongo.ASCENDING)])]
+
+
+class ServerStatus(StrEnum):
+    PENDING_INVITE = "PENDING_INVITE"
+    ACTIVE = "ACTIVE"
+    REMOVED = "REMOVED"
+    FAILED = "FAILED"
+
+
+class ServerMusicBot(Document):
+    """The relation of one bot to one guild (a Discord "server")."""
+
+    server_id: int
+    music_bot_id: PydanticObjectId
+    status: ServerStatus
+    activated_at: datetime | None = None
+    removed_at: datetime | None = None
+    reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "server_music_bots"
+        indexes = [
+            IndexModel(
+                [("server_id", pymongo.ASCENDING), ("music_bot_id", pymongo.ASCENDING)],
+                unique=True,
+                name="server_bot_unique",
+            ),
+            IndexModel([("music_bot_id", pymongo.ASCENDING), ("status", pymongo.ASCENDING)]),
+        ]
+
+
+class BotIdentifyLog(Document):
+    """Recent gateway IDENTIFYs of one bot, to stay far from Discord's 1000-per-day reset."""
+
+    client_id: Annotated[int, Indexed(unique=True)]
+    timestamps: list[datetime] = Field(default_factory=list)
+
+    class Settings:
+        name = "bot_identify_log"
+
+
+DOCUMENT_MODELS: list[type[Document]] = [MusicBot, ServerMusicBot, BotIdentifyLog]

@@ -1,0 +1,150 @@
+"""Data access, under the names the original multi-bot code used."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import timedelta
+
+from beanie import PydanticObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from app.db.models import BotIdentifyLog, MusicBot, ServerMusicBot, ServerStatus, utcnow
+
+IDENTIFY_WINDOW = timedelta(hours=24)
+_IDENTIFY_LOG_CAP = 1000  # Discord's daily budget: older entries can never matter
+
+
+async def get_active_music_bots() -> list[MusicBot]:
+    """Every enabled bot, oldest first."""
+    return await MusicBot.find(MusicBot.enabled == True).sort("+created_at").to_list()  # noqa: E712
+
+
+async def get_music_bot_by_client_id(client_id: int) -> MusicBot | None:
+    return await MusicBot.find_one(MusicBot.client_id == client_id)
+
+
+async def get_music_bot_for_guild(guild_id: int) -> MusicBot | None:
+    """An enabled bot that is active in the guild (the longest-serving one)."""
+    assignments = (
+        await ServerMusicBot.find(
+            ServerMusicBot.server_id == guild_id, ServerMusicBot.status == ServerStatus.ACTIVE
+        )
+        .sort("+activated_at")
+        .to_list()
+    )
+    for assignment in assignments:
+        bot = await MusicBot.find_one(MusicBot.id == assignment.music_bot_id, MusicBot.enabled == True)  # noqa: E712
+        if bot is not None:
+            return bot
+    return None
+
+
+async def update_bot_guild_count(client_id: int, *, guild_count: int, user_count: int) -> None:
+    await MusicBot.get_pymongo_collection().update_one(
+        {"client_id": client_id},
+        {"$set": {"guild_count": guild_count, "user_count": user_count, "updated_at": utcnow()}},
+    )
+
+
+async def activate_bot_in_guild(music_bot_id: PydanticObjectId, guild_id: int) -> bool:
+    """Mark the bot ACTIVE in the guild. Returns True when the state changed.
+
+    Atomic: an upsert that only matches a non-active record; if an active one exists the
+    insert half collides with the unique (server, bot) index, which means "already active".
+    `activated_at` is set when the bot becomes active, not again on every READY.
+    """
+    now = utcnow()
+    try:
+        await ServerMusicBot.get_pymongo_collection().update_one(
+            {
+                "server_id": guild_id,
+                "music_bot_id": music_bot_id,
+                "status": {"$ne": ServerStatus.ACTIVE.value},
+            },
+            {
+                "$set": {
+                    "status": ServerStatus.ACTIVE.value,
+                    "activated_at": now,
+                    "removed_at": None,
+                    "reason": None,
+                    "updated_at": now,
+                },
+                "$setOnInsert": {"created_at": now},
+            },
+            upsert=True,
+        )
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def deactivate_bot_in_guild(
+    music_bot_id: PydanticObjectId, guild_id: int, *, reason: str | None = None
+) -> bool:
+    """Mark the bot REMOVED from the guild. Returns True when the state changed."""
+    now = utcnow()
+    result = await ServerMusicBot.get_pymongo_collection().update_one(
+        {"server_id": guild_id, "music_bot_id": music_bot_id, "status": ServerStatus.ACTIVE.value},
+        {
+            "$set": {
+                "status": ServerStatus.REMOVED.value,
+                "removed_at": now,
+                "reason": reason,
+                "updated_at": now,
+            }
+        },
+    )
+    return result.modified_count > 0
+
+
+async def active_guild_ids(music_bot_id: PydanticObjectId) -> set[int]:
+    cursor = ServerMusicBot.get_pymongo_collection().find(
+        {"music_bot_id": music_bot_id, "status": ServerStatus.ACTIVE.value}, {"server_id": 1}
+    )
+    return {doc["server_id"] async for doc in cursor}
+
+
+async def reconcile_bot_guilds(music_bot_id: PydanticObjectId, guild_ids: Collection[int]) -> tuple[int, int]:
+    """Make the records match the guilds the bot is in now. Returns (activated, removed)."""
+    recorded = await active_guild_ids(music_bot_id)
+    current = set(guild_ids)
+    activated = 0
+    for guild_id in current - recorded:
+        activated += await activate_bot_in_guild(music_bot_id, guild_id)
+    removed = 0
+    gone = recorded - current
+    if gone:
+        now = utcnow()
+        result = await ServerMusicBot.get_pymongo_collection().update_many(
+            {
+                "music_bot_id": music_bot_id,
+                "status": ServerStatus.ACTIVE.value,
+                "server_id": {"$in": list(gone)},
+            },
+            {"$set": {"status": ServerStatus.REMOVED.value, "removed_at": now, "updated_at": now}},
+        )
+        removed = result.modified_count
+    return activated, removed
+
+
+async def record_identify(client_id: int) -> int:
+    """Log one IDENTIFY of the bot and return how many it made in the last 24 hours."""
+    now = utcnow()
+    doc = await BotIdentifyLog.get_pymongo_collection().find_one_and_update(
+        {"client_id": client_id},
+        {"$push": {"timestamps": {"$each": [now], "$slice": -_IDENTIFY_LOG_CAP}}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    assert doc is not None, "an upsert with ReturnDocument.AFTER always returns the document"
+    since = now - IDENTIFY_WINDOW
+    return sum(1 for ts in doc["timestamps"] if ts >= since)
+
+
+async def identifies_in_window(client_id: int) -> int:
+    doc = await BotIdentifyLog.get_pymongo_collection().find_one({"client_id": client_id})
+    if doc is None:
+        return 0
+    since = utcnow() - IDENTIFY_WINDOW
+    return sum(1 for ts in doc["timestamps"] if ts >= since)

@@ -1,0 +1,77 @@
+"""The one place that reads the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DISCORD_API_BASE = "https://discord.com/api/v10"
+DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Each one is documented in `.env.example`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # Database
+    mongodb_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MONGODB_URL", "DATABASE_URL")
+    )
+    mongodb_database: str = Field(default="chorus", min_length=1)
+    database_startup_timeout: float = Field(default=30.0, gt=0)
+    data_dir: Path = Path("data")
+
+    # Secrets
+    token_encryption_keys: SecretStr | None = None
+    discord_token: SecretStr | None = None
+
+    # HTTP
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=3000, ge=0, le=65535)
+
+    # Discord endpoints (HTTP proxies and tests)
+    discord_api_base: str = DISCORD_API_BASE
+    discord_gateway_url: str = DISCORD_GATEWAY_URL
+
+    # Bot supervision
+    bot_login_concurrency: int = Field(default=8, ge=1)
+    bot_retry_initial_delay: float = Field(default=5.0, gt=0)
+    bot_retry_max_delay: float = Field(default=300.0, gt=0)
+    identify_budget_share: float = Field(default=0.5, gt=0, le=1)
+    guild_ready_timeout: float = Field(default=2.0, ge=0)
+    identify_interval: float = Field(default=5.0, ge=0)
+
+    log_level: LogLevel = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("discord_api_base", "discord_gateway_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def encryption_keys(self) -> list[str]:
+        """The configured Fernet keys, primary first. Empty when none are set."""
+        if self.token_encryption_keys is None:
+            return []
+        raw = self.token_encryption_keys.get_secret_value()
+        return [key.strip() for key in raw.split(",") if key.strip()]
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.mongodb_url is None or not self.mongodb_url.get_secret_value().strip()

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+from pymongo.errors import DuplicateKeyError
+
+from app.db import queries
+from app.db.models import MusicBot, ServerMusicBot, ServerStatus
+
+pytestmark = pytest.mark.usefixtures("mongo")
+
+
+async def make_bot(client_id: int, *, enabled: bool = True, name: str = "bot") -> MusicBot:
+    return await MusicBot(
+        name=name,
+        client_id=client_id,
+        token_ciphertext=f"ciphertext-{client_id}",
+        token_fingerprint=f"fp{client_id}",
+        enabled=enabled,
+    ).insert()
+
+
+async def status_of(bot: MusicBot, guild_id: int) -> ServerMusicBot:
+    record = await ServerMusicBot.find_one(
+        ServerMusicBot.server_id == guild_id, ServerMusicBot.music_bot_id == bot.id
+    )
+    assert record is not None
+    return record
+
+
+async def test_active_bots_and_lookup_by_client_id() -> None:
+    await make_bot(1, name="one")
+    await make_bot(2, enabled=False)
+    assert [b.name for b in await queries.get_active_music_bots()] == ["one"]
+    found = await queries.get_music_bot_by_client_id(2)
+    assert found is not None and not found.enabled
+    assert await queries.get_music_bot_by_client_id(3) is None
+
+
+async def test_client_id_and_fingerprint_are_unique() -> None:
+    await make_bot(1)
+    with pytest.raises(DuplicateKeyError):
+        await make_bot(1)
+    with pytest.raises(DuplicateKeyError):
+        await MusicBot(name="x", client_id=9, token_ciphertext="c", token_fingerprint="fp1").insert()
+
+
+async def test_activation_is_set_once_and_promotes_pending_invites() -> None:
+    bot = await make_bot(1)
+    assert bot.id is not None
+    await ServerMusicBot(server_id=10, music_bot_id=bot.id, status=ServerStatus.PENDING_INVITE).insert()
+    assert await queries.activate_bot_in_guild(bot.id, 10)
+    first = await status_of(bot, 10)
+    assert first.status is ServerStatus.ACTIVE and first.activated_at is not None
+    assert not await queries.activate_bot_in_guild(bot.id, 10)
+    again = await status_of(bot, 10)
+    assert again.activated_at == first.activated_at
+    assert await ServerMusicBot.find(ServerMusicBot.server_id == 10).count() == 1
+
+
+async def test_deactivate_then_reactivate() -> None:
+    bot = await make_bot(1)
+    assert bot.id is not None
+    await queries.activate_bot_in_guild(bot.id, 10)
+    assert await queries.deactivate_bot_in_guild(bot.id, 10)
+    removed = await status_of(bot, 10)
+    assert removed.status is ServerStatus.REMOVED and removed.removed_at is not None
+    assert not await queries.deactivate_bot_in_guild(bot.id, 10)
+    assert await queries.activate_bot_in_guild(bot.id, 10)
+    back = await status_of(bot, 10)
+    assert back.status is ServerStatus.ACTIVE and back.removed_at is None
+
+
+async def test_reconcile_activates_new_and_removes_gone_guilds() -> None:
+    bot = await make_bot(1)
+    other = await make_bot(2)
+    assert bot.id is not None and other.id is not None
+    await queries.activate_bot_in_guild(bot.id, 10)
+    await queries.activate_bot_in_guild(bot.id, 11)
+    await queries.activate_bot_in_guild(other.id, 11)
+    assert await queries.reconcile_bot_guilds(bot.id, [11, 12]) == (1, 1)
+    assert (await status_of(bot, 10)).status is ServerStatus.REMOVED
+    assert (await status_of(bot, 12)).status is ServerStatus.ACTIVE
+    assert (await status_of(other, 11)).status is ServerStatus.ACTIVE  # another bot untouched
+    assert await queries.reconcile_bot_guilds(bot.id, [11, 12]) == (0, 0)
+
+
+async def test_bot_for_guild_and_counts() -> None:
+    first = await make_bot(1, name="first")
+    disabled = await make_bot(2, enabled=False)
+    assert first.id is not None and disabled.id is not None
+    await queries.activate_bot_in_guild(disabled.id, 10)
+    await queries.activate_bot_in_guild(first.id, 10)
+    found = await queries.get_music_bot_for_guild(10)
+    assert found is not None and found.name == "first"
+    assert await queries.get_music_bot_for_guild(99) is None
+    await queries.update_bot_guild_count(1, guild_count=3, user_count=42)
+    stored = await queries.get_music_bot_by_client_id(1)
+    assert stored is not None and (stored.guild_count, stored.user_count) == (3, 42)
+
+
+async def test_identify_log_counts_the_last_day() -> None:
+    assert await queries.identifies_in_window(5) == 0
+    assert await queries.record_identify(5) == 1
+    assert await queries.record_identify(5) == 2
+    assert await queries.identifies_in_window(5) == 2
+    assert await queries.identifies_in_window(6) == 0

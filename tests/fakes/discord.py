@@ -1,0 +1,791 @@
+"""A fake Discord (REST v10 + gateway v10) on 127.0.0.1 for end-to-end tests.
+
+The real ``discord.py`` client talks to it once pointed at it::
+
+    discord.http.Route.BASE = fake.api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+
+One :class:`FakeDiscord` serves many bots at once, each identified by its own
+token.  Gateway frames are sent as plain-text JSON (no zlib), REST replies carry
+``Content-Type: application/json`` exactly, as discord.py expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import logging
+import re
+import secrets
+import string
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+_log = logging.getLogger(__name__)
+
+__all__ = [
+    "FakeBot",
+    "FakeDiscord",
+    "FakeGuild",
+    "RecordedRequest",
+    "VoiceStateUpdate",
+    "make_fake_token",
+]
+
+_DISCORD_EPOCH_MS = 1_420_070_400_000
+_TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_"
+# @everyone: view channel, send messages, embed links, read history, connect, speak, use VAD,
+# use application commands.
+_EVERYONE_PERMISSIONS = (
+    (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 20) | (1 << 21) | (1 << 25) | (1 << 31)
+)
+# Close codes after which Discord does not allow a RESUME.
+_NON_RESUMABLE_CODES = frozenset({4007, 4009})
+_CLIENT_CLEAN_CLOSE_CODES = frozenset({1000, 1001})
+_HISTORY_SIZE = 1000
+
+_Json = dict[str, Any]
+
+
+class _Snowflakes:
+    """Strictly increasing, snowflake-shaped (18/19 digit) ids."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def __call__(self) -> int:
+        candidate = (int(time.time() * 1000) - _DISCORD_EPOCH_MS) << 22
+        self._last = max(candidate, self._last + 1)
+        return self._last
+
+
+_new_snowflake = _Snowflakes()
+_counter = itertools.count(1)
+
+
+def make_fake_token(client_id: int) -> str:
+    """A token shaped like a Discord bot token, obviously fake and random per call."""
+    first = base64.urlsafe_b64encode(str(client_id).encode()).decode().rstrip("=")
+    second = "FAKE" + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(2))
+    third = "fake-token-for-tests-only-" + secrets.token_urlsafe(12)
+    return f"{first}.{second}.{third}"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    return web.Response(status=status, body=json.dumps(data).encode(), headers=all_headers)
+
+
+def _error(status: int, message: str, code: int = 0) -> web.Response:
+    return _json_response({"message": message, "code": code}, status=status)
+
+
+@dataclass
+class RecordedRequest:
+    """One REST call.  ``path`` is relative to ``api_base`` (e.g. ``/users/@me``), no query."""
+
+    method: str
+    path: str
+    client_id: int | None
+    json: Any = None
+    status: int = 0
+
+
+@dataclass(frozen=True)
+class VoiceStateUpdate:
+    """A gateway op 4 (voice state update) sent by a bot."""
+
+    client_id: int
+    guild_id: int
+    channel_id: int | None
+    self_mute: bool
+    self_deaf: bool
+    raw: _Json
+
+
+@dataclass(eq=False)
+class FakeBot:
+    client_id: int
+    name: str
+    token: str = field(repr=False)
+    revoked: bool = False
+    identify_count: int = 0
+    resume_count: int = 0
+    guild_ids: set[int] = field(default_factory=set)
+    identify_close_code: int | None = None
+    last_identify_intents: int | None = None
+    sessions: dict[str, _Session] = field(default_factory=dict, repr=False)
+
+    def user_payload(self) -> _Json:
+        return {
+            "id": str(self.client_id),
+            "username": self.name,
+            "discriminator": "0",
+            "global_name": None,
+            "avatar": None,
+            "bot": True,
+            "flags": 0,
+            "public_flags": 0,
+            "verified": True,
+            "mfa_enabled": False,
+        }
+
+
+@dataclass(eq=False)
+class FakeGuild:
+    id: int
+    name: str
+    member_count: int = 10
+    channels: list[_Json] = field(default_factory=list)
+    roles: list[_Json] = field(default_factory=list)
+    owner_id: int = 0
+    voice_states: list[_Json] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.owner_id:
+            self.owner_id = _new_snowflake()
+        if not self.channels:
+            common: _Json = {"parent_id": None, "permission_overwrites": [], "nsfw": False}
+            text = {"type": 0, "name": "general", "position": 0, "topic": None, "rate_limit_per_user": 0}
+            voice = {
+                "type": 2,
+                "name": "Music",
+                "position": 1,
+                "bitrate": 64000,
+                "user_limit": 0,
+                "rtc_region": None,
+            }
+            self.channels = [
+                {**common, **text, "id": str(_new_snowflake())},
+                {**common, **voice, "id": str(_new_snowflake())},
+            ]
+        if not self.roles:
+            self.roles = [
+                {
+                    "id": str(self.id),
+                    "name": "@everyone",
+                    "permissions": str(_EVERYONE_PERMISSIONS),
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ]
+
+    def _first_channel_id(self, channel_type: int) -> int:
+        return next(int(c["id"]) for c in self.channels if c["type"] == channel_type)
+
+    @property
+    def text_channel_id(self) -> int:
+        return self._first_channel_id(0)
+
+    @property
+    def voice_channel_id(self) -> int:
+        return self._first_channel_id(2)
+
+    def to_payload(self, bot: FakeBot, *, unavailable: bool | None) -> _Json:
+        """The full guild object as sent in GUILD_CREATE to ``bot``."""
+        member = {
+            "user": bot.user_payload(),
+            "roles": [],
+            "joined_at": _now_iso(),
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+        }
+        payload: _Json = {
+            "id": str(self.id),
+            "name": self.name,
+            "icon": None,
+            "owner_id": str(self.owner_id),
+            "member_count": self.member_count,
+            "large": self.member_count > 250,
+            "joined_at": member["joined_at"],
+            "channels": [dict(c) for c in self.channels],
+            "roles": [dict(r) for r in self.roles],
+            "members": [member],
+            "voice_states": [dict(v) for v in self.voice_states],
+            "presences": [],
+            "threads": [],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "application_id": None,
+            "description": None,
+        }
+        if unavailable is not None:
+            payload["unavailable"] = unavailable
+        return payload
+
+
+class _Connection:
+    """One gateway websocket.  ``session`` is set once IDENTIFY/RESUME succeeded."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.session: _Session | None = None
+        self.server_close_code: int | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return not self.ws.closed
+
+    async def send_json(self, payload: _Json) -> bool:
+        if self.ws.closed:
+            return False
+        try:
+            async with self._lock:
+                await self.ws.send_str(json.dumps(payload))
+        except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+            _log.debug("fake gateway: send failed: %r", exc)
+            return False
+        return True
+
+    async def close(self, code: int) -> None:
+        if self.server_close_code is None:
+            self.server_close_code = code
+        try:
+            await self.ws.close(code=code)
+        except (TimeoutError, ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+            _log.debug("fake gateway: close failed: %r", exc)
+
+
+@dataclass(eq=False)
+class _Session:
+    session_id: str
+    bot: FakeBot
+    seq: int = 0
+    conn: _Connection | None = None
+    # Recent dispatches; those after the client's last seen sequence are replayed on RESUME.
+    history: deque[_Json] = field(default_factory=lambda: deque(maxlen=_HISTORY_SIZE))
+
+
+_OpHandler = Callable[[_Connection, Any], Awaitable[None]]
+_RestHandler = Callable[[FakeBot, "re.Match[str]", Any], web.Response]
+_CMDS = r"/applications/(?P<app>\d+)(?:/guilds/(?P<guild>\d+))?/commands"
+
+
+@dataclass
+class _Fail429:
+    path_suffix: str
+    remaining: int
+    retry_after: float
+    method: str | None
+
+
+class FakeDiscord:
+    """Fake Discord REST + gateway server serving many bots."""
+
+    def __init__(self, *, heartbeat_interval_ms: int = 41250) -> None:
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.bots: dict[int, FakeBot] = {}
+        self.guilds: dict[int, FakeGuild] = {}
+        self.requests: list[RecordedRequest] = []
+        self.voice_state_updates: list[VoiceStateUpdate] = []
+        self._bots_by_token: dict[str, FakeBot] = {}
+        self._commands: dict[tuple[int, int | None], list[_Json]] = {}
+        self._fail_429: list[_Fail429] = []
+        self._connections: set[_Connection] = set()
+        self._background: set[asyncio.Future[None]] = set()
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._closing = False
+        self._op_handlers: dict[int, _OpHandler] = {
+            1: self._on_heartbeat,
+            2: self._on_identify,
+            3: self._on_presence_update,
+            4: self._on_voice_state_update,
+            6: self._on_resume,
+            8: self._on_request_guild_members,
+        }
+        self._routes: list[tuple[str, re.Pattern[str], _RestHandler]] = [
+            ("GET", re.compile(r"/users/@me"), self._rest_get_me),
+            ("GET", re.compile(r"/oauth2/applications/@me"), self._rest_get_application),
+            ("GET", re.compile(r"/gateway(?:/bot)?"), self._rest_get_gateway),
+            ("GET", re.compile(_CMDS), self._rest_get_commands),
+            ("PUT", re.compile(_CMDS), self._rest_put_commands),
+            ("GET", re.compile(_CMDS + r"/(?P<cmd>\d+)"), self._rest_get_command),
+            ("DELETE", re.compile(_CMDS + r"/(?P<cmd>\d+)"), self._rest_delete_command),
+        ]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("FakeDiscord already started")
+        app = web.Application()
+        app.router.add_get("/", self._gateway_handler)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest_handler)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        _log.info("fake discord listening on 127.0.0.1:%d", self._port)
+
+    async def close(self) -> None:
+        self._closing = True  # refuse (re)connections while shutting down
+        await asyncio.gather(*(c.close(1001) for c in list(self._connections)), return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeDiscord:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeDiscord is not started")
+        return self._port
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    # ------------------------------------------------------------------ world setup
+
+    def add_bot(
+        self, *, name: str | None = None, client_id: int | None = None, token: str | None = None
+    ) -> FakeBot:
+        client_id = client_id if client_id is not None else _new_snowflake()
+        token = token if token is not None else make_fake_token(client_id)
+        if client_id in self.bots or token in self._bots_by_token:
+            raise ValueError(f"bot with client_id {client_id} or the same token already exists")
+        bot = FakeBot(client_id=client_id, name=name or f"Fake Bot {next(_counter)}", token=token)
+        self.bots[client_id] = bot
+        self._bots_by_token[token] = bot
+        return bot
+
+    def add_guild(
+        self, *, guild_id: int | None = None, name: str | None = None, member_count: int = 10
+    ) -> FakeGuild:
+        guild_id = guild_id if guild_id is not None else _new_snowflake()
+        if guild_id in self.guilds:
+            raise ValueError(f"guild {guild_id} already exists")
+        guild = FakeGuild(id=guild_id, name=name or f"Fake Guild {next(_counter)}", member_count=member_count)
+        self.guilds[guild_id] = guild
+        return guild
+
+    async def add_bot_to_guild(self, bot: FakeBot, guild_id: int) -> None:
+        guild = self._guild(guild_id)
+        if guild_id in bot.guild_ids:
+            return
+        bot.guild_ids.add(guild_id)
+        for session in list(bot.sessions.values()):
+            await self._dispatch(session, "GUILD_CREATE", guild.to_payload(bot, unavailable=None))
+
+    async def remove_bot_from_guild(self, bot: FakeBot, guild_id: int) -> None:
+        self._guild(guild_id)
+        if guild_id not in bot.guild_ids:
+            return
+        bot.guild_ids.discard(guild_id)
+        for session in list(bot.sessions.values()):
+            await self._dispatch(session, "GUILD_DELETE", {"id": str(guild_id)})
+
+    async def revoke_token(self, bot: FakeBot) -> None:
+        bot.revoked = True
+        conns = [s.conn for s in bot.sessions.values() if s.conn is not None]
+        bot.sessions.clear()
+        await asyncio.gather(*(c.close(4004) for c in conns), return_exceptions=True)
+        await self._notify()
+
+    async def disconnect(self, bot: FakeBot, *, code: int = 4000) -> None:
+        """Force-close the bot's live connection(s); with the default code discord.py RESUMEs."""
+        conns = [s.conn for s in bot.sessions.values() if s.conn is not None]
+        if code in _NON_RESUMABLE_CODES:
+            bot.sessions.clear()
+        await asyncio.gather(*(c.close(code) for c in conns), return_exceptions=True)
+
+    async def dispatch(self, bot: FakeBot, event: str, data: _Json) -> int:
+        """Send a dispatch (op 0) event to every session of ``bot``; returns the number of sessions."""
+        sessions = list(bot.sessions.values())
+        for session in sessions:
+            await self._dispatch(session, event, data)
+        return len(sessions)
+
+    def is_connected(self, bot: FakeBot) -> bool:
+        return any(s.conn is not None and s.conn.alive for s in bot.sessions.values())
+
+    async def wait_for_identify(self, bot: FakeBot, count: int = 1, timeout: float = 5.0) -> None:
+        await self._wait_until(
+            lambda: bot.identify_count >= count, timeout, f"{count} IDENTIFY of {bot.name}"
+        )
+
+    async def wait_for_resume(self, bot: FakeBot, count: int = 1, timeout: float = 5.0) -> None:
+        await self._wait_until(lambda: bot.resume_count >= count, timeout, f"{count} RESUME of {bot.name}")
+
+    def fail_next_with_429(
+        self, path_suffix: str, times: int = 1, retry_after: float = 0.05, *, method: str | None = None
+    ) -> None:
+        """Answer the next ``times`` REST calls whose path ends with ``path_suffix`` with a 429.
+
+        discord.py sleeps ``retry_after`` and retries transparently.  ``method`` limits it to one verb.
+        """
+        self._fail_429.append(_Fail429(path_suffix, times, retry_after, method.upper() if method else None))
+
+    def get_commands(self, app_id: int, guild_id: int | None = None) -> list[_Json]:
+        return [dict(c) for c in self._commands.get((app_id, guild_id), [])]
+
+    def _guild(self, guild_id: int) -> FakeGuild:
+        try:
+            return self.guilds[guild_id]
+        except KeyError:
+            raise KeyError(f"unknown fake guild {guild_id}; call add_guild() first") from None
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+            except TimeoutError:
+                raise TimeoutError(f"fake discord: timed out waiting for {what}") from None
+
+    # ------------------------------------------------------------------ gateway
+
+    async def _gateway_handler(self, request: web.Request) -> web.StreamResponse:
+        if self._closing:
+            return _error(503, "503: Service Unavailable")
+        ws = web.WebSocketResponse(timeout=2.0, compress=False, max_msg_size=0)
+        await ws.prepare(request)
+        conn = _Connection(ws)
+        self._connections.add(conn)
+        try:
+            await conn.send_json({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+            async for msg in ws:
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    await conn.close(4002)  # decode error: we only speak JSON text frames
+                    break
+                try:
+                    payload = json.loads(msg.data)
+                except ValueError:
+                    payload = None
+                if not isinstance(payload, dict) or not isinstance(payload.get("op"), int):
+                    await conn.close(4002)
+                    break
+                await self._handle_payload(conn, payload["op"], payload.get("d"))
+                if conn.server_close_code is not None:
+                    break
+        except Exception:
+            _log.exception("fake gateway: connection handler failed")
+        finally:
+            self._connections.discard(conn)
+            await self._detach(conn)
+        return ws
+
+    async def _handle_payload(self, conn: _Connection, op: int, data: Any) -> None:
+        handler = self._op_handlers.get(op)
+        if handler is None:
+            await conn.close(4001)  # unknown opcode
+        elif conn.session is None and op not in (1, 2, 6):
+            await conn.close(4003)  # not authenticated
+        else:
+            await handler(conn, data)
+
+    async def _detach(self, conn: _Connection) -> None:
+        session = conn.session
+        conn.session = None
+        if session is not None and session.conn is conn:
+            session.conn = None
+            client_code = conn.ws.close_code if conn.server_close_code is None else None
+            if client_code in _CLIENT_CLEAN_CLOSE_CODES:  # the client logged out: session is over
+                session.bot.sessions.pop(session.session_id, None)
+            _log.debug("fake gateway: bot %s disconnected", session.bot.client_id)
+        await self._notify()
+
+    async def _dispatch(self, session: _Session, event: str, data: _Json) -> None:
+        session.seq += 1
+        payload = {"op": 0, "s": session.seq, "t": event, "d": data}
+        session.history.append(payload)
+        if session.conn is not None:
+            await session.conn.send_json(payload)
+
+    async def _on_heartbeat(self, conn: _Connection, data: Any) -> None:
+        await conn.send_json({"op": 11, "d": None})
+
+    async def _on_identify(self, conn: _Connection, data: Any) -> None:
+        if conn.session is not None:
+            await conn.close(4005)  # already authenticated
+            return
+        bot = self._bot_for_gateway_token(data)
+        if bot is None:
+            await conn.close(4004)
+            return
+        intents = data.get("intents")
+        bot.last_identify_intents = intents if isinstance(intents, int) else None
+        if bot.identify_close_code is not None:
+            await conn.close(bot.identify_close_code)
+            return
+        bot.identify_count += 1
+        for stale_id in [sid for sid, s in bot.sessions.items() if s.conn is None]:
+            del bot.sessions[stale_id]
+        session = _Session(session_id=secrets.token_hex(16), bot=bot, conn=conn)
+        bot.sessions[session.session_id] = session
+        conn.session = session
+        _log.debug("fake gateway: bot %s identified", bot.client_id)
+        guilds = [self.guilds[gid] for gid in sorted(bot.guild_ids)]
+        ready = {
+            "v": 10,
+            "user": bot.user_payload(),
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
+            "session_id": session.session_id,
+            "session_type": "normal",
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(bot.client_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+            "user_settings": {},
+        }
+        await self._dispatch(session, "READY", ready)
+        for guild in guilds:
+            await self._dispatch(session, "GUILD_CREATE", guild.to_payload(bot, unavailable=False))
+        await self._notify()
+
+    async def _on_resume(self, conn: _Connection, data: Any) -> None:
+        bot = self._bot_for_gateway_token(data)
+        if bot is None:
+            await conn.close(4004)
+            return
+        session = bot.sessions.get(str(data.get("session_id")))
+        if session is None or conn.session is not None:
+            await conn.send_json({"op": 9, "d": False})
+            return
+        old = session.conn
+        if old is not None and old is not conn:
+            old.session = None
+            task = asyncio.ensure_future(old.close(4000))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        session.conn = conn
+        conn.session = session
+        bot.resume_count += 1
+        _log.debug("fake gateway: bot %s resumed", bot.client_id)
+        seen = data.get("seq")
+        seen = seen if isinstance(seen, int) else 0
+        for payload in [p for p in session.history if p["s"] > seen]:
+            await conn.send_json(payload)
+        await self._dispatch(session, "RESUMED", {})
+        await self._notify()
+
+    async def _on_presence_update(self, conn: _Connection, data: Any) -> None:
+        return None
+
+    async def _on_voice_state_update(self, conn: _Connection, data: Any) -> None:
+        """Records the op 4 payload; extend here to answer with VOICE_STATE/SERVER_UPDATE."""
+        assert conn.session is not None
+        raw: _Json = dict(data) if isinstance(data, dict) else {}
+        try:
+            channel_id = raw.get("channel_id")
+            update = VoiceStateUpdate(
+                client_id=conn.session.bot.client_id,
+                guild_id=int(raw["guild_id"]),
+                channel_id=int(channel_id) if channel_id is not None else None,
+                self_mute=bool(raw.get("self_mute", False)),
+                self_deaf=bool(raw.get("self_deaf", False)),
+                raw=raw,
+            )
+        except (KeyError, TypeError, ValueError):
+            await conn.close(4002)  # decode error
+            return
+        self.voice_state_updates.append(update)
+        await self._notify()
+
+    async def _on_request_guild_members(self, conn: _Connection, data: Any) -> None:
+        """Answer a member chunk request with an empty chunk (bots here do not cache members)."""
+        assert conn.session is not None
+        if not isinstance(data, dict):
+            return
+        chunk = {"guild_id": str(data.get("guild_id")), "members": [], "chunk_index": 0, "chunk_count": 1}
+        if data.get("nonce") is not None:
+            chunk["nonce"] = data["nonce"]
+        await self._dispatch(conn.session, "GUILD_MEMBERS_CHUNK", chunk)
+
+    def _bot_for_gateway_token(self, data: Any) -> FakeBot | None:
+        token = data.get("token") if isinstance(data, dict) else None
+        bot = self._bots_by_token.get(token) if isinstance(token, str) else None
+        return None if bot is None or bot.revoked else bot
+
+    # ------------------------------------------------------------------ REST
+
+    async def _rest_handler(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["tail"]
+        body: Any = None
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+        auth = request.headers.get("Authorization", "")
+        bot = self._bots_by_token.get(auth[4:]) if auth.startswith("Bot ") else None
+        if bot is not None and bot.revoked:
+            bot = None
+        record = RecordedRequest(request.method, path, bot.client_id if bot else None, body)
+        self.requests.append(record)
+        response = self._route(request.method, path, bot, body)
+        record.status = response.status
+        return response
+
+    def _route(self, method: str, path: str, bot: FakeBot | None, body: Any) -> web.Response:
+        for fail in self._fail_429:
+            matches = path.endswith(fail.path_suffix) or f"/api/v10{path}".endswith(fail.path_suffix)
+            if fail.remaining > 0 and matches and fail.method in (None, method):
+                fail.remaining -= 1
+                retry = fail.retry_after
+                data = {"message": "You are being rate limited.", "retry_after": retry, "global": False}
+                # discord.py treats a 429 without a Via header as a Cloudflare ban, so send one.
+                headers = {"Retry-After": str(retry), "X-RateLimit-Scope": "user", "Via": "1.1 google"}
+                return _json_response(data, status=429, headers=headers)
+        self._fail_429 = [f for f in self._fail_429 if f.remaining > 0]
+        if bot is None:
+            return _error(401, "401: Unauthorized")
+        path_matched = False
+        for route_method, pattern, handler in self._routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            path_matched = True
+            if route_method == method:
+                return handler(bot, match, body)
+        if path_matched:
+            return _error(405, "405: Method Not Allowed")
+        return _error(404, "404: Not Found")
+
+    def _rest_get_me(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
+        return _json_response(bot.user_payload())
+
+    def _rest_get_application(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
+        owner = {"id": "1", "username": "owner", "discriminator": "0", "global_name": None, "avatar": None}
+        return _json_response(
+            {
+                "id": str(bot.client_id),
+                "name": bot.name,
+                "icon": None,
+                "description": "",
+                "summary": "",
+                "rpc_origins": [],
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "bot": bot.user_payload(),
+                "flags": 0,
+                "owner": owner,
+                "team": None,
+                "verify_key": "0" * 64,
+                "redirect_uris": [],
+                "interactions_endpoint_url": None,
+                "approximate_guild_count": len(bot.guild_ids),
+            }
+        )
+
+    def _rest_get_gateway(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
+        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        return _json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+
+    def _command_scope(self, bot: FakeBot, match: re.Match[str]) -> tuple[int, int | None] | web.Response:
+        app_id = int(match["app"])
+        guild_id = int(match["guild"]) if match["guild"] else None
+        if app_id != bot.client_id or (guild_id is not None and guild_id not in bot.guild_ids):
+            return _error(403, "Missing Access", 50001)
+        return app_id, guild_id
+
+    def _rest_get_commands(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
+        scope = self._command_scope(bot, match)
+        if isinstance(scope, web.Response):
+            return scope
+        return _json_response(self._commands.get(scope, []))
+
+    def _rest_put_commands(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
+        scope = self._command_scope(bot, match)
+        if isinstance(scope, web.Response):
+            return scope
+        items: list[Any] = body if isinstance(body, list) else []
+        valid = all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in items)
+        if not isinstance(body, list) or not valid:
+            return _error(400, "Invalid Form Body", 50035)
+        app_id, guild_id = scope
+        old_ids = {(c["name"], c["type"]): c["id"] for c in self._commands.get(scope, [])}
+        stored: list[_Json] = []
+        for item in items:
+            command: _Json = {
+                "type": 1,
+                "description": "",
+                "options": [],
+                "default_member_permissions": None,
+                "nsfw": False,
+                **item,
+            }
+            key = (command["name"], command["type"])
+            command["id"] = old_ids.get(key) or str(_new_snowflake())
+            command["application_id"] = str(app_id)
+            command["version"] = str(_new_snowflake())
+            if guild_id is not None:
+                command["guild_id"] = str(guild_id)
+            stored.append(command)
+        self._commands[scope] = stored
+        return _json_response(stored)
+
+    def _find_command(self, bot: FakeBot, match: re.Match[str]) -> tuple[list[_Json], _Json] | web.Response:
+        scope = self._command_scope(bot, match)
+        if isinstance(scope, web.Response):
+            return scope
+        commands = self._commands.get(scope, [])
+        for command in commands:
+            if command["id"] == match["cmd"]:
+                return commands, command
+        return _error(404, "Unknown application command", 10063)
+
+    def _rest_get_command(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
+        found = self._find_command(bot, match)
+        return found if isinstance(found, web.Response) else _json_response(found[1])
+
+    def _rest_delete_command(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
+        found = self._find_command(bot, match)
+        if isinstance(found, web.Response):
+            return found
+        commands, command = found
+        commands.remove(command)
+        return web.Response(status=204)

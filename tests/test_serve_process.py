@@ -1,0 +1,136 @@
+"""`chorus serve` as a real process: HTTP over a socket, SIGTERM, a clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+
+from app.embedded import STATE_FILE
+from app.settings import Settings
+from tests.fakes.discord import FakeDiscord
+from tests.fleet import store_bot
+
+CHORUS = str(Path(sys.executable).parent / "chorus")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"MONGODB_URL", "DATABASE_URL", "TOKEN_ENCRYPTION_KEYS"}
+    }
+    env.update(extra)
+    return env
+
+
+async def _wait_for_health(
+    port: int, process: asyncio.subprocess.Process, timeout: float = 60
+) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http, asyncio.timeout(timeout):
+        while True:
+            assert process.returncode is None, "chorus serve exited early"
+            try:
+                response = await http.get(f"http://127.0.0.1:{port}/health")
+                return response.json()
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+
+
+async def _terminate(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(30):
+        _, stderr = await process.communicate()
+    return process.returncode or 0, stderr.decode()
+
+
+async def test_serve_on_embedded_defaults_then_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    data_dir = tmp_path / "data"
+    process = await asyncio.create_subprocess_exec(
+        CHORUS, "serve",
+        env=_clean_env(HTTP_PORT=str(port), DATA_DIR=str(data_dir)),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    health = await _wait_for_health(port, process)
+    assert health["status"] == "ok"
+    assert health["activeBots"] == 0
+    state = json.loads((data_dir / STATE_FILE).read_text())
+    assert (data_dir / "token-encryption.key").stat().st_mode & 0o777 == 0o600
+
+    code, stderr = await _terminate(process)
+    assert code == 0, stderr
+    assert "Application shutdown complete" in stderr
+    assert not (data_dir / STATE_FILE).exists()
+    try:
+        os.kill(state["pid"], 0)
+    except ProcessLookupError:
+        pass
+    else:
+        raise AssertionError("the embedded database outlived chorus serve")
+
+
+async def test_serve_runs_bots_and_closes_them_on_sigterm(
+    tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    settings: Settings = make_settings()
+    bot = fake_discord.add_bot(name="Process bot")
+    await store_bot(mongo, settings, bot)
+    port = _free_port()
+    assert settings.mongodb_url is not None
+    process = await asyncio.create_subprocess_exec(
+        CHORUS, "serve",
+        env=_clean_env(
+            HTTP_PORT=str(port),
+            MONGODB_URL=settings.mongodb_url.get_secret_value(),
+            MONGODB_DATABASE=settings.mongodb_database,
+            TOKEN_ENCRYPTION_KEYS=settings.encryption_keys[0],
+            DISCORD_API_BASE=fake_discord.api_base,
+            DISCORD_GATEWAY_URL=fake_discord.gateway_url,
+            GUILD_READY_TIMEOUT="0.1",
+            LOG_LEVEL="DEBUG",
+        ),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        while (await _wait_for_health(port, process))["activeBots"] != 1:
+            await asyncio.sleep(0.1)
+    assert fake_discord.is_connected(bot)
+
+    code, stderr = await _terminate(process)
+    assert code == 0, stderr
+    assert not fake_discord.is_connected(bot)
+    assert bot.token not in stderr
+    assert "ready" in stderr
+
+
+async def test_explicit_database_without_key_refuses_to_start(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        CHORUS, "serve",
+        env=_clean_env(MONGODB_URL="mongodb://127.0.0.1:9/", HTTP_PORT=str(_free_port())),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        _, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert "TOKEN_ENCRYPTION_KEYS is required" in stderr.decode()
