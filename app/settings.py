@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     guild_ready_timeout: float = Field(default=2.0, ge=0)
     identify_interval: float = Field(default=5.0, ge=0)
 
+    # Music (Lavalink through wavelink)
+    lavalink_nodes: SecretStr | None = None
+    music_search_prefix: str = "ytsearch"
+    music_idle_timeout: float = Field(default=300.0, ge=0)
+    music_queue_limit: int = Field(default=500, ge=1)
+    music_max_track_seconds: int = Field(default=0, ge=0)
+    lavalink_health_interval: float = Field(default=5.0, gt=0)
+
     log_level: LogLevel = "INFO"
 
     @field_validator("log_level", mode="before")

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import discord
 from discord.ext import commands
+
+from app.bots.tree import ChorusTree
+from app.music.commands import load_extensions
+from app.music.service import MusicConfig, MusicService
+
+_log = logging.getLogger(__name__)
 
 IdentifyHook = Callable[[bool], Awaitable[None]]
 
@@ -22,6 +29,9 @@ def bot_intents() -> discord.Intents:
 class MusicBotClient(commands.Bot):
     """One bot of the fleet. Slash commands only: no message content, no member or message cache."""
 
+    # Set in setup_hook, after login, so the type checker knows them.
+    music: MusicService
+
     def __init__(
         self,
         *,
@@ -30,10 +40,13 @@ class MusicBotClient(commands.Bot):
         guild_ready_timeout: float,
         identify_interval: float,
         before_identify: IdentifyHook,
+        music_config: MusicConfig,
+        fleet_bot_ids: Callable[[], frozenset[int]] = frozenset,
     ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
+            tree_cls=ChorusTree,
             intents=bot_intents(),
             member_cache_flags=discord.MemberCacheFlags.none(),
             max_messages=None,
@@ -45,6 +58,24 @@ class MusicBotClient(commands.Bot):
         self.display_name = name
         self._before_identify = before_identify
         self._identify_interval = identify_interval
+        self._music_config = music_config
+        self._fleet_bot_ids = fleet_bot_ids
+
+    async def setup_hook(self) -> None:
+        # Commands are registered in the local tree only; syncing them with Discord is the
+        # operator's deliberate `chorus deploy-commands`, never automatic at startup.
+        await load_extensions(self)
+        self.music = MusicService(self, self._music_config, fleet_bot_ids=self._fleet_bot_ids)
+        await self.music.start()
+
+    async def close(self) -> None:
+        music = getattr(self, "music", None)
+        if music is not None and not self.is_closed():
+            try:
+                await asyncio.wait_for(music.close(), timeout=10)
+            except Exception:
+                _log.exception("Bot %d: closing music failed", self.expected_client_id)
+        await super().close()
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         # Count (and possibly refuse) the IDENTIFY, then keep Discord's spacing between a bot's

@@ -10,6 +10,7 @@ from app.bots.runner import BotRunner
 from app.bots.status import BotState, BotStatus
 from app.db import queries
 from app.db.models import MusicBot, utcnow
+from app.music.config import parse_lavalink_nodes
 from app.settings import Settings
 from app.tokens import TokenCipher, client_id_from_token, token_fingerprint
 
@@ -26,6 +27,7 @@ class BotManager:
         # Bounded concurrency for logins: 100 bots starting must not be 100 simultaneous REST bursts.
         self._login_gate = asyncio.Semaphore(settings.bot_login_concurrency)
         self._lock = asyncio.Lock()
+        self._lavalink_nodes = parse_lavalink_nodes(settings.lavalink_nodes)
         self.started_at = utcnow()
 
     async def initialize(self) -> None:
@@ -43,7 +45,14 @@ class BotManager:
             previous = self._runners.pop(bot.client_id, None)
             if previous is not None:
                 await previous.stop()
-            runner = BotRunner(bot, settings=self._settings, cipher=self._cipher, login_gate=self._login_gate)
+            runner = BotRunner(
+                bot,
+                settings=self._settings,
+                cipher=self._cipher,
+                login_gate=self._login_gate,
+                lavalink_nodes=self._lavalink_nodes,
+                fleet_bot_ids=self.client_ids,
+            )
             self._runners[bot.client_id] = runner
             runner.start()
             return runner
@@ -56,6 +65,10 @@ class BotManager:
         await runner.stop()
         _log.info("Bot %r (%d) stopped", runner.name, client_id)
         return True
+
+    def client_ids(self) -> frozenset[int]:
+        """Every bot of the fleet (used to tell our bots from listeners in voice channels)."""
+        return frozenset(self._runners)
 
     def get_runner(self, client_id: int) -> BotRunner | None:
         return self._runners.get(client_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import discord
@@ -17,6 +18,8 @@ from app.bots.errors import FatalBotError, IdentifyBudgetExceeded, TokenMismatch
 from app.bots.status import BotState, BotStatus
 from app.db import queries
 from app.db.models import MusicBot, utcnow
+from app.music.config import LavalinkNodeSpec
+from app.music.service import MusicConfig
 from app.settings import Settings
 from app.tokens import InvalidTokenFormat, TokenCipher, TokenDecryptionError, client_id_from_token
 
@@ -42,13 +45,22 @@ class BotRunner:
     """Owns one bot: its current client, its state, and the task that supervises it."""
 
     def __init__(
-        self, record: MusicBot, *, settings: Settings, cipher: TokenCipher, login_gate: asyncio.Semaphore
+        self,
+        record: MusicBot,
+        *,
+        settings: Settings,
+        cipher: TokenCipher,
+        login_gate: asyncio.Semaphore,
+        lavalink_nodes: Sequence[LavalinkNodeSpec] = (),
+        fleet_bot_ids: Callable[[], frozenset[int]] = frozenset,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
         self.record = record
         self._settings = settings
         self._cipher = cipher
         self._login_gate = login_gate
+        self._lavalink_nodes = lavalink_nodes
+        self._fleet_bot_ids = fleet_bot_ids
         self.client: MusicBotClient | None = None
         self.state = BotState.STARTING
         self.since: datetime = utcnow()
@@ -146,6 +158,8 @@ class BotRunner:
             guild_ready_timeout=self._settings.guild_ready_timeout,
             identify_interval=self._settings.identify_interval,
             before_identify=self._before_identify,
+            music_config=self._music_config(),
+            fleet_bot_ids=self._fleet_bot_ids,
         )
         client.add_listener(self._on_ready, "on_ready")
         client.add_listener(self._on_resumed, "on_resumed")
@@ -153,6 +167,22 @@ class BotRunner:
         client.add_listener(self._on_guild_change, "on_guild_join")
         client.add_listener(self._on_guild_change, "on_guild_remove")
         return client
+
+    def _music_config(self) -> MusicConfig:
+        settings, record = self._settings, self.record
+        max_seconds = (
+            record.max_track_seconds
+            if record.max_track_seconds is not None
+            else settings.music_max_track_seconds
+        )
+        return MusicConfig(
+            nodes=self._lavalink_nodes,
+            search_prefix=settings.music_search_prefix,
+            idle_timeout=settings.music_idle_timeout,
+            queue_limit=record.queue_limit or settings.music_queue_limit,
+            max_track_ms=max_seconds * 1000,
+            health_interval=settings.lavalink_health_interval,
+        )
 
     async def _supervise(self) -> None:
         try:

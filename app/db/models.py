@@ -28,6 +28,9 @@ class MusicBot(Document):
     dev_guild_id: int | None = None
     guild_count: int = 0
     user_count: int = 0
+    # Per-bot music limits; None falls back to MUSIC_QUEUE_LIMIT / MUSIC_MAX_TRACK_SECONDS.
+    queue_limit: int | None = None
+    max_track_seconds: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -77,4 +80,25 @@ class BotIdentifyLog(Document):
         name = "bot_identify_log"
 
 
-DOCUMENT_MODELS: list[type[Document]] = [MusicBot, ServerMusicBot, BotIdentifyLog]
+class GuildSettings(Document):
+    """Per-guild music settings of ONE bot: two bots in a guild never share or overwrite them."""
+
+    bot_id: int
+    guild_id: int
+    dj_role_id: int | None = None
+    announce_now_playing: bool = True
+    stay_24_7: bool = False
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "guild_settings"
+        indexes = [
+            IndexModel(
+                [("bot_id", pymongo.ASCENDING), ("guild_id", pymongo.ASCENDING)],
+                unique=True,
+                name="bot_guild_unique",
+            )
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [MusicBot, ServerMusicBot, BotIdentifyLog, GuildSettings]

@@ -1,0 +1,282 @@
+"""Playback: /play, /search, /pause, /resume, /skip, /stop, /leave, /nowplaying, /seek, /volume."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+import wavelink
+from discord import app_commands
+from discord.ext import commands
+
+from app.music.access import (
+    caller_channel,
+    controlled_player,
+    current_requester,
+    is_dj,
+    member_of,
+    music_of,
+    require_dj,
+    require_dj_or_owner,
+)
+from app.music.errors import MusicError, NothingPlaying, NotSameChannel
+from app.music.formatting import InvalidTime, format_duration, parse_time, progress_bar, track_length
+from app.music.player import ChorusPlayer, requester_name
+from app.music.service import MusicService
+from app.music.views import SearchView
+
+_log = logging.getLogger(__name__)
+
+SEARCH_RESULTS = 5
+AUTOCOMPLETE_RESULTS = 10
+
+
+def _describe(track: wavelink.Playable) -> str:
+    return f"**{track.title[:90]}** ({track_length(track)})"
+
+
+async def _player_for_play(interaction: discord.Interaction) -> tuple[MusicService, ChorusPlayer | None]:
+    """Checks that must pass before anything is deferred (so their errors stay ephemeral)."""
+    service = music_of(interaction)
+    channel = caller_channel(interaction)
+    assert interaction.guild_id is not None
+    player = service.get_player(interaction.guild_id)
+    if player is not None and player.channel is not None and player.channel.id != channel.id:
+        raise NotSameChannel(player.channel.mention)
+    if player is None:
+        service.check_can_join(channel)
+    service.ensure_backend(player)
+    return service, player
+
+
+async def _enqueue(
+    interaction: discord.Interaction,
+    service: MusicService,
+    result: list[wavelink.Playable] | wavelink.Playlist,
+) -> str:
+    """Join if needed, queue the result (a playlist: all of it), start playing. Returns the answer."""
+    member = member_of(interaction)
+    channel = caller_channel(interaction)
+    async with service.guild_lock(member.guild.id):
+        player = service.get_player(member.guild.id)
+        if player is None:
+            player = await service.join(channel, text_channel_id=interaction.channel_id)
+        elif player.channel is not None and player.channel.id != channel.id:
+            raise NotSameChannel(player.channel.mention)
+        tracks = list(result.tracks) if isinstance(result, wavelink.Playlist) else [result[0]]
+        for track in tracks:
+            track.extras = {"requester_id": str(member.id), "requester": member.display_name}
+        playable = [t for t in tracks if _fits(service, t)]
+        if not playable:
+            service.check_track(tracks[0])  # raises the length error
+        room = service.queue_room(player)
+        if room == 0:
+            raise MusicError(f"The queue is full ({service.config.queue_limit} tracks).")
+        added = playable[:room]
+        player.queue.put(added)
+        if player.current is None and not player.playing:
+            await player.play(player.queue.get())
+    skipped = len(tracks) - len(added)
+    if isinstance(result, wavelink.Playlist):
+        answer = f"Added {len(added)} track(s) from **{result.name[:80]}**."
+    elif player.current is added[0]:
+        answer = f"Now playing {_describe(added[0])}."
+    else:
+        answer = f"Added {_describe(added[0])} to the queue (position {len(player.queue)})."
+    if skipped:
+        answer += f" Skipped {skipped} (too long or the queue is full)."
+    return answer
+
+
+def _fits(service: MusicService, track: wavelink.Playable) -> bool:
+    try:
+        service.check_track(track)
+    except MusicError:
+        return False
+    return True
+
+
+class Playback(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @app_commands.command(description="Play a song or playlist (a URL or search text)")
+    @app_commands.describe(query="A URL, or what to search for")
+    @app_commands.guild_only()
+    async def play(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 500]) -> None:
+        service, _ = await _player_for_play(interaction)
+        await interaction.response.defer(thinking=True)
+        interaction.extras["public_defer"] = True
+        result = await service.search(query)
+        answer = await _enqueue(interaction, service, result)
+        await interaction.followup.send(answer)
+
+    @play.autocomplete("query")
+    async def play_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        text = current.strip()
+        if len(text) < 2 or text.startswith(("http://", "https://")):
+            return []
+        try:
+            result = await music_of(interaction).search(text)
+        except MusicError:
+            return []
+        tracks = result.tracks if isinstance(result, wavelink.Playlist) else result
+        choices: list[app_commands.Choice[str]] = []
+        for track in tracks[:AUTOCOMPLETE_RESULTS]:
+            label = f"{track.title} — {track.author}"[:95]
+            value = track.uri if track.uri and len(track.uri) <= 100 else track.title[:100]
+            choices.append(app_commands.Choice(name=label, value=value))
+        return choices
+
+    @app_commands.command(description="Search and pick one of the top results")
+    @app_commands.describe(query="What to search for")
+    @app_commands.guild_only()
+    async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 200]) -> None:
+        service, _ = await _player_for_play(interaction)
+        result = await service.search(query)
+        tracks = (result.tracks if isinstance(result, wavelink.Playlist) else result)[:SEARCH_RESULTS]
+
+        async def picked(pick_interaction: discord.Interaction, track: wavelink.Playable) -> None:
+            await pick_interaction.response.defer()
+            answer = await _enqueue(pick_interaction, service, [track])
+            await pick_interaction.edit_original_response(content=answer, view=None)
+
+        view = SearchView(owner_id=interaction.user.id, tracks=tracks, on_pick=picked)
+        lines = "\n".join(f"`{i + 1}.` {_describe(t)} by {t.author[:60]}" for i, t in enumerate(tracks))
+        await interaction.response.send_message(
+            f"Results for `{query[:80]}`:\n{lines}", view=view, ephemeral=True
+        )
+
+    @app_commands.command(description="Pause the music")
+    @app_commands.guild_only()
+    async def pause(self, interaction: discord.Interaction) -> None:
+        player = controlled_player(interaction)
+        await require_dj_or_owner(
+            interaction, player, current_requester(player), action="pause other members' tracks"
+        )
+        if player.current is None:
+            raise NothingPlaying()
+        if player.paused:
+            raise MusicError("Already paused.")
+        await player.pause(True)
+        await interaction.response.send_message("Paused ⏸️")
+
+    @app_commands.command(description="Resume the music")
+    @app_commands.guild_only()
+    async def resume(self, interaction: discord.Interaction) -> None:
+        player = controlled_player(interaction)
+        await require_dj_or_owner(
+            interaction, player, current_requester(player), action="resume other members' tracks"
+        )
+        if not player.paused:
+            raise MusicError("Not paused.")
+        await player.pause(False)
+        await interaction.response.send_message("Resumed ▶️")
+
+    @app_commands.command(description="Skip the current track (a vote for non-DJs)")
+    @app_commands.describe(count="How many tracks to skip (DJs only for more than one)")
+    @app_commands.guild_only()
+    async def skip(
+        self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 100] = 1
+    ) -> None:
+        player = controlled_player(interaction)
+        if player.current is None:
+            raise NothingPlaying()
+        title = player.current.title
+        own = current_requester(player) == interaction.user.id
+        if not own and not await is_dj(interaction, player):
+            if count > 1:
+                raise MusicError("Only DJs can skip several tracks at once.")
+            listeners = set(music_of(interaction).listeners(player))
+            player.skip_votes.add(interaction.user.id)
+            votes = len(player.skip_votes & listeners)
+            required = len(listeners) // 2 + 1
+            if votes < required:
+                await interaction.response.send_message(f"Vote to skip: {votes}/{required}.")
+                return
+        for _ in range(min(count - 1, len(player.queue))):
+            player.queue.delete(0)
+        await player.skip(force=True)
+        suffix = f" and {count - 1} more" if count > 1 else ""
+        await interaction.response.send_message(f"Skipped **{title[:90]}**{suffix} ⏭️")
+
+    @app_commands.command(description="Stop the music and clear the queue")
+    @app_commands.guild_only()
+    async def stop(self, interaction: discord.Interaction) -> None:
+        player = controlled_player(interaction)
+        await require_dj(interaction, player, action="stop the music")
+        player.queue.clear()
+        player.autoplay = wavelink.AutoPlayMode.partial
+        if player.current is not None:
+            await player.skip(force=True)
+        await interaction.response.send_message("Stopped ⏹️ and cleared the queue.")
+
+    @app_commands.command(description="Leave the voice channel")
+    @app_commands.guild_only()
+    async def leave(self, interaction: discord.Interaction) -> None:
+        player = controlled_player(interaction)
+        await require_dj(interaction, player, action="make me leave")
+        channel = player.channel
+        await player.disconnect()
+        await interaction.response.send_message(f"Left {channel.mention if channel else 'the channel'} 👋")
+
+    @app_commands.command(description="Show the current track and its position")
+    @app_commands.guild_only()
+    async def nowplaying(self, interaction: discord.Interaction) -> None:
+        player = controlled_player(interaction)
+        track = player.current
+        if track is None:
+            raise NothingPlaying()
+        embed = discord.Embed(title=track.title[:250], url=track.uri, description=f"by {track.author[:100]}")
+        if who := requester_name(track):
+            embed.add_field(name="Requested by", value=who)
+        if track.is_stream:
+            embed.add_field(name="Position", value="LIVE", inline=False)
+        else:
+            position = int(player.position)
+            bar = progress_bar(position, track.length)
+            embed.add_field(
+                name="Position",
+                value=f"{format_duration(position)} {bar} {format_duration(track.length)}",
+                inline=False,
+            )
+        if player.paused:
+            embed.set_footer(text="Paused")
+        await interaction.response.send_message(embed=embed)
+
+    @app_commands.command(description="Jump to a time in the current track")
+    @app_commands.describe(time="Seconds (90), m:ss (1:30) or h:mm:ss (1:02:03)")
+    @app_commands.guild_only()
+    async def seek(self, interaction: discord.Interaction, time: app_commands.Range[str, 1, 12]) -> None:
+        player = controlled_player(interaction)
+        track = player.current
+        if track is None:
+            raise NothingPlaying()
+        await require_dj_or_owner(
+            interaction, player, current_requester(player), action="seek in other members' tracks"
+        )
+        try:
+            position = parse_time(time)
+        except InvalidTime as exc:
+            raise MusicError(str(exc)) from None
+        if track.is_stream or not track.is_seekable:
+            raise MusicError("This track can't be seeked.")
+        if position >= track.length:
+            raise MusicError(f"The track is only {format_duration(track.length)} long.")
+        await player.seek(position)
+        await interaction.response.send_message(f"Jumped to {format_duration(position)} ⏩")
+
+    @app_commands.command(description="Set the volume (0-150)")
+    @app_commands.describe(level="Volume in percent")
+    @app_commands.guild_only()
+    async def volume(self, interaction: discord.Interaction, level: app_commands.Range[int, 0, 150]) -> None:
+        player = controlled_player(interaction)
+        await require_dj(interaction, player, action="change the volume")
+        await player.set_volume(level)
+        await interaction.response.send_message(f"Volume set to {level}% 🔊")
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Playback(bot))

@@ -1,0 +1,315 @@
+"""`MusicService`: the music side of one bot: its nodes, its players, its guild settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+import discord
+import wavelink
+from discord.ext import commands
+
+from app.music.config import LavalinkNodeSpec
+from app.music.errors import AudioBackendUnavailable, MissingVoicePermission, MusicError, NoResults
+from app.music.formatting import format_duration, track_length
+from app.music.guild_settings import GuildSettingsStore
+from app.music.nodes import BotNodes, fetch_tracks
+from app.music.player import ChorusPlayer, requester_name
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MusicConfig:
+    nodes: Sequence[LavalinkNodeSpec]
+    search_prefix: str = "ytsearch"
+    idle_timeout: float = 300.0
+    queue_limit: int = 500
+    max_track_ms: int = 0  # 0: no limit
+    health_interval: float = 5.0
+
+
+class MusicService:
+    def __init__(
+        self,
+        client: commands.Bot,
+        config: MusicConfig,
+        *,
+        fleet_bot_ids: Callable[[], frozenset[int]] = frozenset,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.nodes = BotNodes(client, config.nodes, health_interval=config.health_interval)
+        assert client.user is not None, "the service starts after login"
+        self.bot_id = client.user.id
+        self.guild_settings = GuildSettingsStore(self.bot_id)
+        self.fleet_bot_ids = fleet_bot_ids
+        self._idle_task: asyncio.Task[None] | None = None
+        self._guild_locks: dict[int, asyncio.Lock] = {}
+
+    def guild_lock(self, guild_id: int) -> asyncio.Lock:
+        """Serialises join + enqueue + start in one guild (two /play at once: one join, one queue)."""
+        return self._guild_locks.setdefault(guild_id, asyncio.Lock())
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.client.add_listener(self._on_node_ready, "on_wavelink_node_ready")
+        self.client.add_listener(self._on_node_disconnected, "on_wavelink_node_disconnected")
+        self.client.add_listener(self._on_track_start, "on_wavelink_track_start")
+        self.client.add_listener(self._on_track_exception, "on_wavelink_track_exception")
+        await self.nodes.connect()
+        self._idle_task = asyncio.create_task(self._idle_loop(), name=f"music-idle-{self.bot_id}")
+
+    async def close(self) -> None:
+        """Leave every voice channel cleanly, then close this bot's nodes."""
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            await asyncio.gather(self._idle_task, return_exceptions=True)
+        for player in self.players():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(player.disconnect(), timeout=5)
+        await self.nodes.close()
+
+    # -- players ------------------------------------------------------------------------------
+
+    def players(self) -> list[ChorusPlayer]:
+        return [vc for vc in self.client.voice_clients if isinstance(vc, ChorusPlayer)]
+
+    def get_player(self, guild_id: int) -> ChorusPlayer | None:
+        guild = self.client.get_guild(guild_id)
+        voice = guild.voice_client if guild is not None else None
+        return voice if isinstance(voice, ChorusPlayer) else None
+
+    def ensure_backend(self, player: ChorusPlayer | None = None) -> None:
+        """Raise the user-facing error when this bot has no usable audio node."""
+        if player is not None and self.nodes.is_healthy(player.node):
+            return
+        if self.nodes.best() is None:
+            raise AudioBackendUnavailable()
+
+    def check_can_join(self, channel: discord.VoiceChannel | discord.StageChannel) -> None:
+        me = channel.guild.me
+        permissions = channel.permissions_for(me)
+        if not permissions.connect:
+            raise MissingVoicePermission(channel.mention, "connect")
+        if not permissions.speak and not isinstance(channel, discord.StageChannel):
+            raise MissingVoicePermission(channel.mention, "speak")
+        if (
+            channel.user_limit
+            and len(channel.voice_states) >= channel.user_limit
+            and not permissions.move_members
+        ):
+            raise MusicError(f"{channel.mention} is full.")
+
+    async def join(
+        self, channel: discord.VoiceChannel | discord.StageChannel, *, text_channel_id: int | None
+    ) -> ChorusPlayer:
+        self.check_can_join(channel)
+        node = self.nodes.best()
+        if node is None:
+            raise AudioBackendUnavailable()
+        player = await channel.connect(cls=ChorusPlayer, self_deaf=True, timeout=10.0)
+        player.autoplay = wavelink.AutoPlayMode.partial  # wavelink advances the queue: the one mechanism
+        player.text_channel_id = text_channel_id
+        player.queue.mode = wavelink.QueueMode.normal
+        _log.info(
+            "Bot %d joined voice %d in guild %d on node %s",
+            self.bot_id,
+            channel.id,
+            channel.guild.id,
+            player.node.identifier,
+        )
+        return player
+
+    async def search(self, query: str) -> list[wavelink.Playable] | wavelink.Playlist:
+        node = self.nodes.best()
+        if node is None:
+            raise AudioBackendUnavailable()
+        query = query.strip()
+        identifier = (
+            query if _is_url(query) or _SEARCH_PREFIX.match(query) else f"{self.config.search_prefix}:{query}"
+        )
+        try:
+            result = await fetch_tracks(node, identifier)
+        except wavelink.LavalinkLoadException as exc:
+            raise MusicError(f"Couldn't load that: {exc.error[:150]}") from None
+        except (wavelink.LavalinkException, wavelink.NodeException, aiohttp.ClientError) as exc:
+            _log.warning("Bot %d: search on node %s failed: %s", self.bot_id, node.identifier, exc)
+            raise AudioBackendUnavailable() from None
+        if not result:
+            raise NoResults(query)
+        return result
+
+    def check_track(self, track: wavelink.Playable) -> None:
+        limit = self.config.max_track_ms
+        if limit and not track.is_stream and track.length > limit:
+            raise MusicError(f"**{track.title[:80]}** is longer than the limit of {format_duration(limit)}.")
+
+    def queue_room(self, player: ChorusPlayer) -> int:
+        return max(0, self.config.queue_limit - len(player.queue))
+
+    def listeners(self, player: ChorusPlayer) -> list[int]:
+        """Users in the player's channel other than our bots (member cache is off by design)."""
+        channel = player.channel
+        if channel is None:
+            return []
+        fleet = self.fleet_bot_ids()
+        return [
+            user_id for user_id in channel.voice_states if user_id != self.bot_id and user_id not in fleet
+        ]
+
+    # -- node failover --------------------------------------------------------------------------
+
+    async def _on_node_disconnected(self, payload: wavelink.NodeDisconnectedEventPayload) -> None:
+        node = payload.node
+        if not self.nodes.owns(node):
+            return
+        stranded = [p for p in self.players() if p.node.identifier == node.identifier]
+        _log.warning(
+            "Bot %d: Lavalink node %s disconnected; %d player(s) to move",
+            self.bot_id,
+            node.identifier,
+            len(stranded),
+        )
+        for player in stranded:
+            position = int(player.position)
+            target = self.nodes.best(exclude=node)
+            if target is None:
+                player.stranded_position = position
+                continue
+            try:
+                await player.relocate(target, position=position)
+                _log.info(
+                    "Bot %d: guild %s moved to node %s at %dms",
+                    self.bot_id,
+                    _gid(player),
+                    target.identifier,
+                    position,
+                )
+            except Exception:
+                _log.exception(
+                    "Bot %d: moving guild %s to node %s failed", self.bot_id, _gid(player), target.identifier
+                )
+                player.stranded_position = position
+
+    async def _on_node_ready(self, payload: wavelink.NodeReadyEventPayload) -> None:
+        node = payload.node
+        if not self.nodes.owns(node) or payload.resumed:
+            return
+        # A fresh session: players stranded anywhere, or left on this node (it lost them when it
+        # restarted), are re-created here at their saved position.
+        for player in self.players():
+            on_this_node = player.node.identifier == node.identifier
+            if player.stranded_position is None and not on_this_node:
+                continue
+            position = (
+                player.stranded_position if player.stranded_position is not None else int(player.position)
+            )
+            try:
+                await player.relocate(node, position=position)
+                _log.info(
+                    "Bot %d: guild %s resumed on node %s at %dms",
+                    self.bot_id,
+                    _gid(player),
+                    node.identifier,
+                    position,
+                )
+            except Exception:
+                _log.exception(
+                    "Bot %d: resuming guild %s on node %s failed", self.bot_id, _gid(player), node.identifier
+                )
+
+    # -- announcements ----------------------------------------------------------------------------
+
+    async def _on_track_start(self, payload: wavelink.TrackStartEventPayload) -> None:
+        player = payload.player
+        if not isinstance(player, ChorusPlayer) or player.guild is None:
+            return
+        player.skip_votes.clear()
+        player.idle_since = None
+        if player.text_channel_id is None:
+            return
+        settings = await self.guild_settings.get(player.guild.id)
+        if not settings.announce_now_playing:
+            return
+        channel = player.guild.get_channel(player.text_channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return
+        track = payload.track
+        embed = discord.Embed(title="Now playing", description=f"**{track.title}** by {track.author}")
+        embed.add_field(name="Length", value=track_length(track))
+        if who := requester_name(track):
+            embed.add_field(name="Requested by", value=who)
+        try:
+            await channel.send(embed=embed)
+        except discord.HTTPException as exc:
+            _log.info("Bot %d: cannot announce in channel %d: %s", self.bot_id, player.text_channel_id, exc)
+
+    async def _on_track_exception(self, payload: wavelink.TrackExceptionEventPayload) -> None:
+        guild_id = payload.player.guild.id if payload.player and payload.player.guild else None
+        _log.warning(
+            "Bot %d guild %s: track %r failed: %s",
+            self.bot_id,
+            guild_id,
+            payload.track.title,
+            payload.exception,
+        )
+
+    # -- idleness -----------------------------------------------------------------------------
+
+    async def _idle_loop(self) -> None:
+        """Leave after `idle_timeout` of nothing playing or nobody listening, unless 24/7."""
+        timeout = self.config.idle_timeout
+        interval = min(5.0, max(0.05, timeout / 4)) if timeout else 5.0
+        while True:
+            await asyncio.sleep(interval)
+            if not timeout:
+                continue
+            now = time.monotonic()
+            for player in self.players():
+                try:
+                    await self._check_idle(player, now, timeout)
+                except Exception:
+                    _log.exception("Bot %d: idle check failed", self.bot_id)
+
+    async def _check_idle(self, player: ChorusPlayer, now: float, timeout: float) -> None:
+        if player.guild is None:
+            return
+        busy = player.playing and not player.paused and bool(self.listeners(player))
+        if busy:
+            player.idle_since = None
+            return
+        if player.idle_since is None:
+            player.idle_since = now
+            return
+        if now - player.idle_since < timeout:
+            return
+        if (await self.guild_settings.get(player.guild.id)).stay_24_7:
+            return
+        channel = player.channel
+        _log.info("Bot %d leaves guild %d after %.0fs idle", self.bot_id, player.guild.id, timeout)
+        text_channel = player.guild.get_channel(player.text_channel_id or 0)
+        await player.disconnect()
+        if isinstance(text_channel, discord.abc.Messageable) and channel is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await text_channel.send(
+                    f"Left {channel.mention}: nothing was playing or nobody was listening."
+                )
+
+
+def _gid(player: ChorusPlayer) -> int | None:
+    return player.guild.id if player.guild is not None else None
+
+
+_SEARCH_PREFIX = re.compile(r"^[a-z]{2,12}search:", re.IGNORECASE)
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
