@@ -8,6 +8,21 @@ The real ``discord.py`` client talks to it once pointed at it::
 One :class:`FakeDiscord` serves many bots at once, each identified by its own
 token.  Gateway frames are sent as plain-text JSON (no zlib), REST replies carry
 ``Content-Type: application/json`` exactly, as discord.py expects.
+
+Besides connecting bots it models (see the section comments below):
+
+* users, members, roles, channels and permission overwrites (``add_user``, ``add_member``,
+  ``add_role``, ``add_voice_channel``, ``deny_bot_permissions``...), dispatched to the bots;
+* voice: op 4 is answered with VOICE_STATE_UPDATE + VOICE_SERVER_UPDATE, voice states are
+  shared with the other bots of the guild, ``set_user_voice`` moves humans;
+* interactions (``send_command``, ``send_autocomplete``, ``click_button``, ``select``,
+  ``submit_modal`` return a :class:`FakeInteraction` recording the bot's answers) and the
+  bot's channel/DM messages (``channel_messages``, ``wait_for_channel_message``); those live in
+  :mod:`tests.fakes.discord_interactions` and :mod:`tests.fakes.discord_payloads`.
+
+Hooks that change the world synchronously number their dispatches at once (so they arrive in
+order with everything else) and write them in the background; ``await fake.drain()`` waits
+for them.
 """
 
 from __future__ import annotations
@@ -20,28 +35,48 @@ import logging
 import re
 import secrets
 import string
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from .discord_interactions import FakeInteraction, InteractionsMixin
+from .discord_payloads import (
+    FakeButton,
+    FakeMember,
+    FakeMessage,
+    FakeSelect,
+    FakeUser,
+    Json,
+    Permission,
+    compute_permissions,
+    error,
+    json_response,
+    new_snowflake,
+    role_payload,
+)
+
 _log = logging.getLogger(__name__)
 
 __all__ = [
     "FakeBot",
+    "FakeButton",
     "FakeDiscord",
     "FakeGuild",
+    "FakeInteraction",
+    "FakeMember",
+    "FakeMessage",
+    "FakeSelect",
+    "FakeUser",
+    "Permission",
     "RecordedRequest",
     "VoiceStateUpdate",
     "make_fake_token",
 ]
 
-_DISCORD_EPOCH_MS = 1_420_070_400_000
 _TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_"
 # @everyone: view channel, send messages, embed links, read history, connect, speak, use VAD,
 # use application commands.
@@ -52,23 +87,15 @@ _EVERYONE_PERMISSIONS = (
 _NON_RESUMABLE_CODES = frozenset({4007, 4009})
 _CLIENT_CLEAN_CLOSE_CODES = frozenset({1000, 1001})
 _HISTORY_SIZE = 1000
+_VOICE_CHANNEL_TYPES = frozenset({2, 13})
+_INTENT_GUILD_MEMBERS = 1 << 1
+_INTENT_GUILD_VOICE_STATES = 1 << 7
 
-_Json = dict[str, Any]
-
-
-class _Snowflakes:
-    """Strictly increasing, snowflake-shaped (18/19 digit) ids."""
-
-    def __init__(self) -> None:
-        self._last = 0
-
-    def __call__(self) -> int:
-        candidate = (int(time.time() * 1000) - _DISCORD_EPOCH_MS) << 22
-        self._last = max(candidate, self._last + 1)
-        return self._last
-
-
-_new_snowflake = _Snowflakes()
+# Shared with discord_payloads / discord_interactions (moved there to keep this file short).
+_Json = Json
+_new_snowflake = new_snowflake
+_json_response = json_response
+_error = error
 _counter = itertools.count(1)
 
 
@@ -78,19 +105,6 @@ def make_fake_token(client_id: int) -> str:
     second = "FAKE" + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(2))
     third = "fake-token-for-tests-only-" + secrets.token_urlsafe(12)
     return f"{first}.{second}.{third}"
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def _json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    all_headers = {"Content-Type": "application/json", **(headers or {})}
-    return web.Response(status=status, body=json.dumps(data).encode(), headers=all_headers)
-
-
-def _error(status: int, message: str, code: int = 0) -> web.Response:
-    return _json_response({"message": message, "code": code}, status=status)
 
 
 @dataclass
@@ -129,6 +143,11 @@ class FakeBot:
     last_identify_intents: int | None = None
     sessions: dict[str, _Session] = field(default_factory=dict, repr=False)
 
+    @property
+    def id(self) -> int:
+        """The bot's user id (same as ``client_id``), so a bot can stand where a user goes."""
+        return self.client_id
+
     def user_payload(self) -> _Json:
         return {
             "id": str(self.client_id),
@@ -152,40 +171,18 @@ class FakeGuild:
     channels: list[_Json] = field(default_factory=list)
     roles: list[_Json] = field(default_factory=list)
     owner_id: int = 0
+    # Current voice states (Discord's voice state objects without ``member``), one per user.
     voice_states: list[_Json] = field(default_factory=list)
+    # Members the fake knows: bots added to the guild and users given to add_member() etc.
+    members: dict[int, FakeMember] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.owner_id:
             self.owner_id = _new_snowflake()
         if not self.channels:
-            common: _Json = {"parent_id": None, "permission_overwrites": [], "nsfw": False}
-            text = {"type": 0, "name": "general", "position": 0, "topic": None, "rate_limit_per_user": 0}
-            voice = {
-                "type": 2,
-                "name": "Music",
-                "position": 1,
-                "bitrate": 64000,
-                "user_limit": 0,
-                "rtc_region": None,
-            }
-            self.channels = [
-                {**common, **text, "id": str(_new_snowflake())},
-                {**common, **voice, "id": str(_new_snowflake())},
-            ]
+            self.channels = [text_channel_payload("general", 0), voice_channel_payload("Music", 1)]
         if not self.roles:
-            self.roles = [
-                {
-                    "id": str(self.id),
-                    "name": "@everyone",
-                    "permissions": str(_EVERYONE_PERMISSIONS),
-                    "position": 0,
-                    "color": 0,
-                    "hoist": False,
-                    "managed": False,
-                    "mentionable": False,
-                    "flags": 0,
-                }
-            ]
+            self.roles = [role_payload(self.id, "@everyone", _EVERYONE_PERMISSIONS, 0)]
 
     def _first_channel_id(self, channel_type: int) -> int:
         return next(int(c["id"]) for c in self.channels if c["type"] == channel_type)
@@ -198,17 +195,53 @@ class FakeGuild:
     def voice_channel_id(self) -> int:
         return self._first_channel_id(2)
 
-    def to_payload(self, bot: FakeBot, *, unavailable: bool | None) -> _Json:
-        """The full guild object as sent in GUILD_CREATE to ``bot``."""
-        member = {
-            "user": bot.user_payload(),
-            "roles": [],
-            "joined_at": _now_iso(),
-            "deaf": False,
-            "mute": False,
-            "flags": 0,
-            "pending": False,
-        }
+    def channel(self, channel_id: int) -> _Json | None:
+        return next((c for c in self.channels if int(c["id"]) == channel_id), None)
+
+    def channel_payload(self, channel_id: int) -> _Json:
+        """The channel object as sent in CHANNEL_CREATE/UPDATE (with ``guild_id``)."""
+        channel = self.channel(channel_id)
+        if channel is None:
+            raise KeyError(f"guild {self.id} has no channel {channel_id}")
+        return {**json.loads(json.dumps(channel)), "guild_id": str(self.id)}
+
+    def role(self, role_id: int) -> _Json | None:
+        return next((r for r in self.roles if int(r["id"]) == role_id), None)
+
+    def permissions_of(self, user_id: int, channel_id: int | None = None) -> int:
+        """The member's permission bits (in ``channel_id`` with its overwrites); 0 for non-members."""
+        member = self.members.get(user_id)
+        if member is None:
+            return 0
+        channel = self.channel(channel_id) if channel_id is not None else None
+        overwrites = channel.get("permission_overwrites") if channel is not None else None
+        return compute_permissions(
+            guild_id=self.id, owner_id=self.owner_id, member=member, roles=self.roles, overwrites=overwrites
+        )
+
+    def voice_state(self, user_id: int) -> _Json | None:
+        return next((v for v in self.voice_states if int(v["user_id"]) == user_id), None)
+
+    def _set_voice_state(self, user_id: int, state: _Json | None) -> None:
+        self.voice_states = [v for v in self.voice_states if int(v["user_id"]) != user_id]
+        if state is not None:
+            self.voice_states.append(state)
+
+    def to_payload(
+        self, bot: FakeBot, *, unavailable: bool | None, users: Callable[[int], _Json] | None = None
+    ) -> _Json:
+        """The full guild object as sent in GUILD_CREATE to ``bot``.
+
+        ``members`` holds the bot itself and (when ``users`` can describe them) the members in voice.
+        """
+        own = self.members.get(bot.client_id) or FakeMember(bot.client_id)
+        members = [own.payload(bot.user_payload())]
+        if users is not None:
+            for state in self.voice_states:
+                user_id = int(state["user_id"])
+                member = self.members.get(user_id)
+                if member is not None and user_id != bot.client_id:
+                    members.append(member.payload(users(user_id)))
         payload: _Json = {
             "id": str(self.id),
             "name": self.name,
@@ -216,10 +249,10 @@ class FakeGuild:
             "owner_id": str(self.owner_id),
             "member_count": self.member_count,
             "large": self.member_count > 250,
-            "joined_at": member["joined_at"],
-            "channels": [dict(c) for c in self.channels],
+            "joined_at": own.joined_at,
+            "channels": [json.loads(json.dumps(c)) for c in self.channels],
             "roles": [dict(r) for r in self.roles],
-            "members": [member],
+            "members": members,
             "voice_states": [dict(v) for v in self.voice_states],
             "presences": [],
             "threads": [],
@@ -247,6 +280,40 @@ class FakeGuild:
         if unavailable is not None:
             payload["unavailable"] = unavailable
         return payload
+
+
+def text_channel_payload(name: str, position: int) -> _Json:
+    return {
+        "id": str(_new_snowflake()),
+        "type": 0,
+        "name": name,
+        "position": position,
+        "parent_id": None,
+        "permission_overwrites": [],
+        "nsfw": False,
+        "topic": None,
+        "rate_limit_per_user": 0,
+        "last_message_id": None,
+        "flags": 0,
+    }
+
+
+def voice_channel_payload(name: str, position: int, *, user_limit: int = 0) -> _Json:
+    return {
+        "id": str(_new_snowflake()),
+        "type": 2,
+        "name": name,
+        "position": position,
+        "parent_id": None,
+        "permission_overwrites": [],
+        "nsfw": False,
+        "bitrate": 64000,
+        "user_limit": user_limit,
+        "rtc_region": None,
+        "rate_limit_per_user": 0,
+        "last_message_id": None,
+        "flags": 0,
+    }
 
 
 class _Connection:
@@ -290,6 +357,8 @@ class _Session:
     conn: _Connection | None = None
     # Recent dispatches; those after the client's last seen sequence are replayed on RESUME.
     history: deque[_Json] = field(default_factory=lambda: deque(maxlen=_HISTORY_SIZE))
+    # Dispatches numbered but not yet written to ``conn``, in order (see FakeDiscord._flush).
+    outbox: deque[_Json] = field(default_factory=deque)
 
 
 _OpHandler = Callable[[_Connection, Any], Awaitable[None]]
@@ -305,13 +374,16 @@ class _Fail429:
     method: str | None
 
 
-class FakeDiscord:
+class FakeDiscord(InteractionsMixin):
     """Fake Discord REST + gateway server serving many bots."""
 
     def __init__(self, *, heartbeat_interval_ms: int = 41250) -> None:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.bots: dict[int, FakeBot] = {}
         self.guilds: dict[int, FakeGuild] = {}
+        self.users: dict[int, FakeUser] = {}
+        # Sent as VOICE_SERVER_UPDATE's endpoint; nothing listens there.
+        self.voice_endpoint = "voice.fake.invalid:443"
         self.requests: list[RecordedRequest] = []
         self.voice_state_updates: list[VoiceStateUpdate] = []
         self._bots_by_token: dict[str, FakeBot] = {}
@@ -339,7 +411,9 @@ class FakeDiscord:
             ("PUT", re.compile(_CMDS), self._rest_put_commands),
             ("GET", re.compile(_CMDS + r"/(?P<cmd>\d+)"), self._rest_get_command),
             ("DELETE", re.compile(_CMDS + r"/(?P<cmd>\d+)"), self._rest_delete_command),
+            *self._message_routes(),
         ]
+        self._init_interactions()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -414,16 +488,277 @@ class FakeDiscord:
         if guild_id in bot.guild_ids:
             return
         bot.guild_ids.add(guild_id)
+        guild.members.setdefault(bot.client_id, FakeMember(bot.client_id))
         for session in list(bot.sessions.values()):
-            await self._dispatch(session, "GUILD_CREATE", guild.to_payload(bot, unavailable=None))
+            await self._dispatch(session, "GUILD_CREATE", self._guild_create(guild, bot, unavailable=None))
 
     async def remove_bot_from_guild(self, bot: FakeBot, guild_id: int) -> None:
-        self._guild(guild_id)
+        guild = self._guild(guild_id)
         if guild_id not in bot.guild_ids:
             return
         bot.guild_ids.discard(guild_id)
         for session in list(bot.sessions.values()):
             await self._dispatch(session, "GUILD_DELETE", {"id": str(guild_id)})
+        if guild.voice_state(bot.client_id) is not None:  # kicked bots leave voice too
+            state = self._apply_voice(guild, bot.client_id, None)
+            await self._flush_all(self._broadcast(guild.id, "VOICE_STATE_UPDATE", state, voice=True))
+        guild.members.pop(bot.client_id, None)
+
+    def _guild_create(self, guild: FakeGuild, bot: FakeBot, *, unavailable: bool | None) -> _Json:
+        return guild.to_payload(bot, unavailable=unavailable, users=self._user_json)
+
+    # ------------------------------------------------------------------ users, members, roles, channels
+
+    def add_user(self, *, name: str | None = None, user_id: int | None = None) -> FakeUser:
+        """A human Discord user (not yet a member of any guild: see add_member)."""
+        user_id = user_id if user_id is not None else _new_snowflake()
+        if user_id in self.users or user_id in self.bots:
+            raise ValueError(f"user {user_id} already exists")
+        user = FakeUser(id=user_id, name=name or f"user{next(_counter)}")
+        self.users[user_id] = user
+        return user
+
+    def add_member(
+        self,
+        guild_id: int,
+        user: FakeUser | FakeBot,
+        *,
+        roles: Sequence[int] = (),
+        permissions: int | None = None,
+    ) -> FakeMember:
+        """Make ``user`` (or a bot: its roles) a member with ``roles``; set the roles if already one.
+
+        ``permissions`` is a shortcut: a new role with those permissions is created and added.
+        The bot whose member changed gets GUILD_MEMBER_UPDATE (other bots: only with the members
+        intent).
+        """
+        guild = self._guild(guild_id)
+        if isinstance(user, FakeUser):
+            self.users.setdefault(user.id, user)
+        role_ids = list(roles)
+        unknown = [r for r in role_ids if guild.role(r) is None]
+        if unknown:
+            raise ValueError(f"guild {guild_id} has no roles {unknown}")
+        if permissions is not None:
+            role_ids.append(self.add_role(guild_id, f"{user.name} permissions", permissions=permissions))
+        member = guild.members.get(user.id)
+        if member is None:
+            member = guild.members[user.id] = FakeMember(user.id, roles=role_ids)
+        else:
+            member.roles = role_ids
+            self._member_update_soon(guild, user.id)
+        return member
+
+    def _ensure_member(self, guild: FakeGuild, user: FakeUser | FakeBot) -> None:
+        if user.id not in guild.members:
+            self.add_member(guild.id, user)
+
+    def add_role(self, guild_id: int, name: str, *, permissions: int = 0) -> int:
+        """A new role (dispatches GUILD_ROLE_CREATE); returns its id."""
+        guild = self._guild(guild_id)
+        role_id = _new_snowflake()
+        role = role_payload(role_id, name, permissions, len(guild.roles))
+        guild.roles.append(role)
+        self._broadcast_soon(guild_id, "GUILD_ROLE_CREATE", {"guild_id": str(guild_id), "role": dict(role)})
+        return role_id
+
+    def set_role_permissions(self, guild_id: int, role_id: int, permissions: int) -> None:
+        """Change a role's permissions (``role_id == guild_id`` is @everyone); GUILD_ROLE_UPDATE."""
+        role = self._guild(guild_id).role(role_id)
+        if role is None:
+            raise KeyError(f"guild {guild_id} has no role {role_id}")
+        role["permissions"] = str(permissions)
+        self._broadcast_soon(guild_id, "GUILD_ROLE_UPDATE", {"guild_id": str(guild_id), "role": dict(role)})
+
+    def add_text_channel(self, guild_id: int, name: str) -> int:
+        return self._add_channel(guild_id, text_channel_payload(name, len(self._guild(guild_id).channels)))
+
+    def add_voice_channel(self, guild_id: int, name: str, *, user_limit: int = 0) -> int:
+        position = len(self._guild(guild_id).channels)
+        return self._add_channel(guild_id, voice_channel_payload(name, position, user_limit=user_limit))
+
+    def _add_channel(self, guild_id: int, channel: _Json) -> int:
+        guild = self._guild(guild_id)
+        guild.channels.append(channel)
+        channel_id = int(channel["id"])
+        self._broadcast_soon(guild_id, "CHANNEL_CREATE", guild.channel_payload(channel_id))
+        return channel_id
+
+    def set_permission_overwrite(
+        self, guild_id: int, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0
+    ) -> None:
+        """Set the channel's overwrite for a role or member ``target_id`` (CHANNEL_UPDATE).
+
+        ``allow == deny == 0`` removes it.
+        """
+        guild = self._guild(guild_id)
+        channel = guild.channel(channel_id)
+        if channel is None:
+            raise KeyError(f"guild {guild_id} has no channel {channel_id}")
+        overwrite_type = 0 if guild.role(target_id) is not None else 1
+        overwrites = [o for o in channel["permission_overwrites"] if int(o["id"]) != target_id]
+        if allow or deny:
+            overwrites.append(
+                {"id": str(target_id), "type": overwrite_type, "allow": str(allow), "deny": str(deny)}
+            )
+        channel["permission_overwrites"] = overwrites
+        self._broadcast_soon(guild_id, "CHANNEL_UPDATE", guild.channel_payload(channel_id))
+
+    def deny_bot_permissions(self, guild_id: int, bot: FakeBot, channel_id: int, permissions: int) -> None:
+        """Add ``permissions`` to the deny bits of the bot's member overwrite in the channel."""
+        channel = self._guild(guild_id).channel(channel_id)
+        if channel is None:
+            raise KeyError(f"guild {guild_id} has no channel {channel_id}")
+        current = next((o for o in channel["permission_overwrites"] if int(o["id"]) == bot.client_id), None)
+        allow = int(current["allow"]) if current else 0
+        deny = int(current["deny"]) if current else 0
+        self.set_permission_overwrite(
+            guild_id, channel_id, bot.client_id, allow=allow & ~permissions, deny=deny | permissions
+        )
+
+    def _user_json(self, user_id: int) -> _Json:
+        bot = self.bots.get(user_id)
+        if bot is not None:
+            return bot.user_payload()
+        user = self.users.get(user_id)
+        return (user or FakeUser(user_id, f"user{user_id}")).user_payload()
+
+    def _member_update_soon(self, guild: FakeGuild, user_id: int) -> None:
+        member = guild.members[user_id]
+        data = {**member.payload(self._user_json(user_id)), "guild_id": str(guild.id)}
+        sessions = self._guild_sessions(guild.id, intent=_INTENT_GUILD_MEMBERS, self_id=user_id)
+        for session in sessions:
+            self._enqueue(session, "GUILD_MEMBER_UPDATE", data)
+        self._flush_soon(sessions)
+
+    # ------------------------------------------------------------------ voice
+
+    async def set_user_voice(
+        self,
+        guild_id: int,
+        user_id: int,
+        channel_id: int | None,
+        *,
+        user: FakeUser | None = None,
+        self_mute: bool = False,
+        self_deaf: bool = False,
+    ) -> None:
+        """A user joins (moves to) ``channel_id``, or leaves voice with ``None``.
+
+        Every bot in the guild (with the voice_states intent) gets VOICE_STATE_UPDATE.  Works for a
+        bot's id too (a moderator moving/disconnecting it; no VOICE_SERVER_UPDATE is sent).
+        """
+        guild = self._guild(guild_id)
+        if user is not None:
+            if user.id != user_id:
+                raise ValueError("user.id and user_id differ")
+            self.users.setdefault(user.id, user)
+        bot = self.bots.get(user_id)
+        if bot is not None:
+            if guild_id not in bot.guild_ids:
+                raise ValueError(f"bot {bot.name} is not in guild {guild_id}")
+        else:
+            self._ensure_member(guild, self.users.get(user_id) or self.add_user(user_id=user_id))
+        if channel_id is not None:
+            channel = guild.channel(channel_id)
+            if channel is None or channel["type"] not in _VOICE_CHANNEL_TYPES:
+                raise ValueError(f"{channel_id} is not a voice channel of guild {guild_id}")
+        state = self._apply_voice(guild, user_id, channel_id, self_mute=self_mute, self_deaf=self_deaf)
+        await self._flush_all(self._broadcast(guild_id, "VOICE_STATE_UPDATE", state, voice=True))
+
+    def voice_channel_of(self, guild_id: int, user_id: int) -> int | None:
+        state = self._guild(guild_id).voice_state(user_id)
+        return int(state["channel_id"]) if state is not None else None
+
+    def users_in_voice(self, guild_id: int, channel_id: int) -> set[int]:
+        return {
+            int(v["user_id"])
+            for v in self._guild(guild_id).voice_states
+            if int(v["channel_id"]) == channel_id
+        }
+
+    def _apply_voice(
+        self,
+        guild: FakeGuild,
+        user_id: int,
+        channel_id: int | None,
+        *,
+        session_id: str | None = None,
+        self_mute: bool = False,
+        self_deaf: bool = False,
+    ) -> _Json:
+        """Store (or forget) the user's voice state; returns the VOICE_STATE_UPDATE payload."""
+        previous = guild.voice_state(user_id)
+        if session_id is None:
+            session_id = previous["session_id"] if previous is not None else secrets.token_hex(16)
+        state: _Json = {
+            "guild_id": str(guild.id),
+            "channel_id": str(channel_id) if channel_id is not None else None,
+            "user_id": str(user_id),
+            "session_id": session_id,
+            "deaf": False,
+            "mute": False,
+            "self_deaf": self_deaf,
+            "self_mute": self_mute,
+            "self_video": False,
+            "self_stream": False,
+            "suppress": False,
+            "request_to_speak_timestamp": None,
+        }
+        guild._set_voice_state(user_id, state if channel_id is not None else None)
+        member = guild.members.get(user_id) or FakeMember(user_id)
+        return {**state, "member": member.payload(self._user_json(user_id))}
+
+    # ------------------------------------------------------------------ dispatch helpers
+
+    def _guild_sessions(
+        self,
+        guild_id: int,
+        *,
+        intent: int | None = None,
+        self_id: int | None = None,
+        exclude: int | None = None,
+    ) -> list[_Session]:
+        """Sessions of the bots in the guild; with ``intent`` only bots that asked for it (and the
+        bot ``self_id``, which always hears about itself)."""
+        sessions: list[_Session] = []
+        for bot in self.bots.values():
+            if guild_id not in bot.guild_ids or bot.client_id == exclude:
+                continue
+            intents = bot.last_identify_intents
+            if (
+                intent is not None
+                and bot.client_id != self_id
+                and intents is not None
+                and not intents & intent
+            ):
+                continue
+            sessions.extend(bot.sessions.values())
+        return sessions
+
+    def _broadcast(
+        self, guild_id: int, event: str, data: _Json, *, voice: bool = False, exclude: int | None = None
+    ) -> list[_Session]:
+        """Number ``event`` for every bot in the guild (voice: bots with that intent, and the user
+        itself); the caller flushes the returned sessions."""
+        intent = _INTENT_GUILD_VOICE_STATES if voice else None
+        self_id = int(data["user_id"]) if voice else None
+        sessions = self._guild_sessions(guild_id, intent=intent, self_id=self_id, exclude=exclude)
+        for session in sessions:
+            self._enqueue(session, event, data)
+        return sessions
+
+    def _broadcast_soon(self, guild_id: int, event: str, data: _Json) -> None:
+        """For synchronous world changes: numbered now (so in order), written in the background."""
+        self._flush_soon(self._broadcast(guild_id, event, data))
+
+    async def drain(self) -> None:
+        """Wait until every dispatch queued by a synchronous hook has been written."""
+        for bot in list(self.bots.values()):
+            for session in list(bot.sessions.values()):
+                await self._flush(session)
+        if self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def revoke_token(self, bot: FakeBot) -> None:
         bot.revoked = True
@@ -539,11 +874,38 @@ class FakeDiscord:
         await self._notify()
 
     async def _dispatch(self, session: _Session, event: str, data: _Json) -> None:
+        self._enqueue(session, event, data)
+        await self._flush(session)
+
+    def _enqueue(self, session: _Session, event: str, data: _Json) -> None:
+        """Give the event its sequence number now; it is written, in order, by ``_flush``."""
         session.seq += 1
         payload = {"op": 0, "s": session.seq, "t": event, "d": data}
         session.history.append(payload)
         if session.conn is not None:
-            await session.conn.send_json(payload)
+            session.outbox.append(payload)
+
+    async def _flush(self, session: _Session) -> None:
+        # Popping and calling send_json without an await in between keeps concurrent flushers in
+        # sequence order: the connection's lock queues its writers first come, first served.
+        while session.outbox:
+            payload = session.outbox.popleft()
+            conn = session.conn
+            if conn is None:  # gone: the history replays it on RESUME
+                session.outbox.clear()
+                return
+            await conn.send_json(payload)
+
+    async def _flush_all(self, sessions: Sequence[_Session]) -> None:
+        for session in sessions:
+            await self._flush(session)
+
+    def _flush_soon(self, sessions: Sequence[_Session]) -> None:
+        pending = [s for s in sessions if s.outbox]
+        if pending:
+            task = asyncio.get_running_loop().create_task(self._flush_all(pending))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _on_heartbeat(self, conn: _Connection, data: Any) -> None:
         await conn.send_json({"op": 11, "d": None})
@@ -583,7 +945,7 @@ class FakeDiscord:
         }
         await self._dispatch(session, "READY", ready)
         for guild in guilds:
-            await self._dispatch(session, "GUILD_CREATE", guild.to_payload(bot, unavailable=False))
+            await self._dispatch(session, "GUILD_CREATE", self._guild_create(guild, bot, unavailable=False))
         await self._notify()
 
     async def _on_resume(self, conn: _Connection, data: Any) -> None:
@@ -603,6 +965,7 @@ class FakeDiscord:
             task.add_done_callback(self._background.discard)
         session.conn = conn
         conn.session = session
+        session.outbox.clear()  # never written; the replay below covers them
         bot.resume_count += 1
         _log.debug("fake gateway: bot %s resumed", bot.client_id)
         seen = data.get("seq")
@@ -616,7 +979,13 @@ class FakeDiscord:
         return None
 
     async def _on_voice_state_update(self, conn: _Connection, data: Any) -> None:
-        """Records the op 4 payload; extend here to answer with VOICE_STATE/SERVER_UPDATE."""
+        """Record op 4, then answer as Discord does.
+
+        Joining/moving: VOICE_STATE_UPDATE then VOICE_SERVER_UPDATE to the bot, and the
+        VOICE_STATE_UPDATE to the other bots of the guild.  Leaving (``channel_id`` null):
+        VOICE_STATE_UPDATE with a null channel to all of them.  Like Discord, a request for a
+        channel the bot cannot see or connect to (or that is full) gets no answer at all.
+        """
         assert conn.session is not None
         raw: _Json = dict(data) if isinstance(data, dict) else {}
         try:
@@ -634,6 +1003,45 @@ class FakeDiscord:
             return
         self.voice_state_updates.append(update)
         await self._notify()
+        await self._answer_voice_state_update(conn.session, update)
+
+    async def _answer_voice_state_update(self, session: _Session, update: VoiceStateUpdate) -> None:
+        bot = session.bot
+        guild = self.guilds.get(update.guild_id)
+        if guild is None or update.guild_id not in bot.guild_ids:
+            return
+        channel_id = update.channel_id
+        if channel_id is not None:
+            channel = guild.channel(channel_id)
+            if channel is None or channel["type"] not in _VOICE_CHANNEL_TYPES:
+                return
+            perms = guild.permissions_of(bot.client_id, channel_id)
+            if not (perms & Permission.VIEW_CHANNEL and perms & Permission.CONNECT):
+                return
+            limit = int(channel.get("user_limit") or 0)
+            others = self.users_in_voice(guild.id, channel_id) - {bot.client_id}
+            if limit and len(others) >= limit and not perms & Permission.MOVE_MEMBERS:
+                return
+        was_in_voice = guild.voice_state(bot.client_id) is not None
+        state = self._apply_voice(
+            guild,
+            bot.client_id,
+            channel_id,
+            session_id=session.session_id,
+            self_mute=update.self_mute,
+            self_deaf=update.self_deaf,
+        )
+        await self.dispatch(bot, "VOICE_STATE_UPDATE", state)
+        if channel_id is not None:
+            server = {
+                "token": secrets.token_hex(8),
+                "guild_id": str(guild.id),
+                "endpoint": self.voice_endpoint,
+            }
+            await self.dispatch(bot, "VOICE_SERVER_UPDATE", server)
+        if channel_id is not None or was_in_voice:  # others never saw it join: nothing to tell them
+            others = self._broadcast(guild.id, "VOICE_STATE_UPDATE", state, voice=True, exclude=bot.client_id)
+            await self._flush_all(others)
 
     async def _on_request_guild_members(self, conn: _Connection, data: Any) -> None:
         """Answer a member chunk request with an empty chunk (bots here do not cache members)."""
@@ -654,23 +1062,61 @@ class FakeDiscord:
 
     async def _rest_handler(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
-        body: Any = None
-        if request.can_read_body:
-            try:
-                body = await request.json()
-            except ValueError:
-                body = None
+        body = await self._read_body(request)
         auth = request.headers.get("Authorization", "")
         bot = self._bots_by_token.get(auth[4:]) if auth.startswith("Bot ") else None
         if bot is not None and bot.revoked:
             bot = None
         record = RecordedRequest(request.method, path, bot.client_id if bot else None, body)
         self.requests.append(record)
-        response = self._route(request.method, path, bot, body)
+        response = self._route(request.method, path, bot, body, request.query, record)
         record.status = response.status
+        await self._notify()
         return response
 
-    def _route(self, method: str, path: str, bot: FakeBot | None, body: Any) -> web.Response:
+    @staticmethod
+    async def _read_body(request: web.Request) -> Any:
+        """JSON, or a multipart body's ``payload_json`` (uploaded files become attachment sizes)."""
+        if not request.can_read_body:
+            return None
+        if request.content_type != "multipart/form-data":
+            try:
+                return await request.json()
+            except ValueError:
+                return None
+        body: Any = None
+        files: dict[str, tuple[int, str | None]] = {}
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, aiohttp.BodyPartReader):
+                continue
+            raw = await part.read()
+            if part.name == "payload_json":
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = None
+            elif part.name and (found := re.fullmatch(r"files\[(\d+)\]", part.name)):
+                files[found[1]] = (len(raw), part.headers.get("Content-Type"))
+        if isinstance(body, dict):
+            inner = body.get("data")
+            data: dict[str, Any] = inner if isinstance(inner, dict) else body
+            for attachment in data.get("attachments") or []:
+                size, content_type = files.get(str(attachment.get("id")), (None, None))
+                if size is not None:
+                    attachment.setdefault("size", size)
+                    attachment.setdefault("content_type", content_type)
+        return body
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        bot: FakeBot | None,
+        body: Any,
+        query: Mapping[str, str] | None = None,
+        record: RecordedRequest | None = None,
+    ) -> web.Response:
         for fail in self._fail_429:
             matches = path.endswith(fail.path_suffix) or f"/api/v10{path}".endswith(fail.path_suffix)
             if fail.remaining > 0 and matches and fail.method in (None, method):
@@ -681,6 +1127,13 @@ class FakeDiscord:
                 headers = {"Retry-After": str(retry), "X-RateLimit-Scope": "user", "Via": "1.1 google"}
                 return _json_response(data, status=429, headers=headers)
         self._fail_429 = [f for f in self._fail_429 if f.remaining > 0]
+        # Interaction callbacks and webhooks are authorised by the interaction token in the path.
+        routed = self._webhook_route(method, path, body, query or {})
+        if routed is not None:
+            interaction, response = routed
+            if record is not None and interaction is not None:
+                record.client_id = interaction.bot.client_id
+            return response
         if bot is None:
             return _error(401, "401: Unauthorized")
         path_matched = False

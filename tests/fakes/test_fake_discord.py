@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import discord
@@ -15,10 +17,11 @@ import pytest
 import pytest_asyncio
 import yarl
 from discord import app_commands
+from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from .discord import FakeDiscord, make_fake_token
+from .discord import FakeBot, FakeDiscord, FakeGuild, Permission, make_fake_token
 
 STEP = 3.0  # seconds any single wait may take
 
@@ -307,3 +310,529 @@ async def test_voice_state_update_is_recorded(fake: FakeDiscord) -> None:
         )
         assert update.self_deaf
         assert not update.self_mute
+
+
+# ---------------------------------------------------------------------- interactions and voice
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    for _ in range(int(STEP / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def make_bot() -> commands.Bot:
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.voice_states = True
+    bot = _Bot(
+        command_prefix=commands.when_mentioned,
+        intents=intents,
+        member_cache_flags=discord.MemberCacheFlags.none(),
+        guild_ready_timeout=0.1,
+    )
+    return bot
+
+
+class _Bot(commands.Bot):
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """No 5 s wait before a re-IDENTIFY against the fake."""
+
+
+class QueueView(discord.ui.View):
+    def __init__(self) -> None:
+        super().__init__(timeout=30)
+        self.add_item(discord.ui.Button(label="Docs", url="https://example.invalid/docs"))
+
+    @discord.ui.button(label="Next", custom_id="queue:next", style=discord.ButtonStyle.primary)
+    async def next_page(self, interaction: discord.Interaction, button: discord.ui.Button[QueueView]) -> None:
+        button.disabled = True
+        await interaction.response.edit_message(content="page 2", view=self)
+
+    @discord.ui.button(label="Stop", custom_id="queue:stop", style=discord.ButtonStyle.danger)
+    async def stop_queue(
+        self, interaction: discord.Interaction, button: discord.ui.Button[QueueView]
+    ) -> None:
+        await interaction.response.defer()  # DEFERRED_UPDATE_MESSAGE, then an edit via the channel
+        assert interaction.message is not None
+        await interaction.message.edit(content="stopped", embed=None, view=None)
+
+
+class PickView(discord.ui.View):
+    @discord.ui.select(
+        custom_id="pick:song",
+        options=[
+            discord.SelectOption(label="Song A", value="a"),
+            discord.SelectOption(label="Song B", value="b"),
+        ],
+    )
+    async def pick(self, interaction: discord.Interaction, select: discord.ui.Select[PickView]) -> None:
+        await interaction.response.edit_message(content=f"picked {select.values[0]}", view=None)
+
+    @discord.ui.select(cls=discord.ui.UserSelect, custom_id="pick:user")
+    async def pick_user(
+        self, interaction: discord.Interaction, select: discord.ui.UserSelect[PickView]
+    ) -> None:
+        await interaction.response.send_message(f"for {select.values[0].name}", ephemeral=True)
+
+
+class FeedbackModal(discord.ui.Modal, title="Feedback"):
+    text: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
+        label="Your feedback", custom_id="feedback:text"
+    )
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"thanks: {self.text.value}", ephemeral=True)
+
+
+def add_music_commands(bot: commands.Bot, seen: dict[str, object]) -> None:
+    """Slash commands exercising each kind of response; ``seen`` gets what handlers observed."""
+    tree = bot.tree
+
+    @tree.command(name="echo", description="Echo privately")
+    async def echo(interaction: discord.Interaction, text: str, times: int = 1) -> None:
+        seen["times"] = times
+        seen["permissions"] = interaction.permissions
+        seen["app_permissions"] = interaction.app_permissions
+        seen["voice"] = getattr(interaction.user, "voice", None)
+        await interaction.response.send_message(f"echo: {text}", ephemeral=True)
+        await interaction.edit_original_response(content=f"echo: {text} (edited)")
+        seen["original"] = (await interaction.original_response()).content
+
+    @tree.command(name="queue", description="Show the queue")
+    async def queue(interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        embed = discord.Embed(title="Queue", description="1. Everlong")
+        embed.add_field(name="Up next", value="My Hero")
+        await interaction.followup.send(embed=embed, view=QueueView())
+
+    async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        titles = ["Everlong", "Everybody Hurts", "Hero"]
+        return [app_commands.Choice(name=t, value=t.lower()) for t in titles if t.lower().startswith(current)]
+
+    @tree.command(name="play", description="Play a song")
+    @app_commands.autocomplete(query=complete)
+    async def play(interaction: discord.Interaction, query: str) -> None:
+        await interaction.response.send_message(f"playing {query}")
+
+    @tree.command(name="feedback", description="Tell us")
+    async def feedback(interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(FeedbackModal())
+
+    @tree.command(name="pick", description="Pick a song")
+    async def pick(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("pick one", view=PickView())
+
+    @tree.command(name="inspect", description="Who is that")
+    async def inspect(interaction: discord.Interaction, member: discord.Member) -> None:
+        await interaction.response.send_message(f"{member.name} has {len(member.roles)} roles")
+
+    dj = app_commands.Group(name="dj", description="DJ tools")
+
+    @dj.command(name="volume", description="Set the volume")
+    async def volume(interaction: discord.Interaction, level: app_commands.Range[int, 0, 200]) -> None:
+        await interaction.response.send_message(f"volume {level}")
+
+    tree.add_command(dj)
+
+    @tree.command(name="admin", description="Admins only")
+    @app_commands.default_permissions(manage_guild=True)
+    async def admin(interaction: discord.Interaction) -> None:
+        report = discord.File(io.BytesIO(b"report"), filename="report.txt")
+        await interaction.response.send_message("admin ok", file=report)
+
+
+@contextlib.asynccontextmanager
+async def music_bot(
+    fake: FakeDiscord, guild: FakeGuild
+) -> AsyncIterator[tuple[FakeBot, commands.Bot, dict[str, object]]]:
+    """A connected commands.Bot in ``guild`` whose commands are synced to the fake as guild commands."""
+    fake_bot = fake.add_bot(name="Chorus")
+    await fake.add_bot_to_guild(fake_bot, guild.id)
+    bot = make_bot()
+    seen: dict[str, object] = {}
+    add_music_commands(bot, seen)
+    async with running(bot, fake_bot.token):
+        await asyncio.wait_for(bot.wait_until_ready(), STEP)
+        bot.tree.copy_global_to(guild=discord.Object(guild.id))
+        await bot.tree.sync(guild=discord.Object(guild.id))
+        yield fake_bot, bot, seen
+
+
+@pytest.mark.asyncio
+async def test_slash_command_ephemeral_reply_and_edit(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    user = fake.add_user(name="alice")
+    async with music_bot(fake, guild) as (fake_bot, _bot, seen):
+        registered = {c["name"]: c["id"] for c in fake.get_commands(fake_bot.client_id, guild.id)}
+        inter = await fake.send_command(
+            fake_bot,
+            guild_id=guild.id,
+            channel_id=guild.text_channel_id,
+            user=user,
+            name="echo",
+            options=[{"name": "text", "type": 3, "value": "foo"}, {"name": "times", "value": 3}],
+        )
+        assert inter.data["id"] == registered["echo"]
+        assert inter.data["guild_id"] == str(guild.id)
+        assert inter.data["options"][1] == {"name": "times", "type": 4, "value": 3}  # type from the schema
+        response = await inter.wait_for_response(timeout=STEP)
+        assert response["type"] == 4
+        message = await inter.wait_for_message(lambda m: "(edited)" in m.content, timeout=STEP)
+        assert inter.ephemeral and message.ephemeral
+        assert inter.text == "echo: foo (edited)"
+        assert [e["content"] for e in message.edits] == ["echo: foo (edited)"]
+        await until(lambda: "original" in seen)
+        assert seen["original"] == "echo: foo (edited)"
+        assert seen["times"] == 3
+        permissions = seen["permissions"]
+        assert (
+            isinstance(permissions, discord.Permissions)
+            and permissions.connect
+            and not permissions.administrator
+        )
+        assert isinstance(seen["app_permissions"], discord.Permissions)
+        assert guild.members[user.id].roles == []
+
+        # A second callback on the same interaction is refused like Discord does.
+        async with aiohttp.ClientSession() as http:
+            url = f"{fake.api_base}/interactions/{inter.id}/{inter.token}/callback"
+            async with http.post(url, json={"type": 4, "data": {"content": "again"}}) as resp:
+                assert resp.status == 400
+                assert (await resp.json())["code"] == 40060
+        assert fake.requests[-1].client_id == fake_bot.client_id
+
+        # A user option is resolved into a Member; default_member_permissions hide /admin.
+        inspect = await fake.send_command(
+            fake_bot,
+            guild_id=guild.id,
+            channel_id=guild.text_channel_id,
+            user=user,
+            name="inspect",
+            options={"member": user.id},
+        )
+        assert inspect.data["resolved"]["users"][str(user.id)]["username"] == "alice"
+        assert (await inspect.wait_for_message(timeout=STEP)).content == "alice has 1 roles"
+        with pytest.raises(PermissionError):
+            await fake.send_command(
+                fake_bot, guild_id=guild.id, channel_id=guild.text_channel_id, user=user, name="admin"
+            )
+        boss = fake.add_user(name="boss")
+        fake.add_member(guild.id, boss, permissions=int(discord.Permissions(manage_guild=True).value))
+        admin = await fake.send_command(
+            fake_bot, guild_id=guild.id, channel_id=guild.text_channel_id, user=boss, name="admin"
+        )
+        reply = await admin.wait_for_message(timeout=STEP)
+        assert reply.text == "admin ok"
+        assert [(a["filename"], a["size"]) for a in reply.attachments] == [("report.txt", 6)]
+        assert not admin.ephemeral
+
+
+@pytest.mark.asyncio
+async def test_defer_followup_embed_and_button(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    user = fake.add_user()
+    async with music_bot(fake, guild) as (fake_bot, _bot, _seen):
+        inter = await fake.send_command(
+            fake_bot, guild_id=guild.id, channel_id=guild.text_channel_id, user=user, name="queue"
+        )
+        assert (await inter.wait_for_response(timeout=STEP))["type"] == 5
+        message = await inter.wait_for_message(timeout=STEP)
+        # The first followup after a defer fills in the "thinking..." original.
+        assert inter.original is message and inter.followups == [message]
+        assert not message.loading and not message.ephemeral
+        assert message.text == "Queue\n1. Everlong\nUp next\nMy Hero"
+        assert message.buttons == [
+            ("queue:next", "Next", None, False),
+            ("queue:stop", "Stop", None, False),
+            (None, "Docs", "https://example.invalid/docs", False),
+        ]
+
+        click = await fake.click_button(fake_bot, message, "queue:next", user=user)
+        assert (await click.wait_for_response(timeout=STEP))["type"] == 7
+        assert click.original is message
+        assert message.content == "page 2"
+        assert message.buttons[0].disabled
+        assert message.text.startswith("page 2\nQueue")
+        with pytest.raises(ValueError, match="disabled"):
+            await fake.click_button(fake_bot, message, "queue:next", user=user)
+
+        stop = await fake.click_button(fake_bot, message, "queue:stop", user=user)
+        assert (await stop.wait_for_response(timeout=STEP))["type"] == 6
+        await until(lambda: message.content == "stopped")
+        assert message.embeds == [] and message.components == []
+        with pytest.raises(ValueError, match="no component"):
+            await fake.click_button(fake_bot, message, "queue:stop", user=user)
+
+
+@pytest.mark.asyncio
+async def test_autocomplete_select_and_modal(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    user = fake.add_user()
+    async with music_bot(fake, guild) as (fake_bot, _bot, _seen):
+        where = {"guild_id": guild.id, "channel_id": guild.text_channel_id, "user": user}
+        auto = await fake.send_autocomplete(
+            fake_bot, **where, name="play", focused="query", options={"query": "ever"}
+        )
+        assert auto.data["options"] == [{"name": "query", "type": 3, "value": "ever", "focused": True}]
+        assert (await auto.wait_for_response(timeout=STEP))["type"] == 8
+        assert auto.choices == [
+            {"name": "Everlong", "value": "everlong"},
+            {"name": "Everybody Hurts", "value": "everybody hurts"},
+        ]
+
+        volume = await fake.send_command(
+            fake_bot, **where, name="dj", subcommand="volume", options={"level": 150}
+        )
+        assert volume.data["options"] == [
+            {"name": "volume", "type": 1, "options": [{"name": "level", "type": 4, "value": 150}]}
+        ]
+        assert (await volume.wait_for_message(timeout=STEP)).text == "volume 150"
+
+        pick = await fake.send_command(fake_bot, **where, name="pick")
+        message = await pick.wait_for_message(timeout=STEP)
+        menu, users = message.selects
+        assert (menu.custom_id, menu.type, menu.options) == (
+            "pick:song",
+            3,
+            [("Song A", "a"), ("Song B", "b")],
+        )
+        assert (users.custom_id, users.type) == ("pick:user", 5)
+        with pytest.raises(ValueError, match="not options"):
+            await fake.select(fake_bot, message, "pick:song", ["z"], user=user)
+        for_user = await fake.select(fake_bot, message, "pick:user", [str(user.id)], user=user)
+        assert for_user.data["component_type"] == 5 and str(user.id) in for_user.data["resolved"]["users"]
+        assert (await for_user.wait_for_message(timeout=STEP)).text == f"for {user.name}"
+        chosen = await fake.select(fake_bot, message, "pick:song", ["b"], user=user)
+        assert (await chosen.wait_for_response(timeout=STEP))["type"] == 7
+        assert message.content == "picked b" and message.components == []
+
+        opened = await fake.send_command(fake_bot, **where, name="feedback")
+        assert (await opened.wait_for_response(timeout=STEP))["type"] == 9
+        assert opened.modal is not None and opened.modal["title"] == "Feedback"
+        with pytest.raises(ValueError, match="required"):
+            await fake.submit_modal(fake_bot, interaction=opened, values={})
+        submitted = await fake.submit_modal(fake_bot, interaction=opened, values={"feedback:text": "great"})
+        reply = await submitted.wait_for_message(timeout=STEP)
+        assert reply.text == "thanks: great" and submitted.ephemeral
+        assert submitted.data["components"][0]["components"][0]["value"] == "great"
+
+
+@pytest.mark.asyncio
+async def test_channel_and_dm_messages(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    user = fake.add_user(name="bob")
+    async with music_bot(fake, guild) as (fake_bot, bot, _seen):
+        channel = bot.get_channel(guild.text_channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send(
+            "Now playing: Everlong", embed=discord.Embed(title="Everlong"), view=QueueView()
+        )
+        recorded = await fake.wait_for_channel_message(
+            guild.text_channel_id, lambda m: "Now playing" in m.text
+        )
+        assert recorded.id == sent.id and recorded.text == "Now playing: Everlong\nEverlong"
+        assert recorded.author_id == fake_bot.client_id
+        click = await fake.click_button(fake_bot, recorded, "queue:next", user=user)
+        await click.wait_for_response(timeout=STEP)
+        assert recorded.content == "page 2"
+        await sent.edit(content="Paused")
+        assert recorded.content == "Paused"
+        await sent.delete()
+        assert recorded.deleted
+        upload = discord.File(io.BytesIO(b"abc"), filename="log.txt")
+        with_file = await channel.send("log", file=upload)
+        assert [(a.filename, a.size) for a in with_file.attachments] == [("log.txt", 3)]
+        assert fake.requests[-1].json is not None and fake.requests[-1].json["content"] == "log"
+
+        with pytest.raises(discord.HTTPException) as empty:
+            await channel.send("")
+        assert empty.value.code == 50006
+        with pytest.raises(discord.HTTPException) as too_long:
+            await channel.send("x" * 2001)
+        assert too_long.value.code == 50035 and "2000" in str(too_long.value)
+
+        fake.reject_messages(guild.text_channel_id)
+        with pytest.raises(discord.Forbidden) as rejected:
+            await channel.send("hello")
+        assert rejected.value.code == 50001
+        fake.accept_messages(guild.text_channel_id)
+        fake.deny_bot_permissions(guild.id, fake_bot, guild.text_channel_id, int(Permission.SEND_MESSAGES))
+        with pytest.raises(discord.Forbidden) as missing:
+            await channel.send("hello")
+        assert missing.value.code == 50013
+
+        fetched = await bot.fetch_user(user.id)
+        assert fetched.name == "bob"
+        dm = await fetched.create_dm()
+        await dm.send("your song ended")
+        assert (await fake.wait_for_dm(user)).content == "your song ended"
+        assert fake.dm_channel_id(fake_bot, user) == dm.id
+        fake.block_dms(user)
+        with pytest.raises(discord.Forbidden) as blocked:
+            await dm.send("again")
+        assert blocked.value.code == 50007
+
+
+class _VoiceRecorder(discord.VoiceProtocol):
+    """A VoiceProtocol like wavelink's Player: joins by op 4 and records the two voice events."""
+
+    def __init__(self, client: discord.Client, channel: discord.abc.Connectable) -> None:
+        super().__init__(client, channel)
+        self.state: dict[str, object] | None = None
+        self.server: dict[str, object] | None = None
+        self.ready = asyncio.Event()
+
+    async def on_voice_state_update(self, data: Any) -> None:
+        self.state = dict(data)
+
+    async def on_voice_server_update(self, data: Any) -> None:
+        self.server = dict(data)
+        self.ready.set()
+
+    async def connect(
+        self, *, timeout: float, reconnect: bool, self_deaf: bool = False, self_mute: bool = False
+    ) -> None:
+        assert isinstance(self.channel, discord.VoiceChannel)
+        await self.channel.guild.change_voice_state(channel=self.channel, self_deaf=True)
+        await asyncio.wait_for(self.ready.wait(), timeout)
+
+    async def disconnect(self, *, force: bool) -> None:
+        assert isinstance(self.channel, discord.VoiceChannel)
+        await self.channel.guild.change_voice_state(channel=None)
+        self.cleanup()
+
+
+@pytest.mark.asyncio
+async def test_voice_states_are_answered_and_shared(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    bot_a, bot_b, bot_c = fake.add_bot(name="a"), fake.add_bot(name="b"), fake.add_bot(name="c")
+    for fake_bot in (bot_a, bot_b, bot_c):
+        await fake.add_bot_to_guild(fake_bot, guild.id)
+    human = fake.add_user(name="listener")
+    client_a, client_b, client_c = make_bot(), make_bot(), make_bot()
+    async with running(client_a, bot_a.token), running(client_b, bot_b.token):
+        await asyncio.wait_for(asyncio.gather(client_a.wait_until_ready(), client_b.wait_until_ready()), STEP)
+        guild_a, guild_b = client_a.get_guild(guild.id), client_b.get_guild(guild.id)
+        assert guild_a is not None and guild_b is not None and guild_a.me is not None
+        channel = guild_a.get_channel(guild.voice_channel_id)
+        assert isinstance(channel, discord.VoiceChannel)
+
+        b_sees_a = client_b.wait_for(
+            "voice_state_update", check=lambda m, *_: m.id == bot_a.client_id, timeout=STEP
+        )
+        voice = await channel.connect(cls=_VoiceRecorder, timeout=STEP)
+        assert isinstance(voice, _VoiceRecorder)
+        assert voice.state is not None and voice.server is not None
+        assert voice.state["channel_id"] == str(channel.id) and voice.state["self_deaf"] is True
+        assert voice.state["session_id"] == client_a.ws.session_id
+        assert voice.server["guild_id"] == str(guild.id) and voice.server["endpoint"] == fake.voice_endpoint
+        assert guild_a.me.voice is not None and guild_a.me.voice.channel == channel
+        member, before, after = await b_sees_a
+        assert before.channel is None and after.channel is not None and after.channel.id == channel.id
+        assert member.id == bot_a.client_id
+        assert fake.voice_channel_of(guild.id, bot_a.client_id) == channel.id
+
+        # A human joins: both bots hear it; a command sees interaction.user.voice.
+        a_sees_human = client_a.wait_for(
+            "voice_state_update", check=lambda m, *_: m.id == human.id, timeout=STEP
+        )
+        await fake.set_user_voice(guild.id, human.id, channel.id, user=human)
+        await a_sees_human
+        human_state = guild_b._voice_state_for(human.id)
+        assert (
+            human_state is not None
+            and human_state.channel is not None
+            and human_state.channel.id == channel.id
+        )
+        assert fake.users_in_voice(guild.id, channel.id) == {bot_a.client_id, human.id}
+
+        # A bot connecting later gets the voice states in GUILD_CREATE.
+        async with running(client_c, bot_c.token):
+            await asyncio.wait_for(client_c.wait_until_ready(), STEP)
+            guild_c = client_c.get_guild(guild.id)
+            assert guild_c is not None
+            for user_id in (bot_a.client_id, human.id):
+                state = guild_c._voice_state_for(user_id)
+                assert state is not None and state.channel is not None and state.channel.id == channel.id
+
+        b_sees_leave = client_b.wait_for(
+            "voice_state_update",
+            check=lambda m, _b, a: m.id == bot_a.client_id and a.channel is None,
+            timeout=STEP,
+        )
+        await voice.disconnect(force=False)
+        await b_sees_leave
+        assert fake.voice_channel_of(guild.id, bot_a.client_id) is None
+        assert guild_b._voice_state_for(bot_a.client_id) is None
+
+
+@pytest.mark.asyncio
+async def test_interaction_user_voice(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    user = fake.add_user()
+    async with music_bot(fake, guild) as (fake_bot, _bot, seen):
+        await fake.set_user_voice(guild.id, user.id, guild.voice_channel_id)
+        inter = await fake.send_command(
+            fake_bot,
+            guild_id=guild.id,
+            channel_id=guild.text_channel_id,
+            user=user,
+            name="echo",
+            options={"text": "hi"},
+        )
+        await inter.wait_for_response(timeout=STEP)
+        await until(lambda: "original" in seen)  # the handler is done
+        voice = seen["voice"]
+        assert isinstance(voice, discord.VoiceState)
+        assert voice.channel is not None and voice.channel.id == guild.voice_channel_id
+
+
+@pytest.mark.asyncio
+async def test_channels_roles_and_permission_denial(fake: FakeDiscord) -> None:
+    guild = fake.add_guild()
+    fake_bot = fake.add_bot()
+    await fake.add_bot_to_guild(fake_bot, guild.id)
+    client = make_bot()
+    async with running(client, fake_bot.token):
+        await asyncio.wait_for(client.wait_until_ready(), STEP)
+        dguild = client.get_guild(guild.id)
+        assert dguild is not None and dguild.me is not None
+
+        created = client.wait_for("guild_channel_create", timeout=STEP)
+        stage = fake.add_voice_channel(guild.id, "Stage 2")
+        assert (await created).id == stage
+        channel = dguild.get_channel(stage)
+        assert isinstance(channel, discord.VoiceChannel)
+        me = dguild.me
+        assert channel.permissions_for(me).connect and channel.permissions_for(me).speak
+
+        updated = client.wait_for("guild_channel_update", timeout=STEP)
+        fake.deny_bot_permissions(guild.id, fake_bot, stage, int(Permission.CONNECT | Permission.SPEAK))
+        await updated
+        perms = channel.permissions_for(me)
+        assert not perms.connect and not perms.speak and perms.view_channel
+        assert guild.permissions_of(fake_bot.client_id, stage) & Permission.CONNECT == 0
+
+        # Discord ignores a join it would not allow: no VOICE_STATE_UPDATE comes back.
+        await dguild.change_voice_state(channel=channel)
+        await fake.drain()
+        await asyncio.sleep(0.05)
+        assert fake.voice_state_updates[-1].channel_id == stage
+        assert fake.voice_channel_of(guild.id, fake_bot.client_id) is None
+        assert me.voice is None
+
+        role_created = client.wait_for("guild_role_create", timeout=STEP)
+        dj = fake.add_role(guild.id, "DJ", permissions=int(Permission.MOVE_MEMBERS))
+        assert (await role_created).id == dj
+        member_updated = client.wait_for("member_update", timeout=STEP)
+        fake.add_member(guild.id, fake_bot, roles=[dj])
+        await member_updated
+        assert [r.id for r in me.roles] == [guild.id, dj]
+        assert me.guild_permissions.move_members
+
+        text = fake.add_text_channel(guild.id, "music-log")
+        await fake.drain()
+        assert isinstance(dguild.get_channel(text), discord.TextChannel)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import wavelink
@@ -43,7 +44,12 @@ def test_lavalink_nodes_parse_and_keep_passwords_out_of_errors() -> None:
     ]
     assert "pa=ss" not in repr(specs[0])
     assert parse_lavalink_nodes(None) == [] and parse_lavalink_nodes(" ") == []
-    for bad in ("main=http://x", "main=ftp://x=secret-pw", "a b=http://x=secret-pw", "m=http://x=p1,m=http://y=p2"):
+    for bad in (
+        "main=http://x",
+        "main=ftp://x=secret-pw",
+        "a b=http://x=secret-pw",
+        "m=http://x=p1,m=http://y=p2",
+    ):
         with pytest.raises(InvalidNodeSpec) as info:
             parse_lavalink_nodes(bad)
         assert "secret-pw" not in str(info.value)
@@ -51,10 +57,11 @@ def test_lavalink_nodes_parse_and_keep_passwords_out_of_errors() -> None:
 
 def test_filter_presets_produce_lavalink_payloads() -> None:
     assert set(PRESETS) == {"bassboost", "nightcore", "vaporwave", "karaoke", "8d", "reset"}
-    assert preset_filters("nightcore")()["timescale"] == {"speed": 1.2, "pitch": 1.2, "rate": 1.0}
-    assert preset_filters("8d")()["rotation"] == {"rotationHz": 0.2}
-    assert preset_filters("bassboost")()["equalizer"][0] == {"band": 0, "gain": 0.3}
-    reset = preset_filters("reset")()
+    payloads: dict[str, dict[str, Any]] = {name: dict(preset_filters(name)()) for name in PRESETS}
+    assert payloads["nightcore"]["timescale"] == {"speed": 1.2, "pitch": 1.2, "rate": 1.0}
+    assert payloads["8d"]["rotation"] == {"rotationHz": 0.2}
+    assert payloads["bassboost"]["equalizer"][0] == {"band": 0, "gain": 0.3}
+    reset = payloads["reset"]
     assert isinstance(reset, dict) and not reset.get("timescale")
     assert isinstance(preset_filters("karaoke"), wavelink.Filters)
 

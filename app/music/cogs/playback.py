@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import discord
 import wavelink
@@ -27,6 +30,9 @@ from app.music.views import SearchView
 
 _log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+ANSWER_DEADLINE = 2.0  # seconds: Discord wants a first answer within 3
 SEARCH_RESULTS = 5
 AUTOCOMPLETE_RESULTS = 10
 
@@ -88,6 +94,30 @@ async def _enqueue(
     return answer
 
 
+async def within_deadline(
+    interaction: discord.Interaction, work: Coroutine[Any, Any, T], *, ephemeral: bool = False
+) -> T:
+    """Run `work`; if it outlasts ANSWER_DEADLINE, defer publicly so Discord's 3 s limit holds.
+
+    Answering directly keeps a fast failure (no results, a full queue) a plain ephemeral reply;
+    only slow searches pay for a public "thinking…" placeholder.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), ANSWER_DEADLINE)
+    except TimeoutError:
+        await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+        interaction.extras["public_defer"] = not ephemeral
+        return await task
+
+
+async def send(interaction: discord.Interaction, content: str) -> None:
+    if interaction.response.is_done():
+        await interaction.followup.send(content)
+    else:
+        await interaction.response.send_message(content)
+
+
 def _fits(service: MusicService, track: wavelink.Playable) -> bool:
     try:
         service.check_track(track)
@@ -105,11 +135,11 @@ class Playback(commands.Cog):
     @app_commands.guild_only()
     async def play(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 500]) -> None:
         service, _ = await _player_for_play(interaction)
-        await interaction.response.defer(thinking=True)
-        interaction.extras["public_defer"] = True
-        result = await service.search(query)
-        answer = await _enqueue(interaction, service, result)
-        await interaction.followup.send(answer)
+
+        async def search_and_enqueue() -> str:
+            return await _enqueue(interaction, service, await service.search(query))
+
+        await send(interaction, await within_deadline(interaction, search_and_enqueue()))
 
     @play.autocomplete("query")
     async def play_autocomplete(
@@ -135,7 +165,7 @@ class Playback(commands.Cog):
     @app_commands.guild_only()
     async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 200]) -> None:
         service, _ = await _player_for_play(interaction)
-        result = await service.search(query)
+        result = await within_deadline(interaction, service.search(query), ephemeral=True)
         tracks = (result.tracks if isinstance(result, wavelink.Playlist) else result)[:SEARCH_RESULTS]
 
         async def picked(pick_interaction: discord.Interaction, track: wavelink.Playable) -> None:

@@ -1,0 +1,147 @@
+"""A running fleet with music: fake Discord, fake Lavalink node(s), the real app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from app.bots.status import BotState
+from app.music.player import ChorusPlayer
+from app.music.service import MusicService
+from tests.fakes.discord import FakeBot, FakeDiscord, FakeGuild, FakeUser
+from tests.fakes.discord_interactions import FakeInteraction
+from tests.fakes.lavalink import FakeLavalink, FakePlayer
+from tests.fleet import RunningApp, running_app, store_bot
+
+
+async def until(predicate: Callable[[], bool], *, timeout: float = 5.0, what: str = "condition") -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+@dataclass
+class World:
+    discord: FakeDiscord
+    lavalinks: list[FakeLavalink]
+    app: RunningApp
+    guild: FakeGuild
+    bots: list[FakeBot]
+    users: list[FakeUser] = field(default_factory=list)
+
+    @property
+    def bot(self) -> FakeBot:
+        return self.bots[0]
+
+    @property
+    def lavalink(self) -> FakeLavalink:
+        return self.lavalinks[0]
+
+    @property
+    def text_channel(self) -> int:
+        return self.guild.text_channel_id
+
+    @property
+    def voice_channel(self) -> int:
+        return self.guild.voice_channel_id
+
+    def service(self, bot: FakeBot | None = None) -> MusicService:
+        runner = self.app.manager.get_runner((bot or self.bot).client_id)
+        assert runner is not None and runner.client is not None
+        return runner.client.music
+
+    def player(self, bot: FakeBot | None = None) -> ChorusPlayer | None:
+        return self.service(bot).get_player(self.guild.id)
+
+    def lavalink_player(self, bot: FakeBot | None = None) -> FakePlayer | None:
+        """The player Lavalink holds for this bot in the guild, on whichever fake node has it."""
+        bot = bot or self.bot
+        for lavalink in self.lavalinks:
+            session = lavalink.session_for_user(bot.client_id)
+            if session is not None and self.guild.id in session.players:
+                return session.players[self.guild.id]
+        return None
+
+    async def user_in_voice(self, name: str = "Listener", channel_id: int | None = None) -> FakeUser:
+        user = self.discord.add_user(name=name)
+        self.discord.add_member(self.guild.id, user)
+        await self.discord.set_user_voice(self.guild.id, user.id, channel_id or self.voice_channel, user=user)
+        self.users.append(user)
+        return user
+
+    async def run(
+        self,
+        user: FakeUser,
+        name: str,
+        *,
+        bot: FakeBot | None = None,
+        subcommand: str | None = None,
+        **options: Any,
+    ) -> FakeInteraction:
+        """Run a slash command as `user` and wait until the bot has answered with a message."""
+        interaction = await self.discord.send_command(
+            bot or self.bot,
+            guild_id=self.guild.id,
+            channel_id=self.text_channel,
+            user=user,
+            name=name,
+            options=options,
+            subcommand=subcommand,
+        )
+        await interaction.wait_for_message(lambda message: bool(message.text), timeout=10)
+        return interaction
+
+    async def playing(self, title: str, bot: FakeBot | None = None) -> FakePlayer:
+        await until(lambda: (p := self.lavalink_player(bot)) is not None and p.track is not None
+                    and p.track["info"]["title"] == title, what=f"{title} playing")  # fmt: skip
+        player = self.lavalink_player(bot)
+        assert player is not None
+        return player
+
+
+WorldFactory = Callable[..., Awaitable[World]]
+
+
+@pytest.fixture
+async def make_world(
+    fake_discord: FakeDiscord, make_settings: Any, mongo: AsyncMongoClient[dict[str, Any]]
+) -> AsyncIterator[WorldFactory]:
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def factory(*, bots: int = 1, lavalinks: int = 1, **overrides: Any) -> World:
+            nodes = [await stack.enter_async_context(FakeLavalink()) for _ in range(lavalinks)]
+            settings = make_settings(
+                discord_api_base=fake_discord.api_base,
+                discord_gateway_url=fake_discord.gateway_url,
+                identify_interval=0.0,
+                lavalink_nodes=",".join(f"node{i}={n.uri}={n.password}" for i, n in enumerate(nodes)),
+                lavalink_health_interval=0.2,
+                **overrides,
+            )
+            guild = fake_discord.add_guild(member_count=5)
+            fake_bots = [fake_discord.add_bot(name=f"Chorus {i + 1}") for i in range(bots)]
+            for bot in fake_bots:
+                await fake_discord.add_bot_to_guild(bot, guild.id)
+                await store_bot(mongo, settings, bot)
+            for lavalink in nodes:
+                for n in range(1, 13):
+                    uri = f"https://music.example/t{n}"
+                    lavalink.add_track(identifier=f"t{n}", title=f"Song {n}", author="Band", uri=uri)
+            running = await stack.enter_async_context(running_app(settings))
+            world = World(discord=fake_discord, lavalinks=nodes, app=running, guild=guild, bots=fake_bots)
+            for bot in fake_bots:
+                await running.wait_for(bot, BotState.READY)
+                await until(
+                    lambda b=bot: len(world.service(b).nodes.healthy()) == lavalinks, what="nodes ready"
+                )
+                # The operator's deploy: the fake then knows every option's type and command ids.
+                await world.service(bot).client.tree.sync()
+            return world
+
+        yield factory
