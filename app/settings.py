@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     guild_ready_timeout: float = Field(default=2.0, ge=0)
     identify_interval: float = Field(default=5.0, ge=0)
 
+    # Fleet routing and invites
+    bot_guild_cap: int = Field(default=100, ge=1)
+    invite_expiry_seconds: float = Field(default=3600.0, gt=0)
+
+    # Admin API (disabled when unset)
+    admin_api_token: SecretStr | None = None
+
     # Music (Lavalink through wavelink)
     lavalink_nodes: SecretStr | None = None
     music_search_prefix: str = "ytsearch"

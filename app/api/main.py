@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app import __version__
-from app.api.routes import bots, health
+from app.api.routes import bots, guilds, health
 from app.bots.manager import BotManager
 from app.db.connection import DatabaseMonitor
 from app.runtime import apply_discord_endpoints, open_store
@@ -49,4 +49,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or Settings()
     app.include_router(health.router)
     app.include_router(bots.router)
+    app.include_router(guilds.router)
     return app

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from app.bots.status import BotState, BotStatus
+from app.db.models import ServerStatus
 from app.logs import redact
 
 
@@ -48,3 +50,24 @@ class BotPublic(_Public):
 
 class BotsPublic(_Public):
     bots: list[BotPublic]
+
+
+class GuildBotPublic(_Public):
+    client_id: str
+    name: str
+    status: ServerStatus
+    activated_at: datetime | None
+    removed_at: datetime | None
+    reason: str | None
+    voice_channel_id: str | None = Field(description="The voice channel it plays in now, if any")
+
+
+class GuildBotsPublic(_Public):
+    guild_id: str
+    bots: list[GuildBotPublic]
+
+
+class InvitePublic(_Public):
+    client_id: str
+    name: str
+    url: str

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import discord
 from discord.ext import commands
 
+from app.bots.router import FleetRouter
 from app.bots.tree import ChorusTree
 from app.music.commands import load_extensions
 from app.music.service import MusicConfig, MusicService
@@ -41,6 +42,7 @@ class MusicBotClient(commands.Bot):
         identify_interval: float,
         before_identify: IdentifyHook,
         music_config: MusicConfig,
+        router: FleetRouter,
         fleet_bot_ids: Callable[[], frozenset[int]] = frozenset,
     ) -> None:
         super().__init__(
@@ -60,12 +62,15 @@ class MusicBotClient(commands.Bot):
         self._identify_interval = identify_interval
         self._music_config = music_config
         self._fleet_bot_ids = fleet_bot_ids
+        self._router = router
 
     async def setup_hook(self) -> None:
         # Commands are registered in the local tree only; syncing them with Discord is the
         # operator's deliberate `chorus deploy-commands`, never automatic at startup.
         await load_extensions(self)
-        self.music = MusicService(self, self._music_config, fleet_bot_ids=self._fleet_bot_ids)
+        self.music = MusicService(
+            self, self._music_config, fleet_bot_ids=self._fleet_bot_ids, router=self._router
+        )
         await self.music.start()
 
     async def close(self) -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
+
+from pymongo.errors import PyMongoError
 
 from app.bots.client import MusicBotClient
+from app.bots.router import FleetRouter
 from app.bots.runner import BotRunner
 from app.bots.status import BotState, BotStatus
 from app.db import queries
@@ -28,6 +32,8 @@ class BotManager:
         self._login_gate = asyncio.Semaphore(settings.bot_login_concurrency)
         self._lock = asyncio.Lock()
         self._lavalink_nodes = parse_lavalink_nodes(settings.lavalink_nodes)
+        self.router = FleetRouter(lambda: self._runners.values(), default_guild_cap=settings.bot_guild_cap)
+        self._invite_sweeper: asyncio.Task[None] | None = None
         self.started_at = utcnow()
 
     async def initialize(self) -> None:
@@ -38,6 +44,17 @@ class BotManager:
         _log.info("Starting %d bot(s)", len(bots))
         for bot in bots:
             await self.start_bot(bot)
+        self._invite_sweeper = asyncio.create_task(self._sweep_invites(), name="invite-expiry")
+
+    async def _sweep_invites(self) -> None:
+        expiry = timedelta(seconds=self._settings.invite_expiry_seconds)
+        interval = min(60.0, max(0.05, self._settings.invite_expiry_seconds / 4))
+        while True:
+            try:
+                await self.router.expire_invites(expiry)
+            except PyMongoError as exc:
+                _log.warning("Expiring pending invites failed (%s); will retry", exc)
+            await asyncio.sleep(interval)
 
     async def start_bot(self, bot: MusicBot) -> BotRunner:
         """Start (or restart) one bot. Returns at once; the bot logs in in the background."""
@@ -52,6 +69,7 @@ class BotManager:
                 login_gate=self._login_gate,
                 lavalink_nodes=self._lavalink_nodes,
                 fleet_bot_ids=self.client_ids,
+                router=self.router,
             )
             self._runners[bot.client_id] = runner
             runner.start()
@@ -92,6 +110,9 @@ class BotManager:
         return [runner.status() for runner in self._runners.values()]
 
     async def shutdown(self) -> None:
+        if self._invite_sweeper is not None:
+            self._invite_sweeper.cancel()
+            await asyncio.gather(self._invite_sweeper, return_exceptions=True)
         async with self._lock:
             runners, self._runners = list(self._runners.values()), {}
         if runners:

@@ -15,6 +15,7 @@ from pymongo.errors import PyMongoError
 from app.bots.backoff import Backoff
 from app.bots.client import MusicBotClient
 from app.bots.errors import FatalBotError, IdentifyBudgetExceeded, TokenMismatch
+from app.bots.router import FleetRouter
 from app.bots.status import BotState, BotStatus
 from app.db import queries
 from app.db.models import MusicBot, utcnow
@@ -52,6 +53,7 @@ class BotRunner:
         cipher: TokenCipher,
         login_gate: asyncio.Semaphore,
         lavalink_nodes: Sequence[LavalinkNodeSpec] = (),
+        router: FleetRouter,
         fleet_bot_ids: Callable[[], frozenset[int]] = frozenset,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
@@ -61,6 +63,7 @@ class BotRunner:
         self._login_gate = login_gate
         self._lavalink_nodes = lavalink_nodes
         self._fleet_bot_ids = fleet_bot_ids
+        self._router = router
         self.client: MusicBotClient | None = None
         self.state = BotState.STARTING
         self.since: datetime = utcnow()
@@ -160,6 +163,7 @@ class BotRunner:
             before_identify=self._before_identify,
             music_config=self._music_config(),
             fleet_bot_ids=self._fleet_bot_ids,
+            router=self._router,
         )
         client.add_listener(self._on_ready, "on_ready")
         client.add_listener(self._on_resumed, "on_resumed")
@@ -294,9 +298,12 @@ class BotRunner:
             if client is None or self.state is not BotState.READY:
                 continue
             guild_ids = [guild.id for guild in client.guilds]
+            failed = {guild.id: reason for guild in client.guilds if (reason := _cannot_play_in(guild))}
             try:
                 assert self.record.id is not None
-                activated, removed = await queries.reconcile_bot_guilds(self.record.id, guild_ids)
+                activated, removed = await queries.reconcile_bot_guilds(
+                    self.record.id, guild_ids, failed=failed
+                )
                 self.record.guild_count, self.record.user_count = len(guild_ids), client.user_count
                 await queries.update_bot_guild_count(
                     self.client_id, guild_count=len(guild_ids), user_count=client.user_count
@@ -312,3 +319,12 @@ class BotRunner:
             backoff.reset()
             if activated or removed:
                 _log.info("Bot %d guilds: %d activated, %d removed", self.client_id, activated, removed)
+
+
+def _cannot_play_in(guild: discord.Guild) -> str | None:
+    """Why the bot cannot play music in this guild at all (server-wide permissions), or None."""
+    permissions = guild.me.guild_permissions
+    missing = [
+        name for name, ok in (("Connect", permissions.connect), ("Speak", permissions.speak)) if not ok
+    ]
+    return f"missing permission: {', '.join(missing)}" if missing else None

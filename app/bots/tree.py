@@ -7,18 +7,20 @@ import logging
 import discord
 from discord import app_commands
 
-from app.music.errors import MusicError
+from app.music.errors import AllBotsBusy, MusicError
 
 _log = logging.getLogger(__name__)
 
 UNEXPECTED = "Something went wrong on my side. It has been logged; please try again."
 
 
-async def reply_error(interaction: discord.Interaction, message: str) -> None:
+async def reply_error(
+    interaction: discord.Interaction, message: str, *, view: discord.ui.View = discord.utils.MISSING
+) -> None:
     """Answer ephemerally, whatever state the interaction is in."""
     try:
         if not interaction.response.is_done():
-            await interaction.response.send_message(message, ephemeral=True)
+            await interaction.response.send_message(message, ephemeral=True, view=view)
             return
         if interaction.extras.get("public_defer"):
             # A public "thinking…" placeholder would make the error public: replace it.
@@ -28,7 +30,7 @@ async def reply_error(interaction: discord.Interaction, message: str) -> None:
             except discord.HTTPException:
                 await interaction.edit_original_response(content=message, embed=None, view=None)
                 return
-        await interaction.followup.send(message, ephemeral=True)
+        await interaction.followup.send(message, ephemeral=True, view=view)
     except discord.HTTPException as exc:
         _log.warning("Could not deliver an error message to interaction %s: %s", interaction.id, exc)
 
@@ -36,6 +38,13 @@ async def reply_error(interaction: discord.Interaction, message: str) -> None:
 class ChorusTree(app_commands.CommandTree[discord.Client]):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(original, AllBotsBusy) and original.invite_url:
+            view = discord.ui.View()
+            view.add_item(
+                discord.ui.Button(label=f"Invite {original.invite_name}"[:80], url=original.invite_url)
+            )
+            await reply_error(interaction, str(original), view=view)
+            return
         if isinstance(original, MusicError):
             await reply_error(interaction, str(original))
             return

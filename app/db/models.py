@@ -31,6 +31,8 @@ class MusicBot(Document):
     # Per-bot music limits; None falls back to MUSIC_QUEUE_LIMIT / MUSIC_MAX_TRACK_SECONDS.
     queue_limit: int | None = None
     max_track_seconds: int | None = None
+    # Most guilds this bot is offered to by invites; None falls back to BOT_GUILD_CAP.
+    guild_cap: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import contextlib
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 
 from beanie import PydanticObjectId
@@ -12,6 +13,7 @@ from pymongo.errors import DuplicateKeyError
 from app.db.models import BotIdentifyLog, MusicBot, ServerMusicBot, ServerStatus, utcnow
 
 IDENTIFY_WINDOW = timedelta(hours=24)
+INVITE_EXPIRED = "invite expired unused"
 _IDENTIFY_LOG_CAP = 1000  # Discord's daily budget: older entries can never matter
 
 
@@ -98,6 +100,61 @@ async def deactivate_bot_in_guild(
     return result.modified_count > 0
 
 
+async def mark_bot_failed_in_guild(music_bot_id: PydanticObjectId, guild_id: int, *, reason: str) -> bool:
+    """The bot is in the guild but cannot work there (e.g. no Connect/Speak permission)."""
+    now = utcnow()
+    result = await ServerMusicBot.get_pymongo_collection().update_one(
+        {"server_id": guild_id, "music_bot_id": music_bot_id},
+        {
+            "$set": {"status": ServerStatus.FAILED.value, "reason": reason, "updated_at": now},
+            "$setOnInsert": {"created_at": now},
+        },
+        upsert=True,
+    )
+    return result.modified_count > 0 or result.upserted_id is not None
+
+
+async def record_pending_invite(music_bot_id: PydanticObjectId, guild_id: int) -> None:
+    """PENDING_INVITE for (guild, bot), unless the bot is already active there."""
+    now = utcnow()
+    with contextlib.suppress(DuplicateKeyError):  # already active: nothing to invite
+        await ServerMusicBot.get_pymongo_collection().update_one(
+            {
+                "server_id": guild_id,
+                "music_bot_id": music_bot_id,
+                "status": {"$ne": ServerStatus.ACTIVE.value},
+            },
+            {
+                "$set": {"status": ServerStatus.PENDING_INVITE.value, "reason": None, "updated_at": now},
+                "$setOnInsert": {"created_at": now},
+            },
+            upsert=True,
+        )
+
+
+async def expire_pending_invites(older_than: timedelta) -> int:
+    """Invites never used within `older_than` become FAILED ("invite expired"). Returns how many."""
+    now = utcnow()
+    result = await ServerMusicBot.get_pymongo_collection().update_many(
+        {"status": ServerStatus.PENDING_INVITE.value, "updated_at": {"$lt": now - older_than}},
+        {"$set": {"status": ServerStatus.FAILED.value, "reason": INVITE_EXPIRED, "updated_at": now}},
+    )
+    return result.modified_count
+
+
+async def guild_assignments(guild_id: int) -> list[ServerMusicBot]:
+    return await ServerMusicBot.find(ServerMusicBot.server_id == guild_id).sort("+created_at").to_list()
+
+
+async def pending_invite_counts() -> dict[PydanticObjectId, int]:
+    pipeline: list[dict[str, object]] = [
+        {"$match": {"status": ServerStatus.PENDING_INVITE.value}},
+        {"$group": {"_id": "$music_bot_id", "count": {"$sum": 1}}},
+    ]
+    cursor = await ServerMusicBot.get_pymongo_collection().aggregate(pipeline)
+    return {doc["_id"]: doc["count"] async for doc in cursor}
+
+
 async def active_guild_ids(music_bot_id: PydanticObjectId) -> set[int]:
     cursor = ServerMusicBot.get_pymongo_collection().find(
         {"music_bot_id": music_bot_id, "status": ServerStatus.ACTIVE.value}, {"server_id": 1}
@@ -105,15 +162,23 @@ async def active_guild_ids(music_bot_id: PydanticObjectId) -> set[int]:
     return {doc["server_id"] async for doc in cursor}
 
 
-async def reconcile_bot_guilds(music_bot_id: PydanticObjectId, guild_ids: Collection[int]) -> tuple[int, int]:
-    """Make the records match the guilds the bot is in now. Returns (activated, removed)."""
+async def reconcile_bot_guilds(
+    music_bot_id: PydanticObjectId, guild_ids: Collection[int], *, failed: Mapping[int, str] | None = None
+) -> tuple[int, int]:
+    """Make the records match the guilds the bot is in now. Returns (activated, removed).
+
+    `failed` maps guilds the bot is in but cannot work in to the reason; they become FAILED.
+    """
+    failed = failed or {}
     recorded = await active_guild_ids(music_bot_id)
     current = set(guild_ids)
+    for guild_id, reason in failed.items():
+        await mark_bot_failed_in_guild(music_bot_id, guild_id, reason=reason)
     activated = 0
-    for guild_id in current - recorded:
+    for guild_id in current - recorded - set(failed):
         activated += await activate_bot_in_guild(music_bot_id, guild_id)
     removed = 0
-    gone = recorded - current
+    gone = recorded - current - set(failed)
     if gone:
         now = utcnow()
         result = await ServerMusicBot.get_pymongo_collection().update_many(

@@ -1,4 +1,8 @@
-"""Who may do what with which player. Commands call these; routing across bots plugs in here."""
+"""Who may do what with which player, across the whole fleet.
+
+A command may reach any of our bots in a guild; these helpers find the player that owns music
+in the caller's voice channel, whichever bot it belongs to, and apply that bot's DJ rules.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from app.music.errors import AudioBackendUnavailable, NotAllowed, NothingPlaying, NotInVoice, NotSameChannel
+from app.music.errors import AudioBackendUnavailable, NotAllowed, NothingPlaying, NotInVoice
 from app.music.player import ChorusPlayer, requester_id
 
 if TYPE_CHECKING:
@@ -16,7 +20,16 @@ VoiceLike = discord.VoiceChannel | discord.StageChannel
 
 
 def music_of(interaction: discord.Interaction) -> MusicService:
+    """The music service of the bot that received the interaction."""
     service: MusicService | None = getattr(interaction.client, "music", None)
+    if service is None:
+        raise AudioBackendUnavailable()
+    return service
+
+
+def service_of(player: ChorusPlayer) -> MusicService:
+    """The music service of the bot that owns the player (it may not be the receiving bot)."""
+    service: MusicService | None = getattr(player.client, "music", None)
     if service is None:
         raise AudioBackendUnavailable()
     return service
@@ -36,25 +49,33 @@ def caller_channel(interaction: discord.Interaction) -> VoiceLike:
 
 
 def controlled_player(interaction: discord.Interaction) -> ChorusPlayer:
-    """The player in the caller's voice channel; the caller must be in it."""
-    service = music_of(interaction)
-    assert interaction.guild_id is not None
-    player = service.get_player(interaction.guild_id)
+    """The player of whichever of our bots is in the caller's voice channel."""
     channel = caller_channel(interaction)
-    if player is None or player.channel is None:
+    player = music_of(interaction).router.player_in_channel(channel.guild.id, channel.id)
+    if player is None:
         raise NothingPlaying()
-    if player.channel.id != channel.id:
-        raise NotSameChannel(player.channel.mention)
-    service.ensure_backend(player)
+    service_of(player).ensure_backend(player)
     return player
 
 
+def bot_name(player: ChorusPlayer) -> str:
+    return service_of(player).name
+
+
+def acted(player: ChorusPlayer, text: str) -> str:
+    """An answer that names the bot that acted (it may not be the one that received the command)."""
+    return f"{text} · **{bot_name(player)}**"
+
+
 async def is_dj(interaction: discord.Interaction, player: ChorusPlayer | None) -> bool:
-    """Full control: no DJ role configured, the DJ role, Manage Server, or alone with the bot."""
+    """Full control: no DJ role configured, the DJ role, Manage Server, or alone with the bot.
+
+    The DJ role is the acting bot's setting for this guild (settings are per bot).
+    """
     member = member_of(interaction)
     if member.guild_permissions.manage_guild:
         return True
-    service = music_of(interaction)
+    service = service_of(player) if player is not None else music_of(interaction)
     settings = await service.guild_settings.get(member.guild.id)
     if settings.dj_role_id is None or any(role.id == settings.dj_role_id for role in member.roles):
         return True

@@ -16,6 +16,7 @@ EXTENSIONS: tuple[str, ...] = (
     "app.music.cogs.playback",
     "app.music.cogs.queue",
     "app.music.cogs.settings",
+    "app.music.cogs.fleet",
 )
 
 

@@ -17,14 +17,9 @@ class NotInVoice(MusicError):
         super().__init__("Join a voice channel first.")
 
 
-class NotSameChannel(MusicError):
-    def __init__(self, channel_mention: str) -> None:
-        super().__init__(f"I'm playing in {channel_mention}: join it to control the music.")
-
-
 class NothingPlaying(MusicError):
     def __init__(self) -> None:
-        super().__init__("Nothing is playing.")
+        super().__init__("Nothing is playing in your voice channel.")
 
 
 class NoResults(MusicError):
@@ -39,3 +34,17 @@ class MissingVoicePermission(MusicError):
 
 class NotAllowed(MusicError):
     """The member lacks the DJ role (or Manage Server) for this action."""
+
+
+class AllBotsBusy(MusicError):
+    """Every bot of ours in the guild plays in another channel; `invite_url` adds one more."""
+
+    def __init__(self, busy: int, *, invite_name: str | None = None, invite_url: str | None = None) -> None:
+        message = f"All {busy} of our music bots here are busy in other voice channels."
+        if invite_url:
+            message += f" Invite **{invite_name}** to play in yours."
+        else:
+            message += " No other bot of the network has room right now."
+        super().__init__(message)
+        self.invite_name = invite_name
+        self.invite_url = invite_url

@@ -15,6 +15,7 @@ import discord
 import wavelink
 from discord.ext import commands
 
+from app.bots.router import FleetRouter
 from app.music.config import LavalinkNodeSpec
 from app.music.errors import AudioBackendUnavailable, MissingVoicePermission, MusicError, NoResults
 from app.music.formatting import format_duration, track_length
@@ -41,6 +42,7 @@ class MusicService:
         client: commands.Bot,
         config: MusicConfig,
         *,
+        router: FleetRouter,
         fleet_bot_ids: Callable[[], frozenset[int]] = frozenset,
     ) -> None:
         self.client = client
@@ -50,12 +52,13 @@ class MusicService:
         self.bot_id = client.user.id
         self.guild_settings = GuildSettingsStore(self.bot_id)
         self.fleet_bot_ids = fleet_bot_ids
+        self.router = router
         self._idle_task: asyncio.Task[None] | None = None
-        self._guild_locks: dict[int, asyncio.Lock] = {}
 
-    def guild_lock(self, guild_id: int) -> asyncio.Lock:
-        """Serialises join + enqueue + start in one guild (two /play at once: one join, one queue)."""
-        return self._guild_locks.setdefault(guild_id, asyncio.Lock())
+    @property
+    def name(self) -> str:
+        user = self.client.user
+        return user.name if user is not None else str(self.bot_id)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

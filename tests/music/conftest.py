@@ -33,6 +33,7 @@ class World:
     app: RunningApp
     guild: FakeGuild
     bots: list[FakeBot]
+    outsiders: list[FakeBot] = field(default_factory=list)  # in the network, not in the guild
     users: list[FakeUser] = field(default_factory=list)
 
     @property
@@ -114,7 +115,7 @@ async def make_world(
 ) -> AsyncIterator[WorldFactory]:
     async with contextlib.AsyncExitStack() as stack:
 
-        async def factory(*, bots: int = 1, lavalinks: int = 1, **overrides: Any) -> World:
+        async def factory(*, bots: int = 1, lavalinks: int = 1, outside: int = 0, **overrides: Any) -> World:
             nodes = [await stack.enter_async_context(FakeLavalink()) for _ in range(lavalinks)]
             settings = make_settings(
                 discord_api_base=fake_discord.api_base,
@@ -129,13 +130,23 @@ async def make_world(
             for bot in fake_bots:
                 await fake_discord.add_bot_to_guild(bot, guild.id)
                 await store_bot(mongo, settings, bot)
+            outsiders = [fake_discord.add_bot(name=f"Chorus {bots + i + 1}") for i in range(outside)]
+            for bot in outsiders:
+                await store_bot(mongo, settings, bot)
             for lavalink in nodes:
                 for n in range(1, 13):
                     uri = f"https://music.example/t{n}"
                     lavalink.add_track(identifier=f"t{n}", title=f"Song {n}", author="Band", uri=uri)
             running = await stack.enter_async_context(running_app(settings))
-            world = World(discord=fake_discord, lavalinks=nodes, app=running, guild=guild, bots=fake_bots)
-            for bot in fake_bots:
+            world = World(
+                discord=fake_discord,
+                lavalinks=nodes,
+                app=running,
+                guild=guild,
+                bots=fake_bots,
+                outsiders=outsiders,
+            )
+            for bot in fake_bots + outsiders:
                 await running.wait_for(bot, BotState.READY)
                 await until(
                     lambda b=bot: len(world.service(b).nodes.healthy()) == lavalinks, what="nodes ready"

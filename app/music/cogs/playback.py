@@ -11,8 +11,12 @@ import discord
 import wavelink
 from discord import app_commands
 from discord.ext import commands
+from pymongo.errors import PyMongoError
 
 from app.music.access import (
+    VoiceLike,
+    acted,
+    bot_name,
     caller_channel,
     controlled_player,
     current_requester,
@@ -21,10 +25,11 @@ from app.music.access import (
     music_of,
     require_dj,
     require_dj_or_owner,
+    service_of,
 )
-from app.music.errors import MusicError, NothingPlaying, NotSameChannel
+from app.music.errors import AllBotsBusy, MusicError, NothingPlaying
 from app.music.formatting import InvalidTime, format_duration, parse_time, progress_bar, track_length
-from app.music.player import ChorusPlayer, requester_name
+from app.music.player import requester_name
 from app.music.service import MusicService
 from app.music.views import SearchView
 
@@ -41,43 +46,71 @@ def _describe(track: wavelink.Playable) -> str:
     return f"**{track.title[:90]}** ({track_length(track)})"
 
 
-async def _player_for_play(interaction: discord.Interaction) -> tuple[MusicService, ChorusPlayer | None]:
-    """Checks that must pass before anything is deferred (so their errors stay ephemeral)."""
-    service = music_of(interaction)
+async def _route_play(interaction: discord.Interaction) -> tuple[MusicService, VoiceLike]:
+    """Which bot will play for the caller; checks that must pass before anything is deferred
+    (so their errors stay ephemeral). Returns the acting bot's service and the caller's channel."""
+    receiving = music_of(interaction)
     channel = caller_channel(interaction)
-    assert interaction.guild_id is not None
-    player = service.get_player(interaction.guild_id)
-    if player is not None and player.channel is not None and player.channel.id != channel.id:
-        raise NotSameChannel(player.channel.mention)
+    acting = receiving.router.choose_for_play(receiving, channel.guild.id, channel.id)
+    if acting is None:
+        raise await _all_busy(receiving, channel.guild.id)
+    player = acting.get_player(channel.guild.id)
     if player is None:
-        service.check_can_join(channel)
-    service.ensure_backend(player)
-    return service, player
+        acting.check_can_join(_as_seen_by(acting, channel))
+    acting.ensure_backend(player)
+    return acting, channel
+
+
+def _as_seen_by(service: MusicService, channel: VoiceLike) -> VoiceLike:
+    """The same voice channel from the acting bot's own cache (each bot has its own objects)."""
+    guild = service.client.get_guild(channel.guild.id)
+    own = guild.get_channel(channel.id) if guild is not None else None
+    if not isinstance(own, VoiceLike):
+        raise MusicError(f"**{service.name}** can't see {channel.mention}.")
+    return own
+
+
+async def _all_busy(receiving: MusicService, guild_id: int) -> AllBotsBusy:
+    busy = len(receiving.router.services_in_guild(guild_id))
+    try:
+        invite = await receiving.router.invite_for(guild_id)
+    except PyMongoError as exc:
+        _log.warning("No invite for guild %d: the database is unavailable (%s)", guild_id, exc)
+        invite = None
+    if invite is None:
+        return AllBotsBusy(busy)
+    return AllBotsBusy(busy, invite_name=invite.name, invite_url=invite.url)
 
 
 async def _enqueue(
     interaction: discord.Interaction,
-    service: MusicService,
+    receiving: MusicService,
     result: list[wavelink.Playable] | wavelink.Playlist,
 ) -> str:
-    """Join if needed, queue the result (a playlist: all of it), start playing. Returns the answer."""
+    """Join if needed, queue the result (a playlist: all of it), start playing. Returns the answer.
+
+    Under the fleet-wide guild lock: two /play at once in one channel get one bot and one queue.
+    """
     member = member_of(interaction)
     channel = caller_channel(interaction)
-    async with service.guild_lock(member.guild.id):
-        player = service.get_player(member.guild.id)
+    router = receiving.router
+    async with router.lock(member.guild.id):
+        acting = router.choose_for_play(receiving, member.guild.id, channel.id)
+        if acting is None:
+            raise await _all_busy(receiving, member.guild.id)
+        player = acting.get_player(member.guild.id)
         if player is None:
-            player = await service.join(channel, text_channel_id=interaction.channel_id)
-        elif player.channel is not None and player.channel.id != channel.id:
-            raise NotSameChannel(player.channel.mention)
+            player = await acting.join(_as_seen_by(acting, channel), text_channel_id=interaction.channel_id)
+        router.mark_used(acting, member.guild.id)
         tracks = list(result.tracks) if isinstance(result, wavelink.Playlist) else [result[0]]
         for track in tracks:
             track.extras = {"requester_id": str(member.id), "requester": member.display_name}
-        playable = [t for t in tracks if _fits(service, t)]
+        playable = [t for t in tracks if _fits(acting, t)]
         if not playable:
-            service.check_track(tracks[0])  # raises the length error
-        room = service.queue_room(player)
+            acting.check_track(tracks[0])  # raises the length error
+        room = acting.queue_room(player)
         if room == 0:
-            raise MusicError(f"The queue is full ({service.config.queue_limit} tracks).")
+            raise MusicError(f"The queue is full ({acting.config.queue_limit} tracks).")
         added = playable[:room]
         player.queue.put(added)
         if player.current is None and not player.playing:
@@ -91,7 +124,7 @@ async def _enqueue(
         answer = f"Added {_describe(added[0])} to the queue (position {len(player.queue)})."
     if skipped:
         answer += f" Skipped {skipped} (too long or the queue is full)."
-    return answer
+    return f"**{acting.name}** in {player.channel.mention if player.channel else channel.mention}: {answer}"
 
 
 async def within_deadline(
@@ -134,10 +167,11 @@ class Playback(commands.Cog):
     @app_commands.describe(query="A URL, or what to search for")
     @app_commands.guild_only()
     async def play(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 500]) -> None:
-        service, _ = await _player_for_play(interaction)
+        acting, _ = await _route_play(interaction)
+        receiving = music_of(interaction)
 
         async def search_and_enqueue() -> str:
-            return await _enqueue(interaction, service, await service.search(query))
+            return await _enqueue(interaction, receiving, await acting.search(query))
 
         await send(interaction, await within_deadline(interaction, search_and_enqueue()))
 
@@ -164,13 +198,14 @@ class Playback(commands.Cog):
     @app_commands.describe(query="What to search for")
     @app_commands.guild_only()
     async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 200]) -> None:
-        service, _ = await _player_for_play(interaction)
-        result = await within_deadline(interaction, service.search(query), ephemeral=True)
+        acting, _ = await _route_play(interaction)
+        receiving = music_of(interaction)
+        result = await within_deadline(interaction, acting.search(query), ephemeral=True)
         tracks = (result.tracks if isinstance(result, wavelink.Playlist) else result)[:SEARCH_RESULTS]
 
         async def picked(pick_interaction: discord.Interaction, track: wavelink.Playable) -> None:
             await pick_interaction.response.defer()
-            answer = await _enqueue(pick_interaction, service, [track])
+            answer = await _enqueue(pick_interaction, receiving, [track])
             await pick_interaction.edit_original_response(content=answer, view=None)
 
         view = SearchView(owner_id=interaction.user.id, tracks=tracks, on_pick=picked)
@@ -191,7 +226,7 @@ class Playback(commands.Cog):
         if player.paused:
             raise MusicError("Already paused.")
         await player.pause(True)
-        await interaction.response.send_message("Paused ⏸️")
+        await interaction.response.send_message(acted(player, "Paused ⏸️"))
 
     @app_commands.command(description="Resume the music")
     @app_commands.guild_only()
@@ -203,7 +238,7 @@ class Playback(commands.Cog):
         if not player.paused:
             raise MusicError("Not paused.")
         await player.pause(False)
-        await interaction.response.send_message("Resumed ▶️")
+        await interaction.response.send_message(acted(player, "Resumed ▶️"))
 
     @app_commands.command(description="Skip the current track (a vote for non-DJs)")
     @app_commands.describe(count="How many tracks to skip (DJs only for more than one)")
@@ -219,7 +254,7 @@ class Playback(commands.Cog):
         if not own and not await is_dj(interaction, player):
             if count > 1:
                 raise MusicError("Only DJs can skip several tracks at once.")
-            listeners = set(music_of(interaction).listeners(player))
+            listeners = set(service_of(player).listeners(player))
             player.skip_votes.add(interaction.user.id)
             votes = len(player.skip_votes & listeners)
             required = len(listeners) // 2 + 1
@@ -230,7 +265,7 @@ class Playback(commands.Cog):
             player.queue.delete(0)
         await player.skip(force=True)
         suffix = f" and {count - 1} more" if count > 1 else ""
-        await interaction.response.send_message(f"Skipped **{title[:90]}**{suffix} ⏭️")
+        await interaction.response.send_message(acted(player, f"Skipped **{title[:90]}**{suffix} ⏭️"))
 
     @app_commands.command(description="Stop the music and clear the queue")
     @app_commands.guild_only()
@@ -241,16 +276,18 @@ class Playback(commands.Cog):
         player.autoplay = wavelink.AutoPlayMode.partial
         if player.current is not None:
             await player.skip(force=True)
-        await interaction.response.send_message("Stopped ⏹️ and cleared the queue.")
+        await interaction.response.send_message(acted(player, "Stopped ⏹️ and cleared the queue."))
 
     @app_commands.command(description="Leave the voice channel")
     @app_commands.guild_only()
     async def leave(self, interaction: discord.Interaction) -> None:
         player = controlled_player(interaction)
         await require_dj(interaction, player, action="make me leave")
-        channel = player.channel
+        channel, name = player.channel, bot_name(player)
         await player.disconnect()
-        await interaction.response.send_message(f"Left {channel.mention if channel else 'the channel'} 👋")
+        await interaction.response.send_message(
+            f"**{name}** left {channel.mention if channel else 'the channel'} 👋"
+        )
 
     @app_commands.command(description="Show the current track and its position")
     @app_commands.guild_only()
@@ -296,7 +333,7 @@ class Playback(commands.Cog):
         if position >= track.length:
             raise MusicError(f"The track is only {format_duration(track.length)} long.")
         await player.seek(position)
-        await interaction.response.send_message(f"Jumped to {format_duration(position)} ⏩")
+        await interaction.response.send_message(acted(player, f"Jumped to {format_duration(position)} ⏩"))
 
     @app_commands.command(description="Set the volume (0-150)")
     @app_commands.describe(level="Volume in percent")
@@ -305,7 +342,7 @@ class Playback(commands.Cog):
         player = controlled_player(interaction)
         await require_dj(interaction, player, action="change the volume")
         await player.set_volume(level)
-        await interaction.response.send_message(f"Volume set to {level}% 🔊")
+        await interaction.response.send_message(acted(player, f"Volume set to {level}% 🔊"))
 
 
 async def setup(bot: commands.Bot) -> None:

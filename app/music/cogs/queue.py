@@ -9,7 +9,7 @@ import wavelink
 from discord import app_commands
 from discord.ext import commands
 
-from app.music.access import controlled_player, require_dj, require_dj_or_owner
+from app.music.access import acted, controlled_player, require_dj, require_dj_or_owner
 from app.music.errors import MusicError
 from app.music.filters import PRESETS, preset_filters
 from app.music.player import requester_id
@@ -50,7 +50,7 @@ class Queue(commands.Cog):
         if len(player.queue) < 2:
             raise MusicError("Nothing to shuffle.")
         player.queue.shuffle()
-        await interaction.response.send_message(f"Shuffled {len(player.queue)} tracks 🔀")
+        await interaction.response.send_message(acted(player, f"Shuffled {len(player.queue)} tracks 🔀"))
 
     @app_commands.command(description="Remove a track from the queue")
     @app_commands.describe(position="Its position in /queue")
@@ -65,7 +65,7 @@ class Queue(commands.Cog):
             interaction, player, requester_id(track), action="remove other members' tracks"
         )
         player.queue.delete(index)
-        await interaction.response.send_message(f"Removed **{track.title[:90]}**.")
+        await interaction.response.send_message(acted(player, f"Removed **{track.title[:90]}**."))
 
     @app_commands.command(name="move", description="Move a track to another position in the queue")
     @app_commands.describe(source="Its position now", destination="Its new position")
@@ -85,7 +85,9 @@ class Queue(commands.Cog):
         track = player.queue[src]
         player.queue.delete(src)
         player.queue.put_at(dst, track)
-        await interaction.response.send_message(f"Moved **{track.title[:90]}** to position {destination}.")
+        await interaction.response.send_message(
+            acted(player, f"Moved **{track.title[:90]}** to position {destination}.")
+        )
 
     @app_commands.command(description="Remove every upcoming track")
     @app_commands.guild_only()
@@ -94,7 +96,7 @@ class Queue(commands.Cog):
         await require_dj(interaction, player, action="clear the queue")
         count = len(player.queue)
         player.queue.clear()
-        await interaction.response.send_message(f"Cleared {count} track(s) from the queue.")
+        await interaction.response.send_message(acted(player, f"Cleared {count} track(s) from the queue."))
 
     @app_commands.command(description="Repeat the track, the queue, or nothing")
     @app_commands.describe(mode="off, track or queue")
@@ -103,7 +105,7 @@ class Queue(commands.Cog):
         player = controlled_player(interaction)
         await require_dj(interaction, player, action="change the loop mode")
         player.queue.mode = LOOP_MODES[mode]
-        await interaction.response.send_message(f"Loop: **{mode}** 🔁")
+        await interaction.response.send_message(acted(player, f"Loop: **{mode}** 🔁"))
 
     @app_commands.command(description="Keep playing related tracks when the queue ends")
     @app_commands.describe(state="on or off")
@@ -113,7 +115,7 @@ class Queue(commands.Cog):
         await require_dj(interaction, player, action="change autoplay")
         # Both modes let wavelink advance the queue; `enabled` also adds recommendations.
         player.autoplay = wavelink.AutoPlayMode.enabled if state == "on" else wavelink.AutoPlayMode.partial
-        await interaction.response.send_message(f"Autoplay **{state}**.")
+        await interaction.response.send_message(acted(player, f"Autoplay **{state}**."))
 
     @app_commands.command(name="filter", description="Apply an audio filter preset")
     @app_commands.describe(preset="bassboost, nightcore, vaporwave, karaoke, 8d, or reset")
@@ -124,7 +126,7 @@ class Queue(commands.Cog):
         await player.set_filters(preset_filters(preset), seek=True)
         player.filter_preset = preset
         message = "Filters cleared." if preset == "reset" else f"Filter **{preset}** on 🎛️"
-        await interaction.response.send_message(message)
+        await interaction.response.send_message(acted(player, message))
 
 
 async def setup(bot: commands.Bot) -> None:

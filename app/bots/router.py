@@ -1,0 +1,144 @@
+"""One network, not N bots: which of our bots acts on a music request in a guild.
+
+Every bot of the fleet lives in this process, so the router sees them all and one asyncio lock
+per guild makes assignment race-free: two simultaneous `/play` in one channel end with one bot
+and one queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from app.bots.status import BotState
+from app.db import queries
+from app.db.models import MusicBot, ServerMusicBot, ServerStatus
+from app.ops.invites import invite_url
+
+if TYPE_CHECKING:
+    from app.bots.runner import BotRunner
+    from app.music.player import ChorusPlayer
+    from app.music.service import MusicService
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    client_id: int
+    name: str
+    url: str
+
+
+class FleetRouter:
+    def __init__(self, runners: Callable[[], Iterable[BotRunner]], *, default_guild_cap: int) -> None:
+        self._runners = runners
+        self._default_guild_cap = default_guild_cap
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._last_used: dict[tuple[int, int], float] = {}
+
+    def lock(self, guild_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(guild_id, asyncio.Lock())
+
+    def services_in_guild(self, guild_id: int) -> list[MusicService]:
+        """The music services of our ready bots that are members of the guild."""
+        services: list[MusicService] = []
+        for runner in self._runners():
+            client = runner.client
+            if (
+                runner.state is BotState.READY
+                and client is not None
+                and client.get_guild(guild_id) is not None
+            ):
+                music = getattr(client, "music", None)
+                if music is not None:
+                    services.append(music)
+        return services
+
+    def player_in_channel(self, guild_id: int, channel_id: int) -> ChorusPlayer | None:
+        for service in self.services_in_guild(guild_id):
+            player = service.get_player(guild_id)
+            if player is not None and player.channel is not None and player.channel.id == channel_id:
+                return player
+        return None
+
+    def player_of(self, client_id: int, guild_id: int) -> ChorusPlayer | None:
+        for runner in self._runners():
+            if runner.client_id == client_id and runner.client is not None:
+                music: MusicService | None = getattr(runner.client, "music", None)
+                return music.get_player(guild_id) if music is not None else None
+        return None
+
+    def choose_for_play(self, receiving: MusicService, guild_id: int, channel_id: int) -> MusicService | None:
+        """Who plays for a caller in `channel_id`; None when every bot of ours here is busy.
+
+        1. the bot already in that channel; 2. the receiving bot if it is free in the guild;
+        3. the free bot of ours in the guild used least recently. Call under `lock(guild_id)`.
+        """
+        services = self.services_in_guild(guild_id)
+        for service in services:
+            player = service.get_player(guild_id)
+            if player is not None and player.channel is not None and player.channel.id == channel_id:
+                return service
+        free = [s for s in services if s.get_player(guild_id) is None]
+        # Prefer bots with a working audio node; a free bot without one still "acts", so the
+        # caller learns the backend is down rather than that every bot is busy.
+        usable = [s for s in free if s.nodes.best() is not None] or free
+        if any(s is receiving for s in usable):
+            return receiving
+        return min(usable, key=lambda s: self._last_used.get((s.bot_id, guild_id), 0.0), default=None)
+
+    def mark_used(self, service: MusicService, guild_id: int) -> None:
+        self._last_used[(service.bot_id, guild_id)] = time.monotonic()
+
+    async def invite_for(self, guild_id: int) -> Invite | None:
+        """The least-loaded enabled bot with room that is not in the guild, recorded PENDING_INVITE.
+
+        A bot already invited to this guild (pending) is offered again rather than a new one.
+        """
+        assignments = {a.music_bot_id: a for a in await queries.guild_assignments(guild_id)}
+        for assignment in assignments.values():
+            if assignment.status is ServerStatus.PENDING_INVITE:
+                bot = await MusicBot.get(assignment.music_bot_id)
+                if bot is not None and bot.enabled:
+                    await queries.record_pending_invite(assignment.music_bot_id, guild_id)  # refresh expiry
+                    return Invite(client_id=bot.client_id, name=bot.name, url=invite_url(bot.client_id))
+        failed_bots = {r.client_id for r in self._runners() if r.state is BotState.FAILED}
+        occupied = {bot_id for bot_id, a in assignments.items() if _occupies(a)}
+        pending = await queries.pending_invite_counts()
+
+        def load(bot: MusicBot) -> int:
+            return bot.guild_count + (pending.get(bot.id, 0) if bot.id is not None else 0)
+
+        candidates = [
+            bot
+            for bot in await queries.get_active_music_bots()
+            if bot.id not in occupied
+            and bot.client_id not in failed_bots
+            and load(bot) < (bot.guild_cap or self._default_guild_cap)
+        ]
+        if not candidates:
+            return None
+        chosen = min(candidates, key=lambda bot: (load(bot), bot.created_at))
+        assert chosen.id is not None
+        await queries.record_pending_invite(chosen.id, guild_id)
+        _log.info("Invite for guild %d: bot %r (%d)", guild_id, chosen.name, chosen.client_id)
+        return Invite(client_id=chosen.client_id, name=chosen.name, url=invite_url(chosen.client_id))
+
+    async def expire_invites(self, older_than: timedelta) -> int:
+        expired = await queries.expire_pending_invites(older_than)
+        if expired:
+            _log.info("%d pending invite(s) expired unused", expired)
+        return expired
+
+
+def _occupies(assignment: ServerMusicBot) -> bool:
+    """The bot is in the guild (working or not): it cannot be invited there again."""
+    if assignment.status is ServerStatus.ACTIVE:
+        return True
+    return assignment.status is ServerStatus.FAILED and assignment.reason != queries.INVITE_EXPIRED
