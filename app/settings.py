@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     guild_ready_timeout: float = Field(default=2.0, ge=0)
     identify_interval: float = Field(default=5.0, ge=0)
 
+    # Hot reload of the fleet from the database
+    reload_mode: Literal["auto", "change_stream", "poll"] = "auto"
+    reload_poll_interval: float = Field(default=10.0, gt=0)
+
     # Fleet routing and invites
     bot_guild_cap: int = Field(default=100, ge=1)
     invite_expiry_seconds: float = Field(default=3600.0, gt=0)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pymongo.errors import PyMongoError
 
 from app.bots.client import MusicBotClient
+from app.bots.reload import FleetWatcher
 from app.bots.router import FleetRouter
 from app.bots.runner import BotRunner
 from app.bots.status import BotState, BotStatus
@@ -34,6 +35,9 @@ class BotManager:
         self._lavalink_nodes = parse_lavalink_nodes(settings.lavalink_nodes)
         self.router = FleetRouter(lambda: self._runners.values(), default_guild_cap=settings.bot_guild_cap)
         self._invite_sweeper: asyncio.Task[None] | None = None
+        self.watcher = FleetWatcher(
+            self, mode=settings.reload_mode, poll_interval=settings.reload_poll_interval
+        )
         self.started_at = utcnow()
 
     async def initialize(self) -> None:
@@ -45,6 +49,7 @@ class BotManager:
         for bot in bots:
             await self.start_bot(bot)
         self._invite_sweeper = asyncio.create_task(self._sweep_invites(), name="invite-expiry")
+        self.watcher.start()
 
     async def _sweep_invites(self) -> None:
         expiry = timedelta(seconds=self._settings.invite_expiry_seconds)
@@ -74,6 +79,31 @@ class BotManager:
             self._runners[bot.client_id] = runner
             runner.start()
             return runner
+
+    async def sync_bot(self, client_id: int, record: MusicBot | None) -> str:
+        """Make one bot's running state match its record (None: deleted). Touches nothing else.
+
+        Started when enabled and not running; stopped when disabled or deleted; restarted when
+        its token or name changed. Other changes (counts, limits) need no restart. A failed bot
+        is only retried when its record changes what failed (the token). Returns the action.
+        """
+        runner = self._runners.get(client_id)
+        if record is None or not record.enabled:
+            if runner is None:
+                return "none"
+            await self.stop_bot(client_id)
+            return "stopped"
+        if runner is None:
+            await self.start_bot(record)
+            _log.info("Bot %r (%d) started by a database change", record.name, client_id)
+            return "started"
+        old = runner.record
+        if old.token_fingerprint != record.token_fingerprint or old.name != record.name:
+            await self.start_bot(record)
+            _log.info("Bot %r (%d) restarted: its token or name changed", record.name, client_id)
+            return "restarted"
+        runner.record = record
+        return "none"
 
     async def stop_bot(self, client_id: int) -> bool:
         async with self._lock:
@@ -110,6 +140,7 @@ class BotManager:
         return [runner.status() for runner in self._runners.values()]
 
     async def shutdown(self) -> None:
+        await self.watcher.stop()
         if self._invite_sweeper is not None:
             self._invite_sweeper.cancel()
             await asyncio.gather(self._invite_sweeper, return_exceptions=True)

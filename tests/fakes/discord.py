@@ -767,6 +767,16 @@ class FakeDiscord(InteractionsMixin):
         await asyncio.gather(*(c.close(4004) for c in conns), return_exceptions=True)
         await self._notify()
 
+    def set_token(self, bot: FakeBot, token: str) -> None:
+        """The Developer Portal's "reset token": the old token stops working (REST 401, IDENTIFY
+        4004); the new one logs in as the same bot. Live sessions are left alone."""
+        if token in self._bots_by_token:
+            raise ValueError("that token already belongs to a bot")
+        self._bots_by_token.pop(bot.token, None)
+        bot.token = token
+        bot.revoked = False
+        self._bots_by_token[token] = bot
+
     async def disconnect(self, bot: FakeBot, *, code: int = 4000) -> None:
         """Force-close the bot's live connection(s); with the default code discord.py RESUMEs."""
         conns = [s.conn for s in bot.sessions.values() if s.conn is not None]

@@ -1,0 +1,100 @@
+"""The fleet follows music_bots while it runs: through a change stream and through polling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from app.bots.status import BotState
+from app.db.models import MusicBot
+from app.settings import Settings
+from app.tokens import TokenCipher, token_fingerprint
+from tests.fakes.discord import FakeDiscord, make_fake_token
+from tests.fleet import RunningApp, running_app, store_bot
+
+Mongo = AsyncMongoClient[dict[str, Any]]
+
+
+async def until_runner(running: RunningApp, client_id: int, *states: BotState, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while (runner := running.manager.get_runner(client_id)) is None:
+            await asyncio.sleep(0.01)
+    await runner.wait_for_state(*states, timeout=timeout)
+
+
+async def until_stopped(running: RunningApp, client_id: int, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while running.manager.get_runner(client_id) is not None:
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("mode", ["change_stream", "poll"])
+async def test_insert_disable_rename_retoken_and_delete(
+    mode: str, fake_discord: FakeDiscord, make_settings: Any, mongo: Mongo
+) -> None:
+    settings: Settings = make_settings(
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        identify_interval=0.0,
+        reload_mode=mode,
+        reload_poll_interval=0.1,
+    )
+    steady = fake_discord.add_bot(name="Steady")
+    await store_bot(mongo, settings, steady)
+    bots = mongo[settings.mongodb_database][MusicBot.Settings.name]
+    async with running_app(settings) as running:
+        await running.wait_for(steady, BotState.READY)
+        await asyncio.wait_for(running.manager.watcher.watching.wait(), 5)
+        assert running.manager.watcher.active_mode == mode
+        steady_runner = running.manager.get_runner(steady.client_id)
+
+        # Inserted: starts, and is ready quickly.
+        newcomer = fake_discord.add_bot(name="Newcomer")
+        started = time.monotonic()
+        await store_bot(mongo, settings, newcomer)
+        await until_runner(running, newcomer.client_id, BotState.READY)
+        assert time.monotonic() - started < 2.0
+
+        # Disabled: stops; enabled again: starts.
+        await bots.update_one({"client_id": newcomer.client_id}, {"$set": {"enabled": False}})
+        await until_stopped(running, newcomer.client_id)
+        assert not fake_discord.is_connected(newcomer)
+        await bots.update_one({"client_id": newcomer.client_id}, {"$set": {"enabled": True}})
+        await until_runner(running, newcomer.client_id, BotState.READY)
+
+        # Renamed: that bot restarts under its new name.
+        first_runner = running.manager.get_runner(newcomer.client_id)
+        await bots.update_one({"client_id": newcomer.client_id}, {"$set": {"name": "Renamed"}})
+        async with asyncio.timeout(5):
+            while (r := running.manager.get_runner(newcomer.client_id)) is None or r is first_runner:
+                await asyncio.sleep(0.01)
+        await until_runner(running, newcomer.client_id, BotState.READY)
+        assert [b["name"] for b in (await running.http.get("/bots")).json()["bots"]].count("Renamed") == 1
+
+        # A new token (the old one was reset): restarts with it.
+        new_token = make_fake_token(newcomer.client_id)
+        fake_discord.set_token(newcomer, new_token)
+        cipher = TokenCipher(settings.encryption_keys)
+        await bots.update_one(
+            {"client_id": newcomer.client_id},
+            {
+                "$set": {
+                    "token_ciphertext": cipher.encrypt(new_token),
+                    "token_fingerprint": token_fingerprint(new_token),
+                }
+            },
+        )
+        await fake_discord.wait_for_identify(newcomer, count=3)
+        await until_runner(running, newcomer.client_id, BotState.READY)
+
+        # Deleted: stops.
+        await bots.delete_one({"client_id": newcomer.client_id})
+        await until_stopped(running, newcomer.client_id)
+
+        # Nothing else was touched.
+        assert running.manager.get_runner(steady.client_id) is steady_runner
+        assert steady.identify_count == 1 and fake_discord.is_connected(steady)
