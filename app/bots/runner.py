@@ -186,6 +186,7 @@ class BotRunner:
             queue_limit=record.queue_limit or settings.music_queue_limit,
             max_track_ms=max_seconds * 1000,
             health_interval=settings.lavalink_health_interval,
+            snapshot_interval=settings.snapshot_interval,
         )
 
     async def _supervise(self) -> None:

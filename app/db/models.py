@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import pymongo
 from beanie import Document, Indexed, PydanticObjectId
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pymongo import IndexModel
 
 
@@ -103,4 +103,45 @@ class GuildSettings(Document):
         ]
 
 
-DOCUMENT_MODELS: list[type[Document]] = [MusicBot, ServerMusicBot, BotIdentifyLog, GuildSettings]
+class SavedTrack(BaseModel):
+    """A track as Lavalink described it (rebuilt without a network call) and who asked for it."""
+
+    data: dict[str, Any]
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class PlayerSnapshot(Document):
+    """What one bot was playing in one guild, to resume it after a restart."""
+
+    bot_id: int
+    guild_id: int
+    voice_channel_id: int
+    text_channel_id: int | None = None
+    current: SavedTrack | None = None
+    position_ms: int = 0
+    queue: list[SavedTrack] = Field(default_factory=list)
+    queue_mode: str = "normal"
+    autoplay: str = "partial"
+    volume: int = 100
+    filter_preset: str = "reset"
+    paused: bool = False
+    saved_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "player_snapshots"
+        indexes = [
+            IndexModel(
+                [("bot_id", pymongo.ASCENDING), ("guild_id", pymongo.ASCENDING)],
+                unique=True,
+                name="bot_guild_unique",
+            )
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [
+    MusicBot,
+    ServerMusicBot,
+    BotIdentifyLog,
+    GuildSettings,
+    PlayerSnapshot,
+]

@@ -14,6 +14,7 @@ import aiohttp
 import discord
 import wavelink
 from discord.ext import commands
+from pymongo.errors import PyMongoError
 
 from app.bots.router import FleetRouter
 from app.music.config import LavalinkNodeSpec
@@ -22,6 +23,7 @@ from app.music.formatting import format_duration, track_length
 from app.music.guild_settings import GuildSettingsStore
 from app.music.nodes import BotNodes, fetch_tracks
 from app.music.player import ChorusPlayer, requester_name
+from app.music.snapshots import SnapshotKeeper
 
 _log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class MusicConfig:
     queue_limit: int = 500
     max_track_ms: int = 0  # 0: no limit
     health_interval: float = 5.0
+    snapshot_interval: float = 10.0
 
 
 class MusicService:
@@ -54,6 +57,8 @@ class MusicService:
         self.fleet_bot_ids = fleet_bot_ids
         self.router = router
         self._idle_task: asyncio.Task[None] | None = None
+        self.snapshots = SnapshotKeeper(self, interval=config.snapshot_interval)
+        self.node_ready = asyncio.Event()  # set when any of this bot's nodes first becomes ready
 
     @property
     def name(self) -> str:
@@ -69,12 +74,20 @@ class MusicService:
         self.client.add_listener(self._on_track_exception, "on_wavelink_track_exception")
         await self.nodes.connect()
         self._idle_task = asyncio.create_task(self._idle_loop(), name=f"music-idle-{self.bot_id}")
+        self.snapshots.start()
 
     async def close(self) -> None:
-        """Leave every voice channel cleanly, then close this bot's nodes."""
+        """Save every player (to resume after a restart), leave voice cleanly, close the nodes."""
         if self._idle_task is not None:
             self._idle_task.cancel()
             await asyncio.gather(self._idle_task, return_exceptions=True)
+        await self.snapshots.stop()
+        try:
+            saved = await asyncio.wait_for(self.snapshots.save_all(prune=False), timeout=5)
+            if saved:
+                _log.info("Bot %d saved %d player(s) to resume after the restart", self.bot_id, saved)
+        except (PyMongoError, TimeoutError) as exc:
+            _log.warning("Bot %d: players not saved on shutdown (%s)", self.bot_id, exc)
         for player in self.players():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(player.disconnect(), timeout=5)
@@ -89,6 +102,13 @@ class MusicService:
         guild = self.client.get_guild(guild_id)
         voice = guild.voice_client if guild is not None else None
         return voice if isinstance(voice, ChorusPlayer) else None
+
+    async def leave(self, player: ChorusPlayer) -> None:
+        """A deliberate leave: nothing to resume after a restart."""
+        guild_id = player.guild.id if player.guild is not None else None
+        await player.disconnect()
+        if guild_id is not None:
+            await self.snapshots.forget(guild_id)
 
     def ensure_backend(self, player: ChorusPlayer | None = None) -> None:
         """Raise the user-facing error when this bot has no usable audio node."""
@@ -204,7 +224,10 @@ class MusicService:
 
     async def _on_node_ready(self, payload: wavelink.NodeReadyEventPayload) -> None:
         node = payload.node
-        if not self.nodes.owns(node) or payload.resumed:
+        if not self.nodes.owns(node):
+            return
+        self.node_ready.set()
+        if payload.resumed:
             return
         # A fresh session: players stranded anywhere, or left on this node (it lost them when it
         # restarted), are re-created here at their saved position.
@@ -299,7 +322,7 @@ class MusicService:
         channel = player.channel
         _log.info("Bot %d leaves guild %d after %.0fs idle", self.bot_id, player.guild.id, timeout)
         text_channel = player.guild.get_channel(player.text_channel_id or 0)
-        await player.disconnect()
+        await self.leave(player)
         if isinstance(text_channel, discord.abc.Messageable) and channel is not None:
             with contextlib.suppress(discord.HTTPException):
                 await text_channel.send(

@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 from app.bots.status import BotState
 from app.music.player import ChorusPlayer
 from app.music.service import MusicService
+from app.settings import Settings
 from tests.fakes.discord import FakeBot, FakeDiscord, FakeGuild, FakeUser
 from tests.fakes.discord_interactions import FakeInteraction
 from tests.fakes.lavalink import FakeLavalink, FakePlayer
@@ -35,6 +36,25 @@ class World:
     bots: list[FakeBot]
     outsiders: list[FakeBot] = field(default_factory=list)  # in the network, not in the guild
     users: list[FakeUser] = field(default_factory=list)
+    settings: Settings | None = None
+    app_stack: contextlib.AsyncExitStack | None = None
+
+    async def restart(self, *, while_down: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Stop the service (the lifespan shutdown SIGTERM runs) and start it again."""
+        assert self.app_stack is not None and self.settings is not None
+        await self.app_stack.aclose()
+        if while_down is not None:
+            await while_down()
+        self.app_stack = contextlib.AsyncExitStack()
+        self.app = await self.app_stack.enter_async_context(running_app(self.settings))
+        await self.wait_ready()
+
+    async def wait_ready(self) -> None:
+        for bot in self.bots + self.outsiders:
+            await self.app.wait_for(bot, BotState.READY)
+            await until(
+                lambda b=bot: len(self.service(b).nodes.healthy()) == len(self.lavalinks), what="nodes"
+            )
 
     @property
     def bot(self) -> FakeBot:
@@ -113,7 +133,15 @@ WorldFactory = Callable[..., Awaitable[World]]
 async def make_world(
     fake_discord: FakeDiscord, make_settings: Any, mongo: AsyncMongoClient[dict[str, Any]]
 ) -> AsyncIterator[WorldFactory]:
+    worlds: list[World] = []
     async with contextlib.AsyncExitStack() as stack:
+
+        async def close_worlds() -> None:
+            for world in worlds:
+                if world.app_stack is not None:
+                    await world.app_stack.aclose()
+
+        stack.push_async_callback(close_worlds)
 
         async def factory(*, bots: int = 1, lavalinks: int = 1, outside: int = 0, **overrides: Any) -> World:
             nodes = [await stack.enter_async_context(FakeLavalink()) for _ in range(lavalinks)]
@@ -137,7 +165,8 @@ async def make_world(
                 for n in range(1, 13):
                     uri = f"https://music.example/t{n}"
                     lavalink.add_track(identifier=f"t{n}", title=f"Song {n}", author="Band", uri=uri)
-            running = await stack.enter_async_context(running_app(settings))
+            app_stack = contextlib.AsyncExitStack()
+            running = await app_stack.enter_async_context(running_app(settings))
             world = World(
                 discord=fake_discord,
                 lavalinks=nodes,
@@ -145,12 +174,12 @@ async def make_world(
                 guild=guild,
                 bots=fake_bots,
                 outsiders=outsiders,
+                settings=settings,
+                app_stack=app_stack,
             )
+            worlds.append(world)
+            await world.wait_ready()
             for bot in fake_bots + outsiders:
-                await running.wait_for(bot, BotState.READY)
-                await until(
-                    lambda b=bot: len(world.service(b).nodes.healthy()) == lavalinks, what="nodes ready"
-                )
                 # The operator's deploy: the fake then knows every option's type and command ids.
                 await world.service(bot).client.tree.sync()
             return world

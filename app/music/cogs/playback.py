@@ -284,7 +284,7 @@ class Playback(commands.Cog):
         player = controlled_player(interaction)
         await require_dj(interaction, player, action="make me leave")
         channel, name = player.channel, bot_name(player)
-        await player.disconnect()
+        await service_of(player).leave(player)
         await interaction.response.send_message(
             f"**{name}** left {channel.mention if channel else 'the channel'} 👋"
         )
