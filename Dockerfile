@@ -10,17 +10,22 @@ COPY app ./app
 RUN /opt/chorus/bin/pip install .
 
 FROM python:3.12-slim
+LABEL org.opencontainers.image.title="chorus" \
+      org.opencontainers.image.description="A fleet of Discord music bots in one process"
 ENV PATH=/opt/chorus/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     HTTP_HOST=0.0.0.0 \
     HTTP_PORT=3000
 RUN useradd --system --uid 10001 --home-dir /srv/chorus --create-home chorus
 COPY --from=build /opt/chorus /opt/chorus
+# Non-root from here on: the service needs no privilege, only the network.
 USER chorus
 WORKDIR /srv/chorus
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"HTTP_PORT\", \"3000\")}/health', timeout=4)"
 # `chorus serve` runs uvicorn with exactly one worker: the bots live in that process.
+# Operator commands run in the same image: `docker compose exec chorus chorus bots list`.
 STOPSIGNAL SIGTERM
 CMD ["chorus", "serve"]

@@ -9,6 +9,7 @@ import typer
 import uvicorn
 
 from app.logs import configure_logging
+from app.ops.cli import register as register_operator_commands
 from app.runtime import ConfigurationError, resolve_cipher
 from app.settings import Settings
 from app.tokens import InvalidEncryptionKey, generate_key
@@ -56,6 +57,9 @@ def serve() -> None:
 def gen_key() -> None:
     """Print a new Fernet key for TOKEN_ENCRYPTION_KEYS."""
     typer.echo(generate_key())
+
+
+register_operator_commands(cli)
 
 
 def main() -> None:

@@ -1,0 +1,144 @@
+"""The container files: the compose stack's wiring, Lavalink's configuration, the Dockerfile.
+
+There is no Docker engine here: the compose file is parsed and checked, and also validated by
+`docker-compose config` / `docker compose config` when a client that can do so is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.settings import Settings
+from tests.ops.conftest import ROOT
+
+COMPOSE = ROOT / "docker-compose.yml"
+LAVALINK_CONFIG = ROOT / "lavalink" / "application.yml"
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _healthcheck(service: dict[str, Any]) -> str:
+    test = service["healthcheck"]["test"]
+    return " ".join(test) if isinstance(test, list) else str(test)
+
+
+def test_mongo_is_a_one_node_replica_set_that_initiates_itself() -> None:
+    mongo = _compose()["services"]["mongo"]
+    assert re.fullmatch(r"mongo:8(\.\d+)*", mongo["image"])
+    command = mongo["command"]
+    assert command[command.index("--replSet") + 1] == "rs0"
+    assert "--bind_ip_all" in command
+    check = _healthcheck(mongo)
+    assert "rs.initiate" in check and "_id: 'rs0'" in check and "host: 'mongo:27017'" in check
+    assert "isWritablePrimary" in check  # healthy only once it accepts writes
+    assert any(volume.endswith(":/data/db") for volume in mongo["volumes"])
+
+
+def test_lavalink_runs_4_2_with_the_repository_config_and_a_password_from_env() -> None:
+    lavalink = _compose()["services"]["lavalink"]
+    assert re.fullmatch(r"ghcr\.io/lavalink-devs/lavalink:4\.2(\.\d+)?", lavalink["image"])
+    assert "./lavalink/application.yml:/opt/Lavalink/application.yml:ro" in lavalink["volumes"]
+    assert lavalink["environment"]["LAVALINK_SERVER_PASSWORD"].startswith("${LAVALINK_PASSWORD:?")
+    assert "/version" in _healthcheck(lavalink)
+
+    config = yaml.safe_load(LAVALINK_CONFIG.read_text())
+    assert config["server"]["port"] == 2333
+    server = config["lavalink"]["server"]
+    assert server["password"] == "${LAVALINK_SERVER_PASSWORD}"  # no default password
+    assert server["sources"]["youtube"] is False  # replaced by the plugin
+    dependencies = [plugin["dependency"] for plugin in config["lavalink"]["plugins"]]
+    assert any(re.fullmatch(r"dev\.lavalink\.youtube:youtube-plugin:\d+\.\d+\.\d+", d) for d in dependencies)
+    assert config["plugins"]["youtube"]["enabled"] is True
+
+
+def test_chorus_is_wired_to_both_services_with_its_environment_from_dotenv() -> None:
+    compose = _compose()
+    chorus = compose["services"]["chorus"]
+    assert chorus["build"] == "."
+    assert chorus["env_file"] in (".env", [".env"])
+    env = chorus["environment"]
+    assert env["MONGODB_URL"] == "mongodb://mongo:27017/?replicaSet=rs0"
+    assert (
+        env["LAVALINK_NODES"]
+        == "main=http://lavalink:2333=${LAVALINK_PASSWORD:?set LAVALINK_PASSWORD in .env}"
+    )
+    assert env["HTTP_HOST"] == "0.0.0.0"  # a copied .env says 127.0.0.1: unreachable through the port
+    assert str(env["HTTP_PORT"]) == "3000"
+    assert env["TOKEN_ENCRYPTION_KEYS"].startswith("${TOKEN_ENCRYPTION_KEYS:?")
+    assert chorus["depends_on"] == {
+        "mongo": {"condition": "service_healthy"},
+        "lavalink": {"condition": "service_healthy"},
+    }
+    assert any(str(port).endswith(":3000") for port in chorus["ports"])
+
+    # The URLs point at the services as they are defined.
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]  # a pydantic-settings init kwarg
+        mongodb_url=env["MONGODB_URL"],
+        token_encryption_keys="k",
+    )
+    assert not settings.uses_embedded_database
+    lavalink_port = yaml.safe_load(LAVALINK_CONFIG.read_text())["server"]["port"]
+    assert f"http://lavalink:{lavalink_port}=" in env["LAVALINK_NODES"]
+    assert set(compose["services"]) == {"mongo", "lavalink", "chorus"}
+    assert set(compose["volumes"]) == {"mongo-data", "lavalink-plugins"}
+
+
+def test_every_variable_the_compose_file_interpolates_is_in_env_example() -> None:
+    names = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", COMPOSE.read_text()))
+    assert names == {"LAVALINK_PASSWORD", "TOKEN_ENCRYPTION_KEYS"}
+    documented = (ROOT / ".env.example").read_text()
+    for name in names:
+        assert re.search(rf"^{name}=", documented, re.MULTILINE), f"{name} is not in .env.example"
+
+
+def _compose_command() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0
+    ):
+        return [docker, "compose"]
+    return None
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no docker-compose / docker compose client on this machine")
+    shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
+    shutil.copytree(ROOT / "lavalink", tmp_path / "lavalink")
+    (tmp_path / ".env").write_text("TOKEN_ENCRYPTION_KEYS=a-key=\nLAVALINK_PASSWORD=pw\n")
+    done = subprocess.run([*command, "config"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)["services"]
+    assert resolved["chorus"]["environment"]["LAVALINK_NODES"] == "main=http://lavalink:2333=pw"
+    assert resolved["lavalink"]["environment"]["LAVALINK_SERVER_PASSWORD"] == "pw"
+
+    (tmp_path / ".env").write_text("TOKEN_ENCRYPTION_KEYS=a-key=\n")
+    missing = subprocess.run([*command, "config"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert missing.returncode != 0
+    assert "set LAVALINK_PASSWORD in .env" in missing.stderr
+
+
+def test_dockerfile_is_multi_stage_non_root_with_a_health_check_and_one_worker() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    instructions = [line.split(maxsplit=1) for line in dockerfile.splitlines() if line and line[0].isalpha()]
+    keywords = [parts[0] for parts in instructions]
+    assert keywords.count("FROM") >= 2
+    users = [parts[1].strip() for parts in instructions if parts[0] == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert "HEALTHCHECK" in keywords and "/health" in dockerfile
+    assert 'CMD ["chorus", "serve"]' in dockerfile  # `serve` runs uvicorn with workers=1
+    assert "--workers" not in dockerfile
