@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     # Admin API (disabled when unset)
     admin_api_token: SecretStr | None = None
 
+    # Clones: users bring their own bot token and get their own copy of the bot
+    clone_enabled: bool = False
+    owner_ids: str = ""  # comma-separated user ids: always allowed, see every clone
+    clone_allowed_ids: str = ""  # comma-separated user or role ids allowed to clone
+    clone_max_per_user: int = Field(default=1, ge=0)
+
     # Music (Lavalink through wavelink)
     lavalink_nodes: SecretStr | None = None
     music_search_prefix: str = "ytsearch"
@@ -93,5 +99,27 @@ class Settings(BaseSettings):
         return [key.strip() for key in raw.split(",") if key.strip()]
 
     @property
+    def owner_id_set(self) -> frozenset[int]:
+        return _id_set(self.owner_ids, "OWNER_IDS")
+
+    @property
+    def clone_allowed_id_set(self) -> frozenset[int]:
+        return _id_set(self.clone_allowed_ids, "CLONE_ALLOWED_IDS")
+
+    @field_validator("owner_ids", "clone_allowed_ids")
+    @classmethod
+    def _check_ids(cls, value: str) -> str:
+        _id_set(value, "id list")
+        return value
+
+    @property
     def uses_embedded_database(self) -> bool:
         return self.mongodb_url is None or not self.mongodb_url.get_secret_value().strip()
+
+
+def _id_set(raw: str, name: str) -> frozenset[int]:
+    parts = [part.strip() for part in raw.replace(" ", ",").split(",") if part.strip()]
+    bad = [part for part in parts if not part.isdigit()]
+    if bad:
+        raise ValueError(f"{name}: {bad[0]!r} is not a Discord id (digits only, comma-separated)")
+    return frozenset(int(part) for part in parts)

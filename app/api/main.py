@@ -6,10 +6,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from app import __version__
-from app.api.routes import bots, guilds, health
+from app.api.routes import admin, bots, guilds, health
 from app.bots.manager import BotManager
 from app.db.connection import DatabaseMonitor
 from app.runtime import apply_discord_endpoints, open_store
@@ -39,6 +41,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await monitor.stop()
 
 
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with the reason and the field, but never the submitted value (it may be a token)."""
+    errors = [{"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+              for error in exc.errors()]  # fmt: skip
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Chorus",
@@ -50,4 +59,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(bots.router)
     app.include_router(guilds.router)
+    app.include_router(admin.router)
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     return app

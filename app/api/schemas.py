@@ -71,3 +71,9 @@ class InvitePublic(_Public):
     client_id: str
     name: str
     url: str
+
+
+class CommandSyncPublic(_Public):
+    client_id: str
+    scope: str = Field(description="global (can take up to an hour to appear) or guild <id> (instant)")
+    commands: int

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+import discord
 from pymongo.errors import PyMongoError
 
 from app.bots.client import MusicBotClient
@@ -27,13 +28,14 @@ class BotManager:
 
     def __init__(self, *, settings: Settings, cipher: TokenCipher) -> None:
         self._settings = settings
-        self._cipher = cipher
+        self.cipher = cipher
         self._runners: dict[int, BotRunner] = {}
         # Bounded concurrency for logins: 100 bots starting must not be 100 simultaneous REST bursts.
         self._login_gate = asyncio.Semaphore(settings.bot_login_concurrency)
-        self._lock = asyncio.Lock()
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[bool]] = set()
         self._lavalink_nodes = parse_lavalink_nodes(settings.lavalink_nodes)
-        self.router = FleetRouter(lambda: self._runners.values(), default_guild_cap=settings.bot_guild_cap)
+        self.router = FleetRouter(self, default_guild_cap=settings.bot_guild_cap)
         self._invite_sweeper: asyncio.Task[None] | None = None
         self.watcher = FleetWatcher(
             self, mode=settings.reload_mode, poll_interval=settings.reload_poll_interval
@@ -61,24 +63,33 @@ class BotManager:
                 _log.warning("Expiring pending invites failed (%s); will retry", exc)
             await asyncio.sleep(interval)
 
+    def _bot_lock(self, client_id: int) -> asyncio.Lock:
+        """One lock per bot: decisions about a bot and their effect are atomic (the admin API
+        and the hot-reload watcher may act on the same change), while other bots never wait."""
+        return self._locks.setdefault(client_id, asyncio.Lock())
+
     async def start_bot(self, bot: MusicBot) -> BotRunner:
         """Start (or restart) one bot. Returns at once; the bot logs in in the background."""
-        async with self._lock:
-            previous = self._runners.pop(bot.client_id, None)
-            if previous is not None:
-                await previous.stop()
-            runner = BotRunner(
-                bot,
-                settings=self._settings,
-                cipher=self._cipher,
-                login_gate=self._login_gate,
-                lavalink_nodes=self._lavalink_nodes,
-                fleet_bot_ids=self.client_ids,
-                router=self.router,
-            )
-            self._runners[bot.client_id] = runner
-            runner.start()
-            return runner
+        async with self._bot_lock(bot.client_id):
+            return await self._start(bot)
+
+    async def _start(self, bot: MusicBot) -> BotRunner:
+        previous = self._runners.pop(bot.client_id, None)
+        if previous is not None:
+            await previous.stop()
+        runner = BotRunner(
+            bot,
+            settings=self._settings,
+            cipher=self.cipher,
+            login_gate=self._login_gate,
+            lavalink_nodes=self._lavalink_nodes,
+            fleet_bot_ids=self.client_ids,
+            router=self.router,
+            on_failed=self._bot_failed,
+        )
+        self._runners[bot.client_id] = runner
+        runner.start()
+        return runner
 
     async def sync_bot(self, client_id: int, record: MusicBot | None) -> str:
         """Make one bot's running state match its record (None: deleted). Touches nothing else.
@@ -87,32 +98,76 @@ class BotManager:
         its token or name changed. Other changes (counts, limits) need no restart. A failed bot
         is only retried when its record changes what failed (the token). Returns the action.
         """
-        runner = self._runners.get(client_id)
-        if record is None or not record.enabled:
+        async with self._bot_lock(client_id):
+            runner = self._runners.get(client_id)
+            if record is None or not record.enabled:
+                if runner is None:
+                    return "none"
+                await self._stop(client_id)
+                return "stopped"
             if runner is None:
-                return "none"
-            await self.stop_bot(client_id)
-            return "stopped"
-        if runner is None:
-            await self.start_bot(record)
-            _log.info("Bot %r (%d) started by a database change", record.name, client_id)
-            return "started"
-        old = runner.record
-        if old.token_fingerprint != record.token_fingerprint or old.name != record.name:
-            await self.start_bot(record)
-            _log.info("Bot %r (%d) restarted: its token or name changed", record.name, client_id)
-            return "restarted"
-        runner.record = record
-        return "none"
+                await self._start(record)
+                _log.info("Bot %r (%d) started", record.name, client_id)
+                return "started"
+            old = runner.record
+            if old.token_fingerprint != record.token_fingerprint or old.name != record.name:
+                await self._start(record)
+                _log.info("Bot %r (%d) restarted: its token or name changed", record.name, client_id)
+                return "restarted"
+            runner.record = record
+            return "none"
+
+    def _bot_failed(self, runner: BotRunner, reason: str) -> None:
+        if runner.record.owner_id is not None:
+            task = asyncio.create_task(
+                self._notify_owner(runner, reason), name=f"notify-owner-{runner.client_id}"
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _notify_owner(self, failed: BotRunner, reason: str) -> bool:
+        """DM the bot's owner why it stopped, through another ready bot (the failed one may have
+        no valid token left). Returns whether a DM was delivered."""
+        owner_id = failed.record.owner_id
+        assert owner_id is not None
+        message = (
+            f"Your music bot **{failed.name}** has stopped: {reason}.\n"
+            "If you reset its token, clone it again with the new token."
+        )
+        for runner in list(self._runners.values()):
+            client = runner.client
+            if runner is failed or runner.state is not BotState.READY or client is None:
+                continue
+            try:
+                user = await client.fetch_user(owner_id)
+                await user.send(message)
+            except discord.HTTPException as exc:
+                _log.info(
+                    "Bot %d could not DM owner %d (%s); trying another bot", runner.client_id, owner_id, exc
+                )
+                continue
+            _log.info("Told owner %d that bot %d failed", owner_id, failed.client_id)
+            return True
+        _log.warning(
+            "Could not tell owner %d that bot %d failed: no bot could DM them", owner_id, failed.client_id
+        )
+        return False
 
     async def stop_bot(self, client_id: int) -> bool:
-        async with self._lock:
-            runner = self._runners.pop(client_id, None)
+        async with self._bot_lock(client_id):
+            return await self._stop(client_id)
+
+    async def _stop(self, client_id: int) -> bool:
+        runner = self._runners.pop(client_id, None)
         if runner is None:
             return False
         await runner.stop()
         _log.info("Bot %r (%d) stopped", runner.name, client_id)
         return True
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     def client_ids(self) -> frozenset[int]:
         """Every bot of the fleet (used to tell our bots from listeners in voice channels)."""
@@ -144,8 +199,7 @@ class BotManager:
         if self._invite_sweeper is not None:
             self._invite_sweeper.cancel()
             await asyncio.gather(self._invite_sweeper, return_exceptions=True)
-        async with self._lock:
-            runners, self._runners = list(self._runners.values()), {}
+        runners, self._runners = list(self._runners.values()), {}
         if runners:
             _log.info("Stopping %d bot(s)", len(runners))
         await asyncio.gather(*(runner.stop() for runner in runners), return_exceptions=True)
@@ -159,12 +213,12 @@ class BotManager:
             await MusicBot(
                 name=f"Development bot {client_id}",
                 client_id=client_id,
-                token_ciphertext=self._cipher.encrypt(token),
+                token_ciphertext=self.cipher.encrypt(token),
                 token_fingerprint=fingerprint,
             ).insert()
             _log.info("Stored the development bot %d from DISCORD_TOKEN", client_id)
         elif existing.token_fingerprint != fingerprint or not existing.enabled:
-            existing.token_ciphertext = self._cipher.encrypt(token)
+            existing.token_ciphertext = self.cipher.encrypt(token)
             existing.token_fingerprint = fingerprint
             existing.enabled = True
             existing.updated_at = utcnow()

@@ -39,7 +39,9 @@ _RELEVANT = [
         }
     }
 ]
-_UNSUPPORTED_CODES = {40573, 40324, 303}  # change streams need a replica set / are not supported
+_UNSUPPORTED_CODES = {40573, 40324, 303}
+AWAIT_MS = 500  # longest a change-stream getMore waits on the server
+STOP_TIMEOUT = 1.0  # change streams need a replica set / are not supported
 
 
 class ChangeStreamsUnsupported(Exception):
@@ -57,19 +59,26 @@ class FleetWatcher:
         self._client_ids: dict[PydanticObjectId, int] = {}
         self.active_mode: Literal["change_stream", "poll"] | None = None
         self.watching = asyncio.Event()  # set once changes are being followed
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="fleet-watcher")
 
     async def stop(self) -> None:
+        """Stop following changes. Bounded: pymongo cannot always abort a change-stream getMore
+        the server holds open; closing the database client afterwards ends that read."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)
+            if not done:
+                _log.debug("The change stream read outlived the watcher; the client close ends it")
 
     async def _run(self) -> None:
         if self._mode in ("auto", "change_stream"):
             try:
                 await self._follow_change_stream()
+                return
             except ChangeStreamsUnsupported as exc:
                 _log.warning("Change streams are not available (%s): polling music_bots every %.0fs instead",
                              exc, self._poll_interval)  # fmt: skip

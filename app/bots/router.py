@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from app.db.models import MusicBot, ServerMusicBot, ServerStatus
 from app.ops.invites import invite_url
 
 if TYPE_CHECKING:
-    from app.bots.runner import BotRunner
+    from app.bots.manager import BotManager
     from app.music.player import ChorusPlayer
     from app.music.service import MusicService
 
@@ -36,8 +35,9 @@ class Invite:
 
 
 class FleetRouter:
-    def __init__(self, runners: Callable[[], Iterable[BotRunner]], *, default_guild_cap: int) -> None:
-        self._runners = runners
+    def __init__(self, manager: BotManager, *, default_guild_cap: int) -> None:
+        self.manager = manager  # reached by cogs that manage the fleet (/clone, /bots)
+        self._runners = lambda: manager.runners
         self._default_guild_cap = default_guild_cap
         self._locks: dict[int, asyncio.Lock] = {}
         self._last_used: dict[tuple[int, int], float] = {}

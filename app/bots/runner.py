@@ -55,6 +55,7 @@ class BotRunner:
         lavalink_nodes: Sequence[LavalinkNodeSpec] = (),
         router: FleetRouter,
         fleet_bot_ids: Callable[[], frozenset[int]] = frozenset,
+        on_failed: Callable[[BotRunner, str], None] | None = None,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
         self.record = record
@@ -64,6 +65,7 @@ class BotRunner:
         self._lavalink_nodes = lavalink_nodes
         self._fleet_bot_ids = fleet_bot_ids
         self._router = router
+        self._on_failed = on_failed
         self.client: MusicBotClient | None = None
         self.state = BotState.STARTING
         self.since: datetime = utcnow()
@@ -143,6 +145,8 @@ class BotRunner:
     async def _fail(self, reason: str) -> None:
         _log.error("Bot %r (%d) failed and will not be retried: %s", self.name, self.client_id, reason)
         await self._set_state(BotState.FAILED, error=reason)
+        if self._on_failed is not None:
+            self._on_failed(self, reason)
 
     def _decrypt_token(self) -> str:
         token = self._cipher.decrypt(self.record.token_ciphertext)

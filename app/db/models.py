@@ -26,6 +26,8 @@ class MusicBot(Document):
     enabled: bool = True
     owner_id: int | None = None
     dev_guild_id: int | None = None
+    # This bot offers /clone (with CLONE_ENABLED); clones themselves do not unless marked.
+    can_clone: bool = False
     guild_count: int = 0
     user_count: int = 0
     # Per-bot music limits; None falls back to MUSIC_QUEUE_LIMIT / MUSIC_MAX_TRACK_SECONDS.

@@ -17,6 +17,7 @@ EXTENSIONS: tuple[str, ...] = (
     "app.music.cogs.queue",
     "app.music.cogs.settings",
     "app.music.cogs.fleet",
+    "app.music.cogs.clone",
 )
 
 

@@ -58,7 +58,8 @@ class MusicService:
         self.router = router
         self._idle_task: asyncio.Task[None] | None = None
         self.snapshots = SnapshotKeeper(self, interval=config.snapshot_interval)
-        self.node_ready = asyncio.Event()  # set when any of this bot's nodes first becomes ready
+        self.node_ready = asyncio.Event()
+        self.tracks_played = 0  # set when any of this bot's nodes first becomes ready
 
     @property
     def name(self) -> str:
@@ -260,6 +261,7 @@ class MusicService:
             return
         player.skip_votes.clear()
         player.idle_since = None
+        self.tracks_played += 1
         if player.text_channel_id is None:
             return
         settings = await self.guild_settings.get(player.guild.id)

@@ -1,0 +1,443 @@
+"""Clones: a user brings their own bot token and gets their own copy of the bot.
+
+`/clone` (the token goes into a modal, never into a visible command option), `/clones`,
+`/clone_stop` and `/clone_stats`. Every answer is ephemeral. All four need `CLONE_ENABLED`;
+`/clone` also needs the receiving bot to be marked `can_clone`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from pymongo.errors import PyMongoError
+
+from app.bots.registry import NAME_MAX, DuplicateBot, InvalidBotToken, RegistrationError, register_bot
+from app.bots.status import BotState
+from app.bots.tree import UNEXPECTED, reply_error
+from app.db import queries
+from app.db.models import MusicBot, utcnow
+from app.music.access import member_of, music_of
+from app.music.commands import command_payloads
+from app.music.errors import MusicError, NotAllowed
+from app.ops.command_sync import SyncTarget, sync_commands
+from app.ops.invites import invite_url
+
+if TYPE_CHECKING:
+    from app.bots.manager import BotManager
+    from app.bots.runner import BotRunner
+    from app.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+UNAVAILABLE = "Cloning isn't available on this bot."
+DATABASE_DOWN = "Clones are unavailable right now (the database is not answering); please try again shortly."
+# How long the answer to the modal waits for the new bot to be ready (or to fail) before saying
+# it is still starting. Discord allows 15 minutes of followups after the defer.
+START_WAIT = 5.0
+# The interaction token lives 15 minutes; a modal left open longer cannot be answered anyway.
+MODAL_TIMEOUT = 15 * 60.0
+EMBED_LIMIT = 4000  # below Discord's 4096 characters of embed description
+AUTOCOMPLETE_LIMIT = 25
+
+
+# -- pure rules (no Discord) -------------------------------------------------------------------
+
+
+def may_clone(
+    user_id: int, role_ids: Collection[int], *, owners: Collection[int], allowed: Collection[int]
+) -> bool:
+    """OWNER_IDS always; otherwise the user's id or one of their role ids in CLONE_ALLOWED_IDS."""
+    return user_id in owners or user_id in allowed or any(role_id in allowed for role_id in role_ids)
+
+
+def format_uptime(delta: timedelta) -> str:
+    """`2d 3h 4m`, `3h 4m`, `4m 5s`: the two largest units."""
+    seconds = max(0, int(delta.total_seconds()))
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3_600)
+    minutes, seconds = divmod(seconds, 60)
+    if days:
+        return f"{days}d {hours}h {minutes}m"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {seconds}s"
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkStats:
+    by_state: dict[BotState, int]
+    servers: int  # distinct guilds with at least one ready bot of ours
+    memberships: int  # bot-in-guild pairs (a guild with 3 of our bots counts 3)
+    players: int
+    tracks_played: int
+    uptime: timedelta
+
+
+def network_stats(manager: BotManager) -> NetworkStats:
+    """What the running fleet is doing now (from memory: no database call)."""
+    statuses = manager.statuses()
+    servers: set[int] = set()
+    players = tracks = 0
+    for runner in manager.runners:
+        client = runner.client
+        if client is None:
+            continue
+        if runner.state is BotState.READY:
+            servers.update(guild.id for guild in client.guilds)
+        music = getattr(client, "music", None)  # set in setup_hook: absent before login
+        if music is not None:
+            players += len(music.players())
+            tracks += music.tracks_played
+    return NetworkStats(
+        by_state=dict(Counter(status.state for status in statuses)),
+        servers=len(servers),
+        memberships=sum(status.guilds for status in statuses),
+        players=players,
+        tracks_played=tracks,
+        uptime=utcnow() - manager.started_at,
+    )
+
+
+# -- checks shared by the commands -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _database(what: str) -> Iterator[None]:
+    """A database error becomes a short ephemeral answer (and a log line), not "something went wrong"."""
+    try:
+        yield
+    except PyMongoError as exc:
+        _log.warning("%s: database unavailable (%s)", what, exc)
+        raise MusicError(DATABASE_DOWN) from None
+
+
+def _fleet(interaction: discord.Interaction) -> BotManager:
+    manager = music_of(interaction).router.manager
+    if not manager.settings.clone_enabled:
+        raise MusicError(UNAVAILABLE)
+    return manager
+
+
+async def _cloning_fleet(interaction: discord.Interaction) -> BotManager:
+    """The manager, if this bot offers /clone. `can_clone` is read from the database, not from the
+    runner's copy of the record: the hot-reload watcher ignores changes to that field."""
+    manager = _fleet(interaction)
+    with _database("/clone"):
+        record = await queries.get_music_bot_by_client_id(music_of(interaction).bot_id)
+    if record is None or not record.can_clone:
+        raise MusicError(UNAVAILABLE)
+    return manager
+
+
+def _require_clone_permission(settings: Settings, member: discord.Member) -> None:
+    roles = [role.id for role in member.roles]
+    if not may_clone(member.id, roles, owners=settings.owner_id_set, allowed=settings.clone_allowed_id_set):
+        raise NotAllowed("You are not allowed to clone this bot. Ask the bot's owners for access.")
+
+
+async def _require_room_for_one_more(settings: Settings, user_id: int) -> None:
+    """The per-user cap counts the user's *enabled* clones (a failed one included: it still holds
+    a token and a place in the fleet); a clone stopped with /clone_stop frees its place. Owners
+    have no cap."""
+    if user_id in settings.owner_id_set:
+        return
+    cap = settings.clone_max_per_user
+    if cap == 0:
+        raise NotAllowed("Cloning is reserved to the bot's owners.")
+    with _database("/clone"):
+        running = await MusicBot.find(MusicBot.owner_id == user_id, MusicBot.enabled == True).count()  # noqa: E712
+    if running >= cap:
+        raise NotAllowed(
+            f"You already have {running} clone(s) running, the most allowed per user ({cap}). "
+            "Stop one with /clone_stop first."
+        )
+
+
+async def _visible_clones(user_id: int, *, every: bool, enabled_only: bool = False) -> list[MusicBot]:
+    """The user's clones (every clone, for an owner), oldest first."""
+    query: dict[str, Any] = {"owner_id": {"$ne": None} if every else user_id}
+    if enabled_only:
+        query["enabled"] = True
+    return await MusicBot.find(query).sort("+created_at").to_list()
+
+
+def _status_text(manager: BotManager, record: MusicBot) -> str:
+    if not record.enabled:
+        return "stopped"
+    runner = manager.get_runner(record.client_id)
+    if runner is None:
+        return "not running yet"
+    if runner.state is BotState.FAILED:
+        return f"failed: {runner.last_error or 'unknown reason'}"
+    return runner.state.value
+
+
+def _invite_view(name: str, client_id: int) -> discord.ui.View:
+    view = discord.ui.View()
+    view.add_item(discord.ui.Button(label=f"Invite {name}"[:80], url=invite_url(client_id)))
+    return view
+
+
+# -- the modal ---------------------------------------------------------------------------------
+
+
+class CloneModal(discord.ui.Modal, title="Clone this bot"):
+    """The token field. Its custom id stays random: discord.py keys open modals by custom id
+    alone, so a fixed one would let two users' modals replace each other."""
+
+    def __init__(self, manager: BotManager) -> None:
+        super().__init__(timeout=MODAL_TIMEOUT)
+        self._manager = manager
+        self.token_input: discord.ui.TextInput[CloneModal] = discord.ui.TextInput(
+            custom_id="clone:token",
+            style=discord.TextStyle.short,
+            min_length=50,
+            max_length=100,
+            required=True,
+            placeholder="Paste your bot's token",
+        )
+        self.name_input: discord.ui.TextInput[CloneModal] = discord.ui.TextInput(
+            custom_id="clone:name",
+            style=discord.TextStyle.short,
+            max_length=NAME_MAX,
+            required=False,
+            placeholder="Default: the bot's Discord username",
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Bot token",
+                description="Developer Portal → your application → Bot → Reset Token",
+                component=self.token_input,
+            )
+        )
+        self.add_item(discord.ui.Label(text="Name (optional)", component=self.name_input))
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        # Validation calls Discord (GET /users/@me): acknowledge within the 3 s first.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        member = member_of(interaction)
+        settings = self._manager.settings
+        # Checked again: the allow-list, the cap or other modals may have changed things since.
+        _require_clone_permission(settings, member)
+        await _require_room_for_one_more(settings, member.id)
+        token = self.token_input.value
+        try:
+            record = await register_bot(
+                token,
+                cipher=self._manager.cipher,
+                name=self.name_input.value.strip() or None,
+                owner_id=member.id,
+            )
+        except InvalidBotToken as exc:
+            reason = str(exc).removeprefix("token: ")
+            raise MusicError(_safe(f"That token doesn't work: {reason}.", token)) from None
+        except DuplicateBot as exc:
+            raise MusicError(_safe(f"That bot is already part of the network: {exc}.", token)) from None
+        except RegistrationError as exc:
+            raise MusicError(_safe(f"The clone can't be registered: {exc}.", token)) from None
+        except PyMongoError as exc:
+            _log.warning("/clone: database unavailable (%s)", exc)
+            raise MusicError(DATABASE_DOWN) from None
+        await interaction.followup.send(
+            await self._started(record), view=_invite_view(record.name, record.client_id), ephemeral=True
+        )
+
+    async def _started(self, record: MusicBot) -> str:
+        """Start the clone now (the hot-reload watcher may also see the insert: `sync_bot` is
+        idempotent), deploy its slash commands, and say whether it came online."""
+        await self._manager.sync_bot(record.client_id, record)
+        runner = self._manager.get_runner(record.client_id)
+        deployed, _ = await asyncio.gather(self._deploy_commands(record), _wait_started(runner))
+        invite = "Invite it to your server with the button below."
+        if runner is not None and runner.state is BotState.READY:
+            text = f"✅ **{record.name}** is online. {invite}"
+        elif runner is not None and runner.state is BotState.FAILED:
+            text = (
+                f"❌ **{record.name}** was registered but could not start: "
+                f"{runner.last_error or 'unknown reason'}. See /clones for its status."
+            )
+        else:
+            text = f"⏳ **{record.name}** is starting. {invite} See /clones for its status."
+        if deployed is not None and not (runner is not None and runner.state is BotState.FAILED):
+            text += f"\n⚠️ Its slash commands could not be set up ({deployed}); ask the bot's owners."
+        return text
+
+    async def _deploy_commands(self, record: MusicBot) -> str | None:
+        """A clone nobody deploys commands for has no slash commands at all: creating it is the
+        deliberate act that deploys them (REST only, as `chorus deploy-commands`). Returns the
+        failure, if any."""
+        target = SyncTarget(record.name, record.client_id, None, record.token_ciphertext)
+        (result,) = await sync_commands([target], await command_payloads(), cipher=self._manager.cipher)
+        return None if result.ok else result.detail
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        if isinstance(error, MusicError):
+            await reply_error(interaction, str(error))
+            return
+        _log.error(
+            "The /clone modal failed (bot %s, guild %s, user %s)",
+            interaction.client.user and interaction.client.user.id,
+            interaction.guild_id,
+            interaction.user.id,
+            exc_info=error,
+        )
+        await reply_error(interaction, UNEXPECTED)
+
+
+async def _wait_started(runner: BotRunner | None) -> None:
+    if runner is not None:
+        with contextlib.suppress(TimeoutError):
+            await runner.wait_for_state(BotState.READY, BotState.FAILED, timeout=START_WAIT)
+
+
+def _safe(message: str, token: str) -> str:
+    """Belt and braces: the registry's messages never contain the token; make sure of it."""
+    return message.replace(token.strip(), "[token]") if token.strip() else message
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+class Clones(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="clone", description="Run your own copy of this bot with your own bot token")
+    @app_commands.guild_only()
+    async def clone(self, interaction: discord.Interaction) -> None:
+        member = member_of(interaction)
+        manager = await _cloning_fleet(interaction)
+        _require_clone_permission(manager.settings, member)
+        await _require_room_for_one_more(manager.settings, member.id)
+        await interaction.response.send_modal(CloneModal(manager))
+
+    @app_commands.command(name="clones", description="Your clones and their status")
+    @app_commands.guild_only()
+    async def clones(self, interaction: discord.Interaction) -> None:
+        manager = _fleet(interaction)
+        every = interaction.user.id in manager.settings.owner_id_set
+        with _database("/clones"):
+            records = await _visible_clones(interaction.user.id, every=every)
+        if not records:
+            await interaction.response.send_message(
+                "You have no clones yet. /clone makes one with your own bot token.", ephemeral=True
+            )
+            return
+        lines: list[str] = []
+        for index, record in enumerate(records):
+            line = f"**{record.name}** · `{record.client_id}` · {_status_text(manager, record)}"
+            line += f" · {record.guild_count} server(s)"
+            if every:
+                line += f" · owner <@{record.owner_id}>"
+            if sum(len(x) + 1 for x in lines) + len(line) > EMBED_LIMIT - 40:
+                lines.append(f"… and {len(records) - index} more")
+                break
+            lines.append(line)
+        title = "Every clone" if every else "Your clones"
+        embed = discord.Embed(title=title, description="\n".join(lines))
+        if not every:
+            embed.set_footer(text=f"Running clones per user: at most {manager.settings.clone_max_per_user}")
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="clone_stop", description="Stop and disable one of your clones")
+    @app_commands.describe(bot="The clone to stop (its name or id)")
+    @app_commands.guild_only()
+    async def clone_stop(
+        self, interaction: discord.Interaction, bot: app_commands.Range[str, 1, 100]
+    ) -> None:
+        manager = _fleet(interaction)
+        user_id = interaction.user.id
+        owner = user_id in manager.settings.owner_id_set
+        with _database("/clone_stop"):
+            record = await _find_clone(bot, user_id, every=owner)
+            if record is None:
+                raise MusicError("No clone of yours goes by that name or id. /clones lists them.")
+            if record.owner_id is None:
+                raise NotAllowed(f"**{record.name}** is not a clone: /clone_stop stops clones only.")
+            if record.owner_id != user_id and not owner:
+                raise NotAllowed("Only the clone's owner (or one of the bot's owners) can stop it.")
+            if not record.enabled:
+                raise MusicError(f"**{record.name}** is already stopped.")
+            now = utcnow()
+            await MusicBot.get_pymongo_collection().update_one(
+                {"client_id": record.client_id}, {"$set": {"enabled": False, "updated_at": now}}
+            )
+        record.enabled, record.updated_at = False, now
+        # Stopping leaves voice channels and closes the gateway: it may take longer than 3 s.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await manager.sync_bot(record.client_id, record)
+        _log.info("Clone %r (%d) stopped by user %d", record.name, record.client_id, user_id)
+        await interaction.followup.send(
+            f"Stopped **{record.name}**: it is offline and will not start again. "
+            "It no longer counts toward your clone limit.",
+            ephemeral=True,
+        )
+
+    @clone_stop.autocomplete("bot")
+    async def clone_stop_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        try:
+            manager = _fleet(interaction)
+            every = interaction.user.id in manager.settings.owner_id_set
+            records = await _visible_clones(interaction.user.id, every=every, enabled_only=True)
+        except (MusicError, PyMongoError):
+            return []
+        text = current.strip().lower()
+        return [
+            app_commands.Choice(name=f"{record.name} ({record.client_id})"[:100], value=str(record.client_id))
+            for record in records
+            if text in record.name.lower() or text in str(record.client_id)
+        ][:AUTOCOMPLETE_LIMIT]
+
+    @app_commands.command(name="clone_stats", description="Statistics of the whole bot network")
+    @app_commands.guild_only()
+    async def clone_stats(self, interaction: discord.Interaction) -> None:
+        manager = _fleet(interaction)
+        stats = network_stats(manager)
+        disabled: int | None = None
+        clones: int | None = None
+        try:
+            disabled = await MusicBot.find(MusicBot.enabled == False).count()  # noqa: E712
+            clones = await MusicBot.find({"owner_id": {"$ne": None}, "enabled": True}).count()
+        except PyMongoError as exc:
+            _log.warning("/clone_stats: database unavailable (%s)", exc)
+        states = [
+            f"{state.value}: {stats.by_state[state]}" for state in BotState if stats.by_state.get(state)
+        ]
+        if disabled:
+            states.append(f"disabled: {disabled}")
+        embed = discord.Embed(title="Network statistics")
+        embed.add_field(name="Bots", value=", ".join(states) or "none", inline=False)
+        if clones is not None:
+            embed.add_field(name="Clones", value=str(clones))
+        embed.add_field(name="Servers", value=f"{stats.servers} ({stats.memberships} bot memberships)")
+        embed.add_field(name="Active players", value=str(stats.players))
+        embed.add_field(name="Tracks played", value=str(stats.tracks_played))
+        embed.add_field(name="Uptime", value=format_uptime(stats.uptime))
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+async def _find_clone(text: str, user_id: int, *, every: bool) -> MusicBot | None:
+    """The autocomplete value (a client id), or a name typed by hand among the visible clones."""
+    text = text.strip()
+    if text.isdigit():
+        record = await queries.get_music_bot_by_client_id(int(text))
+        if record is not None:
+            return record
+    named = [r for r in await _visible_clones(user_id, every=every) if r.name.lower() == text.lower()]
+    return next((r for r in named if r.enabled), named[0] if named else None)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Clones(bot))
