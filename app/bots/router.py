@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from app.bots.invites import Invite, invite_for
 from app.bots.status import BotState
 from app.db import queries
-from app.db.models import MusicBot, ServerMusicBot, ServerStatus
-from app.ops.invites import invite_url
 
 if TYPE_CHECKING:
     from app.bots.manager import BotManager
@@ -25,13 +23,6 @@ if TYPE_CHECKING:
     from app.music.service import MusicService
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Invite:
-    client_id: int
-    name: str
-    url: str
 
 
 class FleetRouter:
@@ -97,48 +88,14 @@ class FleetRouter:
         self._last_used[(service.bot_id, guild_id)] = time.monotonic()
 
     async def invite_for(self, guild_id: int) -> Invite | None:
-        """The least-loaded enabled bot with room that is not in the guild, recorded PENDING_INVITE.
-
-        A bot already invited to this guild (pending) is offered again rather than a new one.
-        """
-        assignments = {a.music_bot_id: a for a in await queries.guild_assignments(guild_id)}
-        for assignment in assignments.values():
-            if assignment.status is ServerStatus.PENDING_INVITE:
-                bot = await MusicBot.get(assignment.music_bot_id)
-                if bot is not None and bot.enabled:
-                    await queries.record_pending_invite(assignment.music_bot_id, guild_id)  # refresh expiry
-                    return Invite(client_id=bot.client_id, name=bot.name, url=invite_url(bot.client_id))
-        failed_bots = {r.client_id for r in self._runners() if r.state is BotState.FAILED}
-        occupied = {bot_id for bot_id, a in assignments.items() if _occupies(a)}
-        pending = await queries.pending_invite_counts()
-
-        def load(bot: MusicBot) -> int:
-            return bot.guild_count + (pending.get(bot.id, 0) if bot.id is not None else 0)
-
-        candidates = [
-            bot
-            for bot in await queries.get_active_music_bots()
-            if bot.id not in occupied
-            and bot.client_id not in failed_bots
-            and load(bot) < (bot.guild_cap or self._default_guild_cap)
-        ]
-        if not candidates:
-            return None
-        chosen = min(candidates, key=lambda bot: (load(bot), bot.created_at))
-        assert chosen.id is not None
-        await queries.record_pending_invite(chosen.id, guild_id)
-        _log.info("Invite for guild %d: bot %r (%d)", guild_id, chosen.name, chosen.client_id)
-        return Invite(client_id=chosen.client_id, name=chosen.name, url=invite_url(chosen.client_id))
+        """An invite for the guild, skipping bots that are failed right now."""
+        failed = frozenset(r.client_id for r in self._runners() if r.state is BotState.FAILED)
+        return await invite_for(
+            guild_id, default_guild_cap=self._default_guild_cap, exclude_client_ids=failed
+        )
 
     async def expire_invites(self, older_than: timedelta) -> int:
         expired = await queries.expire_pending_invites(older_than)
         if expired:
             _log.info("%d pending invite(s) expired unused", expired)
         return expired
-
-
-def _occupies(assignment: ServerMusicBot) -> bool:
-    """The bot is in the guild (working or not): it cannot be invited there again."""
-    if assignment.status is ServerStatus.ACTIVE:
-        return True
-    return assignment.status is ServerStatus.FAILED and assignment.reason != queries.INVITE_EXPIRED

@@ -1,0 +1,65 @@
+"""Which bot of the network a guild should invite next, recorded PENDING_INVITE."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Set
+from dataclasses import dataclass
+
+from app.db import queries
+from app.db.models import MusicBot, ServerMusicBot, ServerStatus
+from app.ops.invites import invite_url
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    client_id: int
+    name: str
+    url: str
+
+
+async def invite_for(
+    guild_id: int, *, default_guild_cap: int, exclude_client_ids: Set[int] = frozenset()
+) -> Invite | None:
+    """The least-loaded enabled bot with room that is not in the guild, recorded PENDING_INVITE.
+
+    A bot already invited to this guild (pending) is offered again rather than a new one, and
+    its expiry restarts. Load is the bot's guilds plus its pending invites; room is its
+    `guild_cap` (or the default). None when no bot qualifies.
+    """
+    assignments = {a.music_bot_id: a for a in await queries.guild_assignments(guild_id)}
+    for assignment in assignments.values():
+        if assignment.status is ServerStatus.PENDING_INVITE:
+            bot = await MusicBot.get(assignment.music_bot_id)
+            if bot is not None and bot.enabled:
+                await queries.record_pending_invite(assignment.music_bot_id, guild_id)
+                return Invite(client_id=bot.client_id, name=bot.name, url=invite_url(bot.client_id))
+    occupied = {bot_id for bot_id, a in assignments.items() if _occupies(a)}
+    pending = await queries.pending_invite_counts()
+
+    def load(bot: MusicBot) -> int:
+        return bot.guild_count + (pending.get(bot.id, 0) if bot.id is not None else 0)
+
+    candidates = [
+        bot
+        for bot in await queries.get_active_music_bots()
+        if bot.id not in occupied
+        and bot.client_id not in exclude_client_ids
+        and load(bot) < (bot.guild_cap or default_guild_cap)
+    ]
+    if not candidates:
+        return None
+    chosen = min(candidates, key=lambda bot: (load(bot), bot.created_at))
+    assert chosen.id is not None
+    await queries.record_pending_invite(chosen.id, guild_id)
+    _log.info("Invite for guild %d: bot %r (%d)", guild_id, chosen.name, chosen.client_id)
+    return Invite(client_id=chosen.client_id, name=chosen.name, url=invite_url(chosen.client_id))
+
+
+def _occupies(assignment: ServerMusicBot) -> bool:
+    """The bot is in the guild (working or not): it cannot be invited there again."""
+    if assignment.status is ServerStatus.ACTIVE:
+        return True
+    return assignment.status is ServerStatus.FAILED and assignment.reason != queries.INVITE_EXPIRED
