@@ -7,10 +7,10 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from app.bots.clones import format_uptime, may_clone
 from app.bots.status import BotState
-from app.music.cogs.clone import format_uptime, may_clone
 from app.tokens import TokenCipher
-from tests.fakes.discord import FakeBot, FakeDiscord, FakeUser
+from tests.fakes.discord import FakeBot, FakeDiscord, FakeUser, make_fake_token
 from tests.fakes.discord_interactions import FakeInteraction
 from tests.music.conftest import World, WorldFactory
 
@@ -234,3 +234,38 @@ def test_uptime_shows_the_two_largest_units() -> None:
     assert format_uptime(timedelta(seconds=65)) == "1m 5s"
     assert format_uptime(timedelta(hours=3, minutes=4, seconds=9)) == "3h 4m"
     assert format_uptime(timedelta(days=2, hours=3, minutes=4)) == "2d 3h 4m"
+
+
+async def test_a_clone_whose_token_was_reset_comes_back_with_the_new_one(
+    make_world: WorldFactory, fake_discord: FakeDiscord, mongo: Mongo
+) -> None:
+    user = fake_discord.add_user(name="Cloner")
+    world = await make_world(clone_enabled=True, clone_allowed_ids=str(user.id), clone_max_per_user=1)
+    await _allow_cloning(world, mongo)
+    world.discord.add_member(world.guild.id, user)
+    mine = fake_discord.add_bot(name="Mine")
+    await _clone(world, user, mine.token)
+    await world.app.wait_for(mine, BotState.READY)
+
+    # The token is reset in the Developer Portal: the running clone fails, its owner is told.
+    old_token = mine.token
+    await fake_discord.revoke_token(mine)
+    await world.app.wait_for(mine, BotState.FAILED)
+    dm = await fake_discord.wait_for_dm(user)
+    assert "Mine" in dm.text and "clone it again" in dm.text
+    fake_discord.set_token(mine, make_fake_token(mine.client_id))
+
+    # At the cap (1), but the failed clone frees its place: the new token replaces the old one.
+    answer = await _clone(world, user, mine.token)
+    assert "already" not in answer.text, answer.text
+    await world.app.wait_for(mine, BotState.READY)
+    stored = await _bots(world, mongo).find_one({"client_id": mine.client_id})
+    assert stored is not None and stored["owner_id"] == user.id and stored["enabled"] is True
+    assert await _bots(world, mongo).count_documents({"owner_id": user.id}) == 1
+    assert world.settings is not None
+    assert TokenCipher(world.settings.encryption_keys).decrypt(stored["token_ciphertext"]) == mine.token
+    # Running again, it holds the user's one place: no further clone.
+    again = await world.run(user, "clone")
+    _refused(again, "You already have 1 clone(s) running")
+    _no_token_in(world, mine.token)
+    _no_token_in(world, old_token)

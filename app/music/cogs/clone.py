@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -21,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 from pymongo.errors import PyMongoError
 
+from app.bots.clones import format_uptime, may_clone, network_stats
 from app.bots.registry import NAME_MAX, DuplicateBot, InvalidBotToken, RegistrationError, register_bot
 from app.bots.status import BotState
 from app.bots.tree import UNEXPECTED, reply_error
@@ -31,6 +29,7 @@ from app.music.commands import command_payloads
 from app.music.errors import MusicError, NotAllowed
 from app.ops.command_sync import SyncTarget, sync_commands
 from app.ops.invites import invite_url
+from app.tokens import InvalidTokenFormat, client_id_from_token
 
 if TYPE_CHECKING:
     from app.bots.manager import BotManager
@@ -48,64 +47,6 @@ START_WAIT = 5.0
 MODAL_TIMEOUT = 15 * 60.0
 EMBED_LIMIT = 4000  # below Discord's 4096 characters of embed description
 AUTOCOMPLETE_LIMIT = 25
-
-
-# -- pure rules (no Discord) -------------------------------------------------------------------
-
-
-def may_clone(
-    user_id: int, role_ids: Collection[int], *, owners: Collection[int], allowed: Collection[int]
-) -> bool:
-    """OWNER_IDS always; otherwise the user's id or one of their role ids in CLONE_ALLOWED_IDS."""
-    return user_id in owners or user_id in allowed or any(role_id in allowed for role_id in role_ids)
-
-
-def format_uptime(delta: timedelta) -> str:
-    """`2d 3h 4m`, `3h 4m`, `4m 5s`: the two largest units."""
-    seconds = max(0, int(delta.total_seconds()))
-    days, seconds = divmod(seconds, 86_400)
-    hours, seconds = divmod(seconds, 3_600)
-    minutes, seconds = divmod(seconds, 60)
-    if days:
-        return f"{days}d {hours}h {minutes}m"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {seconds}s"
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkStats:
-    by_state: dict[BotState, int]
-    servers: int  # distinct guilds with at least one ready bot of ours
-    memberships: int  # bot-in-guild pairs (a guild with 3 of our bots counts 3)
-    players: int
-    tracks_played: int
-    uptime: timedelta
-
-
-def network_stats(manager: BotManager) -> NetworkStats:
-    """What the running fleet is doing now (from memory: no database call)."""
-    statuses = manager.statuses()
-    servers: set[int] = set()
-    players = tracks = 0
-    for runner in manager.runners:
-        client = runner.client
-        if client is None:
-            continue
-        if runner.state is BotState.READY:
-            servers.update(guild.id for guild in client.guilds)
-        music = getattr(client, "music", None)  # set in setup_hook: absent before login
-        if music is not None:
-            players += len(music.players())
-            tracks += music.tracks_played
-    return NetworkStats(
-        by_state=dict(Counter(status.state for status in statuses)),
-        servers=len(servers),
-        memberships=sum(status.guilds for status in statuses),
-        players=players,
-        tracks_played=tracks,
-        uptime=utcnow() - manager.started_at,
-    )
 
 
 # -- checks shared by the commands -------------------------------------------------------------
@@ -145,22 +86,44 @@ def _require_clone_permission(settings: Settings, member: discord.Member) -> Non
         raise NotAllowed("You are not allowed to clone this bot. Ask the bot's owners for access.")
 
 
-async def _require_room_for_one_more(settings: Settings, user_id: int) -> None:
-    """The per-user cap counts the user's *enabled* clones (a failed one included: it still holds
-    a token and a place in the fleet); a clone stopped with /clone_stop frees its place. Owners
-    have no cap."""
+async def _require_room_for_one_more(
+    manager: BotManager, user_id: int, *, replacing: int | None = None
+) -> None:
+    """The per-user cap counts the user's clones that are enabled and not failed: a clone stopped
+    with /clone_stop, or one that failed (a reset token), frees its place, so its owner can bring
+    it back with a new token (`replacing`: that clone's application). Owners have no cap."""
+    settings = manager.settings
     if user_id in settings.owner_id_set:
         return
     cap = settings.clone_max_per_user
     if cap == 0:
         raise NotAllowed("Cloning is reserved to the bot's owners.")
     with _database("/clone"):
-        running = await MusicBot.find(MusicBot.owner_id == user_id, MusicBot.enabled == True).count()  # noqa: E712
+        records = await MusicBot.find(MusicBot.owner_id == user_id, MusicBot.enabled == True).to_list()  # noqa: E712
+    running = sum(
+        1
+        for record in records
+        if record.client_id != replacing
+        and not (
+            (runner := manager.get_runner(record.client_id)) is not None and runner.state is BotState.FAILED
+        )
+    )
     if running >= cap:
         raise NotAllowed(
             f"You already have {running} clone(s) running, the most allowed per user ({cap}). "
             "Stop one with /clone_stop first."
         )
+
+
+async def _own_application(token: str, user_id: int) -> int | None:
+    """The application of `token` if the user already owns a clone of it (a token reset)."""
+    try:
+        client_id = client_id_from_token(token)
+    except InvalidTokenFormat:
+        return None
+    with _database("/clone"):
+        existing = await queries.get_music_bot_by_client_id(client_id)
+    return client_id if existing is not None and existing.owner_id == user_id else None
 
 
 async def _visible_clones(user_id: int, *, every: bool, enabled_only: bool = False) -> list[MusicBot]:
@@ -229,14 +192,17 @@ class CloneModal(discord.ui.Modal, title="Clone this bot"):
         settings = self._manager.settings
         # Checked again: the allow-list, the cap or other modals may have changed things since.
         _require_clone_permission(settings, member)
-        await _require_room_for_one_more(settings, member.id)
         token = self.token_input.value
+        await _require_room_for_one_more(
+            self._manager, member.id, replacing=await _own_application(token, member.id)
+        )
         try:
             record = await register_bot(
                 token,
                 cipher=self._manager.cipher,
                 name=self.name_input.value.strip() or None,
                 owner_id=member.id,
+                owner_may_replace=True,
             )
         except InvalidBotToken as exc:
             reason = str(exc).removeprefix("token: ")
@@ -318,7 +284,7 @@ class Clones(commands.Cog):
         member = member_of(interaction)
         manager = await _cloning_fleet(interaction)
         _require_clone_permission(manager.settings, member)
-        await _require_room_for_one_more(manager.settings, member.id)
+        await _require_room_for_one_more(manager, member.id)
         await interaction.response.send_modal(CloneModal(manager))
 
     @app_commands.command(name="clones", description="Your clones and their status")
