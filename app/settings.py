@@ -22,6 +22,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
+        # `cp .env.example .env` leaves `DISCORD_TOKEN=` and friends empty: that means "unset".
+        env_ignore_empty=True,
     )
 
     # Database

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +22,7 @@ import discord.gateway
 import discord.http
 import pytest
 from beanie import init_beanie
+from discord.gateway import KeepAliveHandler
 from pymongo import AsyncMongoClient
 
 from app.db.connection import make_client
@@ -127,6 +129,24 @@ def make_settings(mongodb_url: str, database_name: str, encryption_key: str, tmp
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings init kwarg
 
     return factory
+
+
+def _heartbeats() -> set[KeepAliveHandler]:
+    return {t for t in threading.enumerate() if isinstance(t, KeepAliveHandler) and t.is_alive()}
+
+
+@pytest.fixture(autouse=True)
+def _no_gateway_left_open() -> Iterator[None]:
+    """Every gateway connection a test opens is closed: a leaked one keeps its heartbeat thread,
+    which later fires into a closed event loop (and in production would keep a session alive)."""
+    before = _heartbeats()
+    yield
+    deadline = time.monotonic() + 2.0
+    while (leaked := _heartbeats() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for thread in leaked:
+        thread.stop()
+    assert not leaked, f"{len(leaked)} gateway connection(s) left open"
 
 
 @pytest.fixture(autouse=True)

@@ -51,7 +51,7 @@ class RunningApp:
     def manager(self) -> BotManager:
         return self.app.state.manager
 
-    async def wait_for(self, bot: FakeBot, *states: BotState, timeout: float = 10.0) -> BotState:
+    async def wait_for(self, bot: FakeBot, *states: BotState, timeout: float = 30.0) -> BotState:
         runner = self.manager.get_runner(bot.client_id)
         assert runner is not None, f"the manager does not run {bot.name}"
         return await runner.wait_for_state(*states, timeout=timeout)

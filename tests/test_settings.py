@@ -49,3 +49,16 @@ def test_embedded_mode_generates_a_private_key_once(tmp_path: Path, monkeypatch:
     assert key_file.stat().st_mode & 0o777 == 0o600
     ciphertext = first.encrypt("x")
     assert resolve_cipher(settings).decrypt(ciphertext) == "x"
+
+
+def test_empty_lines_copied_from_env_example_mean_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MONGODB_URL", "DATABASE_URL", "DISCORD_TOKEN", "TOKEN_ENCRYPTION_KEYS", "LAVALINK_NODES"):
+        monkeypatch.delenv(name, raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text((Path(__file__).resolve().parents[1] / ".env.example").read_text())
+    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    assert settings.discord_token is None and settings.mongodb_url is None
+    assert settings.uses_embedded_database and settings.encryption_keys == []
+    assert settings.lavalink_nodes is None and settings.http_port == 3000

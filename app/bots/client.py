@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import discord
 from discord.ext import commands
+from discord.gateway import KeepAliveHandler
 
 from app.bots.router import FleetRouter
 from app.bots.tree import ChorusTree
@@ -61,8 +64,37 @@ class MusicBotClient(commands.Bot):
         self._before_identify = before_identify
         self._identify_interval = identify_interval
         self._music_config = music_config
+        self._handshake_socket: aiohttp.ClientWebSocketResponse | None = None
+        self.http.ws_connect = self._remember_socket(self.http.ws_connect)  # type: ignore[method-assign]  # see below
         self._fleet_bot_ids = fleet_bot_ids
         self._router = router
+
+    def _remember_socket(
+        self, connect: Callable[..., Awaitable[aiohttp.ClientWebSocketResponse]]
+    ) -> Callable[..., Awaitable[aiohttp.ClientWebSocketResponse]]:
+        """Keep the newest gateway socket: discord.py only closes sockets whose handshake finished."""
+
+        async def ws_connect(url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
+            self._handshake_socket = await connect(url, compress=compress)
+            return self._handshake_socket
+
+        return ws_connect
+
+    async def abandon_handshake(self) -> None:
+        """Close a gateway socket whose IDENTIFY we refused (the identify budget).
+
+        The refusal is raised from `before_identify_hook`, in the middle of discord.py's handshake:
+        the socket is open and its heartbeat thread running, but `self.ws` still points at the
+        previous one, so `close()` would miss both.
+        """
+        socket = self._handshake_socket
+        if socket is None:
+            return
+        for thread in threading.enumerate():
+            if isinstance(thread, KeepAliveHandler) and thread.ws.socket is socket:
+                thread.stop()
+        if not socket.closed:
+            await socket.close()
 
     async def setup_hook(self) -> None:
         # Commands are registered in the local tree only; syncing them with Discord is the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from datetime import timedelta
 
 import discord
@@ -190,6 +191,10 @@ class BotManager:
             and runner.client.get_guild(guild_id)
         ]
         return min(candidates, key=lambda client: len(client.guilds), default=None)
+
+    def state_counts(self) -> Counter[BotState]:
+        """How many bots are in each state: what /health needs, without building snapshots."""
+        return Counter(runner.state for runner in self._runners.values())
 
     def statuses(self) -> list[BotStatus]:
         return [runner.status() for runner in self._runners.values()]

@@ -202,6 +202,7 @@ class BotRunner:
         while not self._stopping:
             client = self.client = self._new_client()
             try:
+                await self._check_identify_budget()  # before any socket exists
                 async with self._login_gate:
                     await client.login(token)
                 assert client.user is not None
@@ -212,6 +213,7 @@ class BotRunner:
                     return
                 raise ConnectionError("the gateway connection ended")
             except FatalBotError as exc:
+                await client.abandon_handshake()
                 await self._fail(str(exc))
                 return
             except discord.LoginFailure:
@@ -245,26 +247,30 @@ class BotRunner:
                      self.name, self.client_id, error, delay)  # fmt: skip
         await asyncio.sleep(delay)
 
-    async def _before_identify(self, initial: bool) -> None:
+    async def _check_identify_budget(self) -> None:
+        """Raise IdentifyBudgetExceeded when one more IDENTIFY would pass this bot's budget."""
         share = self._settings.identify_budget_share
         budget = int(DISCORD_DAILY_IDENTIFY_LIMIT * share)
         try:
             count = await queries.identifies_in_window(self.client_id)
-            if count >= budget:
-                raise IdentifyBudgetExceeded(
-                    f"{count} IDENTIFYs in the last 24 h reached the budget of {budget} "
-                    f"({share:.0%} of Discord's {DISCORD_DAILY_IDENTIFY_LIMIT}/day); stopped so Discord "
-                    "does not reset the token. Fix the cause, then restart the bot."
-                )
+        except PyMongoError:
+            count = self._identifies_24h
+        if count >= budget:
+            raise IdentifyBudgetExceeded(
+                f"{count} IDENTIFYs in the last 24 h reached the budget of {budget} "
+                f"({share:.0%} of Discord's {DISCORD_DAILY_IDENTIFY_LIMIT}/day); stopped so Discord "
+                "does not reset the token. Fix the cause, then restart the bot."
+            )
+
+    async def _before_identify(self, initial: bool) -> None:
+        await self._check_identify_budget()
+        try:
             self._identifies_24h = await queries.record_identify(self.client_id)
         except PyMongoError as exc:
-            # The database blinking must not keep a bot offline; count locally meanwhile.
+            # The database blinking must not keep a bot offline: count locally meanwhile (the
+            # budget check falls back to this count while the database is unreachable).
             self._identifies_24h += 1
             _log.warning("Bot %d: could not persist its IDENTIFY count (%s)", self.client_id, exc)
-            if self._identifies_24h >= budget:
-                raise IdentifyBudgetExceeded(
-                    f"{self._identifies_24h} IDENTIFYs while the database was unreachable reached the budget"
-                ) from None
 
     # -- gateway events -----------------------------------------------------------------------
 

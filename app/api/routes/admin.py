@@ -74,7 +74,7 @@ async def create_bot(body: BotCreate, manager: ManagerDep) -> BotPublic:
     except DuplicateBot as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except RegistrationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     await manager.sync_bot(bot.client_id, bot)
     return _public(manager, bot)
 
@@ -85,7 +85,7 @@ async def update_bot(client_id: int, body: BotUpdate, manager: ManagerDep) -> Bo
     changes = body.model_dump(exclude_none=True)
     if not changes:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "nothing to change: send name and/or enabled"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "nothing to change: send name and/or enabled"
         )
     bot = await _stored(client_id)
     for field, value in changes.items():

@@ -13,14 +13,14 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=HealthPublic, response_model_by_alias=True)
 async def health(manager: ManagerDep, database: DatabaseMonitorDep) -> HealthPublic:
     """Liveness and a summary. `degraded` (still 200) when the database is unreachable or a bot failed."""
-    statuses = manager.statuses()
-    failed = sum(1 for s in statuses if s.state is BotState.FAILED)
+    states = manager.state_counts()
+    failed = states[BotState.FAILED]
     degraded = failed > 0 or not database.reachable
     return HealthPublic(
         status="degraded" if degraded else "ok",
         uptime=round((utcnow() - manager.started_at).total_seconds(), 3),
-        active_bots=sum(1 for s in statuses if s.state is BotState.READY),
-        total_bots=len(statuses),
+        active_bots=states[BotState.READY],
+        total_bots=sum(states.values()),
         failed_bots=failed,
         database="ok" if database.reachable else "unreachable",
     )
