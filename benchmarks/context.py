@@ -1,0 +1,77 @@
+"""What every benchmark module receives: the configuration and the running world."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.processes import Children, CommandLine, wait_for_quiet
+from benchmarks.service import FakeWorld
+
+_log = logging.getLogger("benchmarks")
+QUIET_THRESHOLD = 0.1
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Sizes, repetitions and durations. The defaults are what `make bench` runs."""
+
+    sizes: tuple[int, ...] = (1, 10, 50, 100, 200)
+    # N processes of ~45 MiB each importing discord.py on 2 cores: 200 is too heavy to repeat.
+    baseline_sizes: tuple[int, ...] = (1, 10, 50, 100)
+    runs: int = 3
+    settle: float = 3.0
+    # GUILD_READY_TIMEOUT of each fleet variant; None is the service's default (2 s). The first is the
+    # primary variant: memory per bot and the baseline comparison use it.
+    ready_timeouts: tuple[float | None, ...] = (None, 0.1)
+    guilds: int = 1
+    http_bots: tuple[int, ...] = (1, 100)
+    http_rate: float = 200.0
+    http_duration: float = 10.0
+    http_saturate_duration: float = 5.0
+    http_connections: int = 16
+    http_paths: tuple[str, ...] = ("/health", "/bots")
+    profile: bool = True
+    profile_bots: int = 100
+    chart: bool = True
+    quiet_wait: float = 10.0  # longest wait for other processes' CPU bursts to pass before a sample
+
+    def max_bots(self, benchmarks: set[str]) -> int:
+        """How many bots the fake Discord needs for the selected benchmarks."""
+        needed = [1]
+        if "fleet" in benchmarks:
+            needed += [*self.sizes, *self.baseline_sizes]
+        if "http" in benchmarks:
+            needed += self.http_bots
+        if "profiles" in benchmarks and self.profile:
+            needed.append(self.profile_bots)
+        return max(needed)
+
+
+@dataclass
+class BenchContext:
+    config: BenchConfig
+    work_dir: Path  # temporary: logs, ready files; deleted at the end
+    children: Children
+    database_url: str
+    key: str
+    world: FakeWorld
+    commands: dict[str, CommandLine] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def record_command(self, label: str, command: CommandLine) -> None:
+        self.commands[label] = command
+
+    def wait_for_quiet(self) -> float:
+        """Before a measurement: let someone else's burst of CPU pass (bounded, see wait_for_quiet)."""
+        if not self.config.quiet_wait:
+            return 0.0
+        share = wait_for_quiet(self.children, max_wait=self.config.quiet_wait)
+        if share >= QUIET_THRESHOLD:
+            self.progress(f"  the machine is busy: other processes use {share * 100:.0f}% of its CPU")
+        return share
+
+    def progress(self, message: str) -> None:
+        _log.info("[%6.1fs] %s", time.monotonic() - self.started, message)

@@ -1,0 +1,218 @@
+"""Run the benchmarks and write the report: `python -m benchmarks.run` (what `make bench` does).
+
+Each benchmark is a module with NAME, TITLE, `run(ctx) -> dict`, `render(result) -> str` and
+`targets(result) -> list[Target]`; adding one is adding a module to BENCHMARKS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.tokens import generate_key
+from benchmarks import commands, fleet, hot_reload, http_api, profiles
+from benchmarks.context import BenchConfig, BenchContext
+from benchmarks.processes import REPO, BenchError, Children, cpu_reading, foreign_cpu_share
+from benchmarks.report import machine, render_markdown, utc_now, write_chart, write_json
+from benchmarks.service import start_database, start_fake_discord
+from benchmarks.targets import Target
+
+_log = logging.getLogger("benchmarks")
+
+
+class Benchmark(Protocol):
+    @property
+    def NAME(self) -> str: ...  # read-only, so a module's Literal constant matches
+    @property
+    def TITLE(self) -> str: ...
+
+    def run(self, ctx: BenchContext) -> dict[str, Any]: ...
+    def render(self, result: dict[str, Any]) -> str: ...
+    def targets(self, result: dict[str, Any]) -> list[Target]: ...
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (fleet, http_api, commands, hot_reload, profiles)
+REPORT = "PERFORMANCE.md"
+DATA = "performance.json"
+CHART = "performance.png"
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def _ready_timeouts(text: str) -> tuple[float | None, ...]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    return tuple(None if part == "default" else float(part) for part in parts)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    defaults = BenchConfig()
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--out-dir", type=Path, default=REPO / "docs", help="where the report goes (docs/)")
+    parser.add_argument("--only", default=",".join(b.NAME for b in BENCHMARKS),
+                        help="comma-separated benchmarks to run")  # fmt: skip
+    parser.add_argument("--sizes", type=_ints, default=defaults.sizes, help="fleet sizes N (1,10,50,100,200)")
+    parser.add_argument("--baseline-sizes", type=_ints, default=defaults.baseline_sizes,
+                        help="single-bot process counts (1,10,50,100)")  # fmt: skip
+    parser.add_argument("--runs", type=int, default=defaults.runs, help="repetitions; medians are reported")
+    parser.add_argument(
+        "--settle", type=float, default=defaults.settle, help="seconds idle before memory is read"
+    )
+    parser.add_argument("--ready-timeouts", type=_ready_timeouts, default=defaults.ready_timeouts,
+                        help="GUILD_READY_TIMEOUT of each fleet variant, 'default' for the service's "
+                        "default; the first is the primary one (default,0.1)")  # fmt: skip
+    parser.add_argument("--guilds", type=int, default=defaults.guilds, help="guilds every bot is in")
+    parser.add_argument(
+        "--http-bots", type=_ints, default=defaults.http_bots, help="bots during the HTTP loads"
+    )
+    parser.add_argument("--http-rate", type=float, default=defaults.http_rate, help="fixed rate, requests/s")
+    parser.add_argument(
+        "--http-duration", type=float, default=defaults.http_duration, help="seconds at that rate"
+    )
+    parser.add_argument("--http-saturate-duration", type=float, default=defaults.http_saturate_duration)
+    parser.add_argument("--http-connections", type=int, default=defaults.http_connections)
+    parser.add_argument("--profile-bots", type=int, default=defaults.profile_bots)
+    parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    parser.add_argument("--quiet-wait", type=float, default=defaults.quiet_wait,
+                        help="longest wait (s) before each sample for other processes' CPU bursts "
+                        "to pass; 0: none")  # fmt: skip
+    args = parser.parse_args(argv)
+    names = {b.NAME for b in BENCHMARKS}
+    unknown = set(args.only.split(",")) - names
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; known: {sorted(names)}")
+    if args.runs < 1 or not args.sizes or min(args.sizes) < 1:
+        parser.error("--runs and every --sizes entry must be at least 1")
+    return args
+
+
+def config_from(args: argparse.Namespace) -> BenchConfig:
+    return BenchConfig(
+        sizes=args.sizes,
+        baseline_sizes=args.baseline_sizes,
+        runs=args.runs,
+        settle=args.settle,
+        ready_timeouts=args.ready_timeouts,
+        guilds=args.guilds,
+        http_bots=args.http_bots,
+        http_rate=args.http_rate,
+        http_duration=args.http_duration,
+        http_saturate_duration=args.http_saturate_duration,
+        http_connections=args.http_connections,
+        profile=not args.no_profile and "profiles" in args.only.split(","),
+        profile_bots=args.profile_bots,
+        chart=not args.no_chart,
+        quiet_wait=args.quiet_wait,
+    )
+
+
+def _guarded(call: Callable[[dict[str, Any]], Any], result: dict[str, Any], fallback: Any) -> Any:
+    """Render or judge a result; a benchmark that failed, was skipped or is pending has no numbers."""
+    if result.get("status") in {"failed", "skipped"}:
+        return fallback
+    return call(result)
+
+
+NOISY_SHARE = 0.05
+
+
+def _load_note(result: dict[str, Any]) -> str:
+    share = result.get("foreign_cpu_share")
+    if not isinstance(share, float) or result.get("status") == "pending":
+        return ""
+    note = f"\n\nOther processes on the machine used {share * 100:.1f}% of its CPU while this ran"
+    if share > NOISY_SHARE:
+        return note + ": **the machine was not quiet, so these timings are noisier than usual**."
+    return note + "."
+
+
+def run_all(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    config = config_from(args)
+    selected = [b for b in BENCHMARKS if b.NAME in args.only.split(",")]
+    started, date = time.monotonic(), utc_now()
+    results: dict[str, dict[str, Any]] = {}
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="chorus-bench-") as tmp, Children(Path(tmp)) as children:
+        work_dir = Path(tmp)
+        bots = config.max_bots({b.NAME for b in selected})
+        _log.info("starting the database and a fake Discord with %d bots", bots)
+        database_url, database_command = start_database(children)
+        world = start_fake_discord(children, work_dir, bots=bots, guilds=config.guilds)
+        ctx = BenchContext(config=config, work_dir=work_dir, children=children, database_url=database_url,
+                           key=generate_key(), world=world)  # fmt: skip
+        ctx.record_command("database", database_command)
+        ctx.record_command("fake Discord", world.command)
+        first = cpu_reading(children)
+        for benchmark in selected:
+            ctx.progress(f"== {benchmark.TITLE}")
+            before = cpu_reading(children)
+            try:
+                results[benchmark.NAME] = benchmark.run(ctx)
+            except BenchError as exc:
+                _log.error("benchmark %s failed: %s", benchmark.NAME, exc)
+                results[benchmark.NAME] = {"status": "failed", "reason": str(exc)}
+                failed = True
+            results[benchmark.NAME]["foreign_cpu_share"] = round(
+                foreign_cpu_share(before, cpu_reading(children)), 4
+            )
+        last = cpu_reading(children)
+        commands = dict(ctx.commands)
+    meta = {
+        "date": date,
+        "duration_s": round(time.monotonic() - started, 1),
+        "command": " ".join(["python -m benchmarks.run", *argv]),
+        "machine": machine(),
+        # CPU the rest of the machine used meanwhile: 0 on a quiet machine; timings are noisy above a few %.
+        "foreign_cpu_share": round(foreign_cpu_share(first, last), 4),
+        "config": {k: v for k, v in vars(config).items()},
+    }
+    targets: list[Target] = []
+    sections: list[tuple[str, str, str]] = []
+    for benchmark in selected:
+        result = results[benchmark.NAME]
+        targets.extend(_guarded(benchmark.targets, result, []))
+        body = _guarded(benchmark.render, result, f"**{result.get('status')}**: {result.get('reason')}")
+        sections.append((benchmark.TITLE, benchmark.NAME, body + _load_note(result)))
+    out_dir: Path = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chart = config.chart and write_chart(out_dir / CHART, results)
+    document = {
+        "meta": meta,
+        "targets": [t.to_json() for t in targets],
+        "commands": {label: command.render() for label, command in commands.items()},
+        "results": results,
+    }
+    write_json(out_dir / DATA, document)
+    markdown = render_markdown(meta=meta, sections=sections, targets=targets, commands=commands,
+                               chart=CHART if chart else None)  # fmt: skip
+    (out_dir / REPORT).write_text(markdown)
+    _log.info("wrote %s, %s%s (%.1f min)", out_dir / REPORT, DATA, f", {CHART}" if chart else "",
+              (time.monotonic() - started) / 60)  # fmt: skip
+    return 1 if failed else 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds through every `finally`: the children are stopped and the temporary
+    # directory (logs; the fake tokens never touch the disk for long) is removed.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return run_all(parse_args(arguments), arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

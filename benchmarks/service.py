@@ -1,0 +1,208 @@
+"""The world a benchmark runs in: the database, the fake Discord, stored bots, `chorus serve`."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+
+from app.db.models import MusicBot
+from app.tokens import TokenCipher, token_fingerprint
+from benchmarks.processes import (
+    BIN,
+    PYTHON,
+    BenchError,
+    Child,
+    Children,
+    CommandLine,
+    base_env,
+    describe_command,
+    free_port,
+    port_open,
+    wait_until,
+)
+
+_log = logging.getLogger(__name__)
+
+# The settings a benchmark passes to `chorus serve`, in the order the report shows them.
+SERVICE_ENV = (
+    "MONGODB_URL",
+    "MONGODB_DATABASE",
+    "TOKEN_ENCRYPTION_KEYS",
+    "HTTP_PORT",
+    "DISCORD_API_BASE",
+    "DISCORD_GATEWAY_URL",
+    "GUILD_READY_TIMEOUT",
+    "BOT_LOGIN_CONCURRENCY",
+    "LOG_LEVEL",
+)
+
+
+@dataclass(frozen=True)
+class FakeBotInfo:
+    client_id: int
+    name: str
+    token: str = field(repr=False)
+
+
+@dataclass
+class FakeWorld:
+    """The fake Discord process and the bots it knows."""
+
+    api_base: str
+    gateway_url: str
+    bots: list[FakeBotInfo]
+    child: Child
+    command: CommandLine
+
+
+def start_database(children: Children) -> tuple[str, CommandLine]:
+    """SecantusDB in memory, as its own process. Returns its URL."""
+    server = BIN / "secantusd-py"
+    if not server.exists():
+        raise BenchError(f"{server} is missing: install the embedded extra (pip install -e '.[embedded]')")
+    port = free_port()
+    argv = [str(server), "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:",
+            "--log-level", "ERROR"]  # fmt: skip
+    child = children.start("secantusdb", argv, env=base_env())
+    wait_until(lambda: port_open(port), timeout=60, what="SecantusDB to listen", watch=[child])
+    shown = [a if a != str(port) else "<port>" for a in argv]
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true", describe_command("database", shown, {}, ())
+
+
+def start_fake_discord(children: Children, work_dir: Path, *, bots: int, guilds: int) -> FakeWorld:
+    out = work_dir / f"fake-discord-{uuid.uuid4().hex[:8]}.json"
+    argv = [PYTHON, "-m", "benchmarks.fake_discord_server", "--bots", str(bots), "--guilds", str(guilds),
+            "--out", str(out)]  # fmt: skip
+    child = children.start("fake-discord", argv, env=base_env())
+    wait_until(out.exists, timeout=60 + bots / 10, what="the fake Discord to start", watch=[child])
+    document = json.loads(out.read_text())
+    out.unlink()  # it held the fake tokens; the harness keeps them in memory only from here on
+    shown = [*argv[:-1], "<tmp>/world.json"]
+    return FakeWorld(
+        api_base=document["api_base"],
+        gateway_url=document["gateway_url"],
+        bots=[FakeBotInfo(b["client_id"], b["name"], b["token"]) for b in document["bots"]],
+        child=child,
+        command=describe_command("fake Discord", shown, {}, ()),
+    )
+
+
+def seed_bots(database_url: str, database: str, key: str, bots: list[FakeBotInfo]) -> None:
+    """Store the bots the way the seed command does: encrypted token, fingerprint, no plaintext."""
+    cipher = TokenCipher([key])
+    documents: list[dict[str, Any]] = []
+    for bot in bots:
+        record = MusicBot.model_construct(
+            name=bot.name,
+            client_id=bot.client_id,
+            token_ciphertext=cipher.encrypt(bot.token),
+            token_fingerprint=token_fingerprint(bot.token),
+        )
+        documents.append(record.model_dump(exclude={"id", "revision_id"}))
+    client: MongoClient[dict[str, Any]] = MongoClient(database_url, tz_aware=True)
+    try:
+        if documents:
+            client[database][MusicBot.Settings.name].insert_many(documents)
+    finally:
+        client.close()
+
+
+def drop_database(database_url: str, database: str) -> None:
+    client: MongoClient[dict[str, Any]] = MongoClient(database_url)
+    try:
+        client.drop_database(database)
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    guild_ready_timeout: float | None = None  # None: the service's default (2 s)
+    login_concurrency: int | None = None  # None: the service's default (8)
+    profile: str | None = None  # a benchmarks.profiled_serve mode, or None for plain `chorus serve`
+    profile_out: Path | None = None
+
+
+@dataclass
+class ChorusProcess:
+    child: Child
+    port: int
+    command: CommandLine
+
+    def get_json(self, path: str, *, timeout: float = 2.0) -> dict[str, Any] | None:
+        """GET a JSON endpoint; None while the service does not answer."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                return None
+            return json.loads(body)
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        finally:
+            connection.close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_http(self, *, timeout: float = 60.0) -> float:
+        return wait_until(lambda: self.get_json("/health") is not None, timeout=timeout,
+                          what="chorus serve to answer /health", watch=[self.child])  # fmt: skip
+
+    def wait_ready(self, bots: int, *, timeout: float) -> float:
+        def all_ready() -> bool:
+            health = self.get_json("/health")
+            return health is not None and health.get("activeBots") == bots
+
+        return wait_until(all_ready, timeout=timeout, what=f"{bots} bot(s) to be ready", watch=[self.child])
+
+
+def start_chorus(
+    children: Children,
+    world: FakeWorld,
+    *,
+    database_url: str,
+    database: str,
+    key: str,
+    options: ServiceOptions,
+) -> ChorusProcess:
+    port = free_port()
+    env = base_env(
+        MONGODB_URL=database_url,
+        MONGODB_DATABASE=database,
+        TOKEN_ENCRYPTION_KEYS=key,
+        HTTP_PORT=str(port),
+        DISCORD_API_BASE=world.api_base,
+        DISCORD_GATEWAY_URL=world.gateway_url,
+        LOG_LEVEL="WARNING",
+    )
+    if options.guild_ready_timeout is not None:
+        env["GUILD_READY_TIMEOUT"] = f"{options.guild_ready_timeout:g}"
+    if options.login_concurrency is not None:
+        env["BOT_LOGIN_CONCURRENCY"] = str(options.login_concurrency)
+    if options.profile is None:
+        argv = [str(BIN / "chorus"), "serve"]
+    else:
+        if options.profile_out is None:
+            raise ValueError("a profiled service needs profile_out")
+        argv = [PYTHON, "-m", "benchmarks.profiled_serve", options.profile, str(options.profile_out)]
+    # The working directory is the benchmark's temporary directory: no `.env` is read.
+    child = children.start(f"chorus-{database}", argv, env=env)
+    shown_argv = [*argv[:-1], "<tmp>/profile"] if options.profile else argv
+    command = describe_command(
+        "chorus serve", shown_argv, env, [k for k in SERVICE_ENV if k != "MONGODB_DATABASE"]
+    )
+    return ChorusProcess(child=child, port=port, command=command)
+
+
+def new_database_name(prefix: str) -> str:
+    return f"bench_{prefix}_{uuid.uuid4().hex[:8]}"

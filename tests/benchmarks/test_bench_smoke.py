@@ -1,0 +1,73 @@
+"""The benchmark harness end to end in a tiny configuration: it runs, stops every process it
+started, and writes the report files (to a temporary directory, never to docs/)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.processes import REPO
+
+TINY = [
+    "--sizes", "1,2",
+    "--baseline-sizes", "1",
+    "--runs", "1",
+    "--settle", "0.2",
+    "--ready-timeouts", "0.1",
+    "--http-bots", "2",
+    "--http-duration", "1",
+    "--http-saturate-duration", "0.5",
+    "--http-connections", "4",
+    "--only", "fleet,http,commands,hot_reload",
+    "--no-chart",
+    "--quiet-wait", "0",
+]  # fmt: skip
+
+
+@pytest.mark.timeout(240)  # about 20 s on a quiet machine; the bound is for a crowded one
+def test_tiny_benchmark_writes_the_report(tmp_path: Path) -> None:
+    docs_before = {p.name: p.stat().st_mtime_ns for p in (REPO / "docs").glob("performance*")}
+    out = tmp_path / "out"
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.run", "--out-dir", str(out), *TINY],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, stderr = harness.communicate(timeout=200)
+    finally:
+        if harness.poll() is None:  # SIGTERM first: the harness stops its own children
+            harness.terminate()
+            try:
+                harness.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                harness.kill()
+                harness.wait()
+    assert harness.returncode == 0, stderr[-3000:]
+
+    data = json.loads((out / "performance.json").read_text())
+    fleet = data["results"]["fleet"]["summary"]
+    rows = fleet["rows"]["grt=0.1"]
+    assert [r["bots"] for r in rows] == [1, 2]
+    assert all(r["ready_s"] > 0 and r["rss_idle"] > 0 for r in rows)
+    assert fleet["baseline_rows"][0]["rss_total"] > 0
+    http = data["results"]["http"]["summary"]
+    assert {r["path"] for r in http} == {"/health", "/bots"}
+    assert all(r["rate_errors"] == 0 and r["sat_errors"] == 0 and r["sat_throughput"] > 0 for r in http)
+    assert data["results"]["commands"]["status"] == "pending"
+    assert any(t["verdict"] == "pending" for t in data["targets"])
+
+    report = (out / "PERFORMANCE.md").read_text()
+    for heading in ("## Targets", "## 1. Fleet size", "## 2. HTTP", "## 3. Commands", "## Command lines"):
+        assert heading in report
+    assert "pending: music commands not yet implemented" in report.lower()
+    assert "<generated>" in report  # the encryption key is masked in the command lines
+    assert not (out / "performance.png").exists()
+    docs_after = {p.name: p.stat().st_mtime_ns for p in (REPO / "docs").glob("performance*")}
+    assert docs_after == docs_before
