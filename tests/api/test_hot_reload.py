@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -52,12 +51,10 @@ async def test_insert_disable_rename_retoken_and_delete(
         assert running.manager.watcher.active_mode == mode
         steady_runner = running.manager.get_runner(steady.client_id)
 
-        # Inserted: starts, and is ready quickly.
+        # Inserted: starts (how fast is measured in benchmarks/hot_reload.py, not asserted here).
         newcomer = fake_discord.add_bot(name="Newcomer")
-        started = time.monotonic()
         await store_bot(mongo, settings, newcomer)
         await until_runner(running, newcomer.client_id, BotState.READY)
-        assert time.monotonic() - started < 2.0
 
         # Disabled: stops; enabled again: starts.
         await bots.update_one({"client_id": newcomer.client_id}, {"$set": {"enabled": False}})

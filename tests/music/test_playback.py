@@ -6,6 +6,7 @@ from typing import Any
 
 import wavelink
 
+from app.db.models import MusicBot
 from tests.music.conftest import World, WorldFactory, until
 
 
@@ -202,3 +203,33 @@ async def test_loop_autoplay_filter_and_queue_editing(make_world: WorldFactory) 
     assert "Shuffled 2" in (await world.run(user, "shuffle")).text
     assert "Cleared 2" in (await world.run(user, "clear")).text
     assert len(player.queue) == 0
+
+
+async def test_queue_limit_and_track_length_come_from_the_bot_then_the_settings(
+    make_world: WorldFactory, mongo: Any
+) -> None:
+    world = await make_world(music_queue_limit=2, music_max_track_seconds=600)
+    world.lavalink.add_track(
+        identifier="long", title="Epic", length_ms=3_600_000, uri="https://music.example/long"
+    )
+    user = await world.user_in_voice()
+    too_long = await world.run(user, "play", query="https://music.example/long")
+    assert too_long.ephemeral and "longer than the limit of 10:00" in too_long.text
+    for n in (1, 2, 3):  # one playing, two queued
+        await world.run(user, "play", query=f"Song {n}")
+    full = await world.run(user, "play", query="Song 4")
+    assert full.ephemeral and "The queue is full (2 tracks)" in full.text
+
+    # A bot's own limits win over the settings; they apply when the bot (re)starts.
+    await world.run(user, "leave")  # nothing to resume after the restart
+    assert world.settings is not None
+    bots = mongo[world.settings.mongodb_database]["music_bots"]
+    await bots.update_one(
+        {"client_id": world.bot.client_id}, {"$set": {"queue_limit": 5, "max_track_seconds": 7200}}
+    )
+    stored = await bots.find_one({"client_id": world.bot.client_id})
+    assert stored is not None
+    await world.app.manager.start_bot(MusicBot.model_validate(stored))
+    await world.wait_ready()
+    answer = await world.run(user, "play", query="https://music.example/long")
+    assert "Epic" in answer.text and not answer.ephemeral
