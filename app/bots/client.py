@@ -13,6 +13,7 @@ from discord.ext import commands
 from discord.gateway import KeepAliveHandler
 
 from app.bots.router import FleetRouter
+from app.bots.shutdown import run_bounded
 from app.bots.tree import ChorusTree
 from app.music.commands import load_extensions
 from app.music.service import MusicConfig, MusicService
@@ -108,10 +109,7 @@ class MusicBotClient(commands.Bot):
     async def close(self) -> None:
         music = getattr(self, "music", None)
         if music is not None and not self.is_closed():
-            try:
-                await asyncio.wait_for(music.close(), timeout=10)
-            except Exception:
-                _log.exception("Bot %d: closing music failed", self.expected_client_id)
+            await run_bounded(music.close(), 10.0, what=f"Closing the music of bot {self.expected_client_id}")
         await super().close()
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:

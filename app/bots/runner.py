@@ -16,6 +16,7 @@ from app.bots.backoff import Backoff
 from app.bots.client import MusicBotClient
 from app.bots.errors import FatalBotError, IdentifyBudgetExceeded, TokenMismatch
 from app.bots.router import FleetRouter
+from app.bots.shutdown import cancel_bounded, run_bounded
 from app.bots.status import BotState, BotStatus
 from app.db import queries
 from app.db.models import MusicBot, utcnow
@@ -95,18 +96,12 @@ class BotRunner:
         self._sync_task = asyncio.create_task(self._guild_sync_loop(), name=f"bot-{self.client_id}-guilds")
 
     async def stop(self, *, timeout: float = 10.0) -> None:
-        """Close the bot cleanly; idempotent."""
+        """Close the bot cleanly; idempotent, and bounded: a stuck piece is abandoned, logged."""
         self._stopping = True
         client = self.client
         if client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(), timeout)
-        for task in (self._task, self._sync_task):
-            if task is not None and not task.done():
-                task.cancel()
-        await asyncio.gather(
-            *(t for t in (self._task, self._sync_task) if t is not None), return_exceptions=True
-        )
+            await run_bounded(client.close(), timeout, what=f"Closing bot {self.client_id}")
+        await cancel_bounded([self._task, self._sync_task], timeout, what=f"Bot {self.client_id}")
         if self.state is not BotState.FAILED:
             await self._set_state(BotState.STOPPED)
 

@@ -17,6 +17,7 @@ from discord.ext import commands
 from pymongo.errors import PyMongoError
 
 from app.bots.router import FleetRouter
+from app.bots.shutdown import cancel_bounded, run_bounded
 from app.music.config import LavalinkNodeSpec
 from app.music.errors import AudioBackendUnavailable, MissingVoicePermission, MusicError, NoResults
 from app.music.formatting import format_duration, track_length
@@ -79,20 +80,21 @@ class MusicService:
 
     async def close(self) -> None:
         """Save every player (to resume after a restart), leave voice cleanly, close the nodes."""
-        if self._idle_task is not None:
-            self._idle_task.cancel()
-            await asyncio.gather(self._idle_task, return_exceptions=True)
+        await cancel_bounded([self._idle_task], 2.0, what=f"Idle loop of bot {self.bot_id}")
         await self.snapshots.stop()
-        try:
-            saved = await asyncio.wait_for(self.snapshots.save_all(prune=False), timeout=5)
-            if saved:
-                _log.info("Bot %d saved %d player(s) to resume after the restart", self.bot_id, saved)
-        except (PyMongoError, TimeoutError) as exc:
-            _log.warning("Bot %d: players not saved on shutdown (%s)", self.bot_id, exc)
+        await run_bounded(self._save_for_restart(), 5.0, what=f"Saving the players of bot {self.bot_id}")
         for player in self.players():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(player.disconnect(), timeout=5)
+            await run_bounded(player.disconnect(), 5.0, what=f"Leaving voice (bot {self.bot_id})")
         await self.nodes.close()
+
+    async def _save_for_restart(self) -> None:
+        try:
+            saved = await self.snapshots.save_all(prune=False)
+        except PyMongoError as exc:
+            _log.warning("Bot %d: players not saved on shutdown (%s)", self.bot_id, exc)
+            return
+        if saved:
+            _log.info("Bot %d saved %d player(s) to resume after the restart", self.bot_id, saved)
 
     # -- players ------------------------------------------------------------------------------
 

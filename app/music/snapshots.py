@@ -16,6 +16,7 @@ import discord
 import wavelink
 from pymongo.errors import PyMongoError
 
+from app.bots.shutdown import cancel_bounded
 from app.db.models import PlayerSnapshot, SavedTrack, utcnow
 from app.music.filters import PRESETS, preset_filters
 from app.music.player import ChorusPlayer
@@ -71,9 +72,7 @@ class SnapshotKeeper:
         self._task = asyncio.create_task(self._run(), name=f"snapshots-{self._service.bot_id}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_bounded([self._task], 2.0, what=f"Snapshots of bot {self._service.bot_id}")
 
     async def _run(self) -> None:
         await self._service.client.wait_until_ready()

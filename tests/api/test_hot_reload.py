@@ -59,7 +59,9 @@ async def test_insert_disable_rename_retoken_and_delete(
         # Disabled: stops; enabled again: starts.
         await bots.update_one({"client_id": newcomer.client_id}, {"$set": {"enabled": False}})
         await until_stopped(running, newcomer.client_id)
-        assert not fake_discord.is_connected(newcomer)
+        async with asyncio.timeout(5):  # the fake sees the close frame a moment later
+            while fake_discord.is_connected(newcomer):
+                await asyncio.sleep(0.01)
         await bots.update_one({"client_id": newcomer.client_id}, {"$set": {"enabled": True}})
         await until_runner(running, newcomer.client_id, BotState.READY)
 
