@@ -88,10 +88,12 @@ class FleetRouter:
         self._last_used[(service.bot_id, guild_id)] = time.monotonic()
 
     async def invite_for(self, guild_id: int) -> Invite | None:
-        """An invite for the guild, skipping bots that are failed right now."""
-        failed = frozenset(r.client_id for r in self._runners() if r.state is BotState.FAILED)
+        """An invite for the guild, skipping bots failed right now and bots the live fleet sees in
+        the guild (their ACTIVE record may not be written yet: the guild sync follows READY)."""
+        exclude = {r.client_id for r in self._runners() if r.state is BotState.FAILED}
+        exclude.update(service.bot_id for service in self.services_in_guild(guild_id))
         return await invite_for(
-            guild_id, default_guild_cap=self._default_guild_cap, exclude_client_ids=failed
+            guild_id, default_guild_cap=self._default_guild_cap, exclude_client_ids=exclude
         )
 
     async def expire_invites(self, older_than: timedelta) -> int:
