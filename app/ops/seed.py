@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from app.db.models import MusicBot, utcnow
 from app.ops.discord_rest import DiscordRestError, check_token
-from app.ops.seed_file import SeedEntry, SeedProblem, validate_entries
+from app.ops.seed_file import LIMIT_FIELDS, SeedEntry, SeedProblem, validate_entries
 from app.tokens import TokenCipher
 
 __all__ = (
@@ -129,7 +129,7 @@ async def plan_seed(entries: Sequence[SeedEntry]) -> list[SeedChange]:
             changed.append("name")
         if doc.get("token_fingerprint") != entry.fingerprint:
             changed.append("token")
-        for key in ("enabled", "owner_id", "dev_guild_id"):
+        for key in ("enabled", "owner_id", "dev_guild_id", "can_clone", *LIMIT_FIELDS):
             if key in entry.given and doc.get(key) != getattr(entry, key):
                 changed.append(key)
         enabled = entry.enabled if "enabled" in entry.given else bool(doc.get("enabled", True))
@@ -160,6 +160,10 @@ async def _apply_one(change: SeedChange, cipher: TokenCipher) -> None:
             enabled=entry.enabled,
             owner_id=entry.owner_id,
             dev_guild_id=entry.dev_guild_id,
+            can_clone=entry.can_clone,
+            queue_limit=entry.queue_limit,
+            max_track_seconds=entry.max_track_seconds,
+            guild_cap=entry.guild_cap,
         ).insert()
         _log.info("Stored bot %r (%d)", entry.name, entry.client_id)
     elif change.action is SeedAction.UPDATE:

@@ -16,6 +16,7 @@ from app.tokens import InvalidTokenFormat, client_id_from_token, token_fingerpri
 
 __all__ = (
     "ENTRY_FIELDS",
+    "LIMIT_FIELDS",
     "NAME_MAX_LENGTH",
     "PLACEHOLDER_PREFIX",
     "SeedEntry",
@@ -29,8 +30,12 @@ __all__ = (
 NAME_MAX_LENGTH = 80
 # The template's tokens start with this; it can never be the start of a real token.
 PLACEHOLDER_PREFIX = "PASTE-"
-ENTRY_FIELDS: tuple[str, ...] = ("name", "token", "client_id", "enabled", "owner_id", "dev_guild_id")
-_OPTIONAL_FIELDS = frozenset({"client_id", "enabled", "owner_id", "dev_guild_id"})
+# Per-bot limits: null (or absent) falls back to the service's settings; the minimum is per field.
+LIMIT_FIELDS: dict[str, int] = {"queue_limit": 1, "max_track_seconds": 0, "guild_cap": 1}
+ENTRY_FIELDS: tuple[str, ...] = (
+    "name", "token", "client_id", "enabled", "owner_id", "dev_guild_id", "can_clone", *LIMIT_FIELDS,
+)  # fmt: skip
+_OPTIONAL_FIELDS = frozenset({"client_id", "enabled", "owner_id", "dev_guild_id", "can_clone", *LIMIT_FIELDS})
 _MAX_SNOWFLAKE = 2**63 - 1
 
 
@@ -75,6 +80,10 @@ class SeedEntry:
     enabled: bool = True
     owner_id: int | None = None
     dev_guild_id: int | None = None
+    can_clone: bool = False
+    queue_limit: int | None = None
+    max_track_seconds: int | None = None
+    guild_cap: int | None = None
     given: frozenset[str] = frozenset()
 
 
@@ -212,6 +221,21 @@ def _validate(raw: Any, index: int) -> tuple[SeedEntry | None, list[SeedProblem]
         if value is not None and ids[key] is None:
             problem(key, "must be a Discord id (a number, or a string of digits) or null")
 
+    can_clone = entry.get("can_clone", False)
+    if not isinstance(can_clone, bool):
+        problem("can_clone", "must be true or false")
+
+    limits: dict[str, int | None] = {}
+    for key, minimum in LIMIT_FIELDS.items():
+        value = entry.get(key)
+        if value is None:
+            limits[key] = None
+        elif isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            problem(key, f"must be a whole number of at least {minimum}, or null for the service's default")
+            limits[key] = None
+        else:
+            limits[key] = value
+
     if token is None or client_id is None:
         return None, problems, None
     fingerprint = token_fingerprint(token)
@@ -227,6 +251,10 @@ def _validate(raw: Any, index: int) -> tuple[SeedEntry | None, list[SeedProblem]
         enabled=bool(enabled),
         owner_id=ids["owner_id"],
         dev_guild_id=ids["dev_guild_id"],
+        can_clone=bool(can_clone),
+        queue_limit=limits["queue_limit"],
+        max_track_seconds=limits["max_track_seconds"],
+        guild_cap=limits["guild_cap"],
         given=frozenset(key for key in _OPTIONAL_FIELDS if key in entry),
     )
     return valid, [], identity
