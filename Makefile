@@ -15,8 +15,9 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[embedded]'
 	touch $@
 
+# The bench extra too: pyright checks benchmarks/, which imports it.
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[embedded,dev,bench]'
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
