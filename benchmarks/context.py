@@ -33,6 +33,10 @@ class BenchConfig:
     http_saturate_duration: float = 5.0
     http_connections: int = 16
     http_paths: tuple[str, ...] = ("/health", "/bots")
+    play_bots: int = 10  # commands: bots in the guild, one voice channel each
+    play_users: int = 50  # concurrent /play users, spread evenly over the voice channels
+    play_warm_rounds: int = 5  # bursts after every channel has a bot playing
+    reload_inserts: int = 20  # hot reload: bots inserted one after the other, per variant
     profile: bool = True
     profile_bots: int = 100
     chart: bool = True
@@ -45,6 +49,10 @@ class BenchConfig:
             needed += [*self.sizes, *self.baseline_sizes]
         if "http" in benchmarks:
             needed += self.http_bots
+        if "commands" in benchmarks:
+            needed.append(self.play_bots)
+        if "hot_reload" in benchmarks:
+            needed.append(self.reload_inserts + 1)
         if "profiles" in benchmarks and self.profile:
             needed.append(self.profile_bots)
         return max(needed)

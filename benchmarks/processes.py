@@ -33,7 +33,7 @@ PYTHON = sys.executable
 SECRET_ENV = frozenset({"TOKEN_ENCRYPTION_KEYS", "DISCORD_TOKEN", "BOT_TOKEN"})
 # Variables whose values change from run to run (ports, temporary paths): shown as placeholders.
 VOLATILE_ENV = frozenset(
-    {"HTTP_PORT", "MONGODB_URL", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL", "PYTHONPATH"}
+    {"HTTP_PORT", "MONGODB_URL", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL", "PYTHONPATH", "LAVALINK_NODES"}
 )
 
 

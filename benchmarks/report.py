@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks.processes import REPO, CommandLine
+from benchmarks.processes import REPO
 from benchmarks.targets import MIB, Target
 
 _log = logging.getLogger(__name__)
@@ -85,10 +85,11 @@ def render_markdown(
     meta: dict[str, Any],
     sections: list[tuple[str, str, str]],
     targets: list[Target],
-    commands: dict[str, CommandLine],
+    commands: dict[str, str],
     chart: str | None,
 ) -> str:
     host = meta["machine"]
+    kept: dict[str, str] = meta.get("kept_sections", {})
     versions = ", ".join(f"{k} {v}" for k, v in host["packages"].items() if v)
     missing = ", ".join(k for k, v in host["packages"].items() if not v)
     tree = f"commit `{host['commit']}`" if host.get("commit") else "no git commit"
@@ -107,10 +108,12 @@ def render_markdown(
         f"Python {host['python']}",
         f"- Software: {versions}" + (f" (not installed: {missing})" if missing else ""),
         f"- Tree: {tree}",
+        *[f"- Section `{name}` is kept from an earlier run: {when}." for name, when in kept.items()],
         f"- Other processes used {meta['foreign_cpu_share'] * 100:.1f}% of the machine's CPU during the run "
         "(0% is a quiet machine; each section gives its own share).",
         "- Every process but the measured one runs on its own: the database (SecantusDB, in memory), the "
-        "fake Discord (`benchmarks/fake_discord_server.py`), the load generator and the baseline bots. "
+        "fake Discord (`benchmarks/fake_discord_server.py`), the fake Lavalink "
+        "(`benchmarks/fake_lavalink_server.py`), the load generator and the baseline bots. "
         "Everything listens on 127.0.0.1.",
         "",
         "## Targets",
@@ -136,14 +139,15 @@ def render_markdown(
               "shown.",
               ""]  # fmt: skip
     for label, command in commands.items():
-        lines += [f"- {label}:", "", "  ```sh", f"  {command.render()}", "  ```"]
+        lines += [f"- {label}:", "", "  ```sh", f"  {command}", "  ```"]
     lines += [
         "",
         "## Reproduce",
         "",
         "```sh",
-        "make bench                                  # everything, about 15 minutes on 2 cores",
+        "make bench                                  # everything, about 16 minutes on 2 cores",
         "python -m benchmarks.run --help             # sizes, runs, durations, --only fleet,http",
+        "python -m benchmarks.run --only commands,hot_reload --merge  # re-measure two sections only",
         "python -m benchmarks.run --out-dir /tmp/b --sizes 1,10 --baseline-sizes 1 --runs 1 --http-bots 10",
         "```",
         "",

@@ -7,6 +7,7 @@ Each benchmark is a module with NAME, TITLE, `run(ctx) -> dict`, `render(result)
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -80,9 +81,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--http-saturate-duration", type=float, default=defaults.http_saturate_duration)
     parser.add_argument("--http-connections", type=int, default=defaults.http_connections)
+    parser.add_argument("--play-bots", type=int, default=defaults.play_bots, help="commands: bots (10)")
+    parser.add_argument("--play-users", type=int, default=defaults.play_users,
+                        help="commands: concurrent /play users (50)")  # fmt: skip
+    parser.add_argument("--play-warm-rounds", type=int, default=defaults.play_warm_rounds,
+                        help="commands: warm bursts after the cold one (5)")  # fmt: skip
+    parser.add_argument("--reload-inserts", type=int, default=defaults.reload_inserts,
+                        help="hot reload: bots inserted per GUILD_READY_TIMEOUT variant (20)")  # fmt: skip
     parser.add_argument("--profile-bots", type=int, default=defaults.profile_bots)
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the sections not in --only from the existing report's data")  # fmt: skip
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: rewrite the report from its data (performance.json)")  # fmt: skip
     parser.add_argument("--quiet-wait", type=float, default=defaults.quiet_wait,
                         help="longest wait (s) before each sample for other processes' CPU bursts "
                         "to pass; 0: none")  # fmt: skip
@@ -93,6 +105,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; known: {sorted(names)}")
     if args.runs < 1 or not args.sizes or min(args.sizes) < 1:
         parser.error("--runs and every --sizes entry must be at least 1")
+    if min(args.play_bots, args.play_users, args.reload_inserts) < 1 or args.play_warm_rounds < 0:
+        parser.error("--play-bots, --play-users and --reload-inserts must be at least 1")
     return args
 
 
@@ -109,6 +123,10 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         http_duration=args.http_duration,
         http_saturate_duration=args.http_saturate_duration,
         http_connections=args.http_connections,
+        play_bots=args.play_bots,
+        play_users=args.play_users,
+        play_warm_rounds=args.play_warm_rounds,
+        reload_inserts=args.reload_inserts,
         profile=not args.no_profile and "profiles" in args.only.split(","),
         profile_bots=args.profile_bots,
         chart=not args.no_chart,
@@ -176,29 +194,57 @@ def run_all(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "foreign_cpu_share": round(foreign_cpu_share(first, last), 4),
         "config": {k: v for k, v in vars(config).items()},
     }
+    rendered = {label: command.render() for label, command in commands.items()}
+    out_dir: Path = args.out_dir
+    if args.merge and (out_dir / DATA).exists():
+        earlier = json.loads((out_dir / DATA).read_text())
+        when = f"{earlier['meta']['date']}, `{earlier['meta']['command']}`"
+        kept = meta.setdefault("kept_sections", dict(earlier["meta"].get("kept_sections", {})))
+        for benchmark in BENCHMARKS:
+            if benchmark.NAME not in results and benchmark.NAME in earlier["results"]:
+                results[benchmark.NAME] = earlier["results"][benchmark.NAME]
+                kept.setdefault(benchmark.NAME, when)
+            else:
+                kept.pop(benchmark.NAME, None)
+        rendered = {**earlier.get("commands", {}), **rendered}
+    write_report(out_dir, meta=meta, results=results, commands=rendered, chart=config.chart)
+    _log.info("wrote %s (%.1f min)", out_dir / REPORT, (time.monotonic() - started) / 60)
+    return 1 if failed else 0
+
+
+def write_report(out_dir: Path, *, meta: dict[str, Any], results: dict[str, dict[str, Any]],
+                 commands: dict[str, str], chart: bool) -> None:  # fmt: skip
+    """performance.json, PERFORMANCE.md and (with matplotlib) performance.png from the results."""
+    present = [b for b in BENCHMARKS if b.NAME in results]
     targets: list[Target] = []
     sections: list[tuple[str, str, str]] = []
-    for benchmark in selected:
+    for benchmark in present:
         result = results[benchmark.NAME]
         targets.extend(_guarded(benchmark.targets, result, []))
         body = _guarded(benchmark.render, result, f"**{result.get('status')}**: {result.get('reason')}")
         sections.append((benchmark.TITLE, benchmark.NAME, body + _load_note(result)))
-    out_dir: Path = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    chart = config.chart and write_chart(out_dir / CHART, results)
+    drawn = chart and write_chart(out_dir / CHART, results)
     document = {
         "meta": meta,
         "targets": [t.to_json() for t in targets],
-        "commands": {label: command.render() for label, command in commands.items()},
+        "commands": commands,
         "results": results,
     }
     write_json(out_dir / DATA, document)
     markdown = render_markdown(meta=meta, sections=sections, targets=targets, commands=commands,
-                               chart=CHART if chart else None)  # fmt: skip
+                               chart=CHART if drawn else None)  # fmt: skip
     (out_dir / REPORT).write_text(markdown)
-    _log.info("wrote %s, %s%s (%.1f min)", out_dir / REPORT, DATA, f", {CHART}" if chart else "",
-              (time.monotonic() - started) / 60)  # fmt: skip
-    return 1 if failed else 0
+
+
+def render_only(args: argparse.Namespace) -> int:
+    """Rewrite the report (text and chart) from performance.json, after a change to a renderer."""
+    out_dir: Path = args.out_dir
+    document = json.loads((out_dir / DATA).read_text())
+    write_report(out_dir, meta=document["meta"], results=document["results"], commands=document["commands"],
+                 chart=not args.no_chart)  # fmt: skip
+    _log.info("rewrote %s from %s", out_dir / REPORT, DATA)
+    return 0
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -211,7 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     arguments = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    return run_all(parse_args(arguments), arguments)
+    args = parse_args(arguments)
+    if args.render_only:
+        return render_only(args)
+    return run_all(args, arguments)
 
 
 if __name__ == "__main__":

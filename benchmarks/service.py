@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ SERVICE_ENV = (
     "DISCORD_GATEWAY_URL",
     "GUILD_READY_TIMEOUT",
     "BOT_LOGIN_CONCURRENCY",
+    "LAVALINK_NODES",
     "LOG_LEVEL",
 )
 
@@ -57,9 +59,25 @@ class FakeWorld:
 
     api_base: str
     gateway_url: str
+    control_url: str  # the harness's control channel into the fake (see fake_discord_server)
     bots: list[FakeBotInfo]
     child: Child
     command: CommandLine
+
+
+@dataclass
+class FakeNode:
+    """The fake Lavalink process."""
+
+    uri: str
+    password: str = field(repr=False)
+    control_url: str
+    child: Child
+    command: CommandLine
+
+    @property
+    def lavalink_nodes(self) -> str:
+        return f"bench={self.uri}={self.password}"
 
 
 def start_database(children: Children) -> tuple[str, CommandLine]:
@@ -88,24 +106,69 @@ def start_fake_discord(children: Children, work_dir: Path, *, bots: int, guilds:
     return FakeWorld(
         api_base=document["api_base"],
         gateway_url=document["gateway_url"],
+        control_url=document["control_url"],
         bots=[FakeBotInfo(b["client_id"], b["name"], b["token"]) for b in document["bots"]],
         child=child,
         command=describe_command("fake Discord", shown, {}, ()),
     )
 
 
+def start_fake_lavalink(children: Children, work_dir: Path, *, tracks: int) -> FakeNode:
+    out = work_dir / f"fake-lavalink-{uuid.uuid4().hex[:8]}.json"
+    argv = [PYTHON, "-m", "benchmarks.fake_lavalink_server", "--tracks", str(tracks), "--out", str(out)]
+    child = children.start("fake-lavalink", argv, env=base_env())
+    wait_until(out.exists, timeout=60, what="the fake Lavalink to start", watch=[child])
+    document = json.loads(out.read_text())
+    out.unlink()
+    shown = [*argv[:-1], "<tmp>/lavalink.json"]
+    return FakeNode(uri=document["uri"], password=document["password"], control_url=document["control_url"],
+                    child=child, command=describe_command("fake Lavalink", shown, {}, ()))  # fmt: skip
+
+
+def post_json(url: str, body: dict[str, Any], *, timeout: float) -> Any:
+    """POST JSON to a 127.0.0.1 control endpoint and return the decoded answer."""
+    return _request_json("POST", url, body, timeout=timeout)
+
+
+def get_json_url(url: str, *, timeout: float = 2.0) -> Any:
+    return _request_json("GET", url, None, timeout=timeout)
+
+
+def _request_json(method: str, url: str, body: dict[str, Any] | None, *, timeout: float) -> Any:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.hostname != "127.0.0.1" or parsed.port is None:
+        raise BenchError(f"control URLs are on 127.0.0.1 only, not {url}")
+    connection = http.client.HTTPConnection("127.0.0.1", parsed.port, timeout=timeout)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        connection.request(method, parsed.path, body=data, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise BenchError(f"{method} {parsed.path}: HTTP {response.status}: {payload[:300]!r}")
+        return json.loads(payload)
+    except (OSError, http.client.HTTPException) as exc:
+        raise BenchError(f"{method} {parsed.path} failed: {exc}") from exc
+    finally:
+        connection.close()
+
+
+def bot_document(cipher: TokenCipher, bot: FakeBotInfo) -> dict[str, Any]:
+    """A bot record as the seed command stores it: encrypted token, fingerprint, no plaintext."""
+    record = MusicBot.model_construct(
+        name=bot.name,
+        client_id=bot.client_id,
+        token_ciphertext=cipher.encrypt(bot.token),
+        token_fingerprint=token_fingerprint(bot.token),
+    )
+    return record.model_dump(exclude={"id", "revision_id"})
+
+
 def seed_bots(database_url: str, database: str, key: str, bots: list[FakeBotInfo]) -> None:
-    """Store the bots the way the seed command does: encrypted token, fingerprint, no plaintext."""
+    """Store the bots the way the seed command does."""
     cipher = TokenCipher([key])
-    documents: list[dict[str, Any]] = []
-    for bot in bots:
-        record = MusicBot.model_construct(
-            name=bot.name,
-            client_id=bot.client_id,
-            token_ciphertext=cipher.encrypt(bot.token),
-            token_fingerprint=token_fingerprint(bot.token),
-        )
-        documents.append(record.model_dump(exclude={"id", "revision_id"}))
+    documents = [bot_document(cipher, bot) for bot in bots]
     client: MongoClient[dict[str, Any]] = MongoClient(database_url, tz_aware=True)
     try:
         if documents:
@@ -128,6 +191,7 @@ class ServiceOptions:
     login_concurrency: int | None = None  # None: the service's default (8)
     profile: str | None = None  # a benchmarks.profiled_serve mode, or None for plain `chorus serve`
     profile_out: Path | None = None
+    lavalink_nodes: str | None = None  # LAVALINK_NODES, e.g. the fake node's
 
 
 @dataclass
@@ -187,6 +251,8 @@ def start_chorus(
     )
     if options.guild_ready_timeout is not None:
         env["GUILD_READY_TIMEOUT"] = f"{options.guild_ready_timeout:g}"
+    if options.lavalink_nodes is not None:
+        env["LAVALINK_NODES"] = options.lavalink_nodes
     if options.login_concurrency is not None:
         env["BOT_LOGIN_CONCURRENCY"] = str(options.login_concurrency)
     if options.profile is None:

@@ -22,6 +22,10 @@ TINY = [
     "--http-duration", "1",
     "--http-saturate-duration", "0.5",
     "--http-connections", "4",
+    "--play-bots", "2",
+    "--play-users", "4",
+    "--play-warm-rounds", "1",
+    "--reload-inserts", "2",
     "--only", "fleet,http,commands,hot_reload",
     "--no-chart",
     "--quiet-wait", "0",
@@ -60,13 +64,18 @@ def test_tiny_benchmark_writes_the_report(tmp_path: Path) -> None:
     http = data["results"]["http"]["summary"]
     assert {r["path"] for r in http} == {"/health", "/bots"}
     assert all(r["rate_errors"] == 0 and r["sat_errors"] == 0 and r["sat_throughput"] > 0 for r in http)
-    assert data["results"]["commands"]["status"] == "pending"
-    assert any(t["verdict"] == "pending" for t in data["targets"])
+    commands = data["results"]["commands"]
+    assert commands["cold"]["count"] == 4 and commands["warm"]["count"] == 4
+    assert commands["all"]["errors"] == 0 and commands["all"]["p95_ms"] > 0
+    reload = data["results"]["hot_reload"]["variants"]["grt=0.1"]["summary"]
+    assert reload["inserts"] == 2 and reload["ready_p50_ms"] > 0
+    assert not any(t["verdict"] == "pending" for t in data["targets"])
 
     report = (out / "PERFORMANCE.md").read_text()
-    for heading in ("## Targets", "## 1. Fleet size", "## 2. HTTP", "## 3. Commands", "## Command lines"):
+    for heading in ("## Targets", "## 1. Fleet size", "## 2. HTTP", "## 3. Commands", "## 4. Hot reload",
+                    "## Command lines"):  # fmt: skip
         assert heading in report
-    assert "pending: music commands not yet implemented" in report.lower()
+    assert "pending" not in report.lower()
     assert "<generated>" in report  # the encryption key is masked in the command lines
     assert not (out / "performance.png").exists()
     docs_after = {p.name: p.stat().st_mtime_ns for p in (REPO / "docs").glob("performance*")}
