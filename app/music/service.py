@@ -210,20 +210,26 @@ class MusicService:
             if target is None:
                 player.stranded_position = position
                 continue
-            try:
-                await player.relocate(target, position=position)
-                _log.info(
-                    "Bot %d: guild %s moved to node %s at %dms",
-                    self.bot_id,
-                    _gid(player),
-                    target.identifier,
-                    position,
-                )
-            except Exception:
-                _log.exception(
-                    "Bot %d: moving guild %s to node %s failed", self.bot_id, _gid(player), target.identifier
-                )
-                player.stranded_position = position
+            await self._relocate(player, target, position)
+
+    async def _relocate(self, player: ChorusPlayer, node: wavelink.Node, position: int) -> None:
+        """Continue the player on `node` at `position`; on failure it stays stranded there, so the
+        next node of this bot that becomes ready tries again."""
+        try:
+            await player.relocate(node, position=position)
+        except Exception:
+            _log.exception(
+                "Bot %d: guild %s could not continue on node %s", self.bot_id, _gid(player), node.identifier
+            )
+            player.stranded_position = position
+            return
+        _log.info(
+            "Bot %d: guild %s continues on node %s at %dms",
+            self.bot_id,
+            _gid(player),
+            node.identifier,
+            position,
+        )
 
     async def _on_node_ready(self, payload: wavelink.NodeReadyEventPayload) -> None:
         node = payload.node
@@ -241,19 +247,7 @@ class MusicService:
             position = (
                 player.stranded_position if player.stranded_position is not None else int(player.position)
             )
-            try:
-                await player.relocate(node, position=position)
-                _log.info(
-                    "Bot %d: guild %s resumed on node %s at %dms",
-                    self.bot_id,
-                    _gid(player),
-                    node.identifier,
-                    position,
-                )
-            except Exception:
-                _log.exception(
-                    "Bot %d: resuming guild %s on node %s failed", self.bot_id, _gid(player), node.identifier
-                )
+            await self._relocate(player, node, position)
 
     # -- announcements ----------------------------------------------------------------------------
 
