@@ -26,6 +26,7 @@ run: $(STAMP_RUN)
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP_DEV)
 	$(BIN)/pyright

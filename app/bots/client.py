@@ -6,17 +6,21 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
 from discord.ext import commands
 from discord.gateway import KeepAliveHandler
 
-from app.bots.router import FleetRouter
-from app.bots.shutdown import run_bounded
+from app.bots.commands import load_extensions
 from app.bots.tree import ChorusTree
-from app.music.commands import load_extensions
+from app.music.fleet import MusicFleet
 from app.music.service import MusicConfig, MusicService
+from app.shutdown import run_bounded
+
+if TYPE_CHECKING:
+    from app.bots.manager import BotManager
 
 _log = logging.getLogger(__name__)
 
@@ -34,9 +38,6 @@ def bot_intents() -> discord.Intents:
 class MusicBotClient(commands.Bot):
     """One bot of the fleet. Slash commands only: no message content, no member or message cache."""
 
-    # Set in setup_hook, after login, so the type checker knows them.
-    music: MusicService
-
     def __init__(
         self,
         *,
@@ -46,8 +47,8 @@ class MusicBotClient(commands.Bot):
         identify_interval: float,
         before_identify: IdentifyHook,
         music_config: MusicConfig,
-        router: FleetRouter,
-        fleet_bot_ids: Callable[[], frozenset[int]] = frozenset,
+        fleet: MusicFleet,
+        manager: BotManager | None = None,
     ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -64,11 +65,11 @@ class MusicBotClient(commands.Bot):
         self.display_name = name
         self._before_identify = before_identify
         self._identify_interval = identify_interval
-        self._music_config = music_config
         self._handshake_socket: aiohttp.ClientWebSocketResponse | None = None
         self.http.ws_connect = self._remember_socket(self.http.ws_connect)  # type: ignore[method-assign]  # see below
-        self._fleet_bot_ids = fleet_bot_ids
-        self._router = router
+        self._manager = manager
+        # Built now (nothing starts before `setup_hook`), so the cogs are built with it.
+        self.music = MusicService(self, music_config, bot_id=client_id, fleet=fleet)
 
     def _remember_socket(
         self, connect: Callable[..., Awaitable[aiohttp.ClientWebSocketResponse]]
@@ -100,16 +101,14 @@ class MusicBotClient(commands.Bot):
     async def setup_hook(self) -> None:
         # Commands are registered in the local tree only; syncing them with Discord is the
         # operator's deliberate `chorus deploy-commands`, never automatic at startup.
-        await load_extensions(self)
-        self.music = MusicService(
-            self, self._music_config, fleet_bot_ids=self._fleet_bot_ids, router=self._router
-        )
+        await load_extensions(self, music=self.music, manager=self._manager)
         await self.music.start()
 
     async def close(self) -> None:
-        music = getattr(self, "music", None)
-        if music is not None and not self.is_closed():
-            await run_bounded(music.close(), 10.0, what=f"Closing the music of bot {self.expected_client_id}")
+        if not self.is_closed():
+            await run_bounded(
+                self.music.close(), 10.0, what=f"Closing the music of bot {self.expected_client_id}"
+            )
         await super().close()
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:

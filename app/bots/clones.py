@@ -56,10 +56,8 @@ def network_stats(manager: BotManager) -> NetworkStats:
             continue
         if runner.state is BotState.READY:
             servers.update(guild.id for guild in client.guilds)
-        music = getattr(client, "music", None)  # set in setup_hook: absent before login
-        if music is not None:
-            players += len(music.players())
-            tracks += music.tracks_played
+        players += len(client.music.players())
+        tracks += client.music.tracks_played
     return NetworkStats(
         by_state=dict(Counter(status.state for status in statuses)),
         servers=len(servers),

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Set
-from dataclasses import dataclass
 
 from app.db import queries
 from app.db.models import MusicBot, ServerMusicBot, ServerStatus
-from app.ops.invites import invite_url
+from app.invite_urls import invite_url
+from app.music.fleet import Invite
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Invite:
-    client_id: int
-    name: str
-    url: str
 
 
 async def invite_for(

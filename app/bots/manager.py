@@ -84,8 +84,8 @@ class BotManager:
             cipher=self.cipher,
             login_gate=self._login_gate,
             lavalink_nodes=self._lavalink_nodes,
-            fleet_bot_ids=self.client_ids,
             router=self.router,
+            manager=self,
             on_failed=self._bot_failed,
         )
         self._runners[bot.client_id] = runner

@@ -9,7 +9,7 @@ from pymongo.errors import DuplicateKeyError
 
 from app.db import queries
 from app.db.models import MusicBot, utcnow
-from app.ops.discord_rest import DiscordRestError, check_token
+from app.discord_rest import DiscordRestError, check_token
 from app.tokens import InvalidTokenFormat, TokenCipher, client_id_from_token, token_fingerprint
 
 _log = logging.getLogger(__name__)

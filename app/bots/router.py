@@ -13,9 +13,10 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from app.bots.invites import Invite, invite_for
+from app.bots.invites import invite_for
 from app.bots.status import BotState
 from app.db import queries
+from app.music.fleet import Invite
 
 if TYPE_CHECKING:
     from app.bots.manager import BotManager
@@ -26,12 +27,17 @@ _log = logging.getLogger(__name__)
 
 
 class FleetRouter:
+    """The fleet's side of `MusicFleet`: what each bot's music asks about the others."""
+
     def __init__(self, manager: BotManager, *, default_guild_cap: int) -> None:
-        self.manager = manager  # reached by cogs that manage the fleet (/clone, /bots)
+        self.manager = manager
         self._runners = lambda: manager.runners
         self._default_guild_cap = default_guild_cap
         self._locks: dict[int, asyncio.Lock] = {}
         self._last_used: dict[tuple[int, int], float] = {}
+
+    def bot_ids(self) -> frozenset[int]:
+        return self.manager.client_ids()
 
     def lock(self, guild_id: int) -> asyncio.Lock:
         return self._locks.setdefault(guild_id, asyncio.Lock())
@@ -46,9 +52,7 @@ class FleetRouter:
                 and client is not None
                 and client.get_guild(guild_id) is not None
             ):
-                music = getattr(client, "music", None)
-                if music is not None:
-                    services.append(music)
+                services.append(client.music)
         return services
 
     def player_in_channel(self, guild_id: int, channel_id: int) -> ChorusPlayer | None:
@@ -61,8 +65,7 @@ class FleetRouter:
     def player_of(self, client_id: int, guild_id: int) -> ChorusPlayer | None:
         for runner in self._runners():
             if runner.client_id == client_id and runner.client is not None:
-                music: MusicService | None = getattr(runner.client, "music", None)
-                return music.get_player(guild_id) if music is not None else None
+                return runner.client.music.get_player(guild_id)
         return None
 
     def choose_for_play(self, receiving: MusicService, guild_id: int, channel_id: int) -> MusicService | None:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import discord
 from pymongo.errors import PyMongoError
@@ -16,14 +17,17 @@ from app.bots.backoff import Backoff
 from app.bots.client import MusicBotClient
 from app.bots.errors import FatalBotError, IdentifyBudgetExceeded, TokenMismatch
 from app.bots.router import FleetRouter
-from app.bots.shutdown import cancel_bounded, run_bounded
 from app.bots.status import BotState, BotStatus
 from app.db import queries
 from app.db.models import MusicBot, utcnow
 from app.music.config import LavalinkNodeSpec
 from app.music.service import MusicConfig
 from app.settings import Settings
+from app.shutdown import cancel_bounded, run_bounded
 from app.tokens import InvalidTokenFormat, TokenCipher, TokenDecryptionError, client_id_from_token
+
+if TYPE_CHECKING:
+    from app.bots.manager import BotManager
 
 _log = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ class BotRunner:
         login_gate: asyncio.Semaphore,
         lavalink_nodes: Sequence[LavalinkNodeSpec] = (),
         router: FleetRouter,
-        fleet_bot_ids: Callable[[], frozenset[int]] = frozenset,
+        manager: BotManager | None = None,
         on_failed: Callable[[BotRunner, str], None] | None = None,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
@@ -64,8 +68,8 @@ class BotRunner:
         self._cipher = cipher
         self._login_gate = login_gate
         self._lavalink_nodes = lavalink_nodes
-        self._fleet_bot_ids = fleet_bot_ids
         self._router = router
+        self._manager = manager
         self._on_failed = on_failed
         self.client: MusicBotClient | None = None
         self.state = BotState.STARTING
@@ -161,8 +165,8 @@ class BotRunner:
             identify_interval=self._settings.identify_interval,
             before_identify=self._before_identify,
             music_config=self._music_config(),
-            fleet_bot_ids=self._fleet_bot_ids,
-            router=self._router,
+            fleet=self._router,
+            manager=self._manager,
         )
         client.add_listener(self._on_ready, "on_ready")
         client.add_listener(self._on_resumed, "on_resumed")

@@ -10,29 +10,13 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from app.music.errors import AudioBackendUnavailable, NotAllowed, NothingPlaying, NotInVoice
+from app.music.errors import NotAllowed, NothingPlaying, NotInVoice
 from app.music.player import ChorusPlayer, requester_id
 
 if TYPE_CHECKING:
     from app.music.service import MusicService
 
 VoiceLike = discord.VoiceChannel | discord.StageChannel
-
-
-def music_of(interaction: discord.Interaction) -> MusicService:
-    """The music service of the bot that received the interaction."""
-    service: MusicService | None = getattr(interaction.client, "music", None)
-    if service is None:
-        raise AudioBackendUnavailable()
-    return service
-
-
-def service_of(player: ChorusPlayer) -> MusicService:
-    """The music service of the bot that owns the player (it may not be the receiving bot)."""
-    service: MusicService | None = getattr(player.client, "music", None)
-    if service is None:
-        raise AudioBackendUnavailable()
-    return service
 
 
 def member_of(interaction: discord.Interaction) -> discord.Member:
@@ -48,18 +32,19 @@ def caller_channel(interaction: discord.Interaction) -> VoiceLike:
     return voice.channel
 
 
-def controlled_player(interaction: discord.Interaction) -> ChorusPlayer:
-    """The player of whichever of our bots is in the caller's voice channel."""
+def controlled_player(receiving: MusicService, interaction: discord.Interaction) -> ChorusPlayer:
+    """The player of whichever of our bots is in the caller's voice channel (`receiving` is the
+    music of the bot that got the command; the player may belong to another bot of the fleet)."""
     channel = caller_channel(interaction)
-    player = music_of(interaction).router.player_in_channel(channel.guild.id, channel.id)
+    player = receiving.fleet.player_in_channel(channel.guild.id, channel.id)
     if player is None:
         raise NothingPlaying()
-    service_of(player).ensure_backend(player)
+    player.service.ensure_backend(player)
     return player
 
 
 def bot_name(player: ChorusPlayer) -> str:
-    return service_of(player).name
+    return player.service.name
 
 
 def acted(player: ChorusPlayer, text: str) -> str:
@@ -67,7 +52,7 @@ def acted(player: ChorusPlayer, text: str) -> str:
     return f"{text} · **{bot_name(player)}**"
 
 
-async def is_dj(interaction: discord.Interaction, player: ChorusPlayer | None) -> bool:
+async def is_dj(interaction: discord.Interaction, player: ChorusPlayer) -> bool:
     """Full control: no DJ role configured, the DJ role, Manage Server, or alone with the bot.
 
     The DJ role is the acting bot's setting for this guild (settings are per bot).
@@ -75,14 +60,14 @@ async def is_dj(interaction: discord.Interaction, player: ChorusPlayer | None) -
     member = member_of(interaction)
     if member.guild_permissions.manage_guild:
         return True
-    service = service_of(player) if player is not None else music_of(interaction)
+    service = player.service
     settings = await service.guild_settings.get(member.guild.id)
     if settings.dj_role_id is None or any(role.id == settings.dj_role_id for role in member.roles):
         return True
-    return player is not None and service.listeners(player) == [member.id]
+    return service.listeners(player) == [member.id]
 
 
-async def require_dj(interaction: discord.Interaction, player: ChorusPlayer | None, *, action: str) -> None:
+async def require_dj(interaction: discord.Interaction, player: ChorusPlayer, *, action: str) -> None:
     if not await is_dj(interaction, player):
         raise NotAllowed(f"Only DJs can {action}.")
 

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 class ChorusPlayer(wavelink.Player):
     """A wavelink player that never lands on another bot's node.
 
-    discord.py constructs it as `cls(client, channel)`; without explicit `nodes` it takes the
-    least-loaded healthy node of its own bot, and refuses (AudioBackendUnavailable) when there
-    is none, instead of wavelink's default of any node in the process.
+    Built by `MusicService.join` through `channel.connect(cls=service.player_factory)`: pinned to
+    the least-loaded healthy node of its own bot (refused with AudioBackendUnavailable when there
+    is none), never wavelink's default of any node in the process. It knows its service, so a
+    command received by another bot of the fleet still reaches the right settings and rules.
     """
 
     def __init__(
@@ -28,15 +29,16 @@ class ChorusPlayer(wavelink.Player):
         client: discord.Client = MISSING,
         channel: discord.abc.Connectable = MISSING,
         *,
+        service: MusicService,
         nodes: list[wavelink.Node] | None = None,
     ) -> None:
         if nodes is None:
-            service: MusicService | None = getattr(client, "music", None)
-            node = service.nodes.best() if service is not None else None
+            node = service.nodes.best()
             if node is None:
                 raise AudioBackendUnavailable()
             nodes = [node]
         super().__init__(client, channel, nodes=nodes)
+        self.service = service
         self.text_channel_id: int | None = None
         self.skip_votes: set[int] = set()
         self.filter_preset: str = "reset"

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -16,15 +16,15 @@ import wavelink
 from discord.ext import commands
 from pymongo.errors import PyMongoError
 
-from app.bots.router import FleetRouter
-from app.bots.shutdown import cancel_bounded, run_bounded
 from app.music.config import LavalinkNodeSpec
 from app.music.errors import AudioBackendUnavailable, MissingVoicePermission, MusicError, NoResults
+from app.music.fleet import MusicFleet
 from app.music.formatting import format_duration, track_length
 from app.music.guild_settings import GuildSettingsStore
 from app.music.nodes import BotNodes, fetch_tracks
 from app.music.player import ChorusPlayer, requester_name
 from app.music.snapshots import SnapshotKeeper
+from app.shutdown import cancel_bounded, run_bounded
 
 _log = logging.getLogger(__name__)
 
@@ -41,22 +41,15 @@ class MusicConfig:
 
 
 class MusicService:
-    def __init__(
-        self,
-        client: commands.Bot,
-        config: MusicConfig,
-        *,
-        router: FleetRouter,
-        fleet_bot_ids: Callable[[], frozenset[int]] = frozenset,
-    ) -> None:
+    def __init__(self, client: commands.Bot, config: MusicConfig, *, bot_id: int, fleet: MusicFleet) -> None:
+        """Created with its client, before login (nothing starts until `start`): the cogs are
+        built with it, so they never look it up on the client."""
         self.client = client
         self.config = config
+        self.bot_id = bot_id
         self.nodes = BotNodes(client, config.nodes, health_interval=config.health_interval)
-        assert client.user is not None, "the service starts after login"
-        self.bot_id = client.user.id
         self.guild_settings = GuildSettingsStore(self.bot_id)
-        self.fleet_bot_ids = fleet_bot_ids
-        self.router = router
+        self.fleet = fleet
         self._idle_task: asyncio.Task[None] | None = None
         self.snapshots = SnapshotKeeper(self, interval=config.snapshot_interval)
         self.node_ready = asyncio.Event()
@@ -134,6 +127,9 @@ class MusicService:
         ):
             raise MusicError(f"{channel.mention} is full.")
 
+    def _new_player(self, client: discord.Client, channel: discord.abc.Connectable) -> ChorusPlayer:
+        return ChorusPlayer(client, channel, service=self)
+
     async def join(
         self, channel: discord.VoiceChannel | discord.StageChannel, *, text_channel_id: int | None
     ) -> ChorusPlayer:
@@ -141,7 +137,7 @@ class MusicService:
         node = self.nodes.best()
         if node is None:
             raise AudioBackendUnavailable()
-        player = await channel.connect(cls=ChorusPlayer, self_deaf=True, timeout=10.0)
+        player = await channel.connect(cls=self._new_player, self_deaf=True, timeout=10.0)
         player.autoplay = wavelink.AutoPlayMode.partial  # wavelink advances the queue: the one mechanism
         player.text_channel_id = text_channel_id
         player.queue.mode = wavelink.QueueMode.normal
@@ -186,7 +182,7 @@ class MusicService:
         channel = player.channel
         if channel is None:
             return []
-        fleet = self.fleet_bot_ids()
+        fleet = self.fleet.bot_ids()
         return [
             user_id for user_id in channel.voice_states if user_id != self.bot_id and user_id not in fleet
         ]

@@ -16,10 +16,10 @@ import discord
 import wavelink
 from pymongo.errors import PyMongoError
 
-from app.bots.shutdown import cancel_bounded
 from app.db.models import PlayerSnapshot, SavedTrack, utcnow
 from app.music.filters import PRESETS, preset_filters
 from app.music.player import ChorusPlayer
+from app.shutdown import cancel_bounded
 
 if TYPE_CHECKING:
     from app.music.service import MusicService

@@ -9,9 +9,9 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
+from app.db.errors import UnknownBot
 from app.db.models import MusicBot, ServerMusicBot, utcnow
 from app.db.queries import get_music_bot_by_client_id
-from app.ops.errors import UnknownBot
 from app.tokens import TokenCipher, TokenDecryptionError
 
 __all__ = ("BotSummary", "TokenState", "list_bots", "remove_bot", "set_enabled")

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from app.db.errors import UnknownBot
+from app.invite_urls import invite_url
 from app.ops.bots_admin import BotSummary, list_bots, remove_bot, set_enabled
 from app.ops.cli_support import EXIT_UNUSABLE, fail, help_text, load_settings, new_table, run, stdout
-from app.ops.errors import UnknownBot
-from app.ops.invites import invite_url
 from app.ops.seed import SeedChange, SeedConflict, SeedRejected, seed_bots, validate_seed
 from app.ops.seed_cli import print_seed_result, reject
 from app.runtime import apply_discord_endpoints, open_store

@@ -11,10 +11,10 @@ import discord.http
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from app.music.commands import command_payloads
+from app.bots.command_sync import SyncResult, SyncTarget, select_targets, sync_commands
+from app.bots.commands import command_payloads
+from app.db.errors import UnknownBot
 from app.ops.cli_support import EXIT_UNUSABLE, fail, load_settings, new_table, run, stderr, stdout
-from app.ops.command_sync import SyncResult, SyncTarget, select_targets, sync_commands
-from app.ops.errors import UnknownBot
 from app.runtime import apply_discord_endpoints, open_store
 
 __all__ = ("CLEAR_EPILOG", "DEPLOY_EPILOG", "clear_commands", "deploy_commands")

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from app.bots.invites import Invite, invite_for
+from app.bots.invites import invite_for
+from app.music.fleet import Invite
 from app.ops.cli_support import fail, load_settings, run
 from app.runtime import open_store
 

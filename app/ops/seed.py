@@ -18,7 +18,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from app.db.models import MusicBot, utcnow
-from app.ops.discord_rest import DiscordRestError, check_token
+from app.discord_rest import DiscordRestError, check_token
 from app.ops.seed_file import LIMIT_FIELDS, SeedEntry, SeedProblem, validate_entries
 from app.tokens import TokenCipher
 

@@ -9,8 +9,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from app.invite_urls import INVITE_PERMISSION_NAMES, INVITE_SCOPES, MUSIC_BOT_PERMISSIONS, invite_url
 from app.ops.cli_support import EXIT_FAILED, EXIT_UNUSABLE, fail, load_settings, new_table, run, stdout
-from app.ops.invites import INVITE_PERMISSION_NAMES, INVITE_SCOPES, MUSIC_BOT_PERMISSIONS, invite_url
 from app.ops.seed import SeedChange, SeedConflict, SeedRejected, seed_bots, validate_seed
 from app.ops.seed_file import SeedFileError, parse_seed_text
 from app.runtime import apply_discord_endpoints, open_store

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from app.bots.commands import command_payloads
 from app.bots.status import BotState
 from app.db.models import MusicBot
-from app.music.commands import command_payloads
 from app.settings import Settings
 from tests.fakes.discord import FakeDiscord
 from tests.fleet import RunningApp, running_app, store_bot

@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 from discord.ext import commands
 
-from app.music.commands import EXTENSIONS, load_extensions
+from app.bots.commands import EXTENSIONS, detached_music, load_extensions
 
 
 async def test_each_bot_gets_its_own_cogs_and_commands() -> None:
@@ -17,7 +17,7 @@ async def test_each_bot_gets_its_own_cogs_and_commands() -> None:
     ]
     try:
         for bot in bots:
-            await load_extensions(bot)
+            await load_extensions(bot, music=detached_music(bot), manager=None)
         first, second = (bot.tree.get_commands() for bot in bots)
         assert [c.name for c in first] == [c.name for c in second] and len(first) >= 20
         for one, other in zip(first, second, strict=True):

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import wavelink
 
-from app.music.commands import command_payloads
+from app.bots.commands import command_payloads
 from app.music.config import InvalidNodeSpec, parse_lavalink_nodes
 from app.music.filters import PRESETS, preset_filters
 from app.music.formatting import InvalidTime, format_duration, page_count, parse_time, progress_bar

@@ -7,7 +7,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from app.ops.invites import invite_url
+from app.invite_urls import invite_url
 from app.tokens import TokenCipher
 from tests.fakes.discord import FakeDiscord
 from tests.ops.conftest import Chorus, stored_bots

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 from pymongo import AsyncMongoClient
 
-from app.music.commands import command_payloads
+from app.bots.commands import command_payloads
 from tests.fakes.discord import FakeBot, FakeDiscord, RecordedRequest
 from tests.fleet import store_bot
 from tests.ops.conftest import ROOT, Chorus

@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from app.ops.invites import invite_url
+from app.invite_urls import invite_url
 from app.tokens import TokenCipher, token_fingerprint
 from tests.fakes.discord import FakeDiscord, make_fake_token
 from tests.fleet import store_bot

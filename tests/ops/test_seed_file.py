@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.ops.invites import MUSIC_BOT_PERMISSIONS, invite_url
+from app.invite_urls import MUSIC_BOT_PERMISSIONS, invite_url
 from app.ops.seed_file import SeedFileError, parse_seed_text, validate_entries
 from app.tokens import token_fingerprint
 from tests.fakes.discord import make_fake_token

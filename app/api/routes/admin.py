@@ -10,13 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from app.api.auth import AdminDep
 from app.api.deps import ManagerDep
 from app.api.schemas import BotPublic, CommandSyncPublic
+from app.bots.command_sync import SyncTarget, sync_commands
+from app.bots.commands import command_payloads
 from app.bots.manager import BotManager
 from app.bots.registry import DuplicateBot, RegistrationError, register_bot
 from app.bots.status import BotState, BotStatus
 from app.db import queries
 from app.db.models import MusicBot, utcnow
-from app.music.commands import command_payloads
-from app.ops.command_sync import SyncTarget, sync_commands
 
 router = APIRouter(prefix="/bots", tags=["admin"], dependencies=[AdminDep])
 

@@ -22,10 +22,8 @@ from app.music.access import (
     current_requester,
     is_dj,
     member_of,
-    music_of,
     require_dj,
     require_dj_or_owner,
-    service_of,
 )
 from app.music.errors import AllBotsBusy, MusicError, NothingPlaying
 from app.music.formatting import InvalidTime, format_duration, parse_time, progress_bar, track_length
@@ -46,12 +44,13 @@ def _describe(track: wavelink.Playable) -> str:
     return f"**{track.title[:90]}** ({track_length(track)})"
 
 
-async def _route_play(interaction: discord.Interaction) -> tuple[MusicService, VoiceLike]:
+async def _route_play(
+    receiving: MusicService, interaction: discord.Interaction
+) -> tuple[MusicService, VoiceLike]:
     """Which bot will play for the caller; checks that must pass before anything is deferred
     (so their errors stay ephemeral). Returns the acting bot's service and the caller's channel."""
-    receiving = music_of(interaction)
     channel = caller_channel(interaction)
-    acting = receiving.router.choose_for_play(receiving, channel.guild.id, channel.id)
+    acting = receiving.fleet.choose_for_play(receiving, channel.guild.id, channel.id)
     if acting is None:
         raise await _all_busy(receiving, channel.guild.id)
     player = acting.get_player(channel.guild.id)
@@ -71,9 +70,9 @@ def _as_seen_by(service: MusicService, channel: VoiceLike) -> VoiceLike:
 
 
 async def _all_busy(receiving: MusicService, guild_id: int) -> AllBotsBusy:
-    busy = len(receiving.router.services_in_guild(guild_id))
+    busy = len(receiving.fleet.services_in_guild(guild_id))
     try:
-        invite = await receiving.router.invite_for(guild_id)
+        invite = await receiving.fleet.invite_for(guild_id)
     except PyMongoError as exc:
         _log.warning("No invite for guild %d: the database is unavailable (%s)", guild_id, exc)
         invite = None
@@ -93,15 +92,15 @@ async def _enqueue(
     """
     member = member_of(interaction)
     channel = caller_channel(interaction)
-    router = receiving.router
-    async with router.lock(member.guild.id):
-        acting = router.choose_for_play(receiving, member.guild.id, channel.id)
+    fleet = receiving.fleet
+    async with fleet.lock(member.guild.id):
+        acting = fleet.choose_for_play(receiving, member.guild.id, channel.id)
         if acting is None:
             raise await _all_busy(receiving, member.guild.id)
         player = acting.get_player(member.guild.id)
         if player is None:
             player = await acting.join(_as_seen_by(acting, channel), text_channel_id=interaction.channel_id)
-        router.mark_used(acting, member.guild.id)
+        fleet.mark_used(acting, member.guild.id)
         tracks = list(result.tracks) if isinstance(result, wavelink.Playlist) else [result[0]]
         for track in tracks:
             track.extras = {"requester_id": str(member.id), "requester": member.display_name}
@@ -160,15 +159,15 @@ def _fits(service: MusicService, track: wavelink.Playable) -> bool:
 
 
 class Playback(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot = bot
+    def __init__(self, music: MusicService) -> None:
+        self.music = music
 
     @app_commands.command(description="Play a song or playlist (a URL or search text)")
     @app_commands.describe(query="A URL, or what to search for")
     @app_commands.guild_only()
     async def play(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 500]) -> None:
-        acting, _ = await _route_play(interaction)
-        receiving = music_of(interaction)
+        receiving = self.music
+        acting, _ = await _route_play(receiving, interaction)
 
         async def search_and_enqueue() -> str:
             return await _enqueue(interaction, receiving, await acting.search(query))
@@ -183,7 +182,7 @@ class Playback(commands.Cog):
         if len(text) < 2 or text.startswith(("http://", "https://")):
             return []
         try:
-            result = await music_of(interaction).search(text)
+            result = await self.music.search(text)
         except MusicError:
             return []
         tracks = result.tracks if isinstance(result, wavelink.Playlist) else result
@@ -198,8 +197,8 @@ class Playback(commands.Cog):
     @app_commands.describe(query="What to search for")
     @app_commands.guild_only()
     async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 200]) -> None:
-        acting, _ = await _route_play(interaction)
-        receiving = music_of(interaction)
+        receiving = self.music
+        acting, _ = await _route_play(receiving, interaction)
         result = await within_deadline(interaction, acting.search(query), ephemeral=True)
         tracks = (result.tracks if isinstance(result, wavelink.Playlist) else result)[:SEARCH_RESULTS]
 
@@ -217,7 +216,7 @@ class Playback(commands.Cog):
     @app_commands.command(description="Pause the music")
     @app_commands.guild_only()
     async def pause(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj_or_owner(
             interaction, player, current_requester(player), action="pause other members' tracks"
         )
@@ -231,7 +230,7 @@ class Playback(commands.Cog):
     @app_commands.command(description="Resume the music")
     @app_commands.guild_only()
     async def resume(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj_or_owner(
             interaction, player, current_requester(player), action="resume other members' tracks"
         )
@@ -246,7 +245,7 @@ class Playback(commands.Cog):
     async def skip(
         self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 100] = 1
     ) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         if player.current is None:
             raise NothingPlaying()
         title = player.current.title
@@ -254,7 +253,7 @@ class Playback(commands.Cog):
         if not own and not await is_dj(interaction, player):
             if count > 1:
                 raise MusicError("Only DJs can skip several tracks at once.")
-            listeners = set(service_of(player).listeners(player))
+            listeners = set(player.service.listeners(player))
             player.skip_votes.add(interaction.user.id)
             votes = len(player.skip_votes & listeners)
             required = len(listeners) // 2 + 1
@@ -270,7 +269,7 @@ class Playback(commands.Cog):
     @app_commands.command(description="Stop the music and clear the queue")
     @app_commands.guild_only()
     async def stop(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="stop the music")
         player.queue.clear()
         player.autoplay = wavelink.AutoPlayMode.partial
@@ -281,10 +280,10 @@ class Playback(commands.Cog):
     @app_commands.command(description="Leave the voice channel")
     @app_commands.guild_only()
     async def leave(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="make me leave")
         channel, name = player.channel, bot_name(player)
-        await service_of(player).leave(player)
+        await player.service.leave(player)
         await interaction.response.send_message(
             f"**{name}** left {channel.mention if channel else 'the channel'} 👋"
         )
@@ -292,7 +291,7 @@ class Playback(commands.Cog):
     @app_commands.command(description="Show the current track and its position")
     @app_commands.guild_only()
     async def nowplaying(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         track = player.current
         if track is None:
             raise NothingPlaying()
@@ -317,7 +316,7 @@ class Playback(commands.Cog):
     @app_commands.describe(time="Seconds (90), m:ss (1:30) or h:mm:ss (1:02:03)")
     @app_commands.guild_only()
     async def seek(self, interaction: discord.Interaction, time: app_commands.Range[str, 1, 12]) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         track = player.current
         if track is None:
             raise NothingPlaying()
@@ -339,11 +338,11 @@ class Playback(commands.Cog):
     @app_commands.describe(level="Volume in percent")
     @app_commands.guild_only()
     async def volume(self, interaction: discord.Interaction, level: app_commands.Range[int, 0, 150]) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="change the volume")
         await player.set_volume(level)
         await interaction.response.send_message(acted(player, f"Volume set to {level}% 🔊"))
 
 
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(Playback(bot))
+async def setup(bot: commands.Bot, music: MusicService) -> None:
+    await bot.add_cog(Playback(music))

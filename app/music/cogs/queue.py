@@ -13,6 +13,7 @@ from app.music.access import acted, controlled_player, require_dj, require_dj_or
 from app.music.errors import MusicError
 from app.music.filters import PRESETS, preset_filters
 from app.music.player import requester_id
+from app.music.service import MusicService
 from app.music.views import QueueView, queue_embed
 
 LOOP_MODES: dict[str, wavelink.QueueMode] = {
@@ -32,20 +33,20 @@ def _position(player_queue_length: int, position: int, *, what: str = "position"
 
 
 class Queue(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot = bot
+    def __init__(self, music: MusicService) -> None:
+        self.music = music
 
     @app_commands.command(description="Show the queue")
     @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         view = QueueView(player)
         await interaction.response.send_message(embed=queue_embed(player, 0), view=view)
 
     @app_commands.command(description="Shuffle the queue")
     @app_commands.guild_only()
     async def shuffle(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="shuffle the queue")
         if len(player.queue) < 2:
             raise MusicError("Nothing to shuffle.")
@@ -58,7 +59,7 @@ class Queue(commands.Cog):
     async def remove(
         self, interaction: discord.Interaction, position: app_commands.Range[int, 1, 10_000]
     ) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         index = _position(len(player.queue), position)
         track = player.queue[index]
         await require_dj_or_owner(
@@ -77,7 +78,7 @@ class Queue(commands.Cog):
         source: app_commands.Range[int, 1, 10_000],
         destination: app_commands.Range[int, 1, 10_000],
     ) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="reorder the queue")
         length = len(player.queue)
         src = _position(length, source, what="position")
@@ -92,7 +93,7 @@ class Queue(commands.Cog):
     @app_commands.command(description="Remove every upcoming track")
     @app_commands.guild_only()
     async def clear(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="clear the queue")
         count = len(player.queue)
         player.queue.clear()
@@ -102,7 +103,7 @@ class Queue(commands.Cog):
     @app_commands.describe(mode="off, track or queue")
     @app_commands.guild_only()
     async def loop(self, interaction: discord.Interaction, mode: Literal["off", "track", "queue"]) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="change the loop mode")
         player.queue.mode = LOOP_MODES[mode]
         await interaction.response.send_message(acted(player, f"Loop: **{mode}** 🔁"))
@@ -111,7 +112,7 @@ class Queue(commands.Cog):
     @app_commands.describe(state="on or off")
     @app_commands.guild_only()
     async def autoplay(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="change autoplay")
         # Both modes let wavelink advance the queue; `enabled` also adds recommendations.
         player.autoplay = wavelink.AutoPlayMode.enabled if state == "on" else wavelink.AutoPlayMode.partial
@@ -121,7 +122,7 @@ class Queue(commands.Cog):
     @app_commands.describe(preset="bassboost, nightcore, vaporwave, karaoke, 8d, or reset")
     @app_commands.guild_only()
     async def filter_(self, interaction: discord.Interaction, preset: FilterName) -> None:
-        player = controlled_player(interaction)
+        player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="change filters")
         await player.set_filters(preset_filters(preset), seek=True)
         player.filter_preset = preset
@@ -129,5 +130,5 @@ class Queue(commands.Cog):
         await interaction.response.send_message(acted(player, message))
 
 
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(Queue(bot))
+async def setup(bot: commands.Bot, music: MusicService) -> None:
+    await bot.add_cog(Queue(music))

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.db.errors import UnknownBot
 from app.db.models import MusicBot
 from app.db.queries import get_music_bot_by_client_id
-from app.ops.discord_rest import DiscordRestError, logged_in
-from app.ops.errors import UnknownBot
+from app.discord_rest import DiscordRestError, logged_in
 from app.tokens import TokenCipher, TokenDecryptionError
 
 __all__ = ("SYNC_CONCURRENCY", "SyncResult", "SyncTarget", "select_targets", "sync_commands")

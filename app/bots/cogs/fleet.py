@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -11,23 +12,26 @@ from pymongo.errors import PyMongoError
 
 from app.db import queries
 from app.db.models import MusicBot, ServerStatus
-from app.music.access import member_of, music_of
+from app.music.access import member_of
 from app.music.errors import MusicError
+from app.music.service import MusicService
+
+if TYPE_CHECKING:
+    from app.bots.manager import BotManager
 
 _log = logging.getLogger(__name__)
 
 
 class Fleet(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot = bot
+    def __init__(self, music: MusicService) -> None:
+        self.music = music
 
     @app_commands.command(name="bots", description="Our music bots in this server and what each is doing")
     @app_commands.guild_only()
     async def bots(self, interaction: discord.Interaction) -> None:
         guild = member_of(interaction).guild
-        router = music_of(interaction).router
         lines: dict[int, str] = {}
-        for service in router.services_in_guild(guild.id):
+        for service in self.music.fleet.services_in_guild(guild.id):
             player = service.get_player(guild.id)
             if player is not None and player.channel is not None:
                 what = "paused" if player.paused else ("playing" if player.current else "idle")
@@ -61,7 +65,7 @@ class Fleet(commands.Cog):
     async def invite(self, interaction: discord.Interaction) -> None:
         guild = member_of(interaction).guild
         try:
-            invite = await music_of(interaction).router.invite_for(guild.id)
+            invite = await self.music.fleet.invite_for(guild.id)
         except PyMongoError as exc:
             _log.warning("/invite: database unavailable (%s)", exc)
             raise MusicError("Invites are unavailable right now; please try again shortly.") from None
@@ -74,5 +78,5 @@ class Fleet(commands.Cog):
         )
 
 
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(Fleet(bot))
+async def setup(bot: commands.Bot, music: MusicService, manager: BotManager | None) -> None:
+    await bot.add_cog(Fleet(music))

@@ -19,16 +19,17 @@ from discord.ext import commands
 from pymongo.errors import PyMongoError
 
 from app.bots.clones import format_uptime, may_clone, network_stats
+from app.bots.command_sync import SyncTarget, sync_commands
+from app.bots.commands import command_payloads
 from app.bots.registry import NAME_MAX, DuplicateBot, InvalidBotToken, RegistrationError, register_bot
 from app.bots.status import BotState
 from app.bots.tree import UNEXPECTED, reply_error
 from app.db import queries
 from app.db.models import MusicBot, utcnow
-from app.music.access import member_of, music_of
-from app.music.commands import command_payloads
+from app.invite_urls import invite_url
+from app.music.access import member_of
 from app.music.errors import MusicError, NotAllowed
-from app.ops.command_sync import SyncTarget, sync_commands
-from app.ops.invites import invite_url
+from app.music.service import MusicService
 from app.tokens import InvalidTokenFormat, client_id_from_token
 
 if TYPE_CHECKING:
@@ -62,22 +63,20 @@ def _database(what: str) -> Iterator[None]:
         raise MusicError(DATABASE_DOWN) from None
 
 
-def _fleet(interaction: discord.Interaction) -> BotManager:
-    manager = music_of(interaction).router.manager
+def _clone_settings(manager: BotManager) -> BotManager:
     if not manager.settings.clone_enabled:
         raise MusicError(UNAVAILABLE)
     return manager
 
 
-async def _cloning_fleet(interaction: discord.Interaction) -> BotManager:
-    """The manager, if this bot offers /clone. `can_clone` is read from the database, not from the
-    runner's copy of the record: the hot-reload watcher ignores changes to that field."""
-    manager = _fleet(interaction)
+async def _require_can_clone(manager: BotManager, bot_id: int) -> None:
+    """This bot offers /clone. `can_clone` is read from the database, not from the runner's copy
+    of the record: the hot-reload watcher ignores changes to that field."""
+    _clone_settings(manager)
     with _database("/clone"):
-        record = await queries.get_music_bot_by_client_id(music_of(interaction).bot_id)
+        record = await queries.get_music_bot_by_client_id(bot_id)
     if record is None or not record.can_clone:
         raise MusicError(UNAVAILABLE)
-    return manager
 
 
 def _require_clone_permission(settings: Settings, member: discord.Member) -> None:
@@ -275,14 +274,23 @@ def _safe(message: str, token: str) -> str:
 
 
 class Clones(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot = bot
+    def __init__(self, music: MusicService, manager: BotManager | None) -> None:
+        self.music = music
+        self._manager = manager
+
+    @property
+    def manager(self) -> BotManager:
+        """Reached only by running bots; None only in a command set built for deploy-commands."""
+        if self._manager is None:
+            raise RuntimeError("this command set was built for deploy-commands and runs nothing")
+        return _clone_settings(self._manager)
 
     @app_commands.command(name="clone", description="Run your own copy of this bot with your own bot token")
     @app_commands.guild_only()
     async def clone(self, interaction: discord.Interaction) -> None:
         member = member_of(interaction)
-        manager = await _cloning_fleet(interaction)
+        manager = self.manager
+        await _require_can_clone(manager, self.music.bot_id)
         _require_clone_permission(manager.settings, member)
         await _require_room_for_one_more(manager, member.id)
         await interaction.response.send_modal(CloneModal(manager))
@@ -290,7 +298,7 @@ class Clones(commands.Cog):
     @app_commands.command(name="clones", description="Your clones and their status")
     @app_commands.guild_only()
     async def clones(self, interaction: discord.Interaction) -> None:
-        manager = _fleet(interaction)
+        manager = self.manager
         every = interaction.user.id in manager.settings.owner_id_set
         with _database("/clones"):
             records = await _visible_clones(interaction.user.id, every=every)
@@ -321,7 +329,7 @@ class Clones(commands.Cog):
     async def clone_stop(
         self, interaction: discord.Interaction, bot: app_commands.Range[str, 1, 100]
     ) -> None:
-        manager = _fleet(interaction)
+        manager = self.manager
         user_id = interaction.user.id
         owner = user_id in manager.settings.owner_id_set
         with _database("/clone_stop"):
@@ -354,7 +362,7 @@ class Clones(commands.Cog):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         try:
-            manager = _fleet(interaction)
+            manager = self.manager
             every = interaction.user.id in manager.settings.owner_id_set
             records = await _visible_clones(interaction.user.id, every=every, enabled_only=True)
         except (MusicError, PyMongoError):
@@ -369,7 +377,7 @@ class Clones(commands.Cog):
     @app_commands.command(name="clone_stats", description="Statistics of the whole bot network")
     @app_commands.guild_only()
     async def clone_stats(self, interaction: discord.Interaction) -> None:
-        manager = _fleet(interaction)
+        manager = self.manager
         stats = network_stats(manager)
         disabled: int | None = None
         clones: int | None = None
@@ -405,5 +413,5 @@ async def _find_clone(text: str, user_id: int, *, every: bool) -> MusicBot | Non
     return next((r for r in named if r.enabled), named[0] if named else None)
 
 
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(Clones(bot))
+async def setup(bot: commands.Bot, music: MusicService, manager: BotManager | None) -> None:
+    await bot.add_cog(Clones(music, manager))

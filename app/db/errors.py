@@ -1,4 +1,4 @@
-"""Errors shared by the operator commands."""
+"""Lookup errors shared by every writer of the fleet's records (API, CLI, cogs)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,56 @@
+"""What the music layer needs from the fleet above it, as a small interface passed in.
+
+The fleet (`app/bots`) knows every bot; the music of one bot does not, yet a `/play` received by
+bot A may be served by bot B, and "never two bots in one channel" is a fleet-wide rule. So each
+`MusicService` is handed a `MusicFleet`, implemented by the fleet's router; the music layer
+never imports the fleet.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from app.music.player import ChorusPlayer
+    from app.music.service import MusicService
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    """An invite link for one more bot of the network (recorded PENDING_INVITE by the fleet)."""
+
+    client_id: int
+    name: str
+    url: str
+
+
+class MusicFleet(Protocol):
+    """The fleet as the music of one bot sees it."""
+
+    def bot_ids(self) -> frozenset[int]:
+        """Every bot of the network: they are not listeners in a voice channel."""
+        ...
+
+    def lock(self, guild_id: int) -> AbstractAsyncContextManager[object]:
+        """Held while a request for the guild picks its bot and joins (fleet-wide)."""
+        ...
+
+    def services_in_guild(self, guild_id: int) -> list[MusicService]:
+        """The music services of our ready bots that are members of the guild."""
+        ...
+
+    def player_in_channel(self, guild_id: int, channel_id: int) -> ChorusPlayer | None:
+        """The player of whichever of our bots is in that voice channel."""
+        ...
+
+    def choose_for_play(self, receiving: MusicService, guild_id: int, channel_id: int) -> MusicService | None:
+        """Who plays for a caller in `channel_id`; None when every bot of ours there is busy."""
+        ...
+
+    def mark_used(self, service: MusicService, guild_id: int) -> None: ...
+
+    async def invite_for(self, guild_id: int) -> Invite | None:
+        """An invite for one more bot of the network in the guild, or None."""
+        ...
