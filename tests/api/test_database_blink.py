@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +12,15 @@ from app.bots.status import BotState
 from app.db.connection import make_client
 from app.db.models import DOCUMENT_MODELS, MusicBot, ServerMusicBot
 from app.settings import Settings
+from tests.database_process import DatabaseProcess
 from tests.fakes.discord import FakeDiscord
 from tests.fleet import running_app, store_bot
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_database(port: int, storage: Path) -> subprocess.Popen[bytes]:
-    server = Path(sys.executable).parent / "secantusd-py"
-    process = subprocess.Popen(
-        [str(server), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "database did not start"
-            time.sleep(0.05)
-
-
 async def test_database_blink(tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any) -> None:
-    port = _free_port()
-    storage = tmp_path / "db"
-    storage.mkdir()
-    database = _start_database(port, storage)
-    url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    database = DatabaseProcess(tmp_path / "db")
+    database.start()
+    url = database.url
     settings: Settings = make_settings(
         mongodb_url=url,
         discord_api_base=fake_discord.api_base,
@@ -66,7 +38,6 @@ async def test_database_blink(tmp_path: Path, fake_discord: FakeDiscord, make_se
             ready_since = runner.since
 
             database.kill()
-            database.wait()
             monitor = running.app.state.database_monitor
             assert not await monitor.check()
             health = (await running.http.get("/health")).json()
@@ -83,7 +54,7 @@ async def test_database_blink(tmp_path: Path, fake_discord: FakeDiscord, make_se
             client = runner.client
             assert client is not None and client.get_guild(guild.id) is not None
 
-            database = _start_database(port, storage)
+            database.start()
             collection = observer[settings.mongodb_database][ServerMusicBot.Settings.name]
             stored = await observer[settings.mongodb_database][MusicBot.Settings.name].find_one(
                 {"client_id": bot.client_id}
@@ -99,4 +70,3 @@ async def test_database_blink(tmp_path: Path, fake_discord: FakeDiscord, make_se
     finally:
         await observer.close()
         database.kill()
-        database.wait()

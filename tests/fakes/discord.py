@@ -142,6 +142,15 @@ class FakeBot:
     identify_close_code: int | None = None
     last_identify_intents: int | None = None
     sessions: dict[str, _Session] = field(default_factory=dict, repr=False)
+    # When (loop time) each successful IDENTIFY arrived: identify counts over time.
+    identify_times: list[float] = field(default_factory=list)
+    # Seconds after each READY at which the fake sends the session an event discord.py cannot
+    # parse (a channel without a name), which ends that client's gateway loop: a deterministic
+    # crash loop, as seen against servers whose payloads discord.py does not understand.
+    crash_after_ready: float | None = None
+    # With crash_after_ready: close the connection with this code instead (4009: a session
+    # timeout, which discord.py answers by identifying again inside the same client).
+    crash_close_code: int | None = None
 
     @property
     def id(self) -> int:
@@ -175,6 +184,9 @@ class FakeGuild:
     voice_states: list[_Json] = field(default_factory=list)
     # Members the fake knows: bots added to the guild and users given to add_member() etc.
     members: dict[int, FakeMember] = field(default_factory=dict)
+    # A Discord outage for this guild: READY lists it unavailable and no GUILD_CREATE follows
+    # until end_guild_outage() (discord.py keeps it with `unavailable=True`, `me` None).
+    outage: bool = False
 
     def __post_init__(self) -> None:
         if not self.owner_id:
@@ -391,6 +403,7 @@ class FakeDiscord(InteractionsMixin):
         self._fail_429: list[_Fail429] = []
         self._connections: set[_Connection] = set()
         self._background: set[asyncio.Future[None]] = set()
+        self._timers: set[asyncio.Task[None]] = set()  # scheduled crashes; cancelled on close
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -433,6 +446,8 @@ class FakeDiscord(InteractionsMixin):
 
     async def close(self) -> None:
         self._closing = True  # refuse (re)connections while shutting down
+        for timer in list(self._timers):
+            timer.cancel()
         await asyncio.gather(*(c.close(1001) for c in list(self._connections)), return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
@@ -503,6 +518,22 @@ class FakeDiscord(InteractionsMixin):
             state = self._apply_voice(guild, bot.client_id, None)
             await self._flush_all(self._broadcast(guild.id, "VOICE_STATE_UPDATE", state, voice=True))
         guild.members.pop(bot.client_id, None)
+
+    async def end_guild_outage(self, guild_id: int) -> None:
+        """The guild comes back: its bots get GUILD_CREATE with ``unavailable: false``
+        (discord.py fires ``on_guild_available``)."""
+        guild = self._guild(guild_id)
+        guild.outage = False
+        for bot in self.bots.values():
+            if guild_id in bot.guild_ids:
+                for session in list(bot.sessions.values()):
+                    await self._dispatch(
+                        session, "GUILD_CREATE", self._guild_create(guild, bot, unavailable=False)
+                    )
+
+    def identifies_within(self, bot: FakeBot, start: float, seconds: float) -> int:
+        """How many IDENTIFYs of ``bot`` arrived in ``[start, start + seconds]`` (loop time)."""
+        return sum(1 for at in bot.identify_times if start <= at <= start + seconds)
 
     def _guild_create(self, guild: FakeGuild, bot: FakeBot, *, unavailable: bool | None) -> _Json:
         return guild.to_payload(bot, unavailable=unavailable, users=self._user_json)
@@ -953,10 +984,34 @@ class FakeDiscord(InteractionsMixin):
             "relationships": [],
             "user_settings": {},
         }
+        bot.identify_times.append(asyncio.get_running_loop().time())
         await self._dispatch(session, "READY", ready)
         for guild in guilds:
-            await self._dispatch(session, "GUILD_CREATE", self._guild_create(guild, bot, unavailable=False))
+            if not guild.outage:
+                await self._dispatch(
+                    session, "GUILD_CREATE", self._guild_create(guild, bot, unavailable=False)
+                )
+        if bot.crash_after_ready is not None:
+            timer = asyncio.get_running_loop().create_task(
+                self._crash_later(session, conn, bot.crash_after_ready)
+            )
+            self._timers.add(timer)
+            timer.add_done_callback(self._timers.discard)
         await self._notify()
+
+    async def _crash_later(self, session: _Session, conn: _Connection, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if session.conn is not conn or not conn.alive:
+            return
+        if session.bot.crash_close_code is not None:
+            if session.bot.crash_close_code in _NON_RESUMABLE_CODES:
+                session.bot.sessions.pop(session.session_id, None)
+            await conn.close(session.bot.crash_close_code)
+            return
+        guild = FakeGuild(id=_new_snowflake(), name="Unparseable")
+        payload = guild.to_payload(session.bot, unavailable=None)
+        del payload["channels"][0]["name"]  # discord.py's TextChannel raises KeyError('name')
+        await self._dispatch(session, "GUILD_CREATE", payload)
 
     async def _on_resume(self, conn: _Connection, data: Any) -> None:
         bot = self._bot_for_gateway_token(data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class FakeInteraction:
     followups: list[FakeMessage] = field(default_factory=list)
     # Created by callback 4/5, or the component's message after callback 6/7.
     original: FakeMessage | None = None
+    created_at: float = field(default_factory=time.monotonic)
 
     @property
     def acknowledged(self) -> bool:
@@ -205,6 +207,16 @@ class InteractionsMixin:
         self._dm_channels: dict[int, tuple[int, int]] = {}  # dm channel id -> (bot id, user id)
         self._rejected_channels: dict[int, int] = {}  # channel id -> error code
         self._dm_blocked_users: set[int] = set()
+        # Discord's 3 s: a first response later than this is refused with 10062 (None: no limit;
+        # off by default so a loaded machine does not fail unrelated tests).
+        self.interaction_deadline: float | None = None
+        self._odd_callbacks = 0
+
+    def answer_callbacks_oddly(self, times: int = 1) -> None:
+        """Accept the next ``times`` interaction callbacks but answer them with a plain-text body
+        instead of the JSON ``?with_response=1`` asks for: discord.py raises a TypeError parsing
+        it after the response went through (seen against Discord-compatible servers)."""
+        self._odd_callbacks += times
 
     def _message_routes(self) -> list[tuple[str, re.Pattern[str], _RestHandler]]:
         message = re.compile(_CHANNEL + r"/messages/(?P<message>\d+)")
@@ -618,6 +630,9 @@ class InteractionsMixin:
         data: Json = dict(body.get("data") or {})
         if interaction.responses:
             return error(400, "Interaction has already been acknowledged.", 40060)
+        deadline = self.interaction_deadline
+        if deadline is not None and time.monotonic() - interaction.created_at > deadline:
+            return error(404, "Unknown interaction", 10062)
         allowed = _ALLOWED_CALLBACKS.get(interaction.type, frozenset())
         if callback_type not in allowed or (callback_type in (6, 7) and interaction.message is None):
             errors = {"type": field_error("INTERACTION_CALLBACK_TYPE_INVALID", "Invalid type")}
@@ -651,6 +666,9 @@ class InteractionsMixin:
             if rejected is not None:
                 return rejected
         interaction.responses.append({"type": callback_type, "data": data})
+        if self._odd_callbacks > 0:
+            self._odd_callbacks -= 1
+            return web.Response(status=200, text="OK", content_type="text/plain")
         if query.get("with_response") not in _TRUE:
             return web.Response(status=204)
         info: Json = {"id": str(interaction.id), "type": interaction.type}
