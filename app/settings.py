@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     identify_budget_share: float = Field(default=0.5, gt=0, le=1)
     guild_ready_timeout: float = Field(default=2.0, ge=0)
     identify_interval: float = Field(default=5.0, ge=0)
+    # A session must last this long before the retry backoff resets and lastError clears.
+    bot_stable_after: float = Field(default=60.0, gt=0)
+    # /health is degraded while an enabled bot has been starting/reconnecting longer than this.
+    health_reconnect_threshold: float = Field(default=60.0, gt=0)
 
     # Hot reload of the fleet from the database
     reload_mode: Literal["auto", "change_stream", "poll"] = "auto"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -44,7 +43,6 @@ class MusicBotClient(commands.Bot):
         client_id: int,
         name: str,
         guild_ready_timeout: float,
-        identify_interval: float,
         before_identify: IdentifyHook,
         music_config: MusicConfig,
         fleet: MusicFleet,
@@ -64,7 +62,6 @@ class MusicBotClient(commands.Bot):
         self.expected_client_id = client_id
         self.display_name = name
         self._before_identify = before_identify
-        self._identify_interval = identify_interval
         self._handshake_socket: aiohttp.ClientWebSocketResponse | None = None
         self.http.ws_connect = self._remember_socket(self.http.ws_connect)  # type: ignore[method-assign]  # see below
         self._manager = manager
@@ -105,6 +102,11 @@ class MusicBotClient(commands.Bot):
         await self.music.start()
 
     async def close(self) -> None:
+        # A READY still waiting for its guilds would dispatch into the closed client (discord.py
+        # does not cancel it): "Task exception was never retrieved".
+        ready_wait = self._connection._ready_task  # pyright: ignore[reportPrivateUsage]  # see above
+        if ready_wait is not None:
+            ready_wait.cancel()
         if not self.is_closed():
             await run_bounded(
                 self.music.close(), 10.0, what=f"Closing the music of bot {self.expected_client_id}"
@@ -112,11 +114,9 @@ class MusicBotClient(commands.Bot):
         await super().close()
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        # Count (and possibly refuse) the IDENTIFY, then keep Discord's spacing between a bot's
-        # IDENTIFYs (discord.py's default hook sleeps a fixed 5 s for every re-identify).
+        # The runner paces (Discord's spacing, backoff after short sessions) and counts (or
+        # refuses) every IDENTIFY; discord.py's default hook would sleep a fixed 5 s instead.
         await self._before_identify(initial)
-        if not initial:
-            await asyncio.sleep(self._identify_interval)
 
     @property
     def user_count(self) -> int:

@@ -13,3 +13,12 @@ class TokenMismatch(FatalBotError):
 
 class IdentifyBudgetExceeded(FatalBotError):
     """Another IDENTIFY would come too close to Discord's daily limit (which resets the token)."""
+
+
+class IdentifyDeferred(Exception):
+    """The next IDENTIFY must wait longer than discord.py's handshake allows: the runner drops
+    the half-open connection and waits it out without a socket, then starts a fresh client."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"next IDENTIFY in {wait:.0f}s")
+        self.wait = wait

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -15,7 +16,8 @@ from pymongo.errors import PyMongoError
 
 from app.bots.backoff import Backoff
 from app.bots.client import MusicBotClient
-from app.bots.errors import FatalBotError, IdentifyBudgetExceeded, TokenMismatch
+from app.bots.errors import FatalBotError, IdentifyDeferred, TokenMismatch
+from app.bots.identify import IdentifyLedger, IdentifyPacer
 from app.bots.router import FleetRouter
 from app.bots.status import BotState, BotStatus
 from app.db import queries
@@ -31,7 +33,12 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-DISCORD_DAILY_IDENTIFY_LIMIT = 1000
+# The longest wait before an IDENTIFY spent inside discord.py's handshake, with the socket open
+# (discord.py allows the whole handshake 60 s). A longer wait drops the socket and is waited
+# out by the supervisor, which then starts a fresh client.
+HANDSHAKE_WAIT_MAX = 10.0
+# How long a start waits for the persisted IDENTIFY count before deciding from memory alone.
+LEDGER_LOAD_WAIT = 2.0
 
 # Gateway close codes after which reconnecting with the same settings cannot succeed.
 FATAL_CLOSE_CODES: dict[int, str] = {
@@ -75,15 +82,25 @@ class BotRunner:
         self.state = BotState.STARTING
         self.since: datetime = utcnow()
         self.last_error: str | None = None
-        self._identifies_24h = 0
+        # Since when (monotonic) the bot has not had a session that held; None while it has one.
+        self.down_since: float | None = time.monotonic()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._sync_wanted = asyncio.Event()
         self._sync_task: asyncio.Task[None] | None = None
         self._state_changed = asyncio.Condition()
-        self._backoff = Backoff(
+        self._pacer = IdentifyPacer(
+            backoff=Backoff(initial=settings.bot_retry_initial_delay, maximum=settings.bot_retry_max_delay),
+            spacing=settings.identify_interval,
+        )
+        self._login_backoff = Backoff(
             initial=settings.bot_retry_initial_delay, maximum=settings.bot_retry_max_delay
         )
+        self._ledger = IdentifyLedger(self.client_id, budget_share=settings.identify_budget_share)
+        self._identified = False  # the current client got as far as an IDENTIFY
+        self._cause: str | None = None  # what ended the last session, when an error said so
+        self._session = 0  # bumped on every disconnect: an older session's stability watch stops
+        self._stability_task: asyncio.Task[None] | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -96,6 +113,7 @@ class BotRunner:
         return self.record.name
 
     def start(self) -> None:
+        self._ledger.start()
         self._task = asyncio.create_task(self._supervise(), name=f"bot-{self.client_id}")
         self._sync_task = asyncio.create_task(self._guild_sync_loop(), name=f"bot-{self.client_id}-guilds")
 
@@ -105,9 +123,28 @@ class BotRunner:
         client = self.client
         if client is not None:
             await run_bounded(client.close(), timeout, what=f"Closing bot {self.client_id}")
-        await cancel_bounded([self._task, self._sync_task], timeout, what=f"Bot {self.client_id}")
+        await cancel_bounded(
+            [self._task, self._sync_task, self._stability_task], timeout, what=f"Bot {self.client_id}"
+        )
+        await self._ledger.close(timeout=min(timeout, 2.0))
         if self.state is not BotState.FAILED:
             await self._set_state(BotState.STOPPED)
+
+    def lavalink_nodes(self) -> tuple[int, int]:
+        """(connected, configured) Lavalink nodes of this bot; (0, 0) when it is not running.
+
+        The one place that asks the music side whether nodes are up."""
+        if self.state in (BotState.FAILED, BotState.STOPPED):
+            return 0, 0
+        client = self.client
+        connected = len(client.music.nodes.healthy()) if client is not None else 0
+        return connected, len(self._lavalink_nodes)
+
+    def down_for(self, now: float | None = None) -> float:
+        """Seconds the bot has been starting or reconnecting without a session that held."""
+        if self.state not in (BotState.STARTING, BotState.RECONNECTING) or self.down_since is None:
+            return 0.0
+        return (time.monotonic() if now is None else now) - self.down_since
 
     def status(self) -> BotStatus:
         client = self.client
@@ -122,7 +159,7 @@ class BotRunner:
             users=client.user_count if client is not None and ready else self.record.user_count,
             latency_ms=round(latency * 1000, 1) if latency == latency and latency != float("inf") else None,
             last_error=self.last_error,
-            identifies_24h=self._identifies_24h,
+            identifies_24h=self._ledger.count(),
         )
 
     async def wait_for_state(self, *states: BotState, timeout: float = 10.0) -> BotState:
@@ -136,6 +173,8 @@ class BotRunner:
         if state is not self.state:
             self.state = state
             self.since = utcnow()
+        if state in (BotState.STARTING, BotState.RECONNECTING) and self.down_since is None:
+            self.down_since = time.monotonic()
         if error is not None:
             self.last_error = error
         async with self._state_changed:
@@ -162,7 +201,6 @@ class BotRunner:
             client_id=self.client_id,
             name=self.name,
             guild_ready_timeout=self._settings.guild_ready_timeout,
-            identify_interval=self._settings.identify_interval,
             before_identify=self._before_identify,
             music_config=self._music_config(),
             fleet=self._router,
@@ -171,8 +209,8 @@ class BotRunner:
         client.add_listener(self._on_ready, "on_ready")
         client.add_listener(self._on_resumed, "on_resumed")
         client.add_listener(self._on_disconnect, "on_disconnect")
-        client.add_listener(self._on_guild_change, "on_guild_join")
-        client.add_listener(self._on_guild_change, "on_guild_remove")
+        for event in ("on_guild_join", "on_guild_remove", "on_guild_available", "on_guild_unavailable"):
+            client.add_listener(self._on_guild_change, event)
         return client
 
     def _music_config(self) -> MusicConfig:
@@ -198,12 +236,16 @@ class BotRunner:
         except (TokenDecryptionError, FatalBotError) as exc:
             await self._fail(str(exc))
             return
+        await self._ledger.wait_loaded(LEDGER_LOAD_WAIT)
         while not self._stopping:
+            await self._wait_before_identify()
             client = self.client = self._new_client()
+            self._identified = False
             try:
-                await self._check_identify_budget()  # before any socket exists
+                self._ledger.check()  # before any socket exists
                 async with self._login_gate:
                     await client.login(token)
+                self._login_backoff.reset()
                 assert client.user is not None
                 if client.user.id != self.client_id:
                     raise TokenMismatch(f"the token logs in as user {client.user.id}, not {self.client_id}")
@@ -211,6 +253,9 @@ class BotRunner:
                 if self._stopping:
                     return
                 raise ConnectionError("the gateway connection ended")
+            except IdentifyDeferred:
+                # The wait is too long to hold a half-open socket: drop it; the loop waits.
+                await client.abandon_handshake()
             except FatalBotError as exc:
                 await client.abandon_handshake()
                 await self._fail(str(exc))
@@ -239,55 +284,99 @@ class BotRunner:
                     await client.close()
 
     async def _retry_later(self, exc: BaseException) -> None:
-        delay = self._backoff.next_delay()
         error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         await self._set_state(BotState.RECONNECTING, error=error)
-        _log.warning("Bot %r (%d) lost its session (%s); retrying on a new client in %.1fs",
+        if self._identified:
+            # The session got as far as an IDENTIFY: the pacer decides when the next one goes.
+            self._cause = error
+            _log.warning("Bot %r (%d) lost its session (%s); retrying on a new client",
+                         self.name, self.client_id, error)  # fmt: skip
+            return
+        delay = self._login_backoff.next_delay()
+        _log.warning("Bot %r (%d) could not connect (%s); retrying on a new client in %.1fs",
                      self.name, self.client_id, error, delay)  # fmt: skip
         await asyncio.sleep(delay)
 
-    async def _check_identify_budget(self) -> None:
-        """Raise IdentifyBudgetExceeded when one more IDENTIFY would pass this bot's budget."""
-        share = self._settings.identify_budget_share
-        budget = int(DISCORD_DAILY_IDENTIFY_LIMIT * share)
-        try:
-            count = await queries.identifies_in_window(self.client_id)
-        except PyMongoError:
-            count = self._identifies_24h
-        if count >= budget:
-            raise IdentifyBudgetExceeded(
-                f"{count} IDENTIFYs in the last 24 h reached the budget of {budget} "
-                f"({share:.0%} of Discord's {DISCORD_DAILY_IDENTIFY_LIMIT}/day); stopped so Discord "
-                "does not reset the token. Fix the cause, then restart the bot."
-            )
+    async def _wait_before_identify(self) -> None:
+        """Wait out the pacer before a fresh client, with no socket open."""
+        wait = self._pacer.delay()
+        if wait > 0:
+            await self._set_state(BotState.RECONNECTING, error=self._pacing_reason(wait))
+            await asyncio.sleep(wait)
+
+    def _pacing_reason(self, wait: float) -> str:
+        """lastError while a crash loop is slowed down: what ended the session, and what happens."""
+        length = self._pacer.last_session_length
+        ended = "ended before READY" if length is None else f"ended {length:.1f}s after READY"
+        cause = f"{self._cause}: " if self._cause else ""
+        reason = (
+            f"{cause}the gateway session {ended} ({self._pacer.short_sessions} in a row shorter than "
+            f"BOT_STABLE_AFTER={self._settings.bot_stable_after:g}s); next IDENTIFY in {wait:.1f}s "
+            "to spare the daily IDENTIFY budget"
+        )
+        _log.warning("Bot %r (%d): %s", self.name, self.client_id, reason)
+        return reason
 
     async def _before_identify(self, initial: bool) -> None:
-        await self._check_identify_budget()
-        try:
-            self._identifies_24h = await queries.record_identify(self.client_id)
-        except PyMongoError as exc:
-            # The database blinking must not keep a bot offline: count locally meanwhile (the
-            # budget check falls back to this count while the database is unreachable).
-            self._identifies_24h += 1
-            _log.warning("Bot %d: could not persist its IDENTIFY count (%s)", self.client_id, exc)
+        """Every IDENTIFY of this bot, from either reconnect loop, passes here: pace it, then
+        count it against the budget. Decided from memory: the database is never waited for."""
+        wait = self._pacer.delay()
+        if wait > HANDSHAKE_WAIT_MAX:
+            raise IdentifyDeferred(wait)
+        if wait > 0:
+            if self._pacer.short_sessions:
+                await self._set_state(self.state, error=self._pacing_reason(wait))
+            await asyncio.sleep(wait)
+        self._ledger.check()
+        self._pacer.identified()
+        self._ledger.record()
+        self._identified = True
 
     # -- gateway events -----------------------------------------------------------------------
 
     async def _on_ready(self) -> None:
-        self._backoff.reset()
+        # READY alone resets nothing: only a session that holds does (see `_watch_stability`).
+        self._pacer.ready()
         await self._set_state(BotState.READY)
         client = self.client
         _log.info("Bot %r (%d) is ready in %d guild(s)", self.name, self.client_id,
                   len(client.guilds) if client else 0)  # fmt: skip
+        self._watch_stability()
         self._sync_wanted.set()
 
     async def _on_resumed(self) -> None:
         await self._set_state(BotState.READY)
+        self._watch_stability()
         self._sync_wanted.set()
 
     async def _on_disconnect(self) -> None:
+        self._session += 1
+        if self._stability_task is not None:
+            self._stability_task.cancel()
         if not self._stopping and self.state is BotState.READY:
             await self._set_state(BotState.RECONNECTING)
+
+    def _watch_stability(self) -> None:
+        if self._stability_task is not None:
+            self._stability_task.cancel()
+        self._stability_task = asyncio.create_task(
+            self._hold(self._session), name=f"bot-{self.client_id}-stability"
+        )
+
+    async def _hold(self, session: int) -> None:
+        """The session counts as stable once it lasted BOT_STABLE_AFTER with no disconnect."""
+        await asyncio.sleep(self._settings.bot_stable_after)
+        if session != self._session or self.state is not BotState.READY:
+            return
+        self._pacer.held()
+        self._cause = None
+        self.down_since = None
+        if self.last_error is not None:
+            _log.info("Bot %r (%d) has held its session for %gs; clearing its last error",
+                      self.name, self.client_id, self._settings.bot_stable_after)  # fmt: skip
+            self.last_error = None
+            async with self._state_changed:
+                self._state_changed.notify_all()
 
     async def _on_guild_change(self, guild: discord.Guild) -> None:
         self._sync_wanted.set()
@@ -297,38 +386,55 @@ class BotRunner:
     async def _guild_sync_loop(self) -> None:
         """Bring `ServerMusicBot` and the counts in line with the live guild list.
 
-        One loop per bot, woken by READY/RESUMED/join/remove: events that arrive during a sync
-        coalesce into the next one, and a database outage is retried until it passes.
+        One loop per bot, woken by READY/RESUMED/join/remove/available: events that arrive
+        during a sync coalesce into the next one. Supervised: a database outage, or anything
+        unexpected, is logged and retried with backoff; the loop itself never ends.
         """
         backoff = Backoff(initial=0.5, maximum=30.0)
         while True:
             await self._sync_wanted.wait()
             self._sync_wanted.clear()
-            client = self.client
-            if client is None or self.state is not BotState.READY:
-                continue
-            guild_ids = [guild.id for guild in client.guilds]
-            failed = {guild.id: reason for guild in client.guilds if (reason := _cannot_play_in(guild))}
             try:
-                assert self.record.id is not None
-                activated, removed = await queries.reconcile_bot_guilds(
-                    self.record.id, guild_ids, failed=failed
-                )
-                self.record.guild_count, self.record.user_count = len(guild_ids), client.user_count
-                await queries.update_bot_guild_count(
-                    self.client_id, guild_count=len(guild_ids), user_count=client.user_count
-                )
-            except PyMongoError as exc:
+                await self._sync_guilds()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
                 delay = backoff.next_delay()
-                _log.warning(
-                    "Bot %d: guild records not saved (%s); retrying in %.1fs", self.client_id, exc, delay
-                )
+                if isinstance(exc, PyMongoError):
+                    _log.warning("Bot %d: guild records not saved (%s); retrying in %.1fs",
+                                 self.client_id, exc, delay)  # fmt: skip
+                else:
+                    _log.exception("Bot %r (%d): guild sync failed unexpectedly; retrying in %.1fs",
+                                   self.name, self.client_id, delay)  # fmt: skip
                 await asyncio.sleep(delay)
                 self._sync_wanted.set()
                 continue
             backoff.reset()
-            if activated or removed:
-                _log.info("Bot %d guilds: %d activated, %d removed", self.client_id, activated, removed)
+
+    async def _sync_guilds(self) -> None:
+        client = self.client
+        if client is None or self.state is not BotState.READY:
+            return
+        # A guild still unavailable after READY (a Discord outage) has no data yet (`me` is None):
+        # it keeps its record until its GUILD_CREATE arrives and wakes this loop again.
+        unavailable = [guild.id for guild in client.guilds if guild.unavailable or guild.me is None]
+        available = [guild for guild in client.guilds if guild.id not in unavailable]
+        guild_ids = [guild.id for guild in available]
+        failed = {guild.id: reason for guild in available if (reason := _cannot_play_in(guild))}
+        if unavailable:
+            _log.info("Bot %d: %d guild(s) unavailable; their records wait until they arrive",
+                      self.client_id, len(unavailable))  # fmt: skip
+        assert self.record.id is not None
+        activated, removed = await queries.reconcile_bot_guilds(
+            self.record.id, guild_ids, failed=failed, unavailable=unavailable
+        )
+        guild_count = len(guild_ids) + len(unavailable)
+        self.record.guild_count, self.record.user_count = guild_count, client.user_count
+        await queries.update_bot_guild_count(
+            self.client_id, guild_count=guild_count, user_count=client.user_count
+        )
+        if activated or removed:
+            _log.info("Bot %d guilds: %d activated, %d removed", self.client_id, activated, removed)
 
 
 def _cannot_play_in(guild: discord.Guild) -> str | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import AbstractContextManager
 from typing import Any
 
+import pymongo
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
@@ -14,6 +16,18 @@ from pymongo.errors import PyMongoError
 from app.db.models import DOCUMENT_MODELS
 
 _log = logging.getLogger(__name__)
+
+
+# A command must answer within Discord's 3 s: the database work done before that answer gets
+# this long (server selection included) before it gives up and the command answers without it.
+INTERACTIVE_TIMEOUT = 1.5
+
+
+def interactive() -> AbstractContextManager[None]:
+    """Bound every database operation inside the block (pymongo's client-side timeout): on
+    expiry it raises a `PyMongoError` (a timeout) instead of waiting for server selection (5 s)
+    or, with a hung server, for a read that never ends."""
+    return pymongo.timeout(INTERACTIVE_TIMEOUT)
 
 
 class DatabaseUnavailable(RuntimeError):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Mapping
-from datetime import timedelta
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
 
 from beanie import PydanticObjectId
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from app.db.models import BotIdentifyLog, MusicBot, ServerMusicBot, ServerStatus, utcnow
@@ -163,11 +162,17 @@ async def active_guild_ids(music_bot_id: PydanticObjectId) -> set[int]:
 
 
 async def reconcile_bot_guilds(
-    music_bot_id: PydanticObjectId, guild_ids: Collection[int], *, failed: Mapping[int, str] | None = None
+    music_bot_id: PydanticObjectId,
+    guild_ids: Collection[int],
+    *,
+    failed: Mapping[int, str] | None = None,
+    unavailable: Collection[int] = (),
 ) -> tuple[int, int]:
     """Make the records match the guilds the bot is in now. Returns (activated, removed).
 
     `failed` maps guilds the bot is in but cannot work in to the reason; they become FAILED.
+    `unavailable` guilds (a Discord outage: the bot is in them, their data has not arrived)
+    keep whatever record they have.
     """
     failed = failed or {}
     recorded = await active_guild_ids(music_bot_id)
@@ -178,7 +183,7 @@ async def reconcile_bot_guilds(
     for guild_id in current - recorded - set(failed):
         activated += await activate_bot_in_guild(music_bot_id, guild_id)
     removed = 0
-    gone = recorded - current - set(failed)
+    gone = recorded - current - set(failed) - set(unavailable)
     if gone:
         now = utcnow()
         result = await ServerMusicBot.get_pymongo_collection().update_many(
@@ -193,23 +198,21 @@ async def reconcile_bot_guilds(
     return activated, removed
 
 
-async def record_identify(client_id: int) -> int:
-    """Log one IDENTIFY of the bot and return how many it made in the last 24 hours."""
-    now = utcnow()
-    doc = await BotIdentifyLog.get_pymongo_collection().find_one_and_update(
+async def record_identifies(client_id: int, timestamps: Sequence[datetime]) -> None:
+    """Append IDENTIFYs of the bot to its log (the newest `_IDENTIFY_LOG_CAP` are kept)."""
+    if not timestamps:
+        return
+    await BotIdentifyLog.get_pymongo_collection().update_one(
         {"client_id": client_id},
-        {"$push": {"timestamps": {"$each": [now], "$slice": -_IDENTIFY_LOG_CAP}}},
+        {"$push": {"timestamps": {"$each": list(timestamps), "$slice": -_IDENTIFY_LOG_CAP}}},
         upsert=True,
-        return_document=ReturnDocument.AFTER,
     )
-    assert doc is not None, "an upsert with ReturnDocument.AFTER always returns the document"
-    since = now - IDENTIFY_WINDOW
-    return sum(1 for ts in doc["timestamps"] if ts >= since)
 
 
-async def identifies_in_window(client_id: int) -> int:
+async def identify_timestamps(client_id: int) -> list[datetime]:
+    """The bot's logged IDENTIFYs of the last 24 hours, oldest first."""
     doc = await BotIdentifyLog.get_pymongo_collection().find_one({"client_id": client_id})
     if doc is None:
-        return 0
+        return []
     since = utcnow() - IDENTIFY_WINDOW
-    return sum(1 for ts in doc["timestamps"] if ts >= since)
+    return sorted(ts for ts in doc["timestamps"] if ts >= since)

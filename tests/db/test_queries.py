@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from pymongo.errors import DuplicateKeyError
 
 from app.db import queries
-from app.db.models import MusicBot, ServerMusicBot, ServerStatus
+from app.db.models import MusicBot, ServerMusicBot, ServerStatus, utcnow
 
 pytestmark = pytest.mark.usefixtures("mongo")
 
@@ -98,9 +100,10 @@ async def test_bot_for_guild_and_counts() -> None:
     assert stored is not None and (stored.guild_count, stored.user_count) == (3, 42)
 
 
-async def test_identify_log_counts_the_last_day() -> None:
-    assert await queries.identifies_in_window(5) == 0
-    assert await queries.record_identify(5) == 1
-    assert await queries.record_identify(5) == 2
-    assert await queries.identifies_in_window(5) == 2
-    assert await queries.identifies_in_window(6) == 0
+async def test_identify_log_keeps_the_last_day() -> None:
+    assert await queries.identify_timestamps(5) == []
+    now = utcnow()
+    await queries.record_identifies(5, [now - timedelta(hours=25), now - timedelta(minutes=1)])
+    await queries.record_identifies(5, [now])
+    assert len(await queries.identify_timestamps(5)) == 2  # the one older than 24 h no longer counts
+    assert await queries.identify_timestamps(6) == []

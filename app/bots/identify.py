@@ -1,0 +1,210 @@
+"""When a bot may IDENTIFY: Discord's daily budget, and pacing after sessions that did not hold.
+
+Every IDENTIFY of a bot passes through `MusicBotClient.before_identify_hook`, whichever loop
+asked for it (discord.py's own reconnect after an invalidated session, or the runner's fresh
+client after an error), so that hook is where the retry policy lives:
+
+* `IdentifyPacer` spaces IDENTIFYs by Discord's 5 s and, when the session started by the
+  previous IDENTIFY did not hold for `BOT_STABLE_AFTER` seconds, by an exponential backoff. A
+  READY alone resets nothing: a session that dies two seconds after READY is a crash loop.
+* `IdentifyLedger` counts IDENTIFYs of the last 24 h in memory. It is loaded from
+  `bot_identify_log` in the background and persisted in the background with retries: a
+  database that is down or hangs never holds an IDENTIFY back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pymongo
+import stamina
+from pymongo.errors import PyMongoError
+
+from app.bots.backoff import Backoff
+from app.bots.errors import IdentifyBudgetExceeded
+from app.db import queries
+from app.db.models import utcnow
+
+_log = logging.getLogger(__name__)
+
+DISCORD_DAILY_IDENTIFY_LIMIT = 1000
+WINDOW = timedelta(hours=24)
+# One attempt to read or write the log; a hung database fails the attempt, which is retried.
+_ATTEMPT_TIMEOUT = 5.0
+
+
+class IdentifyPacer:
+    """How long the next IDENTIFY of one bot must wait.
+
+    After a session that held (or before the first IDENTIFY): only Discord's spacing since the
+    previous IDENTIFY. After one that did not: the next backoff delay too (doubling, jittered,
+    up to its maximum), counted from when the wait is first asked for.
+    """
+
+    def __init__(
+        self, *, backoff: Backoff, spacing: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._backoff = backoff
+        self._spacing = spacing
+        self._clock = clock
+        self._identified_at: float | None = None
+        self._ready_at: float | None = None
+        self._held = True
+        self._next_at: float | None = None
+        self.short_sessions = 0  # sessions in a row that ended before they held
+        self.last_session_length: float | None = None  # after its READY; None: it never got one
+
+    def delay(self) -> float:
+        """Seconds until the next IDENTIFY may be sent (0: now)."""
+        if self._identified_at is None:
+            return 0.0
+        now = self._clock()
+        if self._next_at is None:
+            earliest = self._identified_at + self._spacing
+            if not self._held:
+                self.short_sessions += 1
+                self.last_session_length = None if self._ready_at is None else now - self._ready_at
+                earliest = max(earliest, now + self._backoff.next_delay())
+            self._next_at = earliest
+        return max(0.0, self._next_at - now)
+
+    def identified(self) -> None:
+        """An IDENTIFY is being sent now."""
+        self._identified_at = self._clock()
+        self._ready_at = None
+        self._held = False
+        self._next_at = None
+
+    def ready(self) -> None:
+        self._ready_at = self._clock()
+
+    def held(self) -> None:
+        """The session lasted: forget earlier failures."""
+        self._held = True
+        self._next_at = None
+        self.short_sessions = 0
+        self._backoff.reset()
+
+
+class IdentifyLedger:
+    """One bot's IDENTIFYs of the last 24 h, decided from memory, persisted in the background."""
+
+    def __init__(self, client_id: int, *, budget_share: float) -> None:
+        self.client_id = client_id
+        self.budget_share = budget_share
+        self.budget = int(DISCORD_DAILY_IDENTIFY_LIMIT * budget_share)
+        self._started_at = _ms(utcnow())
+        self._earlier: list[datetime] = []  # logged before this ledger started (loaded)
+        self._mine: list[datetime] = []  # made through this ledger
+        self._unsaved: list[datetime] = []
+        self._wake = asyncio.Event()
+        self.loaded = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"identify-log-{self.client_id}")
+
+    async def wait_loaded(self, timeout: float) -> bool:
+        """Wait (at most `timeout`) for the persisted count; the caller goes on without it if late."""
+        try:
+            await asyncio.wait_for(self.loaded.wait(), timeout)
+        except TimeoutError:
+            _log.warning(
+                "Bot %d: its IDENTIFY log is not loaded yet (database slow or down); "
+                "counting from memory until it is",
+                self.client_id,
+            )
+            return False
+        return True
+
+    def count(self) -> int:
+        since = utcnow() - WINDOW
+        return sum(1 for at in self._earlier if at >= since) + sum(1 for at in self._mine if at >= since)
+
+    def check(self) -> None:
+        """Raise IdentifyBudgetExceeded when one more IDENTIFY would pass the budget."""
+        count = self.count()
+        if count >= self.budget:
+            raise IdentifyBudgetExceeded(
+                f"{count} IDENTIFYs in the last 24 h reached the budget of {self.budget} "
+                f"({self.budget_share:.0%} of Discord's {DISCORD_DAILY_IDENTIFY_LIMIT}/day); stopped so "
+                "Discord does not reset the token. Fix the cause, then restart the bot."
+            )
+
+    def record(self) -> None:
+        """Count one IDENTIFY now; it is written to the database in the background."""
+        now = _ms(utcnow())
+        since = now - WINDOW
+        self._mine = [at for at in self._mine if at >= since]
+        self._mine.append(now)
+        self._unsaved.append(now)
+        self._wake.set()
+
+    async def close(self, timeout: float) -> None:
+        """Write what is still unsaved (bounded: a database that is down loses at most these)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if not self._unsaved:
+            return
+        try:
+            await asyncio.wait_for(self._save(attempts=1), timeout)
+        except (TimeoutError, PyMongoError) as exc:
+            _log.warning("Bot %d: %d IDENTIFY(s) not written to its log (%s)",
+                         self.client_id, len(self._unsaved), exc)  # fmt: skip
+
+    async def _run(self) -> None:
+        await self._load()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._unsaved:
+                await self._save(attempts=None)
+
+    async def _load(self) -> None:
+        logged: list[datetime] = []
+        async for attempt in _retrying(attempts=None):
+            with attempt, pymongo.timeout(_ATTEMPT_TIMEOUT):
+                logged = await queries.identify_timestamps(self.client_id)
+        # What this ledger wrote itself is in `_mine` already (a late load can see some of it).
+        self._earlier = [_aware(at) for at in logged if _aware(at) < self._started_at]
+        self.loaded.set()
+        if self._earlier:
+            _log.info(
+                "Bot %d: %d IDENTIFY(s) in the last 24 h before this start",
+                self.client_id,
+                len(self._earlier),
+            )
+
+    async def _save(self, *, attempts: int | None) -> None:
+        batch = list(self._unsaved)
+        async for attempt in _retrying(attempts=attempts):
+            with attempt, pymongo.timeout(_ATTEMPT_TIMEOUT):
+                # A write that timed out after the server applied it is written twice: the log
+                # then over-counts, which errs on the side of the token.
+                await queries.record_identifies(self.client_id, batch)
+        del self._unsaved[: len(batch)]
+
+
+def _retrying(*, attempts: int | None) -> AsyncIterator[stamina.Attempt]:
+    """Retry database errors (stamina logs each retry), with backoff up to 30 s; `None`: forever."""
+    return aiter(
+        stamina.retry_context(
+            on=PyMongoError, attempts=attempts, timeout=None, wait_initial=0.5, wait_max=30.0
+        )
+    )
+
+
+def _ms(at: datetime) -> datetime:
+    """BSON dates keep milliseconds: compare like with like."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

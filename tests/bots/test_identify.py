@@ -1,0 +1,62 @@
+"""The IDENTIFY budget is decided from memory: a hung database never holds a login back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from beanie import init_beanie
+
+from app.bots.status import BotState
+from app.db.connection import make_client
+from app.db.models import DOCUMENT_MODELS, BotIdentifyLog
+from app.settings import Settings
+from tests.database_process import database_process
+from tests.fakes.discord import FakeDiscord
+from tests.fleet import running_app, store_bot
+
+
+async def test_a_hung_database_never_delays_an_identify(
+    tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any
+) -> None:
+    """The database paused (SIGSTOP): a bot whose session is invalidated identifies again at
+    once. It used to wait in `record_identify` for as long as pymongo took to give up (~29 s)."""
+    with database_process(tmp_path / "db") as database:
+        settings: Settings = make_settings(
+            mongodb_url=database.url,
+            discord_api_base=fake_discord.api_base,
+            discord_gateway_url=fake_discord.gateway_url,
+            identify_interval=0.0,
+        )
+        observer = make_client(database.url)
+        await init_beanie(database=observer[settings.mongodb_database], document_models=DOCUMENT_MODELS)
+        log = observer[settings.mongodb_database][BotIdentifyLog.Settings.name]
+        try:
+            bot = fake_discord.add_bot(name="Hung database")
+            await store_bot(observer, settings, bot)
+            async with running_app(settings) as running:
+                await running.wait_for(bot, BotState.READY)
+                runner = running.manager.get_runner(bot.client_id)
+                assert runner is not None
+                database.pause()
+                try:
+                    await fake_discord.disconnect(bot, code=4009)  # not resumable: a new IDENTIFY
+                    # Generous for the new code (it takes well under a second), shorter than the
+                    # old code's wait for the hung database.
+                    await fake_discord.wait_for_identify(bot, count=2, timeout=15)
+                    await running.wait_for(bot, BotState.READY, timeout=15)
+                    assert database.paused  # it never waited for the database
+                    assert runner.status().identifies_24h == 2  # counted in memory
+                finally:
+                    database.resume()
+                # Persisted in the background once the database answers again.
+                async with asyncio.timeout(30):
+                    while True:
+                        doc = await log.find_one({"client_id": bot.client_id})
+                        if doc is not None and len(doc["timestamps"]) == 2:
+                            break
+                        await asyncio.sleep(0.1)
+        finally:
+            database.resume()
+            await observer.close()
