@@ -8,35 +8,22 @@ import discord
 from discord import app_commands
 
 from app.music.errors import AllBotsBusy, MusicError
+from app.music.replies import UNEXPECTED, describe, reply_error
 
 _log = logging.getLogger(__name__)
-
-UNEXPECTED = "Something went wrong on my side. It has been logged; please try again."
-
-
-async def reply_error(
-    interaction: discord.Interaction, message: str, *, view: discord.ui.View = discord.utils.MISSING
-) -> None:
-    """Answer ephemerally, whatever state the interaction is in."""
-    try:
-        if not interaction.response.is_done():
-            await interaction.response.send_message(message, ephemeral=True, view=view)
-            return
-        if interaction.extras.get("public_defer"):
-            # A public "thinking…" placeholder would make the error public: replace it.
-            interaction.extras["public_defer"] = False
-            try:
-                await interaction.delete_original_response()
-            except discord.HTTPException:
-                await interaction.edit_original_response(content=message, embed=None, view=None)
-                return
-        await interaction.followup.send(message, ephemeral=True, view=view)
-    except discord.HTTPException as exc:
-        _log.warning("Could not deliver an error message to interaction %s: %s", interaction.id, exc)
 
 
 class ChorusTree(app_commands.CommandTree[discord.Client]):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        # Nothing may escape: discord.py runs this in a task nobody awaits.
+        try:
+            await self._answer_error(interaction, error)
+        except Exception:
+            _log.exception("The error handler itself failed for %s", describe(interaction))
+
+    async def _answer_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
         original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(original, AllBotsBusy) and original.invite_url:
             view = discord.ui.View()
@@ -51,14 +38,5 @@ class ChorusTree(app_commands.CommandTree[discord.Client]):
         if isinstance(original, app_commands.CheckFailure | app_commands.TransformerError):
             await reply_error(interaction, str(original) or "You can't use this command here.")
             return
-        command = interaction.command.qualified_name if interaction.command else "?"
-        _log.error(
-            "Command /%s failed (bot %s, guild %s, channel %s, user %s)",
-            command,
-            interaction.client.user and interaction.client.user.id,
-            interaction.guild_id,
-            interaction.channel_id,
-            interaction.user.id,
-            exc_info=original,
-        )
+        _log.error("Command %s failed", describe(interaction), exc_info=original)
         await reply_error(interaction, UNEXPECTED)

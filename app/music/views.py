@@ -9,6 +9,7 @@ import wavelink
 
 from app.music.formatting import format_duration, page_count, track_length
 from app.music.player import ChorusPlayer, requester_name
+from app.music.replies import AnsweringView
 
 QUEUE_PAGE_SIZE = 10
 
@@ -37,7 +38,7 @@ def queue_embed(player: ChorusPlayer, page: int) -> discord.Embed:
     return embed
 
 
-class QueueView(discord.ui.View):
+class QueueView(AnsweringView):
     """◀ ▶ over the live queue: each press re-reads it, so pages never show stale tracks."""
 
     def __init__(self, player: ChorusPlayer, *, page: int = 0, timeout: float = 180.0) -> None:
@@ -70,7 +71,7 @@ class QueueView(discord.ui.View):
 PickHandler = Callable[[discord.Interaction, wavelink.Playable], Awaitable[None]]
 
 
-class SearchView(discord.ui.View):
+class SearchView(AnsweringView):
     """A select menu of the top results; only the member who searched can pick."""
 
     def __init__(self, *, owner_id: int, tracks: list[wavelink.Playable], on_pick: PickHandler) -> None:

@@ -23,12 +23,12 @@ from app.bots.command_sync import SyncTarget, sync_commands
 from app.bots.commands import command_payloads
 from app.bots.registry import NAME_MAX, DuplicateBot, InvalidBotToken, RegistrationError, register_bot
 from app.bots.status import BotState
-from app.bots.tree import UNEXPECTED, reply_error
 from app.db import queries
 from app.db.models import MusicBot, utcnow
 from app.invite_urls import invite_url
 from app.music.access import member_of
 from app.music.errors import MusicError, NotAllowed
+from app.music.replies import UNEXPECTED, reply_error
 from app.music.service import MusicService
 from app.tokens import InvalidTokenFormat, client_id_from_token
 
