@@ -18,15 +18,17 @@ async def invite_for(
 ) -> Invite | None:
     """The least-loaded enabled bot with room that is not in the guild, recorded PENDING_INVITE.
 
-    A bot already invited to this guild (pending) is offered again rather than a new one, and
-    its expiry restarts. Load is the bot's guilds plus its pending invites; room is its
-    `guild_cap` (or the default). None when no bot qualifies.
+    Only the network's own bots: a clone (a bot with an `owner_id`) runs on its owner's token
+    and is invited by its owner alone. A bot already invited to this guild (pending) is
+    offered again rather than a new one, and its expiry restarts. Load is the bot's guilds
+    plus its pending invites; room is its `guild_cap` (or the default). None when no bot
+    qualifies.
     """
     assignments = {a.music_bot_id: a for a in await queries.guild_assignments(guild_id)}
     for assignment in assignments.values():
         if assignment.status is ServerStatus.PENDING_INVITE:
             bot = await MusicBot.get(assignment.music_bot_id)
-            if bot is not None and bot.enabled:
+            if bot is not None and bot.enabled and bot.owner_id is None:
                 await queries.record_pending_invite(assignment.music_bot_id, guild_id)
                 return Invite(client_id=bot.client_id, name=bot.name, url=invite_url(bot.client_id))
     occupied = {bot_id for bot_id, a in assignments.items() if _occupies(a)}
@@ -38,7 +40,8 @@ async def invite_for(
     candidates = [
         bot
         for bot in await queries.get_active_music_bots()
-        if bot.id not in occupied
+        if bot.owner_id is None
+        and bot.id not in occupied
         and bot.client_id not in exclude_client_ids
         and load(bot) < (bot.guild_cap or default_guild_cap)
     ]
