@@ -100,23 +100,33 @@ class BotManager:
         is only retried when its record changes what failed (the token). Returns the action.
         """
         async with self._bot_lock(client_id):
-            runner = self._runners.get(client_id)
-            if record is None or not record.enabled:
-                if runner is None:
-                    return "none"
-                await self._stop(client_id)
-                return "stopped"
+            return await self._sync(client_id, record)
+
+    async def sync_bot_from_database(self, client_id: int) -> str:
+        """`sync_bot` with the record read under the bot's lock: what the hot-reload watcher
+        uses, so a change made through the API while it was busy (a delete, a disable) is never
+        undone by an older read of the collection."""
+        async with self._bot_lock(client_id):
+            return await self._sync(client_id, await queries.get_music_bot_by_client_id(client_id))
+
+    async def _sync(self, client_id: int, record: MusicBot | None) -> str:
+        runner = self._runners.get(client_id)
+        if record is None or not record.enabled:
             if runner is None:
-                await self._start(record)
-                _log.info("Bot %r (%d) started", record.name, client_id)
-                return "started"
-            old = runner.record
-            if old.token_fingerprint != record.token_fingerprint or old.name != record.name:
-                await self._start(record)
-                _log.info("Bot %r (%d) restarted: its token or name changed", record.name, client_id)
-                return "restarted"
-            runner.record = record
-            return "none"
+                return "none"
+            await self._stop(client_id)
+            return "stopped"
+        if runner is None:
+            await self._start(record)
+            _log.info("Bot %r (%d) started", record.name, client_id)
+            return "started"
+        old = runner.record
+        if old.token_fingerprint != record.token_fingerprint or old.name != record.name:
+            await self._start(record)
+            _log.info("Bot %r (%d) restarted: its token or name changed", record.name, client_id)
+            return "restarted"
+        runner.record = record
+        return "none"
 
     def _bot_failed(self, runner: BotRunner, reason: str) -> None:
         if runner.record.owner_id is not None:

@@ -133,25 +133,28 @@ class FleetWatcher:
         if document is None:  # deleted (or deleted again before the lookup)
             client_id = self._client_ids.pop(document_id, None)
             if client_id is not None:
-                await self._sync(client_id, None)
+                await self._sync(client_id)
             return
         record = MusicBot.model_validate(document)
         if record.id is not None:
             self._client_ids[record.id] = record.client_id
-        await self._sync(record.client_id, record)
+        await self._sync(record.client_id)
 
     async def reconcile_all(self) -> None:
-        """Compare every stored bot with the running fleet and fix each difference."""
+        """Compare every stored bot with the running fleet and fix each difference.
+
+        The collection read here only says which bots to look at: each one is read again under
+        its own lock (`sync_bot_from_database`), so a bot deleted or disabled through the API
+        while this pass was busy with others cannot come back from this older read.
+        """
         records = await MusicBot.find_all().to_list()
         self._client_ids = {r.id: r.client_id for r in records if r.id is not None}
-        stored = {r.client_id for r in records}
-        for record in records:
-            await self._sync(record.client_id, record)
-        for client_id in self._manager.client_ids() - stored:
-            await self._sync(client_id, None)
+        stored = [r.client_id for r in records]
+        for client_id in [*stored, *sorted(self._manager.client_ids() - set(stored))]:
+            await self._sync(client_id)
 
-    async def _sync(self, client_id: int, record: MusicBot | None) -> None:
+    async def _sync(self, client_id: int) -> None:
         try:
-            await self._manager.sync_bot(client_id, record)
+            await self._manager.sync_bot_from_database(client_id)
         except Exception:
             _log.exception("Hot reload of bot %d failed; other bots are unaffected", client_id)

@@ -97,3 +97,46 @@ async def test_insert_disable_rename_retoken_and_delete(
         # Nothing else was touched.
         assert running.manager.get_runner(steady.client_id) is steady_runner
         assert steady.identify_count == 1 and fake_discord.is_connected(steady)
+
+
+@pytest.mark.parametrize("change", ["delete", "disable"])
+async def test_a_stale_reconcile_never_resurrects_a_bot(
+    change: str, fake_discord: FakeDiscord, make_settings: Any, mongo: Mongo
+) -> None:
+    """A reconcile pass reads the collection, then works through the bots one by one. A bot
+    deleted or disabled through the API meanwhile used to be started again from that read."""
+    settings: Settings = make_settings(
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        identify_interval=0.0,
+        admin_api_token="test-admin-token",
+        reload_mode="poll",
+        reload_poll_interval=3600,  # only the pass this test runs, at the moment it chooses
+    )
+    first, victim = fake_discord.add_bot(name="First"), fake_discord.add_bot(name="Victim")
+    for bot in (first, victim):
+        await store_bot(mongo, settings, bot)
+    admin = {"Authorization": "Bearer test-admin-token"}
+    async with running_app(settings) as running:
+        for bot in (first, victim):
+            await running.wait_for(bot, BotState.READY)
+        manager = running.manager
+        # Hold the first bot's lock: the pass reads every record, then waits on it.
+        lock = manager._bot_lock(first.client_id)  # pyright: ignore[reportPrivateUsage]
+        await lock.acquire()
+        reconcile = asyncio.create_task(manager.watcher.reconcile_all())
+        async with asyncio.timeout(10):
+            while not lock._waiters:  # pyright: ignore[reportAttributeAccessIssue]  # the pass is waiting
+                await asyncio.sleep(0.01)
+        if change == "delete":
+            response = await running.http.delete(f"/bots/{victim.client_id}", headers=admin)
+        else:
+            body = {"enabled": False}
+            response = await running.http.patch(f"/bots/{victim.client_id}", json=body, headers=admin)
+        assert response.status_code in (200, 204)
+        assert manager.get_runner(victim.client_id) is None
+        lock.release()
+        await asyncio.wait_for(reconcile, 10)
+        assert manager.get_runner(victim.client_id) is None
+        assert not fake_discord.is_connected(victim)
+        assert manager.get_runner(first.client_id) is not None
