@@ -17,6 +17,11 @@ class _Public(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
+class LavalinkPublic(_Public):
+    connected: int = Field(description="Lavalink nodes connected, over every running bot (each has its own)")
+    total: int = Field(description="Lavalink nodes configured, over every running bot")
+
+
 class HealthPublic(_Public):
     status: Literal["ok", "degraded"]
     uptime: float = Field(description="Seconds since the service started")
@@ -24,6 +29,7 @@ class HealthPublic(_Public):
     total_bots: int = Field(description="Bots the manager runs, in any state")
     failed_bots: int
     database: Literal["ok", "unreachable"]
+    lavalink: LavalinkPublic
 
 
 class BotPublic(_Public):

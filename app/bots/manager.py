@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -47,6 +48,10 @@ class BotManager:
         """Start every enabled bot in the database (and the development bot, if configured)."""
         if self._settings.discord_token is not None:
             await self._ensure_development_bot(self._settings.discord_token.get_secret_value())
+        if not self._lavalink_nodes:
+            _log.warning(
+                "LAVALINK_NODES is empty: music commands will answer that the audio backend is unavailable"
+            )
         bots = await queries.get_active_music_bots()
         _log.info("Starting %d bot(s)", len(bots))
         for bot in bots:
@@ -205,6 +210,17 @@ class BotManager:
     def state_counts(self) -> Counter[BotState]:
         """How many bots are in each state: what /health needs, without building snapshots."""
         return Counter(runner.state for runner in self._runners.values())
+
+    def bots_down_longer_than(self, seconds: float) -> int:
+        """How many bots have been starting or reconnecting, without a session that held, for
+        longer than `seconds`."""
+        now = time.monotonic()
+        return sum(1 for runner in self._runners.values() if runner.down_for(now) > seconds)
+
+    def lavalink_nodes(self) -> tuple[int, int]:
+        """(connected, total) Lavalink nodes over every running bot (each bot has its own)."""
+        counts = [runner.lavalink_nodes() for runner in self._runners.values()]
+        return sum(c for c, _ in counts), sum(t for _, t in counts)
 
     def statuses(self) -> list[BotStatus]:
         return [runner.status() for runner in self._runners.values()]
