@@ -22,6 +22,13 @@ class NothingPlaying(MusicError):
         super().__init__("Nothing is playing in your voice channel.")
 
 
+class SettingsUnavailable(MusicError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Settings can't be saved right now (the database is not answering). Please try again shortly."
+        )
+
+
 class NoResults(MusicError):
     def __init__(self, query: str) -> None:
         super().__init__(f"No results for `{query[:80]}`.")

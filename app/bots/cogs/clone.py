@@ -24,6 +24,7 @@ from app.bots.commands import command_payloads
 from app.bots.registry import NAME_MAX, DuplicateBot, InvalidBotToken, RegistrationError, register_bot
 from app.bots.status import BotState
 from app.db import queries
+from app.db.connection import interactive
 from app.db.models import MusicBot, utcnow
 from app.invite_urls import invite_url
 from app.music.access import member_of
@@ -57,7 +58,8 @@ AUTOCOMPLETE_LIMIT = 25
 def _database(what: str) -> Iterator[None]:
     """A database error becomes a short ephemeral answer (and a log line), not "something went wrong"."""
     try:
-        yield
+        with interactive():  # answered within Discord's 3 s, or deferred before this
+            yield
     except PyMongoError as exc:
         _log.warning("%s: database unavailable (%s)", what, exc)
         raise MusicError(DATABASE_DOWN) from None

@@ -11,6 +11,7 @@ from discord.ext import commands
 from pymongo.errors import PyMongoError
 
 from app.db import queries
+from app.db.connection import interactive
 from app.db.models import MusicBot, ServerStatus
 from app.music.access import member_of
 from app.music.errors import MusicError
@@ -41,13 +42,16 @@ class Fleet(commands.Cog):
             else:
                 lines[service.bot_id] = f"✅ **{service.name}**: free"
         try:
-            for assignment in await queries.guild_assignments(guild.id):
+            with interactive():
+                assignments = await queries.guild_assignments(guild.id)
+            for assignment in assignments:
                 if (
                     assignment.status is not ServerStatus.FAILED
                     or assignment.reason == queries.INVITE_EXPIRED
                 ):
                     continue
-                bot = await MusicBot.get(assignment.music_bot_id)
+                with interactive():
+                    bot = await MusicBot.get(assignment.music_bot_id)
                 if bot is not None:
                     lines[bot.client_id] = (
                         f"❌ **{bot.name}**: failed ({assignment.reason or 'unknown reason'})"
@@ -65,7 +69,8 @@ class Fleet(commands.Cog):
     async def invite(self, interaction: discord.Interaction) -> None:
         guild = member_of(interaction).guild
         try:
-            invite = await self.music.fleet.invite_for(guild.id)
+            with interactive():
+                invite = await self.music.fleet.invite_for(guild.id)
         except PyMongoError as exc:
             _log.warning("/invite: database unavailable (%s)", exc)
             raise MusicError("Invites are unavailable right now; please try again shortly.") from None

@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 from pymongo.errors import PyMongoError
 
+from app.db.connection import interactive
 from app.music.access import (
     VoiceLike,
     acted,
@@ -72,7 +73,8 @@ def _as_seen_by(service: MusicService, channel: VoiceLike) -> VoiceLike:
 async def _all_busy(receiving: MusicService, guild_id: int) -> AllBotsBusy:
     busy = len(receiving.fleet.services_in_guild(guild_id))
     try:
-        invite = await receiving.fleet.invite_for(guild_id)
+        with interactive():  # still before the first answer
+            invite = await receiving.fleet.invite_for(guild_id)
     except PyMongoError as exc:
         _log.warning("No invite for guild %d: the database is unavailable (%s)", guild_id, exc)
         invite = None
