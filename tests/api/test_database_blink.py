@@ -56,10 +56,11 @@ async def test_database_blink(tmp_path: Path, fake_discord: FakeDiscord, make_se
 
             database.start()
             collection = observer[settings.mongodb_database][ServerMusicBot.Settings.name]
-            stored = await observer[settings.mongodb_database][MusicBot.Settings.name].find_one(
-                {"client_id": bot.client_id}
-            )
-            assert stored is not None
+            bots = observer[settings.mongodb_database][MusicBot.Settings.name]
+            async with asyncio.timeout(20):
+                # The restarted server may accept connections before its data is back.
+                while (stored := await bots.find_one({"client_id": bot.client_id})) is None:
+                    await asyncio.sleep(0.1)
             async with asyncio.timeout(20):
                 while not await collection.find_one({"server_id": guild.id, "music_bot_id": stored["_id"]}):
                     await asyncio.sleep(0.1)
