@@ -106,7 +106,7 @@ class IdentifyLedger:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"identify-log-{self.client_id}")
+        self._task = asyncio.create_task(self._load_and_persist(), name=f"identify-log-{self.client_id}")
 
     async def wait_loaded(self, timeout: float) -> bool:
         """Wait (at most `timeout`) for the persisted count; the caller goes on without it if late."""
@@ -159,7 +159,7 @@ class IdentifyLedger:
             _log.warning("Bot %d: %d IDENTIFY(s) not written to its log (%s)",
                          self.client_id, len(self._unsaved), exc)  # fmt: skip
 
-    async def _run(self) -> None:
+    async def _load_and_persist(self) -> None:  # a name the benchmarks' profiles look for
         await self._load()
         while True:
             await self._wake.wait()

@@ -12,15 +12,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import discord
-from pymongo.errors import PyMongoError
 
 from app.bots.backoff import Backoff
 from app.bots.client import MusicBotClient
 from app.bots.errors import FatalBotError, IdentifyDeferred, TokenMismatch
+from app.bots.guild_sync import GuildSync
 from app.bots.identify import IdentifyLedger, IdentifyPacer
 from app.bots.router import FleetRouter
 from app.bots.status import BotState, BotStatus
-from app.db import queries
 from app.db.models import MusicBot, utcnow
 from app.music.config import LavalinkNodeSpec
 from app.music.service import MusicConfig
@@ -86,8 +85,9 @@ class BotRunner:
         self.down_since: float | None = time.monotonic()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._sync_wanted = asyncio.Event()
-        self._sync_task: asyncio.Task[None] | None = None
+        self._guilds = GuildSync(
+            client_id=self.client_id, record=lambda: self.record, ready_client=self._ready_client
+        )
         self._state_changed = asyncio.Condition()
         self._pacer = IdentifyPacer(
             backoff=Backoff(initial=settings.bot_retry_initial_delay, maximum=settings.bot_retry_max_delay),
@@ -115,7 +115,7 @@ class BotRunner:
     def start(self) -> None:
         self._ledger.start()
         self._task = asyncio.create_task(self._supervise(), name=f"bot-{self.client_id}")
-        self._sync_task = asyncio.create_task(self._guild_sync_loop(), name=f"bot-{self.client_id}-guilds")
+        self._guilds.start()
 
     async def stop(self, *, timeout: float = 10.0) -> None:
         """Close the bot cleanly; idempotent, and bounded: a stuck piece is abandoned, logged."""
@@ -124,11 +124,14 @@ class BotRunner:
         if client is not None:
             await run_bounded(client.close(), timeout, what=f"Closing bot {self.client_id}")
         await cancel_bounded(
-            [self._task, self._sync_task, self._stability_task], timeout, what=f"Bot {self.client_id}"
+            [self._task, self._guilds.task, self._stability_task], timeout, what=f"Bot {self.client_id}"
         )
         await self._ledger.close(timeout=min(timeout, 2.0))
         if self.state is not BotState.FAILED:
             await self._set_state(BotState.STOPPED)
+
+    def _ready_client(self) -> MusicBotClient | None:
+        return self.client if self.state is BotState.READY else None
 
     def lavalink_nodes(self) -> tuple[int, int]:
         """(connected, configured) Lavalink nodes of this bot; (0, 0) when it is not running.
@@ -342,12 +345,12 @@ class BotRunner:
         _log.info("Bot %r (%d) is ready in %d guild(s)", self.name, self.client_id,
                   len(client.guilds) if client else 0)  # fmt: skip
         self._watch_stability()
-        self._sync_wanted.set()
+        self._guilds.wake()
 
     async def _on_resumed(self) -> None:
         await self._set_state(BotState.READY)
         self._watch_stability()
-        self._sync_wanted.set()
+        self._guilds.wake()
 
     async def _on_disconnect(self) -> None:
         self._session += 1
@@ -379,68 +382,4 @@ class BotRunner:
                 self._state_changed.notify_all()
 
     async def _on_guild_change(self, guild: discord.Guild) -> None:
-        self._sync_wanted.set()
-
-    # -- guild records ------------------------------------------------------------------------
-
-    async def _guild_sync_loop(self) -> None:
-        """Bring `ServerMusicBot` and the counts in line with the live guild list.
-
-        One loop per bot, woken by READY/RESUMED/join/remove/available: events that arrive
-        during a sync coalesce into the next one. Supervised: a database outage, or anything
-        unexpected, is logged and retried with backoff; the loop itself never ends.
-        """
-        backoff = Backoff(initial=0.5, maximum=30.0)
-        while True:
-            await self._sync_wanted.wait()
-            self._sync_wanted.clear()
-            try:
-                await self._sync_guilds()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = backoff.next_delay()
-                if isinstance(exc, PyMongoError):
-                    _log.warning("Bot %d: guild records not saved (%s); retrying in %.1fs",
-                                 self.client_id, exc, delay)  # fmt: skip
-                else:
-                    _log.exception("Bot %r (%d): guild sync failed unexpectedly; retrying in %.1fs",
-                                   self.name, self.client_id, delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                self._sync_wanted.set()
-                continue
-            backoff.reset()
-
-    async def _sync_guilds(self) -> None:
-        client = self.client
-        if client is None or self.state is not BotState.READY:
-            return
-        # A guild still unavailable after READY (a Discord outage) has no data yet (`me` is None):
-        # it keeps its record until its GUILD_CREATE arrives and wakes this loop again.
-        unavailable = [guild.id for guild in client.guilds if guild.unavailable or guild.me is None]
-        available = [guild for guild in client.guilds if guild.id not in unavailable]
-        guild_ids = [guild.id for guild in available]
-        failed = {guild.id: reason for guild in available if (reason := _cannot_play_in(guild))}
-        if unavailable:
-            _log.info("Bot %d: %d guild(s) unavailable; their records wait until they arrive",
-                      self.client_id, len(unavailable))  # fmt: skip
-        assert self.record.id is not None
-        activated, removed = await queries.reconcile_bot_guilds(
-            self.record.id, guild_ids, failed=failed, unavailable=unavailable
-        )
-        guild_count = len(guild_ids) + len(unavailable)
-        self.record.guild_count, self.record.user_count = guild_count, client.user_count
-        await queries.update_bot_guild_count(
-            self.client_id, guild_count=guild_count, user_count=client.user_count
-        )
-        if activated or removed:
-            _log.info("Bot %d guilds: %d activated, %d removed", self.client_id, activated, removed)
-
-
-def _cannot_play_in(guild: discord.Guild) -> str | None:
-    """Why the bot cannot play music in this guild at all (server-wide permissions), or None."""
-    permissions = guild.me.guild_permissions
-    missing = [
-        name for name, ok in (("Connect", permissions.connect), ("Speak", permissions.speak)) if not ok
-    ]
-    return f"missing permission: {', '.join(missing)}" if missing else None
+        self._guilds.wake()
