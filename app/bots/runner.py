@@ -334,6 +334,7 @@ class BotRunner:
         self._pacer.identified()
         self._ledger.record()
         self._identified = True
+        self._cause = None  # a new session: how the last one ended no longer applies
 
     # -- gateway events -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from beanie import init_beanie
 
 from app.bots.status import BotState
 from app.db.connection import make_client
-from app.db.models import DOCUMENT_MODELS, BotIdentifyLog
+from app.db.models import DOCUMENT_MODELS, BotIdentifyLog, MusicBot
 from app.settings import Settings
 from tests.database_process import database_process
 from tests.fakes.discord import FakeDiscord
@@ -35,6 +35,11 @@ async def test_a_hung_database_never_delays_an_identify(
         try:
             bot = fake_discord.add_bot(name="Hung database")
             await store_bot(observer, settings, bot)
+            late = fake_discord.add_bot(name="Started during the hang")
+            await store_bot(observer, settings, late, enabled=False)
+            bots = observer[settings.mongodb_database][MusicBot.Settings.name]
+            late_doc = await bots.find_one({"client_id": late.client_id})
+            late_record = MusicBot.model_validate({**(late_doc or {}), "enabled": True})
             async with running_app(settings) as running:
                 await running.wait_for(bot, BotState.READY)
                 runner = running.manager.get_runner(bot.client_id)
@@ -48,6 +53,11 @@ async def test_a_hung_database_never_delays_an_identify(
                     await running.wait_for(bot, BotState.READY, timeout=15)
                     assert database.paused  # it never waited for the database
                     assert runner.status().identifies_24h == 2  # counted in memory
+                    # A bot started now cannot load its IDENTIFY log: it goes on from memory
+                    # after a short wait (2 s) rather than wait for the database.
+                    started = await running.manager.start_bot(late_record)
+                    await started.wait_for_state(BotState.READY, timeout=15)
+                    assert database.paused
                 finally:
                     database.resume()
                 # Persisted in the background once the database answers again.
