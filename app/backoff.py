@@ -1,0 +1,22 @@
+"""Exponential backoff with full jitter (bot supervision, Lavalink reconnects)."""
+
+from __future__ import annotations
+
+import random
+
+
+class Backoff:
+    def __init__(self, *, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._attempt = 0
+        self._rng = rng or random.Random()  # noqa: S311  # jitter, not cryptography
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.initial * 2**self._attempt)
+        self._attempt += 1
+        # Never below half the ceiling, so a storm of failing bots still spreads out but never spins.
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self._attempt = 0
