@@ -815,6 +815,15 @@ class FakeDiscord(InteractionsMixin):
             bot.sessions.clear()
         await asyncio.gather(*(c.close(code) for c in conns), return_exceptions=True)
 
+    async def invalidate_session(self, bot: FakeBot) -> None:
+        """Op 9 with ``d: false`` on the bot's live connection(s): its session is gone, so discord.py
+        re-identifies inside the same client (and clears its state, voice clients included)."""
+        conns = [s.conn for s in bot.sessions.values() if s.conn is not None]
+        bot.sessions.clear()
+        for conn in conns:
+            conn.session = None
+            await conn.send_json({"op": 9, "d": False})
+
     async def dispatch(self, bot: FakeBot, event: str, data: _Json) -> int:
         """Send a dispatch (op 0) event to every session of ``bot``; returns the number of sessions."""
         sessions = list(bot.sessions.values())

@@ -23,6 +23,13 @@ Behaviour follows the Lavalink server source where it matters to a client:
 * seeking without a track answers 500 (like Lavalink's "Can't seek when not playing anything");
 * a session whose websocket closes is kept for ``timeout`` seconds if resuming was enabled via
   ``PATCH /v4/sessions/{sid}``; events meanwhile are queued and replayed on resume.
+
+Fault controls (each off by default): :meth:`FakeLavalink.reserve_port` (known port, not listening
+yet), ``session_patch=False`` (no ``PATCH /v4/sessions/{sid}``, like some Lavalink-compatible
+servers), ``keep_sessions`` (every session resumable without asking), ``omit_plugin_info``
+(events whose track lacks ``pluginInfo``), :meth:`FakeLavalink.send_raw`, ``refused_users``
+(handshakes answered 503), :meth:`FakeLavalink.drop_next_play`, :meth:`FakeLavalink.stall_rest`;
+``connection_attempts`` counts websocket handshakes per ``User-Id``.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ import json
 import logging
 import re
 import secrets
+import socket
 import string
 import time
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -265,9 +274,17 @@ class FakeSession:
 class FakeLavalink:
     """A fake Lavalink v4 node listening on ``127.0.0.1`` (random port, kept across restarts)."""
 
-    def __init__(self, *, password: str = "youshallnotpass", autoclock: bool = False) -> None:  # noqa: S107
+    def __init__(
+        self,
+        *,
+        password: str = "youshallnotpass",  # noqa: S107
+        autoclock: bool = False,
+        session_patch: bool = True,
+        keep_sessions: bool = False,
+    ) -> None:
         self.password = password
         self.autoclock = autoclock
+        self.session_patch = session_patch  # False: no PATCH /v4/sessions/{sid} route (404)
         self.port: int = 0
         self.sessions: dict[str, FakeSession] = {}
         self.requests: list[RecordedRequest] = []
@@ -286,6 +303,16 @@ class FakeLavalink:
         # Realism switch: when True, a player without a complete voice state reports
         # connected=false and its track does not advance (Lavalink has nowhere to send audio).
         self.require_voice = False
+        # Fault controls (see the module docstring).
+        self.keep_sessions = keep_sessions  # every new session resumable (60 s) without asking
+        self.omit_plugin_info = False
+        self.refused_users: set[int] = set()
+        self.connection_attempts: Counter[int] = Counter()  # websocket handshakes per User-Id
+        self.handshake_times: defaultdict[int, list[float]] = defaultdict(list)  # time.monotonic() of each
+        self._attempted = asyncio.Event()
+        self._drop_plays: list[int | None] = []
+        self._stalled: asyncio.Event | None = None
+        self._stalled_method: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -296,6 +323,13 @@ class FakeLavalink:
     @property
     def running(self) -> bool:
         return self._runner is not None
+
+    def reserve_port(self) -> int:
+        """Pick the port now and listen on it only at :meth:`start`: "Lavalink is not up yet"."""
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            self.port = int(sock.getsockname()[1])
+        return self.port
 
     async def start(self) -> None:
         if self._runner is not None:
@@ -350,7 +384,8 @@ class FakeLavalink:
         app.router.add_get("/v4/loadtracks", self._get_loadtracks)
         app.router.add_get("/v4/decodetrack", self._get_decodetrack)
         app.router.add_post("/v4/decodetracks", self._post_decodetracks)
-        app.router.add_patch("/v4/sessions/{session_id}", self._patch_session)
+        if self.session_patch:
+            app.router.add_patch("/v4/sessions/{session_id}", self._patch_session)
         app.router.add_get("/v4/sessions/{session_id}/players", self._get_players)
         player_path = "/v4/sessions/{session_id}/players/{guild_id}"
         app.router.add_get(player_path, self._get_player)
@@ -665,7 +700,17 @@ class FakeLavalink:
     async def _send_event(
         self, session: FakeSession, player: FakePlayer, event_type: str, **fields: Any
     ) -> None:
+        track = fields.get("track")
+        if self.omit_plugin_info and isinstance(track, dict):
+            fields["track"] = {key: value for key, value in track.items() if key != "pluginInfo"}
         await session.send({"op": "event", "type": event_type, "guildId": str(player.guild_id), **fields})
+
+    async def send_raw(self, user_id: int, payload: Json) -> None:
+        """Send any op, as is, on the live session of ``user_id`` (e.g. a malformed event)."""
+        session = self.session_for_user(user_id)
+        if session is None:
+            raise LookupError(f"no live session for user {user_id}")
+        await session.send(payload)
 
     async def _send_player_update(self, session: FakeSession, player: FakePlayer) -> None:
         await session.send(
@@ -725,6 +770,14 @@ class FakeLavalink:
         self.requests.append(record)
         request[_BODY] = body
 
+        stalled = self._stalled
+        if stalled is not None and self._stalled_method in (None, request.method):
+            await stalled.wait()
+        if self._should_drop(request, body):
+            _log.debug("Dropping the connection of %s %s", request.method, request.path)
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=204)  # never written: the connection is gone
         response: web.StreamResponse
         if request.headers.get("Authorization") != self.password:
             response = _error_response(401, "Unauthorized", request.path)
@@ -737,6 +790,42 @@ class FakeLavalink:
                 response = _error_response(exc.status, exc.reason, request.path)
         record.status = response.status
         return response
+
+    def _should_drop(self, request: web.Request, body: Any) -> bool:
+        if not self._drop_plays or request.method != "PATCH" or "/players/" not in request.path:
+            return False
+        track = body.get("track") if isinstance(body, dict) else None
+        if not isinstance(track, dict) or not track.get("encoded"):
+            return False
+        session = self.sessions.get(request.match_info.get("session_id", ""))
+        for index, user_id in enumerate(self._drop_plays):
+            if user_id is None or (session is not None and session.user_id == user_id):
+                del self._drop_plays[index]
+                return True
+        return False
+
+    def drop_next_play(self, *, user_id: int | None = None) -> None:
+        """Cut the connection of the next PATCH that starts a track (of ``user_id``'s session), before
+        answering: the client sees the connection drop in the middle of ``player.play()``."""
+        self._drop_plays.append(user_id)
+
+    def stall_rest(self, *, method: str | None = None) -> None:
+        """Every REST call (or every one with ``method``) from now on waits, unanswered, until
+        :meth:`release_rest`."""
+        if self._stalled is None:
+            self._stalled = asyncio.Event()
+        self._stalled_method = method.upper() if method else None
+
+    def release_rest(self) -> None:
+        if self._stalled is not None:
+            self._stalled.set()
+            self._stalled = None
+
+    async def wait_for_attempts(self, user_id: int, count: int) -> None:
+        """Wait until ``user_id`` has made ``count`` websocket handshakes in all; wrap in a timeout."""
+        while self.connection_attempts[user_id] < count:
+            self._attempted.clear()
+            await self._attempted.wait()
 
     @staticmethod
     def _header_user_id(request: web.Request) -> int | None:
@@ -952,6 +1041,11 @@ class FakeLavalink:
         user_id = self._header_user_id(request)
         if user_id is None:
             return web.Response(status=400, text="Missing or invalid User-Id header")
+        self.connection_attempts[user_id] += 1
+        self.handshake_times[user_id].append(time.monotonic())
+        self._attempted.set()
+        if user_id in self.refused_users:
+            return web.Response(status=503, text="Refused by the fake on purpose")
 
         session = self._resumable(request.headers.get("Session-Id"), user_id)
         resumed = session is not None
@@ -963,6 +1057,7 @@ class FakeLavalink:
                 session_id=self._new_session_id(),
                 user_id=user_id,
                 client_name=request.headers.get("Client-Name", ""),
+                resuming=self.keep_sessions,
             )
             self.sessions[session.session_id] = session
         else:

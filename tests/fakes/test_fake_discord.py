@@ -173,6 +173,24 @@ async def test_non_resumable_disconnect_identifies_again(fake: FakeDiscord) -> N
 
 
 @pytest.mark.asyncio
+async def test_invalid_session_identifies_again_in_the_same_client(fake: FakeDiscord) -> None:
+    bot = fake.add_bot()
+    guild = fake.add_guild()
+    await fake.add_bot_to_guild(bot, guild.id)
+    client = make_client()
+    async with running(client, bot.token):
+        await asyncio.wait_for(client.wait_until_ready(), STEP)
+        first_session = client.ws.session_id
+        ready_again = client.wait_for("ready", timeout=STEP)
+        await fake.invalidate_session(bot)
+        await fake.wait_for_identify(bot, count=2, timeout=STEP)
+        await ready_again
+        assert bot.resume_count == 0
+        assert client.ws.session_id != first_session
+        assert [g.id for g in client.guilds] == [guild.id]
+
+
+@pytest.mark.asyncio
 async def test_revoked_and_bad_tokens(fake: FakeDiscord) -> None:
     bot = fake.add_bot()
     client = make_client()

@@ -572,3 +572,108 @@ async def test_autoclock_moves_time_by_itself(bots: dict[int, Bot]) -> None:
         finally:
             await node.close()
             await node._session.close()
+
+
+# ---------------------------------------------------------------------------- fault controls
+
+
+@pytest.mark.asyncio
+async def test_a_reserved_port_listens_only_once_started(bots: dict[int, Bot]) -> None:
+    server = FakeLavalink()
+    port = server.reserve_port()
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(f"http://127.0.0.1:{port}/version")
+        async with server:
+            assert server.port == port
+            async with http.get(
+                f"{server.uri}/version", headers={"Authorization": server.password}
+            ) as answer:
+                assert answer.status == 200
+
+
+@pytest.mark.asyncio
+async def test_refused_users_and_connection_attempts(fake: FakeLavalink, connect: ConnectNode) -> None:
+    fake.refused_users.add(BOT_B)
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": fake.password, "User-Id": str(BOT_B), "Client-Name": "test"}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{fake.uri}/v4/websocket", headers=headers)
+        assert refused.value.status == 503
+    await connect(BOT_A)
+    async with asyncio.timeout(WAIT):
+        await fake.wait_for_attempts(BOT_A, 1)
+    assert fake.connection_attempts == {BOT_A: 1, BOT_B: 1}
+
+
+@pytest.mark.asyncio
+async def test_a_server_without_session_patch(bots: dict[int, Bot]) -> None:
+    async with FakeLavalink(session_patch=False) as server, aiohttp.ClientSession() as http:
+        headers = {"Authorization": server.password}
+        async with http.patch(f"{server.uri}/v4/sessions/abc", json={"resuming": True}, headers=headers) as r:
+            assert r.status == 404
+
+
+@pytest.mark.asyncio
+async def test_keep_sessions_resumes_without_being_asked(
+    fake: FakeLavalink, bots: dict[int, Bot], connect: ConnectNode, fast_reconnect: None
+) -> None:
+    fake.keep_sessions = True
+    node = await connect(resume_timeout=0)  # never PATCHes the session
+    session_id = node.session_id
+    await fake.drop_connection(BOT_A)
+    ready = await bots[BOT_A].wait_event("node_ready")
+    assert ready.resumed is True and node.session_id == session_id
+    assert not fake.requests_matching("PATCH", f"/v4/sessions/{session_id}")
+
+
+@pytest.mark.asyncio
+async def test_an_event_without_plugin_info_kills_wavelinks_reader(
+    fake: FakeLavalink, connect: ConnectNode
+) -> None:
+    track = fake.add_track(identifier="m", title="Malformed")
+    node = await connect()
+    reader = node._websocket.keep_alive_task if node._websocket is not None else None
+    assert reader is not None
+    fake.omit_plugin_info = True
+    await node.send("PATCH", path=_player_path(node), data={"track": {"encoded": track["encoded"]}})
+    async with asyncio.timeout(WAIT):
+        await asyncio.wait({reader})
+    assert isinstance(reader.exception(), KeyError)
+    assert node.status is wavelink.NodeStatus.CONNECTED  # wavelink does not notice
+
+
+@pytest.mark.asyncio
+async def test_send_raw_delivers_any_op(
+    fake: FakeLavalink, bots: dict[int, Bot], connect: ConnectNode
+) -> None:
+    await connect()
+    await fake.send_raw(BOT_A, {"op": "stats", **fake.stats(), "players": 7})
+    stats = await bots[BOT_A].wait_event("stats_update", lambda p: p.players == 7)
+    assert stats.players == 7
+
+
+@pytest.mark.asyncio
+async def test_drop_next_play_cuts_the_request(fake: FakeLavalink, connect: ConnectNode) -> None:
+    track = fake.add_track(identifier="d", title="Dropped")
+    node = await connect()
+    fake.drop_next_play(user_id=BOT_A)
+    with pytest.raises(aiohttp.ClientError):
+        await node.send("PATCH", path=_player_path(node), data={"track": {"encoded": track["encoded"]}})
+    await node.send("PATCH", path=_player_path(node), data={"track": {"encoded": track["encoded"]}})
+    player = fake.get_player(GUILD)
+    assert player is not None and player.track is not None
+
+
+@pytest.mark.asyncio
+async def test_stall_rest_holds_every_call_until_released(fake: FakeLavalink, connect: ConnectNode) -> None:
+    node = await connect()
+    fake.stall_rest()
+    before = len(fake.requests_matching("GET", "/v4/info"))
+    call = asyncio.ensure_future(node.fetch_info())
+    await _until(lambda: len(fake.requests_matching("GET", "/v4/info")) > before)  # received, held
+    assert not call.done()
+    fake.release_rest()
+    async with asyncio.timeout(WAIT):
+        info = await call
+    assert info.version.major == 4
