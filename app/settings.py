@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     music_queue_limit: int = Field(default=500, ge=1)
     music_max_track_seconds: int = Field(default=0, ge=0)
     lavalink_health_interval: float = Field(default=5.0, gt=0)
+    lavalink_reconnect_max_delay: float = Field(default=10.0, gt=0)
     snapshot_interval: float = Field(default=10.0, gt=0)
 
     log_level: LogLevel = "INFO"

@@ -230,6 +230,7 @@ class BotRunner:
             queue_limit=record.queue_limit or settings.music_queue_limit,
             max_track_ms=max_seconds * 1000,
             health_interval=settings.lavalink_health_interval,
+            reconnect_max_delay=settings.lavalink_reconnect_max_delay,
             snapshot_interval=settings.snapshot_interval,
         )
 

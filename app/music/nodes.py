@@ -1,62 +1,197 @@
-"""The Lavalink nodes of one bot. The only module that touches wavelink's process-global Pool.
+"""The Lavalink nodes of one bot, kept connected in the background. The only module that touches
+wavelink's websocket and its process-global `Pool`.
 
-wavelink keeps every node of the process in one `Pool`; a node's websocket is logged in as
-ONE bot (`User-Id`). So each bot gets its own `Node` per Lavalink server, identified
-`"{bot_id}:{server}"`, and its players are pinned to those nodes (see `ChorusPlayer`).
-Stopping a bot ejects only its nodes (never `Pool.close()`, which would close every bot's).
+- **One bot, its own nodes.** A node's websocket is logged in as ONE bot (`User-Id`), so each
+  bot gets its own `Node` per Lavalink server, identified `"{bot_id}:{server}"`, and its players
+  are pinned to those nodes (see `ChorusPlayer`).
+- **Never in the Pool.** wavelink's `Pool` is a process-wide registry; nothing we use needs a
+  node to be in it (players get `nodes=`, searches `fetch_tracks(node=...)`), and a node left in
+  it by a stop that was cut short would make the bot's next client find its identifier taken.
+  So our nodes are never registered there: `Pool.fetch_tracks` is the only thing used from it.
+- **Lavalink never gates Discord.** `start()` returns at once; one supervised task per node
+  connects it and keeps it connected. wavelink's own `Websocket.connect()` retries forever in a
+  task nobody holds (`Node.close()` cannot stop it) and reconnects from its reader in another
+  untracked task; here each connection attempt is made by the node's task, so cancelling it is
+  the end of that node: a stopped bot makes no further connection attempt.
+- **Backoff, logged once per episode.** A node that is down, or whose websocket keeps dying (a
+  malformed event kills wavelink's reader; a Lavalink-compatible server may lack a route), is
+  retried with exponential backoff up to `reconnect_max_delay`; the first problem of an episode
+  is a warning, the recovery an info line, repeats are debug. An episode ends once a
+  connection has held for `STABLE_AFTER` seconds.
+- **No Lavalink-side resuming.** `resume_timeout=0`: wavelink then never sends `PATCH
+  /v4/sessions/{id}` (servers without that route made it loop); our snapshots resume players.
+  The previous session id is still offered on reconnect, so a server that kept the session
+  resumes it (`NodeReadyEventPayload.resumed`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
 import aiohttp
 import discord
 import wavelink
+from wavelink.websocket import Websocket
 
+from app.backoff import Backoff
 from app.music.config import LavalinkNodeSpec
+from app.shutdown import cancel_bounded
 
 _log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0  # seconds for one websocket handshake
+STABLE_AFTER = 60.0  # seconds a connection must hold to end an episode (and reset the backoff)
+FIRST_RETRY_DELAY = 0.5  # seconds; doubles up to the node's reconnect_max_delay
+
+
+class _NodeSocket(Websocket):
+    """wavelink's websocket (its reader parses and dispatches every op), minus its reconnect loop.
+
+    `open()` makes exactly one connection attempt. wavelink's reader calls `connect()` from a task
+    of its own when Lavalink closes the socket; here that does nothing: the reader ending is the
+    node's supervisor's signal to reconnect, with its backoff.
+    """
+
+    async def open(self) -> None:
+        node = self.node
+        node._status = wavelink.NodeStatus.CONNECTING  # pyright: ignore[reportPrivateUsage]  # see class doc
+        session = node._session  # pyright: ignore[reportPrivateUsage]  # the bot's own session
+        self.socket = await session.ws_connect(
+            f"{node.uri}/v4/websocket", heartbeat=node.heartbeat, headers=self.headers
+        )
+        self.keep_alive_task = asyncio.create_task(
+            self.keep_alive(), name=f"lavalink-reader-{node.identifier}"
+        )
+
+    async def connect(self) -> None:
+        """Called by wavelink's reader on a close frame: reconnecting is the supervisor's job."""
+        return
+
+    async def shut(self) -> None:
+        """Stop the reader and close the socket, without wavelink's events or player cleanup."""
+        if self.keep_alive_task is not None and not self.keep_alive_task.done():
+            self.keep_alive_task.cancel()
+            await asyncio.gather(self.keep_alive_task, return_exceptions=True)
+        if self.socket is not None and not self.socket.closed:
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                async with asyncio.timeout(2.0):  # a stalled server must not hold a stop
+                    await self.socket.close()
+
+
+class _Episode:
+    """Logs one node's trouble once per episode: the first problem, then the recovery."""
+
+    def __init__(self, identifier: str) -> None:
+        self._identifier = identifier
+        self.problem: str | None = None
+        self._announced_up = False
+        self.ever_up = False
+
+    def failed(self, problem: str) -> None:
+        if self.problem is None:
+            self.problem = problem
+            self._announced_up = False
+            _log.warning(
+                "Lavalink node %s: %s; reconnecting in the background with backoff", self._identifier, problem
+            )
+        else:
+            _log.debug("Lavalink node %s: %s (same episode)", self._identifier, problem)
+
+    def up(self, session_id: str | None) -> None:
+        if self._announced_up:
+            return
+        self._announced_up = True
+        if self.problem is not None:
+            _log.info("Lavalink node %s is connected again (session %s)", self._identifier, session_id)
+        elif not self.ever_up:
+            _log.info("Lavalink node %s connected (session %s)", self._identifier, session_id)
+        self.ever_up = True
+
+    def stable(self) -> None:
+        self.problem = None
 
 
 class BotNodes:
     def __init__(
-        self, client: discord.Client, specs: Sequence[LavalinkNodeSpec], *, health_interval: float = 5.0
+        self,
+        client: discord.Client,
+        specs: Sequence[LavalinkNodeSpec],
+        *,
+        bot_id: int,
+        health_interval: float = 5.0,
+        reconnect_max_delay: float = 10.0,
     ) -> None:
         self._client = client
         self._specs = list(specs)
+        self._bot_id = bot_id
         self._health_interval = health_interval
+        self._reconnect_max_delay = reconnect_max_delay
         self._session: aiohttp.ClientSession | None = None
-        self._watchdog: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
         self.nodes: list[wavelink.Node] = []
 
     @property
     def configured(self) -> bool:
         return bool(self._specs)
 
-    async def connect(self) -> None:
-        """Create and connect this bot's nodes. Returns at once; nodes become ready in the background."""
-        if not self._specs or self._client.user is None:
+    def total_count(self) -> int:
+        """How many Lavalink nodes this bot is configured with (`LAVALINK_NODES`)."""
+        return len(self._specs)
+
+    def connected_count(self) -> int:
+        """How many of this bot's nodes are connected and usable right now (cheap: no I/O)."""
+        return len(self.healthy())
+
+    def start(self) -> None:
+        """Create this bot's nodes and connect them in the background. Returns at once: whether
+        Lavalink is up or not never delays the bot's Discord session."""
+        if not self._specs or self._closed or self._tasks:
             return
-        # wavelink never closes a session it was given, nor one it created: we own this one.
+        # wavelink never closes a session it was given: we own this one.
         self._session = aiohttp.ClientSession()
-        bot_id = self._client.user.id
         self.nodes = [
             wavelink.Node(
-                identifier=f"{bot_id}:{spec.name}",
+                identifier=f"{self._bot_id}:{spec.name}",
                 uri=spec.uri,
                 password=spec.password,
                 client=self._client,
                 session=self._session,
-                retries=None,  # keep reconnecting: a Lavalink restart must not need a bot restart
+                resume_timeout=0,  # our snapshots resume players; see the module doc
                 inactive_player_timeout=None,  # idleness is ours (MusicService), one mechanism
             )
             for spec in self._specs
         ]
-        await wavelink.Pool.connect(nodes=self.nodes, client=self._client)
-        self._watchdog = asyncio.create_task(self._watch(), name=f"lavalink-watchdog-{bot_id}")
+        self._tasks = [
+            asyncio.create_task(self._keep_connected(node), name=f"lavalink-{node.identifier}")
+            for node in self.nodes
+        ]
+
+    def stop_connecting(self) -> None:
+        """Cancel every connection attempt and reconnect, now (synchronously): called first
+        when the bot stops, so even a stop cut short by its timeout leaves nothing retrying."""
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+
+    async def close(self) -> None:
+        self.stop_connecting()
+        await cancel_bounded(self._tasks, 2.0, what=f"Lavalink connections of bot {self._bot_id}")
+        self._tasks = []
+        for node in self.nodes:
+            socket = node._websocket  # pyright: ignore[reportPrivateUsage]  # ours: a _NodeSocket
+            if isinstance(socket, _NodeSocket):
+                await socket.shut()
+            node._websocket = None  # pyright: ignore[reportPrivateUsage]
+            node._status = wavelink.NodeStatus.DISCONNECTED  # pyright: ignore[reportPrivateUsage]
+            node._players = {}  # pyright: ignore[reportPrivateUsage]  # they left voice before this
+        self.nodes = []
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def healthy(self, *, exclude: wavelink.Node | None = None) -> list[wavelink.Node]:
         return [
@@ -72,39 +207,87 @@ class BotNodes:
         return min(self.healthy(exclude=exclude), key=lambda node: len(node.players), default=None)
 
     def owns(self, node: wavelink.Node) -> bool:
-        return any(node.identifier == own.identifier for own in self.nodes)
+        return any(node is own for own in self.nodes)
 
     def is_healthy(self, node: wavelink.Node) -> bool:
-        return any(node.identifier == h.identifier for h in self.healthy())
+        return any(node is h for h in self.healthy())
 
-    async def close(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            await asyncio.gather(self._watchdog, return_exceptions=True)
-        for node in self.nodes:
+    # -- supervision of one node ----------------------------------------------------------------
+
+    async def _keep_connected(self, node: wavelink.Node) -> None:
+        """Connect `node`, watch it, reconnect it with backoff when it is lost. Runs until the bot
+        stops (cancelled); any unexpected error is logged and retried, never fatal to the bot."""
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(
+            initial=min(FIRST_RETRY_DELAY, self._reconnect_max_delay), maximum=self._reconnect_max_delay
+        )
+        episode = _Episode(node.identifier)
+        while not self._closed:
+            socket = _NodeSocket(node=node)
+            node._websocket = socket  # pyright: ignore[reportPrivateUsage]  # wavelink reads it there
             try:
-                await node.close(eject=True)
-            except Exception:
-                _log.exception("Closing Lavalink node %s failed", node.identifier)
-        self.nodes = []
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+                try:
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        await socket.open()
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    node._status = wavelink.NodeStatus.DISCONNECTED  # pyright: ignore[reportPrivateUsage]
+                    episode.failed(f"cannot connect to {node.uri} ({_describe(exc)})")
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                opened = loop.time()
+                problem = await self._until_lost(node, socket, episode)
+                await self._lost(node, socket)
+            except asyncio.CancelledError:
+                await socket.shut()
+                raise
+            except Exception as exc:  # a bug or an odd server: never the end of the node
+                if episode.problem is None:
+                    _log.exception("Lavalink node %s: unexpected error", node.identifier)
+                await socket.shut()
+                problem, opened = f"unexpected error ({_describe(exc)})", loop.time()
+            if loop.time() - opened >= STABLE_AFTER:
+                backoff.reset()
+                episode.stable()
+            episode.failed(problem)
+            await asyncio.sleep(backoff.next_delay())
 
-    async def _watch(self) -> None:
-        """wavelink 3.5 misses a clean close from Lavalink (its reader dies on the CLOSE frame and
-        the node stays CONNECTED forever). Spot such nodes and make wavelink reconnect them."""
+    async def _until_lost(self, node: wavelink.Node, socket: _NodeSocket, episode: _Episode) -> str:
+        """Wait until the connection is lost; returns why."""
+        reader = socket.keep_alive_task
+        assert reader is not None
         while True:
-            await asyncio.sleep(self._health_interval)
-            for node in self.nodes:
-                if node.status is wavelink.NodeStatus.CONNECTED and not _socket_alive(node):
-                    _log.warning(
-                        "Lavalink node %s lost its websocket unnoticed; reconnecting", node.identifier
-                    )
-                    websocket = node._websocket  # pyright: ignore[reportPrivateUsage]  # see docstring
-                    if websocket is not None:
-                        # connect() dispatches node_disconnected first, then retries with backoff.
-                        asyncio.create_task(websocket.connect())  # noqa: RUF006  # wavelink keeps the task
+            done, _ = await asyncio.wait({reader}, timeout=self._health_interval)
+            if node.status is wavelink.NodeStatus.CONNECTED:
+                episode.up(node.session_id)
+            if not socket.is_connected():
+                # wavelink's reader also dies on a close frame it does not expect: a close is a close.
+                if done and not reader.cancelled():
+                    reader.exception()  # retrieved: it is not news
+                code = socket.socket.close_code if socket.socket is not None else None
+                return f"Lavalink closed the websocket (code {code})"
+            if done:
+                error = None if reader.cancelled() else reader.exception()
+                reason = _describe(error) if error is not None else "it stopped"
+                return f"its websocket reader died ({reason})"
+
+    async def _lost(self, node: wavelink.Node, socket: _NodeSocket) -> None:
+        """Close what is left of the connection and tell the bot's music (players fail over).
+
+        The node keeps its session id (offered on reconnect, so a server that kept the session
+        resumes it) and its players (they still route events after such a resume; otherwise
+        the bot's music re-creates them when the node is ready again).
+        """
+        was_connected = node.status is wavelink.NodeStatus.CONNECTED
+        await socket.shut()
+        node._status = wavelink.NodeStatus.DISCONNECTED  # pyright: ignore[reportPrivateUsage]
+        if was_connected:
+            payload = wavelink.NodeDisconnectedEventPayload(node=node)
+            self._client.dispatch("wavelink_node_disconnected", payload)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _socket_alive(node: wavelink.Node) -> bool:

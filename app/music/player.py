@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 import wavelink
 from discord.utils import MISSING
@@ -13,6 +16,19 @@ from app.music.errors import AudioBackendUnavailable
 
 if TYPE_CHECKING:
     from app.music.service import MusicService
+
+# What a request to Lavalink raises when the connection fails (rather than Lavalink answering an
+# error): wavelink lets these through as they are.
+BACKEND_ERRORS = (aiohttp.ClientError, wavelink.NodeException, OSError, TimeoutError)
+
+
+@contextlib.contextmanager
+def backend_call() -> Iterator[None]:
+    """A connection failure on the way to Lavalink is the user-facing AudioBackendUnavailable."""
+    try:
+        yield
+    except BACKEND_ERRORS as exc:
+        raise AudioBackendUnavailable() from exc
 
 
 class ChorusPlayer(wavelink.Player):
@@ -50,6 +66,38 @@ class ChorusPlayer(wavelink.Player):
     def current_requester_id(self) -> int | None:
         return requester_id(self.current)
 
+    async def play(self, track: wavelink.Playable, **options: Any) -> wavelink.Playable:
+        """wavelink undoes its bookkeeping when Lavalink answers an error, but not when the
+        connection drops mid-request; here both leave the player as it was, and a drop is the
+        user-facing AudioBackendUnavailable (like a failed search)."""
+        saved = (self._current, self._original, self._previous, self._volume, self.queue._loaded)  # pyright: ignore[reportPrivateUsage]
+        try:
+            with backend_call():
+                return await super().play(track, **options)
+        except AudioBackendUnavailable:
+            self._current, self._original, self._previous, self._volume, self.queue._loaded = saved  # pyright: ignore[reportPrivateUsage]
+            raise
+
+    async def pause(self, value: bool, /) -> None:
+        with backend_call():
+            await super().pause(value)
+
+    async def seek(self, position: int = 0, /) -> None:
+        with backend_call():
+            await super().seek(position)
+
+    async def set_volume(self, value: int = 100, /) -> None:
+        with backend_call():
+            await super().set_volume(value)
+
+    async def set_filters(self, filters: wavelink.Filters | None = None, /, *, seek: bool = False) -> None:
+        with backend_call():
+            await super().set_filters(filters, seek=seek)
+
+    async def skip(self, *, force: bool = True) -> wavelink.Playable | None:
+        with backend_call():
+            return await super().skip(force=force)
+
     async def relocate(self, node: wavelink.Node, *, position: int | None = None) -> None:
         """Move to `node` (or re-create on the same node after a Lavalink restart) and continue
         the current track from `position` (default: the player's own position).
@@ -60,7 +108,7 @@ class ChorusPlayer(wavelink.Player):
         """
         assert self.guild is not None
         start = int(position if position is not None else self.position)
-        if node.identifier != self.node.identifier:
+        if node is not self.node:
             await self._destroy(with_invalidate=False)  # best effort on the old node
         else:
             self.node._players.pop(self.guild.id, None)  # pyright: ignore[reportPrivateUsage]

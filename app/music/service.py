@@ -37,6 +37,7 @@ class MusicConfig:
     queue_limit: int = 500
     max_track_ms: int = 0  # 0: no limit
     health_interval: float = 5.0
+    reconnect_max_delay: float = 10.0
     snapshot_interval: float = 10.0
 
 
@@ -47,7 +48,13 @@ class MusicService:
         self.client = client
         self.config = config
         self.bot_id = bot_id
-        self.nodes = BotNodes(client, config.nodes, health_interval=config.health_interval)
+        self.nodes = BotNodes(
+            client,
+            config.nodes,
+            bot_id=bot_id,
+            health_interval=config.health_interval,
+            reconnect_max_delay=config.reconnect_max_delay,
+        )
         self.guild_settings = GuildSettingsStore(self.bot_id)
         self.fleet = fleet
         self._idle_task: asyncio.Task[None] | None = None
@@ -63,22 +70,32 @@ class MusicService:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Called from `setup_hook`: returns at once. Lavalink nodes connect in the background, so
+        the bot's Discord session never waits for them (music answers "audio backend
+        unavailable" until one is up)."""
         self.client.add_listener(self._on_node_ready, "on_wavelink_node_ready")
         self.client.add_listener(self._on_node_disconnected, "on_wavelink_node_disconnected")
         self.client.add_listener(self._on_track_start, "on_wavelink_track_start")
         self.client.add_listener(self._on_track_exception, "on_wavelink_track_exception")
-        await self.nodes.connect()
+        self.nodes.start()
         self._idle_task = asyncio.create_task(self._idle_loop(), name=f"music-idle-{self.bot_id}")
         self.snapshots.start()
 
     async def close(self) -> None:
-        """Save every player (to resume after a restart), leave voice cleanly, close the nodes."""
-        await cancel_bounded([self._idle_task], 2.0, what=f"Idle loop of bot {self.bot_id}")
-        await self.snapshots.stop()
-        await run_bounded(self._save_for_restart(), 5.0, what=f"Saving the players of bot {self.bot_id}")
-        for player in self.players():
-            await run_bounded(player.disconnect(), 5.0, what=f"Leaving voice (bot {self.bot_id})")
-        await self.nodes.close()
+        """Save every player (to resume after a restart), leave voice cleanly, close the nodes.
+
+        Lavalink reconnects stop first, synchronously, and the nodes close in `finally`: a close
+        cut short by its timeout still leaves nothing of this bot connecting to Lavalink.
+        """
+        self.nodes.stop_connecting()
+        try:
+            await cancel_bounded([self._idle_task], 2.0, what=f"Idle loop of bot {self.bot_id}")
+            await self.snapshots.stop()
+            await run_bounded(self._save_for_restart(), 5.0, what=f"Saving the players of bot {self.bot_id}")
+            for player in self.players():
+                await run_bounded(player.disconnect(), 5.0, what=f"Leaving voice (bot {self.bot_id})")
+        finally:
+            await self.nodes.close()
 
     async def _save_for_restart(self) -> None:
         try:
@@ -193,13 +210,10 @@ class MusicService:
         node = payload.node
         if not self.nodes.owns(node):
             return
-        stranded = [p for p in self.players() if p.node.identifier == node.identifier]
-        _log.warning(
-            "Bot %d: Lavalink node %s disconnected; %d player(s) to move",
-            self.bot_id,
-            node.identifier,
-            len(stranded),
-        )
+        stranded = [p for p in self.players() if p.node is node]
+        if stranded:  # the node's own trouble is logged once per episode by BotNodes
+            _log.info("Bot %d: Lavalink node %s lost; %d player(s) to move",
+                      self.bot_id, node.identifier, len(stranded))  # fmt: skip
         for player in stranded:
             position = int(player.position)
             target = self.nodes.best(exclude=node)

@@ -21,7 +21,7 @@ from tests.fakes.lavalink import FakeLavalink, FakePlayer
 from tests.fleet import RunningApp, running_app, store_bot
 
 
-async def until(predicate: Callable[[], bool], *, timeout: float = 5.0, what: str = "condition") -> None:
+async def until(predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition") -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
@@ -39,7 +39,9 @@ class World:
     settings: Settings | None = None
     app_stack: contextlib.AsyncExitStack | None = None
 
-    async def restart(self, *, while_down: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def restart(
+        self, *, while_down: Callable[[], Awaitable[None]] | None = None, wait: bool = True
+    ) -> None:
         """Stop the service (the lifespan shutdown SIGTERM runs) and start it again."""
         assert self.app_stack is not None and self.settings is not None
         await self.app_stack.aclose()
@@ -47,14 +49,19 @@ class World:
             await while_down()
         self.app_stack = contextlib.AsyncExitStack()
         self.app = await self.app_stack.enter_async_context(running_app(self.settings))
-        await self.wait_ready()
+        if wait:
+            await self.wait_ready()
 
-    async def wait_ready(self) -> None:
+    async def wait_ready(self, *, nodes: bool = True, timeout: float = 30.0) -> None:
+        """Every bot ready on Discord and (with `nodes`) connected to every Lavalink node."""
         for bot in self.bots + self.outsiders:
-            await self.app.wait_for(bot, BotState.READY)
-            await until(
-                lambda b=bot: len(self.service(b).nodes.healthy()) == len(self.lavalinks), what="nodes"
-            )
+            await self.app.wait_for(bot, BotState.READY, timeout=timeout)
+            if nodes:
+                await self.wait_nodes(bot, timeout=timeout)
+
+    async def wait_nodes(self, bot: FakeBot, *, timeout: float = 30.0) -> None:
+        await until(lambda: len(self.service(bot).nodes.healthy()) == len(self.lavalinks),
+                    timeout=timeout, what="nodes")  # fmt: skip
 
     @property
     def bot(self) -> FakeBot:
@@ -143,16 +150,34 @@ async def make_world(
 
         stack.push_async_callback(close_worlds)
 
-        async def factory(*, bots: int = 1, lavalinks: int = 1, outside: int = 0, **overrides: Any) -> World:
-            nodes = [await stack.enter_async_context(FakeLavalink()) for _ in range(lavalinks)]
-            settings = make_settings(
-                discord_api_base=fake_discord.api_base,
-                discord_gateway_url=fake_discord.gateway_url,
-                identify_interval=0.0,
-                lavalink_nodes=",".join(f"node{i}={n.uri}={n.password}" for i, n in enumerate(nodes)),
-                lavalink_health_interval=0.2,
-                **overrides,
-            )
+        async def factory(
+            *,
+            bots: int = 1,
+            lavalinks: int = 1,
+            outside: int = 0,
+            lavalink_up: bool = True,
+            wait_for_nodes: bool | None = None,
+            lavalink_options: dict[str, Any] | None = None,
+            **overrides: Any,
+        ) -> World:
+            """`lavalink_up=False`: the Lavalink nodes are configured but not listening yet (the
+            test calls `start()`); `lavalink_options` go to each FakeLavalink."""
+            nodes = [FakeLavalink(**(lavalink_options or {})) for _ in range(lavalinks)]
+            for lavalink in nodes:
+                if lavalink_up:
+                    await stack.enter_async_context(lavalink)
+                else:
+                    lavalink.reserve_port()
+                    stack.push_async_callback(lavalink.close)
+            values: dict[str, Any] = {
+                "discord_api_base": fake_discord.api_base,
+                "discord_gateway_url": fake_discord.gateway_url,
+                "identify_interval": 0.0,
+                "lavalink_nodes": ",".join(f"node{i}={n.uri}={n.password}" for i, n in enumerate(nodes)),
+                "lavalink_health_interval": 0.2,
+                "lavalink_reconnect_max_delay": 1.0,
+            }
+            settings = make_settings(**(values | overrides))
             guild = fake_discord.add_guild(member_count=5)
             fake_bots = [fake_discord.add_bot(name=f"Chorus {i + 1}") for i in range(bots)]
             for bot in fake_bots:
@@ -178,7 +203,7 @@ async def make_world(
                 app_stack=app_stack,
             )
             worlds.append(world)
-            await world.wait_ready()
+            await world.wait_ready(nodes=lavalink_up if wait_for_nodes is None else wait_for_nodes)
             for bot in fake_bots + outsiders:
                 # The operator's deploy: the fake then knows every option's type and command ids.
                 await world.service(bot).client.tree.sync()

@@ -26,7 +26,7 @@ from app.music.access import (
     require_dj,
     require_dj_or_owner,
 )
-from app.music.errors import AllBotsBusy, MusicError, NothingPlaying
+from app.music.errors import AllBotsBusy, AudioBackendUnavailable, MusicError, NothingPlaying
 from app.music.formatting import InvalidTime, format_duration, parse_time, progress_bar, track_length
 from app.music.player import requester_name
 from app.music.service import MusicService
@@ -115,7 +115,12 @@ async def _enqueue(
         added = playable[:room]
         player.queue.put(added)
         if player.current is None and not player.playing:
-            await player.play(player.queue.get())
+            first = player.queue.get()
+            try:
+                await player.play(first)
+            except AudioBackendUnavailable:
+                player.queue.put_at(0, first)  # still first in line once the backend is back
+                raise
     skipped = len(tracks) - len(added)
     if isinstance(result, wavelink.Playlist):
         answer = f"Added {len(added)} track(s) from **{result.name[:80]}**."
