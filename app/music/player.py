@@ -66,6 +66,19 @@ class ChorusPlayer(wavelink.Player):
     def current_requester_id(self) -> int | None:
         return requester_id(self.current)
 
+    def cleanup(self) -> None:
+        """wavelink's end of the player (left voice, destroyed): its service forgets it too."""
+        self.service.forget_player(self)
+        super().cleanup()
+
+    def reattach(self, guild: discord.Guild, channel: discord.VoiceChannel | discord.StageChannel) -> None:
+        """After a re-identify discord.py rebuilt its guilds and forgot its voice clients while
+        Lavalink kept playing: point the player at the new objects and register it again, so the
+        voice events of the new session reach it."""
+        self._guild = guild
+        self.channel = channel
+        self.client._connection._add_voice_client(guild.id, self)  # pyright: ignore[reportPrivateUsage]  # what channel.connect() does
+
     async def play(self, track: wavelink.Playable, **options: Any) -> wavelink.Playable:
         """wavelink undoes its bookkeeping when Lavalink answers an error, but not when the
         connection drops mid-request; here both leave the player as it was, and a drop is the

@@ -58,6 +58,9 @@ class MusicService:
         self.guild_settings = GuildSettingsStore(self.bot_id)
         self.fleet = fleet
         self._idle_task: asyncio.Task[None] | None = None
+        # Ours, not discord.py's `voice_clients`: a re-identify (op 9, close 4009) clears those
+        # while Lavalink keeps playing, and the players must survive it.
+        self._players: dict[int, ChorusPlayer] = {}
         self.snapshots = SnapshotKeeper(self, interval=config.snapshot_interval)
         self.node_ready = asyncio.Event()
         self.tracks_played = 0  # set when any of this bot's nodes first becomes ready
@@ -73,6 +76,7 @@ class MusicService:
         """Called from `setup_hook`: returns at once. Lavalink nodes connect in the background, so
         the bot's Discord session never waits for them (music answers "audio backend
         unavailable" until one is up)."""
+        self.client.add_listener(self._on_ready, "on_ready")
         self.client.add_listener(self._on_node_ready, "on_wavelink_node_ready")
         self.client.add_listener(self._on_node_disconnected, "on_wavelink_node_disconnected")
         self.client.add_listener(self._on_track_start, "on_wavelink_track_start")
@@ -109,12 +113,16 @@ class MusicService:
     # -- players ------------------------------------------------------------------------------
 
     def players(self) -> list[ChorusPlayer]:
-        return [vc for vc in self.client.voice_clients if isinstance(vc, ChorusPlayer)]
+        return list(self._players.values())
 
     def get_player(self, guild_id: int) -> ChorusPlayer | None:
-        guild = self.client.get_guild(guild_id)
-        voice = guild.voice_client if guild is not None else None
-        return voice if isinstance(voice, ChorusPlayer) else None
+        return self._players.get(guild_id)
+
+    def forget_player(self, player: ChorusPlayer) -> None:
+        """The player ended (left voice, destroyed): see `ChorusPlayer.cleanup`."""
+        for guild_id, known in list(self._players.items()):
+            if known is player:
+                del self._players[guild_id]
 
     async def leave(self, player: ChorusPlayer) -> None:
         """A deliberate leave: nothing to resume after a restart."""
@@ -154,7 +162,16 @@ class MusicService:
         node = self.nodes.best()
         if node is None:
             raise AudioBackendUnavailable()
-        player = await channel.connect(cls=self._new_player, self_deaf=True, timeout=10.0)
+        try:
+            player = await channel.connect(cls=self._new_player, self_deaf=True, timeout=10.0)
+        except BaseException:
+            # discord.py keeps a voice client whose connect failed registered: without this, every
+            # later join in the guild would fail with "Already connected".
+            stray = channel.guild.voice_client
+            if isinstance(stray, ChorusPlayer) and self.get_player(channel.guild.id) is not stray:
+                await run_bounded(stray.disconnect(), 5.0, what=f"Dropping a failed join (bot {self.bot_id})")
+            raise
+        self._players[channel.guild.id] = player
         player.autoplay = wavelink.AutoPlayMode.partial  # wavelink advances the queue: the one mechanism
         player.text_channel_id = text_channel_id
         player.queue.mode = wavelink.QueueMode.normal
@@ -258,6 +275,35 @@ class MusicService:
                 player.stranded_position if player.stranded_position is not None else int(player.position)
             )
             await self._relocate(player, node, position)
+
+    # -- a new Discord session ----------------------------------------------------------------------
+
+    async def _on_ready(self) -> None:
+        """After a re-identify (op 9, close 4009) discord.py rebuilt every guild and forgot its
+        voice clients, while Lavalink kept playing. Re-attach each player to the new objects and
+        renew its voice session on the new gateway session (op 4 to its own channel: Discord
+        answers with a fresh voice state and server, which the player forwards to Lavalink)."""
+        state = self.client._connection  # pyright: ignore[reportPrivateUsage]  # its voice client registry
+        for guild_id, player in list(self._players.items()):
+            guild = self.client.get_guild(guild_id)
+            if guild is not None and guild is player.guild and state._get_voice_client(guild_id) is player:  # pyright: ignore[reportPrivateUsage]
+                continue  # the same session: nothing was lost
+            channel_id = player.channel.id if player.channel is not None else None
+            channel = guild.get_channel(channel_id) if guild is not None and channel_id else None
+            if guild is None or not isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+                _log.info("Bot %d: guild %d or its voice channel is gone after a new session; "
+                          "stopping its player", self.bot_id, guild_id)  # fmt: skip
+                self.forget_player(player)
+                await run_bounded(player._destroy(), 5.0, what=f"Dropping a player (bot {self.bot_id})")  # pyright: ignore[reportPrivateUsage]  # no guild left to leave
+                await self.snapshots.forget(guild_id)
+                continue
+            player.reattach(guild, channel)
+            try:
+                await guild.change_voice_state(channel=channel, self_deaf=True)
+            except (discord.ClientException, ConnectionError) as exc:
+                _log.warning("Bot %d: could not renew voice in guild %d (%s)", self.bot_id, guild_id, exc)
+                continue
+            _log.info("Bot %d: player of guild %d kept across a new Discord session", self.bot_id, guild_id)
 
     # -- announcements ----------------------------------------------------------------------------
 
