@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     lavalink_health_interval: float = Field(default=5.0, gt=0)
     lavalink_reconnect_max_delay: float = Field(default=10.0, gt=0)
     snapshot_interval: float = Field(default=10.0, gt=0)
+    snapshot_max_age: float = Field(default=3600.0, gt=0)
 
     log_level: LogLevel = "INFO"
 

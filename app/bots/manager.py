@@ -120,6 +120,7 @@ class BotManager:
             if runner is None:
                 return "none"
             await self._stop(client_id)
+            await self._forget_players(client_id)
             return "stopped"
         if runner is None:
             await self._start(record)
@@ -180,6 +181,17 @@ class BotManager:
         await runner.stop()
         _log.info("Bot %r (%d) stopped", runner.name, client_id)
         return True
+
+    async def _forget_players(self, client_id: int) -> None:
+        """A disabled or deleted bot resumes nothing if it comes back (its stop just saved its
+        players, as every stop does). A restart or a shutdown keeps them: they resume."""
+        try:
+            forgotten = await queries.forget_player_snapshots(client_id)
+        except PyMongoError as exc:
+            _log.warning("Bot %d: its saved players were not forgotten (%s)", client_id, exc)
+            return
+        if forgotten:
+            _log.info("Bot %d: forgot %d saved player(s): it was disabled or deleted", client_id, forgotten)
 
     @property
     def settings(self) -> Settings:

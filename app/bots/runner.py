@@ -232,6 +232,7 @@ class BotRunner:
             health_interval=settings.lavalink_health_interval,
             reconnect_max_delay=settings.lavalink_reconnect_max_delay,
             snapshot_interval=settings.snapshot_interval,
+            snapshot_max_age=settings.snapshot_max_age,
         )
 
     async def _supervise(self) -> None:

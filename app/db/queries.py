@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
-from app.db.models import BotIdentifyLog, MusicBot, ServerMusicBot, ServerStatus, utcnow
+from app.db.models import BotIdentifyLog, MusicBot, PlayerSnapshot, ServerMusicBot, ServerStatus, utcnow
 
 IDENTIFY_WINDOW = timedelta(hours=24)
 INVITE_EXPIRED = "invite expired unused"
@@ -216,3 +216,13 @@ async def identify_timestamps(client_id: int) -> list[datetime]:
         return []
     since = utcnow() - IDENTIFY_WINDOW
     return sorted(ts for ts in doc["timestamps"] if ts >= since)
+
+
+async def forget_player_snapshots(client_id: int) -> int:
+    """Delete every saved player of a bot that was disabled or deleted: re-enabling it must not
+    rejoin a channel that has long been empty and start playing. Returns how many were deleted.
+
+    Not for a restart or a shutdown: those save players precisely so they resume.
+    """
+    result = await PlayerSnapshot.get_pymongo_collection().delete_many({"bot_id": client_id})
+    return result.deleted_count

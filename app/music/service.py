@@ -39,6 +39,7 @@ class MusicConfig:
     health_interval: float = 5.0
     reconnect_max_delay: float = 10.0
     snapshot_interval: float = 10.0
+    snapshot_max_age: float = 3600.0
 
 
 class MusicService:
@@ -61,7 +62,9 @@ class MusicService:
         # Ours, not discord.py's `voice_clients`: a re-identify (op 9, close 4009) clears those
         # while Lavalink keeps playing, and the players must survive it.
         self._players: dict[int, ChorusPlayer] = {}
-        self.snapshots = SnapshotKeeper(self, interval=config.snapshot_interval)
+        self.snapshots = SnapshotKeeper(
+            self, interval=config.snapshot_interval, max_age=config.snapshot_max_age
+        )
         self.node_ready = asyncio.Event()
         self.tracks_played = 0  # set when any of this bot's nodes first becomes ready
 
@@ -264,11 +267,20 @@ class MusicService:
             return
         self.node_ready.set()
         if payload.resumed:
-            return
-        # A fresh session: players stranded anywhere, or left on this node (it lost them when it
-        # restarted), are re-created here at their saved position.
+            # Lavalink kept this session and its players: nothing on this node was lost, so what
+            # was frozen when it dropped is stale now (snapshots would save it, a later fresh
+            # session would rewind to it).
+            for player in self.players():
+                if player.node is node and player.stranded_position is not None:
+                    player.stranded_position = None
+                    _log.info("Bot %d: guild %s resumed with node %s",
+                              self.bot_id, _gid(player), node.identifier)  # fmt: skip
+        # Players stranded anywhere else, or (fresh session) left on this node, which lost them
+        # when it restarted: re-created here at their saved position.
         for player in self.players():
-            on_this_node = player.node.identifier == node.identifier
+            on_this_node = player.node is node
+            if payload.resumed and on_this_node:
+                continue
             if player.stranded_position is None and not on_this_node:
                 continue
             position = (

@@ -4,12 +4,18 @@ Saved every `SNAPSHOT_INTERVAL` seconds and on shutdown (before leaving voice), 
 at most one interval. A restarted bot rejoins its channel, plays the saved track from the saved
 position and restores the queue and its modes: Discord's voice session did not survive the
 restart (voice close 4014), so "resume" is "rejoin, play, seek".
+
+Restoring respects the fleet: it waits for one of the bot's Lavalink nodes (however long that
+takes: Lavalink does not gate the bot), skips snapshots older than `SNAPSHOT_MAX_AGE`, and joins
+under the fleet's guild lock, skipping a channel another bot of ours already serves (a user's
+`/play` may have been routed there while this bot was still starting).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -26,7 +32,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-NODE_WAIT = 30.0  # seconds a restarting bot waits for one of its Lavalink nodes before giving up
+VoiceLike = discord.VoiceChannel | discord.StageChannel
 
 
 def _saved(track: wavelink.Playable) -> SavedTrack:
@@ -62,24 +68,33 @@ def take_snapshot(bot_id: int, player: ChorusPlayer) -> PlayerSnapshot | None:
 class SnapshotKeeper:
     """Saves and restores the players of one bot."""
 
-    def __init__(self, service: MusicService, *, interval: float) -> None:
+    def __init__(self, service: MusicService, *, interval: float, max_age: float) -> None:
         self._service = service
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-        self.restored = asyncio.Event()
+        self._max_age = timedelta(seconds=max_age)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.restored = asyncio.Event()  # set once restoring is over; until then nothing is pruned
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"snapshots-{self._service.bot_id}")
+        bot_id = self._service.bot_id
+        self._tasks = [
+            asyncio.create_task(self._restore_when_ready(), name=f"snapshots-restore-{bot_id}"),
+            asyncio.create_task(self._save_loop(), name=f"snapshots-{bot_id}"),
+        ]
 
     async def stop(self) -> None:
-        await cancel_bounded([self._task], 2.0, what=f"Snapshots of bot {self._service.bot_id}")
+        await cancel_bounded(self._tasks, 2.0, what=f"Snapshots of bot {self._service.bot_id}")
 
-    async def _run(self) -> None:
+    async def _restore_when_ready(self) -> None:
         await self._service.client.wait_until_ready()
         try:
             await self.restore()
         finally:
             self.restored.set()
+
+    async def _save_loop(self) -> None:
+        # Saving does not wait for restoring (which waits for Lavalink): players started meanwhile
+        # by /play are saved too; pruning waits until restoring is over.
         while True:
             await asyncio.sleep(self._interval)
             try:
@@ -122,14 +137,14 @@ class SnapshotKeeper:
             return 0
         if not snapshots:
             return 0
-        try:
-            await asyncio.wait_for(service.node_ready.wait(), NODE_WAIT)
-        except TimeoutError:
-            _log.warning("Bot %d: no Lavalink node after %.0fs; %d player(s) not resumed",
-                         service.bot_id, NODE_WAIT, len(snapshots))  # fmt: skip
-            return 0
+        if not service.node_ready.is_set():
+            _log.info("Bot %d: %d player(s) will resume once a Lavalink node is up",
+                      service.bot_id, len(snapshots))  # fmt: skip
+            await service.node_ready.wait()
         resumed = 0
         for snapshot in snapshots:
+            if await self._too_old(snapshot):
+                continue
             try:
                 resumed += await self._restore_one(snapshot)
             except Exception:
@@ -147,9 +162,32 @@ class SnapshotKeeper:
             )
             await self.forget(snapshot.guild_id)
             return False
-        if service.get_player(guild.id) is not None:
+        async with service.fleet.lock(guild.id):  # the same lock as /play: one bot per channel
+            if service.get_player(guild.id) is not None:
+                return False  # a /play reached this bot first; its player is saved from now on
+            serving = service.fleet.player_in_channel(guild.id, channel.id)
+            if serving is not None:
+                _log.info("Bot %d: not resuming guild %d: %s already plays in channel %d",
+                          service.bot_id, guild.id, serving.service.name, channel.id)  # fmt: skip
+                await self.forget(guild.id)
+                return False
+            return await self._rejoin(snapshot, channel)
+
+    async def _too_old(self, snapshot: PlayerSnapshot) -> bool:
+        age = utcnow() - snapshot.saved_at
+        if age <= self._max_age:
             return False
+        _log.info("Bot %d: discarding the snapshot of guild %d: saved %.0f min ago, older than %.0f min",
+                  self._service.bot_id, snapshot.guild_id, age.total_seconds() / 60,
+                  self._max_age.total_seconds() / 60)  # fmt: skip
+        await self.forget(snapshot.guild_id)
+        return True
+
+    async def _rejoin(self, snapshot: PlayerSnapshot, channel: VoiceLike) -> bool:
+        service = self._service
+        guild = channel.guild
         player = await service.join(channel, text_channel_id=snapshot.text_channel_id)
+        service.fleet.mark_used(service, guild.id)
         player.queue.put([_track(saved) for saved in snapshot.queue])
         player.queue.mode = _enum(wavelink.QueueMode, snapshot.queue_mode, wavelink.QueueMode.normal)
         player.autoplay = _enum(wavelink.AutoPlayMode, snapshot.autoplay, wavelink.AutoPlayMode.partial)

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from app.db.errors import UnknownBot
 from app.db.models import MusicBot, ServerMusicBot, utcnow
-from app.db.queries import get_music_bot_by_client_id
+from app.db.queries import forget_player_snapshots, get_music_bot_by_client_id
 from app.tokens import TokenCipher, TokenDecryptionError
 
 __all__ = ("BotSummary", "TokenState", "list_bots", "remove_bot", "set_enabled")
@@ -76,6 +76,8 @@ async def set_enabled(client_id: int, enabled: bool) -> tuple[MusicBot, bool]:
         {"client_id": client_id}, {"$set": {"enabled": enabled, "updated_at": utcnow()}}
     )
     bot.enabled = enabled
+    if not enabled:
+        await forget_player_snapshots(client_id)  # also when no service runs to see the change
     _log.info("Bot %r (%d) %s", bot.name, client_id, "enabled" if enabled else "disabled")
     return bot, True
 
@@ -86,5 +88,6 @@ async def remove_bot(client_id: int) -> MusicBot:
     assert bot.id is not None, "a stored document has an id"
     await ServerMusicBot.get_pymongo_collection().delete_many({"music_bot_id": bot.id})
     await MusicBot.get_pymongo_collection().delete_one({"_id": bot.id})
+    await forget_player_snapshots(client_id)
     _log.info("Removed bot %r (%d)", bot.name, client_id)
     return bot

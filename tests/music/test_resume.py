@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 import wavelink
 
+from app.bots.status import BotState
+from app.db.models import PlayerSnapshot
 from tests.music.conftest import WorldFactory, until
 
 
@@ -73,3 +80,112 @@ async def test_stale_snapshots_are_discarded_and_leave_forgets(make_world: World
     await world.restart()
     await world.service(first).snapshots.restored.wait()
     assert world.player(first) is None
+
+
+async def test_restore_skips_a_channel_another_bot_of_ours_already_serves(make_world: WorldFactory) -> None:
+    world = await make_world(bots=2)
+    first, second = world.bots
+    alice = await world.user_in_voice("Alice")
+    await world.run(alice, "play", bot=first, query="Song 1")
+    await world.playing("Song 1", first)
+
+    async def first_cannot_reach_lavalink() -> None:
+        world.lavalink.refused_users.add(first.client_id)
+
+    await world.restart(while_down=first_cannot_reach_lavalink, wait=False)
+    await world.app.wait_for(first, BotState.READY)  # on Discord, without Lavalink
+    await world.app.wait_for(second, BotState.READY)
+    await world.wait_nodes(second)
+    # While the first bot still waits to restore, Alice's /play reaches the second one.
+    answer = await world.run(alice, "play", bot=second, query="Song 5")
+    assert "Chorus 2" in answer.text
+    await world.playing("Song 5", second)
+
+    world.lavalink.refused_users.discard(first.client_id)
+    await world.wait_nodes(first)
+    await asyncio.wait_for(world.service(first).snapshots.restored.wait(), 30)
+    assert world.player(first) is None
+    assert world.discord.voice_channel_of(world.guild.id, first.client_id) is None
+    assert world.discord.users_in_voice(world.guild.id, world.voice_channel) == {alice.id, second.client_id}
+    assert await _saved_players(first.client_id) == 0
+
+
+async def _saved_players(bot_id: int) -> int:
+    return await PlayerSnapshot.find(PlayerSnapshot.bot_id == bot_id).count()
+
+
+async def test_disabling_a_bot_forgets_its_players(
+    make_world: WorldFactory, mongo: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = await make_world()
+    user = await world.user_in_voice()
+    await world.run(user, "play", query="Song 1")
+    await world.playing("Song 1")
+    assert world.settings is not None
+    bots = mongo[world.settings.mongodb_database]["music_bots"]
+    manager = world.app.manager
+    bot_id = world.bot.client_id
+
+    await bots.update_one({"client_id": bot_id}, {"$set": {"enabled": False}})  # as `chorus bots disable`
+    # Stopped (which saves its players, as every stop does), then forgotten.
+    await until(lambda: "forgot 1 saved player(s)" in caplog.text, timeout=30)
+    assert manager.get_runner(bot_id) is None and await _saved_players(bot_id) == 0
+    assert world.discord.voice_channel_of(world.guild.id, bot_id) is None
+
+    await bots.update_one({"client_id": bot_id}, {"$set": {"enabled": True}})
+    await until(lambda: manager.get_runner(bot_id) is not None, timeout=30)
+    await world.wait_ready()
+    await asyncio.wait_for(world.service().snapshots.restored.wait(), 30)
+    assert world.player() is None
+    assert world.discord.voice_channel_of(world.guild.id, bot_id) is None
+
+
+async def test_a_restart_keeps_the_players_but_not_those_saved_too_long_ago(
+    make_world: WorldFactory, mongo: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = await make_world(bots=2, snapshot_max_age=3600)
+    first, second = world.bots
+    room = world.discord.add_voice_channel(world.guild.id, "Room 2")
+    alice = await world.user_in_voice("Alice")
+    bob = await world.user_in_voice("Bob", room)
+    await world.run(alice, "play", bot=first, query="Song 1")
+    await world.run(bob, "play", bot=first, query="Song 2")
+    await world.playing("Song 1", first)
+    await world.playing("Song 2", second)
+    assert world.settings is not None
+    snapshots = mongo[world.settings.mongodb_database]["player_snapshots"]
+
+    async def age_the_second_bots_snapshot() -> None:
+        two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+        await snapshots.update_one({"bot_id": second.client_id}, {"$set": {"saved_at": two_hours_ago}})
+
+    await world.restart(while_down=age_the_second_bots_snapshot)
+    await world.playing("Song 1", first)
+    await asyncio.wait_for(world.service(second).snapshots.restored.wait(), 30)
+    assert world.player(second) is None
+    assert "older than 60 min" in caplog.text
+    assert await snapshots.count_documents({"bot_id": second.client_id}) == 0
+
+
+async def test_a_resumed_lavalink_session_clears_the_stranded_position(
+    make_world: WorldFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = await make_world(lavalink_options={"keep_sessions": True})
+    user = await world.user_in_voice()
+    await world.run(user, "play", query="Song 1")
+    lavalink_player = await world.playing("Song 1")
+    patches = len(lavalink_player.patches)
+    player = world.player()
+    assert player is not None
+    session = world.lavalink.session_for_user(world.bot.client_id)
+    assert session is not None
+
+    await world.lavalink.drop_connection(world.bot.client_id)  # the only node: the player is stranded
+    await until(lambda: any(op["op"] == "ready" and op["resumed"] for op in session.sent), timeout=30)
+    await world.wait_nodes(world.bot)
+    await until(lambda: "resumed with node" in caplog.text)
+    assert player.stranded_position is None
+    await world.lavalink.advance(30_000)
+    await until(lambda: player.position >= 30_000)
+    # Lavalink's own player kept playing: nothing was re-created or rewound.
+    assert world.lavalink_player() is lavalink_player and len(lavalink_player.patches) == patches
