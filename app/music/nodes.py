@@ -72,9 +72,12 @@ class _NodeSocket(Websocket):
 
     async def shut(self) -> None:
         """Stop the reader and close the socket, without wavelink's events or player cleanup."""
-        if self.keep_alive_task is not None and not self.keep_alive_task.done():
-            self.keep_alive_task.cancel()
-            await asyncio.gather(self.keep_alive_task, return_exceptions=True)
+        reader = self.keep_alive_task
+        if reader is not None and not reader.done():
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        elif reader is not None and not reader.cancelled():
+            reader.exception()  # a reader that died unobserved is not "never retrieved" noise
         if self.socket is not None and not self.socket.closed:
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                 async with asyncio.timeout(2.0):  # a stalled server must not hold a stop
