@@ -39,7 +39,7 @@ def test_an_orphaned_store_is_adopted(first: EmbeddedDatabase, tmp_path: Path) -
     assert heir.owned
     heir.stop()
     assert first._process is not None
-    assert first._process.wait(timeout=5) is not None  # stopped by its heir (reaped here, its parent)
+    assert first._process.wait(timeout=60) is not None  # stopped by its heir (reaped here, its parent)
     first.owned = False
 
 

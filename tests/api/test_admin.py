@@ -30,10 +30,10 @@ def admin_settings(make_settings: Any, fake_discord: FakeDiscord) -> Settings:
 
 
 async def runner_state(running: RunningApp, client_id: int, *states: BotState) -> None:
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         while (runner := running.manager.get_runner(client_id)) is None:
             await asyncio.sleep(0.01)
-    await runner.wait_for_state(*states, timeout=5)
+    await runner.wait_for_state(*states, timeout=30)
 
 
 @pytest.mark.parametrize(

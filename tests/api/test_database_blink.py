@@ -50,18 +50,20 @@ async def test_database_blink(tmp_path: Path, fake_discord: FakeDiscord, make_se
             # A join while the database is down: the bot serves it, the record waits.
             guild = fake_discord.add_guild()
             await fake_discord.add_bot_to_guild(bot, guild.id)
-            await asyncio.sleep(0.3)
             client = runner.client
-            assert client is not None and client.get_guild(guild.id) is not None
+            assert client is not None
+            async with asyncio.timeout(30):
+                while client.get_guild(guild.id) is None:
+                    await asyncio.sleep(0.02)
 
             database.start()
             collection = observer[settings.mongodb_database][ServerMusicBot.Settings.name]
             bots = observer[settings.mongodb_database][MusicBot.Settings.name]
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(30):
                 # The restarted server may accept connections before its data is back.
                 while (stored := await bots.find_one({"client_id": bot.client_id})) is None:
                     await asyncio.sleep(0.1)
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(30):
                 while not await collection.find_one({"server_id": guild.id, "music_bot_id": stored["_id"]}):
                     await asyncio.sleep(0.1)
             assert await monitor.check()

@@ -18,14 +18,14 @@ from tests.fleet import RunningApp, running_app, store_bot
 Mongo = AsyncMongoClient[dict[str, Any]]
 
 
-async def until_runner(running: RunningApp, client_id: int, *states: BotState, timeout: float = 5.0) -> None:
+async def until_runner(running: RunningApp, client_id: int, *states: BotState, timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while (runner := running.manager.get_runner(client_id)) is None:
             await asyncio.sleep(0.01)
     await runner.wait_for_state(*states, timeout=timeout)
 
 
-async def until_stopped(running: RunningApp, client_id: int, timeout: float = 5.0) -> None:
+async def until_stopped(running: RunningApp, client_id: int, timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while running.manager.get_runner(client_id) is not None:
             await asyncio.sleep(0.01)
@@ -47,7 +47,7 @@ async def test_insert_disable_rename_retoken_and_delete(
     bots = mongo[settings.mongodb_database][MusicBot.Settings.name]
     async with running_app(settings) as running:
         await running.wait_for(steady, BotState.READY)
-        await asyncio.wait_for(running.manager.watcher.watching.wait(), 5)
+        await asyncio.wait_for(running.manager.watcher.watching.wait(), 30)
         assert running.manager.watcher.active_mode == mode
         steady_runner = running.manager.get_runner(steady.client_id)
 
@@ -59,7 +59,7 @@ async def test_insert_disable_rename_retoken_and_delete(
         # Disabled: stops; enabled again: starts.
         await bots.update_one({"client_id": newcomer.client_id}, {"$set": {"enabled": False}})
         await until_stopped(running, newcomer.client_id)
-        async with asyncio.timeout(5):  # the fake sees the close frame a moment later
+        async with asyncio.timeout(30):  # the fake sees the close frame a moment later
             while fake_discord.is_connected(newcomer):
                 await asyncio.sleep(0.01)
         await bots.update_one({"client_id": newcomer.client_id}, {"$set": {"enabled": True}})
@@ -68,7 +68,7 @@ async def test_insert_disable_rename_retoken_and_delete(
         # Renamed: that bot restarts under its new name.
         first_runner = running.manager.get_runner(newcomer.client_id)
         await bots.update_one({"client_id": newcomer.client_id}, {"$set": {"name": "Renamed"}})
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while (r := running.manager.get_runner(newcomer.client_id)) is None or r is first_runner:
                 await asyncio.sleep(0.01)
         await until_runner(running, newcomer.client_id, BotState.READY)

@@ -139,7 +139,7 @@ class FakeInteraction:
                 return dict(response.get("data") or {})
         return None
 
-    async def wait_for_response(self, timeout: float = 5.0) -> Json:
+    async def wait_for_response(self, timeout: float = 30.0) -> Json:
         """The first callback the bot sent ({"type": ..., "data": ...})."""
         await self.fake._wait_until(
             lambda: bool(self.responses), timeout, f"a response to interaction {self.id}"
@@ -147,7 +147,7 @@ class FakeInteraction:
         return self.responses[0]
 
     async def wait_for_message(
-        self, predicate: Callable[[FakeMessage], bool] | None = None, timeout: float = 5.0
+        self, predicate: Callable[[FakeMessage], bool] | None = None, timeout: float = 30.0
     ) -> FakeMessage:
         """The first of original/followups that has a body (not "thinking...") and matches ``predicate``."""
         found: list[FakeMessage] = []
@@ -261,7 +261,7 @@ class InteractionsMixin:
         self,
         channel_id: int,
         predicate: Callable[[FakeMessage], bool] | None = None,
-        timeout: float = 5.0,
+        timeout: float = 30.0,
     ) -> FakeMessage:
         """The first (oldest) not-deleted message in the channel matching ``predicate``; waits for it."""
         return await self._wait_for_message(
@@ -275,7 +275,7 @@ class InteractionsMixin:
         self,
         user: FakeUser | int,
         predicate: Callable[[FakeMessage], bool] | None = None,
-        timeout: float = 5.0,
+        timeout: float = 30.0,
     ) -> FakeMessage:
         return await self._wait_for_message(
             lambda: self.dm_messages(user), predicate, timeout, f"a DM to {user}"

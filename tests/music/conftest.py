@@ -21,7 +21,7 @@ from tests.fakes.lavalink import FakeLavalink, FakePlayer
 from tests.fleet import RunningApp, running_app, store_bot
 
 
-async def until(predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition") -> None:
+async def until(predicate: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
@@ -122,7 +122,7 @@ class World:
             options=options,
             subcommand=subcommand,
         )
-        await interaction.wait_for_message(lambda message: bool(message.text), timeout=10)
+        await interaction.wait_for_message(lambda message: bool(message.text), timeout=30)
         return interaction
 
     async def playing(self, title: str, bot: FakeBot | None = None) -> FakePlayer:

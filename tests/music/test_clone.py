@@ -43,7 +43,7 @@ async def _clone(world: World, user: FakeUser, token: str) -> FakeInteraction:
     submitted = await world.discord.submit_modal(
         world.bot, interaction=opened, values={"clone:token": token}, user=user
     )
-    await submitted.wait_for_message(lambda m: bool(m.text), timeout=10)
+    await submitted.wait_for_message(lambda m: bool(m.text), timeout=30)
     assert submitted.ephemeral
     return submitted
 
@@ -54,7 +54,7 @@ async def _stop(world: World, user: FakeUser, which: str) -> FakeInteraction:
         world.bot, guild_id=world.guild.id, channel_id=world.text_channel, user=user,
         name="clone_stop", options={"bot": which},
     )  # fmt: skip
-    await interaction.wait_for_message(lambda message: bool(message.text), timeout=10)
+    await interaction.wait_for_message(lambda message: bool(message.text), timeout=30)
     return interaction
 
 

@@ -65,7 +65,7 @@ async def test_a_dead_node_hands_its_players_to_the_other(make_world: WorldFacto
 
     await source.shutdown_node()
     await until(lambda: (p := target.get_player(world.guild.id, user_id=world.bot.client_id)) is not None
-                and p.track is not None, timeout=10)  # fmt: skip
+                and p.track is not None, timeout=30)  # fmt: skip
     moved = target.get_player(world.guild.id, user_id=world.bot.client_id)
     assert moved is not None and moved.track is not None
     assert moved.track["info"]["title"] == "Song 1"
@@ -100,7 +100,7 @@ async def test_idle_leave_unless_247(make_world: WorldFactory) -> None:
     await world.run(user, "play", query="Song 1")
     await world.playing("Song 1")
     await world.lavalink.finish_track(world.guild.id, user_id=world.bot.client_id)
-    await until(lambda: world.player() is None, timeout=5)
+    await until(lambda: world.player() is None, timeout=30)
     left = await world.discord.wait_for_channel_message(world.text_channel, lambda m: "Left" in m.text)
     assert "nothing was playing" in left.text
 
