@@ -6,12 +6,27 @@ whichever handler (uvicorn's, pytest's, a user's) later formats it, exceptions i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ("configure_logging", "install_redaction", "redact")
+import aiohttp
+import discord
+
+__all__ = (
+    "GatewayLogScope",
+    "configure_logging",
+    "describe_connection_error",
+    "gateway_scope",
+    "install_reconnect_log_filter",
+    "install_redaction",
+    "redact",
+)
 
 _TOKEN_SHAPED = re.compile(r"[A-Za-z0-9_-]{17,40}\.[A-Za-z0-9_-]{4,10}\.[A-Za-z0-9_-]{20,}")
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bot|bearer)\s+[^\s'\",}]+")
@@ -63,6 +78,7 @@ def install_redaction() -> None:
 
 def configure_logging(level: str = "INFO") -> None:
     install_redaction()
+    install_reconnect_log_filter()
     root = logging.getLogger()
     root.setLevel(level)
     if not any(getattr(h, "_chorus", False) for h in root.handlers):
@@ -75,3 +91,74 @@ def configure_logging(level: str = "INFO") -> None:
     if level != "DEBUG":
         logging.getLogger("discord").setLevel(logging.WARNING)
         logging.getLogger("wavelink").setLevel(logging.WARNING)
+
+
+# -- discord.py's reconnect tracebacks ------------------------------------------------------------
+
+
+def describe_connection_error(exc: BaseException) -> str:
+    """One line for a failed gateway connection: what failed, where, and why."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        url = exc.request_info.real_url.with_query(None)
+        return f"gateway handshake failed: HTTP {exc.status} at {url}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
+        return f"gateway unreachable: cannot connect to {exc.host}:{exc.port} ({reason})"
+    if isinstance(exc, discord.ConnectionClosed):
+        reason = f": {exc.reason}" if exc.reason else ""
+        return f"the gateway closed the connection (close code {exc.code}{reason})"
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return "the gateway did not answer in time"
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        detail = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+        return f"network error: {detail}"
+    return f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayLogScope:
+    """Which bot the discord.py records of the current task are about. A bot's supervisor sets
+    it in its own task; `has_session` says whether its client ever had a gateway session."""
+
+    label: str
+    has_session: Callable[[], bool]
+
+
+gateway_scope: ContextVar[GatewayLogScope | None] = ContextVar("chorus_gateway_scope", default=None)
+
+_RECONNECT_PREFIX = "Attempting a reconnect in "
+_reconnect_tracebacks = logging.getLogger("discord.client.reconnects")
+
+
+class _ReconnectLogFilter(logging.Filter):
+    """discord.py logs each failed reconnect with `_log.exception("Attempting a reconnect in
+    %.2fs")`: a ~60-line traceback per bot per attempt (megabytes a minute when a gateway is
+    down for a fleet). Each becomes one WARNING line naming the bot, the reason and the delay;
+    the traceback goes to DEBUG. Before the first session discord.py cannot reconnect (it gives
+    up after that sleep): the bot's supervisor reports that attempt, with its own delay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(_RECONNECT_PREFIX):
+            return True
+        delay = message.removeprefix(_RECONNECT_PREFIX).strip()
+        scope = gateway_scope.get()
+        label = scope.label if scope is not None else "A bot"
+        exc = record.exc_info[1] if record.exc_info else None
+        reason = describe_connection_error(exc) if exc is not None else "unknown error"
+        if record.exc_info:
+            _reconnect_tracebacks.debug("%s: %s", label, reason, exc_info=record.exc_info)
+        if scope is not None and not scope.has_session():
+            return False
+        record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        record.msg = f"{label}: gateway connection failed ({reason}); discord.py reconnects in {delay}"
+        record.args = None
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def install_reconnect_log_filter() -> None:
+    """Collapse discord.py's reconnect tracebacks (see `_ReconnectLogFilter`). Idempotent."""
+    logger = logging.getLogger("discord.client")
+    if not any(isinstance(f, _ReconnectLogFilter) for f in logger.filters):
+        logger.addFilter(_ReconnectLogFilter())

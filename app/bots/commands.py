@@ -74,8 +74,9 @@ def detached_music(bot: commands.Bot) -> MusicService:
 
 async def command_payloads() -> list[dict[str, Any]]:
     """The JSON Discord expects in a bulk overwrite: exactly what the bots register."""
+    # Never connected; `guilds` only so discord.py does not warn that state needs that intent.
     bot = commands.Bot(
-        command_prefix=commands.when_mentioned, intents=discord.Intents.none(), help_command=None
+        command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True), help_command=None
     )
     try:
         await load_extensions(bot, music=detached_music(bot), manager=None)

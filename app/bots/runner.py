@@ -21,6 +21,7 @@ from app.bots.identify import IdentifyLedger, IdentifyPacer
 from app.bots.router import FleetRouter
 from app.bots.status import BotState, BotStatus
 from app.db.models import MusicBot, utcnow
+from app.logs import GatewayLogScope, describe_connection_error, gateway_scope, install_reconnect_log_filter
 from app.music.config import LavalinkNodeSpec
 from app.music.service import MusicConfig
 from app.settings import Settings
@@ -114,6 +115,7 @@ class BotRunner:
 
     def start(self) -> None:
         self._ledger.start()
+        install_reconnect_log_filter()
         self._task = asyncio.create_task(self._supervise(), name=f"bot-{self.client_id}")
         self._guilds.start()
 
@@ -235,7 +237,13 @@ class BotRunner:
             snapshot_max_age=settings.snapshot_max_age,
         )
 
+    def _has_session(self) -> bool:
+        client = self.client
+        return client is not None and client.ws is not None
+
     async def _supervise(self) -> None:
+        # discord.py's records from this task (its reconnect loop) name this bot.
+        gateway_scope.set(GatewayLogScope(f"Bot {self.name!r} ({self.client_id})", self._has_session))
         try:
             token = self._decrypt_token()
         except (TokenDecryptionError, FatalBotError) as exc:
@@ -283,13 +291,14 @@ class BotRunner:
             except Exception as exc:
                 if self._stopping:
                     return
-                await self._retry_later(exc)
+                await self._retry_later(_first_connection_failure(exc, client))
             finally:
                 with contextlib.suppress(Exception):
                     await client.close()
 
     async def _retry_later(self, exc: BaseException) -> None:
-        error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        error = describe_connection_error(exc)
+        _log.debug("Bot %d: the failure in full", self.client_id, exc_info=exc)
         await self._set_state(BotState.RECONNECTING, error=error)
         if self._identified:
             # The session got as far as an IDENTIFY: the pacer decides when the next one goes.
@@ -386,3 +395,16 @@ class BotRunner:
 
     async def _on_guild_change(self, guild: discord.Guild) -> None:
         self._guilds.wake()
+
+
+def _first_connection_failure(exc: Exception, client: discord.Client) -> BaseException:
+    """The real reason when the first gateway connection failed.
+
+    discord.py 2.7's reconnect loop, after a failed first handshake, reads `self.ws.sequence`
+    while `ws` is still None: the AttributeError hides the failure it was handling (a 404 from
+    a proxy, a refused connection), which is its `__context__`.
+    """
+    ws: object = client.ws
+    if isinstance(exc, AttributeError) and ws is None and exc.__context__ is not None:
+        return exc.__context__
+    return exc

@@ -389,8 +389,12 @@ class _Fail429:
 class FakeDiscord(InteractionsMixin):
     """Fake Discord REST + gateway server serving many bots."""
 
-    def __init__(self, *, heartbeat_interval_ms: int = 41250) -> None:
+    def __init__(self, *, heartbeat_interval_ms: int = 41250, gateway_path: str = "/") -> None:
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        # Where the gateway websocket is served (a proxy may put it on a path of its own).
+        self.gateway_path = gateway_path
+        # While set, every gateway handshake is answered with this HTTP status (an outage).
+        self.gateway_refusal: int | None = None
         self.bots: dict[int, FakeBot] = {}
         self.guilds: dict[int, FakeGuild] = {}
         self.users: dict[int, FakeUser] = {}
@@ -434,7 +438,7 @@ class FakeDiscord(InteractionsMixin):
         if self._runner is not None:
             raise RuntimeError("FakeDiscord already started")
         app = web.Application()
-        app.router.add_get("/", self._gateway_handler)
+        app.router.add_get(self.gateway_path, self._gateway_handler)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest_handler)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -472,7 +476,7 @@ class FakeDiscord(InteractionsMixin):
 
     @property
     def gateway_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
+        return f"ws://127.0.0.1:{self.port}{self.gateway_path}"
 
     # ------------------------------------------------------------------ world setup
 
@@ -834,12 +838,12 @@ class FakeDiscord(InteractionsMixin):
     def is_connected(self, bot: FakeBot) -> bool:
         return any(s.conn is not None and s.conn.alive for s in bot.sessions.values())
 
-    async def wait_for_identify(self, bot: FakeBot, count: int = 1, timeout: float = 5.0) -> None:
+    async def wait_for_identify(self, bot: FakeBot, count: int = 1, timeout: float = 30.0) -> None:
         await self._wait_until(
             lambda: bot.identify_count >= count, timeout, f"{count} IDENTIFY of {bot.name}"
         )
 
-    async def wait_for_resume(self, bot: FakeBot, count: int = 1, timeout: float = 5.0) -> None:
+    async def wait_for_resume(self, bot: FakeBot, count: int = 1, timeout: float = 30.0) -> None:
         await self._wait_until(lambda: bot.resume_count >= count, timeout, f"{count} RESUME of {bot.name}")
 
     def fail_next_with_429(
@@ -873,9 +877,20 @@ class FakeDiscord(InteractionsMixin):
 
     # ------------------------------------------------------------------ gateway
 
+    async def gateway_outage(self, status: int = 503) -> None:
+        """The gateway goes down: open connections close (1001, discord.py resumes) and every
+        handshake is answered with `status` until `gateway_restored()`."""
+        self.gateway_refusal = status
+        await asyncio.gather(*(c.close(1001) for c in list(self._connections)), return_exceptions=True)
+
+    def gateway_restored(self) -> None:
+        self.gateway_refusal = None
+
     async def _gateway_handler(self, request: web.Request) -> web.StreamResponse:
         if self._closing:
             return _error(503, "503: Service Unavailable")
+        if self.gateway_refusal is not None:
+            return _error(self.gateway_refusal, f"{self.gateway_refusal}: gateway unavailable")
         ws = web.WebSocketResponse(timeout=2.0, compress=False, max_msg_size=0)
         await ws.prepare(request)
         conn = _Connection(ws)
