@@ -2,48 +2,151 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
+import socket
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 
-from app.logs import configure_logging
+from app.config_errors import exit_unusable, load_command_settings
+from app.db.connection import DatabaseUnavailable
+from app.embedded import EmbeddedDatabaseError
+from app.music.config import InvalidNodeSpec, parse_lavalink_nodes
 from app.ops.cli import register as register_operator_commands
-from app.runtime import ConfigurationError, resolve_cipher
+from app.runtime import ConfigurationError, apply_discord_endpoints, open_store, resolve_cipher
 from app.settings import Settings
-from app.tokens import InvalidEncryptionKey, generate_key
+from app.tokens import InvalidEncryptionKey, InvalidTokenFormat, client_id_from_token, generate_key
 
 cli = typer.Typer(help="Chorus: a fleet of Discord music bots in one process.", no_args_is_help=True)
 
 _log = logging.getLogger("app.cli")
 
+EXIT_INTERRUPTED = 130
 
-def _load_settings() -> Settings:
-    settings = Settings()
-    configure_logging(settings.log_level)
-    return settings
+SERVE_EPILOG = """\
+Examples:
+
+$ chorus serve                                  (settings from .env and the environment)
+
+$ HTTP_PORT=8080 LOG_LEVEL=DEBUG chorus serve
+
+$ curl -s localhost:3000/health                 (another terminal)
+
+Exit codes: 0 after a clean stop (Ctrl-C, SIGTERM), 2 when it cannot start (a bad setting, the
+database unreachable, the port taken), each with one line saying why.
+"""
+
+GEN_KEY_EPILOG = """\
+Examples:
+
+$ chorus gen-key
+
+$ echo "TOKEN_ENCRYPTION_KEYS=$(chorus gen-key)" >> .env
+
+It reads no settings, so it works even while .env has a mistake in it.
+"""
 
 
-@cli.command()
-def serve() -> None:
-    """Run the service: the HTTP API and every enabled bot."""
-    from app.api.main import create_app
-
-    settings = _load_settings()
+def _preflight(settings: Settings) -> None:
+    """Fail before binding the port, with one line per problem, when the configuration cannot work."""
+    problems: list[str] = []
     try:
-        # Fail before binding the port when the configuration cannot work.
         resolve_cipher(settings)
     except (ConfigurationError, InvalidEncryptionKey) as exc:
-        typer.echo(f"chorus: {exc}", err=True)
-        raise typer.Exit(2) from None
-    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, with the handlers that were
-    # installed before it: by then every bot is closed, so those handlers only note the signal
-    # and the process exits 0 (a clean stop, as systemd and Docker expect).
+        problems.append(str(exc))
+    try:
+        parse_lavalink_nodes(settings.lavalink_nodes)
+    except InvalidNodeSpec as exc:
+        problems.append(str(exc))
+    if settings.discord_token is not None:
+        try:
+            client_id_from_token(settings.discord_token.get_secret_value())
+        except InvalidTokenFormat as exc:
+            problems.append(f"DISCORD_TOKEN: {exc}")
+    if problems:
+        exit_unusable(problems)
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """Bind the HTTP port now, so a port that is taken fails at once and in one line."""
+    host, port = settings.http_host, settings.http_port
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        exit_unusable([f"HTTP_HOST: cannot listen on {host!r}: {exc.strerror or exc}"])
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        exit_unusable([f"HTTP_PORT: cannot listen on {host}:{port}: {exc.strerror or exc}"])
+    sock.set_inheritable(True)
+    return sock
+
+
+class _StartupInterrupted(Exception):
+    """Ctrl-C or SIGTERM arrived before the service was up; everything started was stopped."""
+
+
+async def _serve(server: uvicorn.Server, app: FastAPI, settings: Settings, sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            task.cancel()
+
+    # Until the server runs, a signal cancels the start-up: what was started (the embedded
+    # database) is stopped on the way out. From then on uvicorn handles signals: a graceful
+    # shutdown, after which it re-raises them into no-op handlers, so the process exits 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: None)
-    uvicorn.run(
-        create_app(settings),
+        loop.add_signal_handler(signum, interrupt)
+    try:
+        apply_discord_endpoints(settings)
+        async with open_store(settings) as store:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, lambda *_: None)
+            app.state.opened_store = store  # the lifespan uses it instead of opening its own
+            await server.serve(sockets=[sock])
+    except asyncio.CancelledError:
+        if interrupted:
+            raise _StartupInterrupted from None
+        raise
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+@cli.command(epilog=SERVE_EPILOG)
+def serve() -> None:
+    """Run the service: the HTTP API and every enabled bot.
+
+    Settings come from the environment and .env (see .env.example). Stops gracefully on Ctrl-C
+    or SIGTERM: every bot saves its players and closes its session first.
+    """
+    from app.api.main import create_app
+
+    settings = load_command_settings()
+    _preflight(settings)
+    sock = _listen(settings)
+    _log.info(
+        "Voice runs on Lavalink (LAVALINK_NODES): the bots need none of discord.py's voice "
+        "packages (PyNaCl, davey)"
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.http_host,
         port=settings.http_port,
         workers=1,
@@ -51,9 +154,24 @@ def serve() -> None:
         access_log=False,
         lifespan="on",
     )
+    server = uvicorn.Server(config)
+    try:
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(_serve(server, app, settings, sock))
+    except (ConfigurationError, InvalidEncryptionKey, DatabaseUnavailable, EmbeddedDatabaseError) as exc:
+        exit_unusable([str(exc)])
+    except _StartupInterrupted:
+        typer.echo("chorus: interrupted while starting; nothing was left running", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except SystemExit as exc:  # uvicorn's own "could not start" (a failed lifespan startup)
+        if exc.code not in (0, None):
+            exit_unusable(["the service could not start: see the log lines above"])
+        raise
+    finally:
+        sock.close()
 
 
-@cli.command("gen-key")
+@cli.command("gen-key", epilog=GEN_KEY_EPILOG)
 def gen_key() -> None:
     """Print a new Fernet key for TOKEN_ENCRYPTION_KEYS."""
     typer.echo(generate_key())

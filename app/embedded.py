@@ -24,13 +24,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.tokens import generate_key
-
 _log = logging.getLogger(__name__)
 
 STATE_FILE = "embedded-db.json"
 LOCK_FILE = "embedded-db.lock"
-KEY_FILE = "token-encryption.key"
 
 
 class EmbeddedDatabaseError(RuntimeError):
@@ -216,28 +213,14 @@ class EmbeddedDatabase:
 @contextlib.asynccontextmanager
 async def embedded_database(data_dir: Path) -> AsyncIterator[EmbeddedDatabase]:
     database = EmbeddedDatabase(data_dir)
-    await asyncio.to_thread(database.start)
+    # Shielded: a Ctrl-C during the start must not abandon the thread that is spawning the
+    # server; it is waited for, and the server it started is stopped below, not orphaned.
+    starting = asyncio.ensure_future(asyncio.to_thread(database.start))
     try:
+        await asyncio.shield(starting)
         yield database
     finally:
-        await asyncio.to_thread(database.stop)
-
-
-def load_or_create_key(data_dir: Path) -> str:
-    """The development encryption key in `DATA_DIR`, generated (mode 0600) on first use."""
-    path = data_dir / KEY_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    key = generate_key()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    _log.warning(
-        "No TOKEN_ENCRYPTION_KEYS set: generated a development key in %s (mode 0600). "
-        "Back it up: tokens encrypted with it cannot be read without it. "
-        "Set TOKEN_ENCRYPTION_KEYS in production.",
-        path,
-    )
-    return key
+        if not starting.done():
+            await asyncio.wait({starting})
+        if starting.exception() is None:
+            await asyncio.to_thread(database.stop)

@@ -11,11 +11,13 @@ from typing import Any
 import discord
 import discord.gateway
 import discord.http
+import discord.voice_client
 import yarl
 from pymongo import AsyncMongoClient
 
 from app.db.connection import connect_database
-from app.embedded import EmbeddedDatabase, embedded_database, load_or_create_key
+from app.embedded import EmbeddedDatabase, embedded_database
+from app.key_file import load_or_create_keys
 from app.settings import Settings
 from app.tokens import TokenCipher
 
@@ -39,20 +41,30 @@ def resolve_cipher(settings: Settings) -> TokenCipher:
     if keys:
         return TokenCipher(keys)
     if settings.uses_embedded_database:
-        return TokenCipher([load_or_create_key(settings.data_dir)])
+        return TokenCipher(load_or_create_keys(settings.data_dir))
     raise ConfigurationError(
         "TOKEN_ENCRYPTION_KEYS is required when MONGODB_URL is set: bot tokens are stored encrypted. "
         "Generate a key with `chorus gen-key` and set TOKEN_ENCRYPTION_KEYS=<key>."
     )
 
 
+def quiet_voice_warnings() -> None:
+    """Audio runs on Lavalink, never through discord.py: its one-time warnings that PyNaCl and
+    davey (its own voice packages) are missing would only alarm operators. Call before the
+    first client is created."""
+    discord.voice_client.VoiceClient.warn_nacl = False
+    discord.voice_client.VoiceClient.warn_dave = False
+
+
 def apply_discord_endpoints(settings: Settings) -> None:
-    """Point discord.py at the configured REST base and gateway (before any client starts)."""
+    """Point discord.py at the configured REST base and gateway (before any client starts).
+
+    The gateway URL is used exactly as configured: a proxy may serve it on a path of its own
+    (`ws://proxy/gateway`), and discord.py only adds its query string to it.
+    """
     discord.http.Route.BASE = settings.discord_api_base
-    gateway = settings.discord_gateway_url
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(
-        gateway if gateway.endswith("/") else gateway + "/"
-    )
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+    quiet_voice_warnings()
 
 
 @contextlib.asynccontextmanager
@@ -66,6 +78,10 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
         else:
             embedded = await stack.enter_async_context(embedded_database(settings.data_dir))
             url = embedded.url
+        if settings.database_overrides_url:
+            _log.warning("Using %s", settings.database_choice)
+        else:
+            _log.info("Using %s", settings.database_choice)
         client = await connect_database(
             url, settings.mongodb_database, timeout=settings.database_startup_timeout
         )

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
+from urllib.parse import unquote
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
+DEFAULT_DATABASE = "chorus"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+DatabaseSource = Literal["MONGODB_DATABASE", "MONGODB_URL", "default"]
 
 
 class Settings(BaseSettings):
@@ -30,7 +33,8 @@ class Settings(BaseSettings):
     mongodb_url: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("MONGODB_URL", "DATABASE_URL")
     )
-    mongodb_database: str = Field(default="chorus", min_length=1)
+    # Empty: the database named in MONGODB_URL (`mongodb://host/NAME`), else "chorus".
+    mongodb_database: str = ""
     database_startup_timeout: float = Field(default=30.0, gt=0)
     data_dir: Path = Path("data")
 
@@ -88,15 +92,70 @@ class Settings(BaseSettings):
 
     log_level: LogLevel = "INFO"
 
+    # Where `mongodb_database` came from, and the URL's database when the setting overrides it.
+    _database_source: DatabaseSource = PrivateAttr(default="default")
+    _overridden_url_database: str | None = PrivateAttr(default=None)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+        # Only a known level is upper-cased, so an error shows the value as it was typed.
+        if isinstance(value, str) and value.strip().upper() in get_args(LogLevel):
+            return value.strip().upper()
+        return value
 
-    @field_validator("discord_api_base", "discord_gateway_url")
+    @field_validator("discord_api_base")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _check_gateway_url(cls, value: str) -> str:
+        # Used exactly as given (a proxy may serve the gateway on a path of its own).
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value
+
+    @field_validator("mongodb_database")
+    @classmethod
+    def _check_database_name(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            _check_database_name(value)
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_database(self) -> Settings:
+        url = self.mongodb_url.get_secret_value().strip() if self.mongodb_url is not None else ""
+        in_url = database_in_url(url) if url else None
+        if in_url is not None:
+            _check_database_name(in_url, where="MONGODB_URL: the database it names,")
+        if self.mongodb_database:
+            self._database_source = "MONGODB_DATABASE"
+            if in_url is not None and in_url != self.mongodb_database:
+                self._overridden_url_database = in_url
+        elif in_url is not None:
+            self.mongodb_database, self._database_source = in_url, "MONGODB_URL"
+        else:
+            self.mongodb_database, self._database_source = DEFAULT_DATABASE, "default"
+        return self
+
+    @property
+    def database_choice(self) -> str:
+        """Which database is used and why, for the startup log."""
+        name = self.mongodb_database
+        if self._overridden_url_database is not None:
+            return (
+                f"database {name!r} (MONGODB_DATABASE; it overrides {self._overridden_url_database!r} "
+                "named in MONGODB_URL)"
+            )
+        reason = {"MONGODB_DATABASE": "MONGODB_DATABASE", "MONGODB_URL": "named in MONGODB_URL"}
+        return f"database {name!r} ({reason.get(self._database_source, 'the default')})"
+
+    @property
+    def database_overrides_url(self) -> bool:
+        return self._overridden_url_database is not None
 
     @property
     def encryption_keys(self) -> list[str]:
@@ -108,16 +167,16 @@ class Settings(BaseSettings):
 
     @property
     def owner_id_set(self) -> frozenset[int]:
-        return _id_set(self.owner_ids, "OWNER_IDS")
+        return _id_set(self.owner_ids)
 
     @property
     def clone_allowed_id_set(self) -> frozenset[int]:
-        return _id_set(self.clone_allowed_ids, "CLONE_ALLOWED_IDS")
+        return _id_set(self.clone_allowed_ids)
 
     @field_validator("owner_ids", "clone_allowed_ids")
     @classmethod
     def _check_ids(cls, value: str) -> str:
-        _id_set(value, "id list")
+        _id_set(value)
         return value
 
     @property
@@ -125,9 +184,35 @@ class Settings(BaseSettings):
         return self.mongodb_url is None or not self.mongodb_url.get_secret_value().strip()
 
 
-def _id_set(raw: str, name: str) -> frozenset[int]:
+def _id_set(raw: str) -> frozenset[int]:
     parts = [part.strip() for part in raw.replace(" ", ",").split(",") if part.strip()]
     bad = [part for part in parts if not part.isdigit()]
     if bad:
-        raise ValueError(f"{name}: {bad[0]!r} is not a Discord id (digits only, comma-separated)")
+        raise ValueError(f"{bad[0]!r} is not a Discord id (digits only, comma-separated)")
     return frozenset(int(part) for part in parts)
+
+
+_BAD_DATABASE_CHARACTERS = set('/\\. "$')
+
+
+def _check_database_name(name: str, *, where: str = "") -> None:
+    # MongoDB's own rules for database names (on every platform).
+    bad = sorted(set(name) & _BAD_DATABASE_CHARACTERS)
+    if bad or len(name.encode()) > 63:
+        prefix = f"{where} " if where else ""
+        why = f"it contains {''.join(bad)!r}" if bad else "it is longer than 63 bytes"
+        raise ValueError(f"{prefix}{name!r} is not a valid MongoDB database name ({why})")
+
+
+def database_in_url(url: str) -> str | None:
+    """The database named in a MongoDB connection string (`mongodb://host/NAME?...`), or None.
+
+    Parsed by hand: pymongo's parser resolves `mongodb+srv://` hosts over DNS, which settings
+    must not do. Credentials cannot contain a raw `/` (the URI format requires escaping it).
+    """
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    _, slash, path = rest.partition("/")
+    name = unquote(path.partition("?")[0]) if slash else ""
+    return name or None

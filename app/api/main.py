@@ -14,7 +14,7 @@ from app import __version__
 from app.api.routes import admin, bots, guilds, health
 from app.bots.manager import BotManager
 from app.db.connection import DatabaseMonitor
-from app.runtime import apply_discord_endpoints, open_store
+from app.runtime import Store, apply_discord_endpoints, open_store
 from app.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -24,7 +24,12 @@ _log = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     apply_discord_endpoints(settings)
-    async with open_store(settings) as store:
+    async with contextlib.AsyncExitStack() as stack:
+        # `chorus serve` opens the store before the server starts (a failure is then one line,
+        # not a lifespan traceback); tests and other hosts let the lifespan open it.
+        store: Store | None = getattr(app.state, "opened_store", None)
+        if store is None:
+            store = await stack.enter_async_context(open_store(settings))
         monitor = DatabaseMonitor(store.client)
         manager = BotManager(settings=settings, cipher=store.cipher)
         app.state.store = store

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from contextlib import AbstractContextManager
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pymongo
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
 from app.db.models import DOCUMENT_MODELS
 
@@ -31,7 +32,29 @@ def interactive() -> AbstractContextManager[None]:
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database could not be reached in time."""
+    """The database could not be reached in time. The message is one line: hosts and reason."""
+
+
+_CONFIGURED_TIMEOUTS = re.compile(r"\s*\(configured timeouts:[^)]*\)")
+
+
+def database_hosts(url: str) -> str:
+    """The host list of a MongoDB URL, without credentials, path or options."""
+    rest = url.partition("://")[2] or url
+    hosts = re.split(r"[/?]", rest, maxsplit=1)[0]
+    return hosts.rpartition("@")[2] or "?"
+
+
+def unreachable_reason(exc: PyMongoError) -> str:
+    """Why pymongo gave up, in one line: not the topology description it appends."""
+    if isinstance(exc, OperationFailure):
+        details = exc.details or {}
+        return str(details.get("errmsg") or exc).splitlines()[0]
+    text = str(exc)
+    if isinstance(exc, ServerSelectionTimeoutError):
+        text = text.split(", Timeout:", 1)[0]
+        text = _CONFIGURED_TIMEOUTS.sub("", text)
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def make_client(url: str, **kwargs: Any) -> AsyncMongoClient[dict[str, Any]]:
@@ -47,7 +70,8 @@ async def connect_database(
     """Connect and run `init_beanie`, retrying until `timeout` so a database that is still
     starting (a container coming up beside us) does not fail the service."""
     client = make_client(url)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     delay = 0.2
     while True:
         try:
@@ -55,10 +79,16 @@ async def connect_database(
             await init_beanie(database=client[database], document_models=DOCUMENT_MODELS)
             return client
         except PyMongoError as exc:
+            hosts = database_hosts(url)
+            reason = unreachable_reason(exc).removeprefix(f"{hosts}: ")
+            _log.debug("Database at %s not reachable: %s", hosts, exc)  # with pymongo's topology dump
             if time.monotonic() + delay > deadline:
                 await client.close()
-                raise DatabaseUnavailable(f"cannot reach MongoDB database {database!r}: {exc}") from exc
-            _log.warning("Database not reachable yet (%s); retrying in %.1fs", type(exc).__name__, delay)
+                raise DatabaseUnavailable(
+                    f"cannot reach MongoDB at {hosts} (database {database!r}): {reason}; gave up after "
+                    f"{time.monotonic() - started:.0f}s (DATABASE_STARTUP_TIMEOUT={timeout:g})"
+                ) from None
+            _log.warning("Database at %s not reachable yet (%s); retrying in %.1fs", hosts, reason, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

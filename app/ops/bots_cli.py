@@ -10,10 +10,20 @@ import typer
 
 from app.db.errors import UnknownBot
 from app.invite_urls import invite_url
-from app.ops.bots_admin import BotSummary, list_bots, remove_bot, set_enabled
-from app.ops.cli_support import EXIT_UNUSABLE, fail, help_text, load_settings, new_table, run, stdout
-from app.ops.seed import SeedChange, SeedConflict, SeedRejected, seed_bots, validate_seed
-from app.ops.seed_cli import print_seed_result, reject
+from app.ops.bots_admin import BotSummary, TokenState, list_bots, remove_bot, set_enabled
+from app.ops.cli_support import (
+    EXIT_UNUSABLE,
+    Interrupted,
+    fail,
+    help_text,
+    load_settings,
+    new_table,
+    run,
+    stdout,
+    uninterrupted,
+)
+from app.ops.seed import SeedChange, SeedConflict, SeedRejected, validate_seed
+from app.ops.seed_cli import print_seed_result, reject, report_interrupted_seed, write_seed
 from app.runtime import apply_discord_endpoints, open_store
 
 __all__ = ("bots_app",)
@@ -33,7 +43,8 @@ def list_command(
     """List the stored bots: state, guild counts, and whether their token is readable.
 
     The Token column says `primary` (encrypted with the first key), `old-key` (readable, run
-    `chorus rotate-key`) or `unreadable` (no configured key decrypts it).
+    `chorus rotate-key`) or `unreadable` (no configured key decrypts it). Exit code 1 when an
+    enabled bot's token is unreadable: `chorus serve` could not start that bot.
     """
     settings = load_settings()
 
@@ -41,7 +52,19 @@ def list_command(
         async with open_store(settings) as store:
             return await list_bots(store.cipher)
 
-    bots = run(main())
+    bots = run(main(), interrupted="nothing was changed")
+    _print_bots(bots, as_json=as_json, database=settings.mongodb_database)
+    stranded = [bot for bot in bots if bot.enabled and bot.token is TokenState.UNREADABLE]
+    if stranded:
+        names = ", ".join(f"{bot.name!r} ({bot.client_id})" for bot in stranded)
+        fail(
+            f"{len(stranded)} enabled bot(s) have a token no configured key decrypts: {names}. "
+            "Put back the key it was encrypted with (see docs/OPERATIONS.md, key rotation), "
+            "or store the token again (`chorus bots add`)"
+        )
+
+
+def _print_bots(bots: list[BotSummary], *, as_json: bool, database: str) -> None:
     if as_json:
         typer.echo(
             json.dumps(
@@ -62,7 +85,7 @@ def list_command(
         )
         return
     if not bots:
-        typer.echo(f"No bots in database {settings.mongodb_database!r}. Add one with `chorus bots add NAME`.")
+        typer.echo(f"No bots in database {database!r}. Add one with `chorus bots add NAME`.")
         return
     table = new_table("Name", "Client ID", "Enabled", "Guilds", "Users", "Token")
     for bot in bots:
@@ -117,11 +140,15 @@ def add_command(
     if dev_guild_id is not None:
         entry["dev_guild_id"] = dev_guild_id
 
+    written: list[SeedChange] = []
+
     async def main() -> list[SeedChange]:
         entries = validate_seed([entry])
         apply_discord_endpoints(settings)
         async with open_store(settings) as store:
-            return await seed_bots(entries, cipher=store.cipher, online=check_online)
+            return await write_seed(
+                entries, store.cipher, online=check_online, dry_run=False, written=written
+            )
 
     try:
         changes = run(main())
@@ -133,22 +160,33 @@ def add_command(
         )
     except SeedConflict as exc:
         fail(str(exc))
+    except Interrupted:
+        report_interrupted_seed(written, database=settings.mongodb_database)
     print_seed_result(changes, database=settings.mongodb_database, dry_run=False)
 
 
 def _set_enabled(client_id: int, enabled: bool) -> None:
     settings = load_settings()
 
+    state = "enabled" if enabled else "disabled"
+    done: list[str] = []
+
     async def main() -> tuple[str, bool]:
         async with open_store(settings):
-            bot, changed = await set_enabled(client_id, enabled)
+            with uninterrupted():
+                bot, changed = await set_enabled(client_id, enabled)
+                done.append(bot.name)
             return bot.name, changed
 
+    def interrupted() -> str:
+        if done:
+            return f"bot {done[0]!r} ({client_id}) is {state}; only closing the database was cut short"
+        return "nothing was changed"
+
     try:
-        name, changed = run(main())
+        name, changed = run(main(), interrupted=interrupted)
     except UnknownBot as exc:
         fail(str(exc), EXIT_UNUSABLE)
-    state = "enabled" if enabled else "disabled"
     if not changed:
         typer.echo(f"Bot {name!r} ({client_id}) was already {state}.")
         return
@@ -180,12 +218,21 @@ def remove_command(
         typer.confirm(f"Remove the bot {client_id} and its records?", abort=True)
     settings = load_settings()
 
+    done: list[str] = []
+
     async def main() -> str:
         async with open_store(settings):
-            return (await remove_bot(client_id)).name
+            with uninterrupted():
+                done.append((await remove_bot(client_id)).name)
+            return done[0]
+
+    def interrupted() -> str:
+        if done:
+            return f"bot {done[0]!r} ({client_id}) was removed; only closing the database was cut short"
+        return "nothing was removed"
 
     try:
-        name = run(main())
+        name = run(main(), interrupted=interrupted)
     except UnknownBot as exc:
         fail(str(exc), EXIT_UNUSABLE)
     typer.echo(

@@ -106,11 +106,25 @@ def _sync(
             if dry_run or not targets:
                 return targets, payload, []
             with _progress(len(targets), "Clearing" if clear else "Deploying") as advance:
-                results = await sync_commands(targets, payload, cipher=store.cipher, on_result=advance)
+
+                def on_result(result: SyncResult) -> None:
+                    finished.append(result)
+                    advance(result)
+
+                results = await sync_commands(targets, payload, cipher=store.cipher, on_result=on_result)
             return targets, payload, results
 
+    finished: list[SyncResult] = []
+
+    def interrupted() -> str:
+        done = sum(result.ok for result in finished)
+        return (
+            f"the commands of {done} bot(s) were {'cleared' if clear else 'deployed'} before it; "
+            "run the command again to finish (it replaces each bot's whole set, so repeating is safe)"
+        )
+
     try:
-        targets, payload, results = run(main())
+        targets, payload, results = run(main(), interrupted=interrupted)
     except UnknownBot as exc:
         fail(str(exc), EXIT_UNUSABLE)
     if not targets:

@@ -31,7 +31,9 @@ def invite(guild_id: Annotated[int, typer.Argument(help="The guild (server) id."
         async with open_store(settings):
             return await invite_for(guild_id, default_guild_cap=settings.bot_guild_cap)
 
-    chosen = run(main())
+    chosen = run(
+        main(), interrupted="no invite URL was printed (an invite recorded just before it expires by itself)"
+    )
     if chosen is None:
         fail(f"no bot can be invited to guild {guild_id}: every enabled bot is there already or full")
     typer.echo(f"Invite {chosen.name} ({chosen.client_id}) to guild {guild_id}:")

@@ -10,12 +10,24 @@ from typing import Annotated, NoReturn
 import typer
 
 from app.invite_urls import INVITE_PERMISSION_NAMES, INVITE_SCOPES, MUSIC_BOT_PERMISSIONS, invite_url
-from app.ops.cli_support import EXIT_FAILED, EXIT_UNUSABLE, fail, load_settings, new_table, run, stdout
-from app.ops.seed import SeedChange, SeedConflict, SeedRejected, seed_bots, validate_seed
-from app.ops.seed_file import SeedFileError, parse_seed_text
+from app.ops.cli_support import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_UNUSABLE,
+    Interrupted,
+    fail,
+    load_settings,
+    new_table,
+    run,
+    stdout,
+    uninterrupted,
+)
+from app.ops.seed import SeedChange, SeedConflict, SeedRejected, apply_seed, seed_bots, validate_seed
+from app.ops.seed_file import SeedEntry, SeedFileError, parse_seed_text
 from app.runtime import apply_discord_endpoints, open_store
+from app.tokens import TokenCipher
 
-__all__ = ("SEED_EPILOG", "print_seed_result", "reject", "seed")
+__all__ = ("SEED_EPILOG", "print_seed_result", "reject", "report_interrupted_seed", "seed", "write_seed")
 
 SEED_EPILOG = """\
 Examples:
@@ -47,6 +59,9 @@ def seed(
     the token, duplicate tokens or applications in the file and in the database. Any problem
     is reported with the entry's number, name and field, and then nothing is written. Bots are
     upserted by application id, so running the same file twice changes nothing.
+
+    Ctrl-C before the write stores nothing; once the write has begun it is finished first and
+    the stored bots and their invite URLs are printed. Either way the command exits 130.
     """
     settings = load_settings()
     source = "<stdin>" if file == "-" else file
@@ -59,10 +74,14 @@ def seed(
     except (SeedFileError, SeedRejected) as exc:
         reject(source, [str(problem) for problem in exc.problems])
 
+    written: list[SeedChange] = []
+
     async def main() -> list[SeedChange]:
         apply_discord_endpoints(settings)
         async with open_store(settings) as store:
-            return await seed_bots(entries, cipher=store.cipher, online=check_online, dry_run=dry_run)
+            return await write_seed(
+                entries, store.cipher, online=check_online, dry_run=dry_run, written=written
+            )
 
     try:
         changes = run(main())
@@ -70,9 +89,40 @@ def seed(
         reject(source, [str(problem) for problem in exc.problems])
     except SeedConflict as exc:
         fail(str(exc))
+    except Interrupted:
+        report_interrupted_seed(written, database=settings.mongodb_database)
     print_seed_result(changes, database=settings.mongodb_database, dry_run=dry_run)
     if not dry_run:
         typer.echo("\nNext: `chorus deploy-commands`, then open each invite URL to add the bot to a server.")
+
+
+async def write_seed(
+    entries: Sequence[SeedEntry],
+    cipher: TokenCipher,
+    *,
+    online: bool,
+    dry_run: bool,
+    written: list[SeedChange],
+) -> list[SeedChange]:
+    """Check and plan (interruptible: nothing is written yet), then write all of it in one step
+    that an interrupt waits for; `written` holds the changes once they are stored."""
+    changes = await seed_bots(entries, cipher=cipher, online=online, dry_run=True)
+    if not dry_run:
+        with uninterrupted():
+            await apply_seed(changes, cipher)
+            written.extend(changes)
+    return changes
+
+
+def report_interrupted_seed(written: Sequence[SeedChange], *, database: str) -> NoReturn:
+    """After Ctrl-C: what was stored (with the invite URLs), or that nothing was; exit 130."""
+    if not written:
+        fail("interrupted before anything was written: no bot was stored or changed", EXIT_INTERRUPTED)
+    print_seed_result(written, database=database, dry_run=False)
+    fail(
+        "interrupted after the write: the bots above were stored; only closing the database was cut short",
+        EXIT_INTERRUPTED,
+    )
 
 
 def reject(source: str, problems: Sequence[str]) -> NoReturn:

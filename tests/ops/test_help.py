@@ -14,6 +14,9 @@ from app.cli import cli
 from tests.ops.conftest import ROOT, clean_env
 
 COMMANDS = [
+    ["serve"],
+    ["gen-key"],
+    ["invite"],
     ["seed"],
     ["deploy-commands"],
     ["clear-commands"],
