@@ -32,6 +32,8 @@ class BotManager:
         self._settings = settings
         self.cipher = cipher
         self._runners: dict[int, BotRunner] = {}
+        # Stored but disabled: not run, still listed (an operator sees the whole fleet).
+        self._disabled: dict[int, MusicBot] = {}
         # Bounded concurrency for logins: 100 bots starting must not be 100 simultaneous REST bursts.
         self._login_gate = asyncio.Semaphore(settings.bot_login_concurrency)
         self._locks: dict[int, asyncio.Lock] = {}
@@ -53,7 +55,8 @@ class BotManager:
                 "LAVALINK_NODES is empty: music commands will answer that the audio backend is unavailable"
             )
         bots = await queries.get_active_music_bots()
-        _log.info("Starting %d bot(s)", len(bots))
+        self._disabled = {bot.client_id: bot for bot in await queries.get_disabled_music_bots()}
+        _log.info("Starting %d bot(s); %d disabled", len(bots), len(self._disabled))
         for bot in bots:
             await self.start_bot(bot)
         self._invite_sweeper = asyncio.create_task(self._sweep_invites(), name="invite-expiry")
@@ -116,6 +119,10 @@ class BotManager:
 
     async def _sync(self, client_id: int, record: MusicBot | None) -> str:
         runner = self._runners.get(client_id)
+        if record is not None and not record.enabled:
+            self._disabled[client_id] = record  # listed, never started
+        else:
+            self._disabled.pop(client_id, None)
         if record is None or not record.enabled:
             if runner is None:
                 return "none"
@@ -201,6 +208,10 @@ class BotManager:
         """Every bot of the fleet (used to tell our bots from listeners in voice channels)."""
         return frozenset(self._runners)
 
+    def known_client_ids(self) -> frozenset[int]:
+        """Every bot the manager knows of: running or disabled."""
+        return frozenset(self._runners) | frozenset(self._disabled)
+
     def get_runner(self, client_id: int) -> BotRunner | None:
         return self._runners.get(client_id)
 
@@ -235,7 +246,11 @@ class BotManager:
         return sum(c for c, _ in counts), sum(t for _, t in counts)
 
     def statuses(self) -> list[BotStatus]:
-        return [runner.status() for runner in self._runners.values()]
+        """Every running bot, then every disabled one (status `disabled`)."""
+        running = [runner.status() for runner in self._runners.values()]
+        return running + [
+            _disabled_status(bot) for bot in self._disabled.values() if bot.client_id not in self._runners
+        ]
 
     async def shutdown(self) -> None:
         await self.watcher.stop()
@@ -267,3 +282,17 @@ class BotManager:
             existing.updated_at = utcnow()
             await existing.save()
             _log.info("Updated the development bot %d from DISCORD_TOKEN", client_id)
+
+
+def _disabled_status(bot: MusicBot) -> BotStatus:
+    return BotStatus(
+        client_id=bot.client_id,
+        name=bot.name,
+        state=BotState.DISABLED,
+        since=bot.updated_at,
+        guilds=bot.guild_count,
+        users=bot.user_count,
+        latency_ms=None,
+        last_error=None,
+        identifies_24h=0,
+    )

@@ -150,7 +150,7 @@ class FleetWatcher:
         records = await MusicBot.find_all().to_list()
         self._client_ids = {r.id: r.client_id for r in records if r.id is not None}
         stored = [r.client_id for r in records]
-        for client_id in [*stored, *sorted(self._manager.client_ids() - set(stored))]:
+        for client_id in [*stored, *sorted(self._manager.known_client_ids() - set(stored))]:
             await self._sync(client_id)
 
     async def _sync(self, client_id: int) -> None:

@@ -13,6 +13,7 @@ class BotState(StrEnum):
     RECONNECTING = "reconnecting"
     FAILED = "failed"
     STOPPED = "stopped"
+    DISABLED = "disabled"  # stored with enabled=false: listed, never started
 
 
 @dataclass(frozen=True, slots=True)

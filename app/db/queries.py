@@ -21,6 +21,11 @@ async def get_active_music_bots() -> list[MusicBot]:
     return await MusicBot.find(MusicBot.enabled == True).sort("+created_at").to_list()  # noqa: E712
 
 
+async def get_disabled_music_bots() -> list[MusicBot]:
+    """Every disabled bot, oldest first (listed, never started)."""
+    return await MusicBot.find(MusicBot.enabled == False).sort("+created_at").to_list()  # noqa: E712
+
+
 async def get_music_bot_by_client_id(client_id: int) -> MusicBot | None:
     return await MusicBot.find_one(MusicBot.client_id == client_id)
 

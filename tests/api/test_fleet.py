@@ -70,7 +70,14 @@ async def test_good_bots_run_and_bad_ones_fail_alone(
 
         response = await running.http.get("/bots")
         bots = {b["clientId"]: b for b in response.json()["bots"]}
-        assert set(bots) == {str(b.client_id) for b in [*good, revoked, undecryptable]}
+        # Every stored bot is listed: the disabled one too, never started.
+        assert set(bots) == {str(b.client_id) for b in [*good, revoked, undecryptable, disabled]}
+        assert bots[str(disabled.client_id)] == bots[str(disabled.client_id)] | {
+            "name": "Disabled",
+            "status": "disabled",
+            "latencyMs": None,
+            "lastError": None,
+        }
         for bot in good:
             entry = bots[str(bot.client_id)]
             assert entry == entry | {

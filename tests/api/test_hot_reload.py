@@ -44,12 +44,25 @@ async def test_insert_disable_rename_retoken_and_delete(
     )
     steady = fake_discord.add_bot(name="Steady")
     await store_bot(mongo, settings, steady)
+    sleeper = fake_discord.add_bot(name="Sleeper")
+    await store_bot(mongo, settings, sleeper, enabled=False)
     bots = mongo[settings.mongodb_database][MusicBot.Settings.name]
     async with running_app(settings) as running:
         await running.wait_for(steady, BotState.READY)
         await asyncio.wait_for(running.manager.watcher.watching.wait(), 30)
         assert running.manager.watcher.active_mode == mode
         steady_runner = running.manager.get_runner(steady.client_id)
+        listed = {b["clientId"]: b["status"] for b in (await running.http.get("/bots")).json()["bots"]}
+        assert listed == {str(steady.client_id): "ready", str(sleeper.client_id): "disabled"}
+
+        # A disabled bot deleted: no longer listed (it never ran).
+        await bots.delete_one({"client_id": sleeper.client_id})
+        async with asyncio.timeout(30):
+            while str(sleeper.client_id) in {
+                b["clientId"] for b in (await running.http.get("/bots")).json()["bots"]
+            }:
+                await asyncio.sleep(0.02)
+        assert sleeper.identify_count == 0
 
         # Inserted: starts (how fast is measured in benchmarks/hot_reload.py, not asserted here).
         newcomer = fake_discord.add_bot(name="Newcomer")
@@ -59,6 +72,8 @@ async def test_insert_disable_rename_retoken_and_delete(
         # Disabled: stops; enabled again: starts.
         await bots.update_one({"client_id": newcomer.client_id}, {"$set": {"enabled": False}})
         await until_stopped(running, newcomer.client_id)
+        listed = {b["clientId"]: b["status"] for b in (await running.http.get("/bots")).json()["bots"]}
+        assert listed[str(newcomer.client_id)] == "disabled"  # still visible to operators
         async with asyncio.timeout(30):  # the fake sees the close frame a moment later
             while fake_discord.is_connected(newcomer):
                 await asyncio.sleep(0.01)
@@ -93,6 +108,8 @@ async def test_insert_disable_rename_retoken_and_delete(
         # Deleted: stops.
         await bots.delete_one({"client_id": newcomer.client_id})
         await until_stopped(running, newcomer.client_id)
+        listed = {b["clientId"] for b in (await running.http.get("/bots")).json()["bots"]}
+        assert listed == {str(steady.client_id)}
 
         # Nothing else was touched.
         assert running.manager.get_runner(steady.client_id) is steady_runner
