@@ -62,7 +62,8 @@ def _reason(field: str, error: Any) -> str:
     }
     if kind in bounds:
         words, key = bounds[kind]
-        return f"must be {words} {ctx.get(key)}"
+        bound = ctx.get(key)
+        return f"must be {words} {bound:g}" if isinstance(bound, float) else f"must be {words} {bound}"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
     message = str(error.get("msg", "invalid"))

@@ -130,7 +130,7 @@ class Settings(BaseSettings):
         url = self.mongodb_url.get_secret_value().strip() if self.mongodb_url is not None else ""
         in_url = database_in_url(url) if url else None
         if in_url is not None:
-            _check_database_name(in_url, where="MONGODB_URL: the database it names,")
+            _check_database_name(in_url, where="MONGODB_URL: its database")
         if self.mongodb_database:
             self._database_source = "MONGODB_DATABASE"
             if in_url is not None and in_url != self.mongodb_database:

@@ -405,6 +405,8 @@ class FakeDiscord(InteractionsMixin):
         self._bots_by_token: dict[str, FakeBot] = {}
         self._commands: dict[tuple[int, int | None], list[_Json]] = {}
         self._fail_429: list[_Fail429] = []
+        # Path suffix -> gate: matching REST calls wait until it is set (a slow Discord).
+        self._held: dict[str, asyncio.Event] = {}
         self._connections: set[_Connection] = set()
         self._background: set[asyncio.Future[None]] = set()
         self._timers: set[asyncio.Task[None]] = set()  # scheduled crashes; cancelled on close
@@ -452,6 +454,8 @@ class FakeDiscord(InteractionsMixin):
         self._closing = True  # refuse (re)connections while shutting down
         for timer in list(self._timers):
             timer.cancel()
+        for gate in self._held.values():
+            gate.set()
         await asyncio.gather(*(c.close(1001) for c in list(self._connections)), return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
@@ -855,6 +859,19 @@ class FakeDiscord(InteractionsMixin):
         """
         self._fail_429.append(_Fail429(path_suffix, times, retry_after, method.upper() if method else None))
 
+    def hold_rest(self, path_suffix: str) -> asyncio.Event:
+        """REST calls whose path ends with ``path_suffix`` wait until the returned event is set."""
+        gate = self._held[path_suffix] = asyncio.Event()
+        return gate
+
+    async def wait_for_request(self, path_suffix: str, timeout: float = 30.0) -> None:
+        """Until a REST call whose path ends with ``path_suffix`` has arrived."""
+        await self._wait_until(
+            lambda: any(r.path.endswith(path_suffix) for r in self.requests),
+            timeout,
+            f"a call to {path_suffix}",
+        )
+
     def get_commands(self, app_id: int, guild_id: int | None = None) -> list[_Json]:
         return [dict(c) for c in self._commands.get((app_id, guild_id), [])]
 
@@ -1158,6 +1175,10 @@ class FakeDiscord(InteractionsMixin):
             bot = None
         record = RecordedRequest(request.method, path, bot.client_id if bot else None, body)
         self.requests.append(record)
+        gate = next((gate for suffix, gate in self._held.items() if path.endswith(suffix)), None)
+        if gate is not None:
+            await self._notify()  # the request is recorded: a test may now act while it waits
+            await gate.wait()
         response = self._route(request.method, path, bot, body, request.query, record)
         record.status = response.status
         await self._notify()

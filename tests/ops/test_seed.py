@@ -191,3 +191,24 @@ async def test_check_online_rejects_a_revoked_token_and_writes_nothing(
     accepted = await chorus("seed", "--check-online", "bots.json")
     assert accepted.code == 0, accepted
     assert [doc["client_id"] for doc in await stored_bots(mongo, chorus.settings)] == [good.client_id]
+
+
+async def test_the_database_named_in_mongodb_url_is_the_one_written(
+    chorus: Chorus, fake_discord: FakeDiscord, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    bot = fake_discord.add_bot(name="URL database")
+    chorus.write_seed([{"name": bot.name, "token": bot.token}])
+    name = chorus.settings.mongodb_database
+    url = chorus.env["MONGODB_URL"].replace("/?", f"/{name}?", 1)
+    assert f"/{name}?" in url
+    seeded = await chorus("seed", "bots.json", env={"MONGODB_URL": url, "MONGODB_DATABASE": ""})
+    assert seeded.code == 0, seeded
+    assert f"Using database '{name}' (named in MONGODB_URL)" in seeded.stderr
+    assert [doc["client_id"] for doc in await mongo[name]["music_bots"].find({}).to_list()] == [bot.client_id]
+
+    other = await chorus("bots", "list", env={"MONGODB_URL": url.replace(f"/{name}?", "/elsewhere?")})
+    assert other.code == 0, other  # MONGODB_DATABASE (the fixture's) wins, and the log says so
+    assert f"WARNING app.runtime: Using database '{name}' (MONGODB_DATABASE; it overrides 'elsewhere'" in (
+        other.stderr
+    )
+    assert bot.name in other.stdout
