@@ -1,15 +1,19 @@
 # syntax=docker/dockerfile:1
-# Multi-stage: build a wheel-installed virtualenv, then copy it into a slim runtime image.
-FROM python:3.12-slim AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Multi-stage: install the locked versions (uv.lock) into a virtualenv, then copy it into a slim
+# runtime image. Images are pinned by version: a rebuild gets the Python that was tested.
+FROM python:3.12.12-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/chorus UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_NO_CACHE=1
+# The same uv as the Makefile's UV_VERSION.
+RUN pip install 'uv==0.13.9'
 WORKDIR /src
-RUN python -m venv /opt/chorus
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY app ./app
-# No `embedded` extra: containers use a real MongoDB (see docker-compose.yml).
-RUN /opt/chorus/bin/pip install .
+# No `embedded` extra: containers use a real MongoDB (see docker-compose.yml). --frozen: exactly
+# the lock, and fail rather than resolve anew; --no-editable: the venv stands on its own.
+RUN uv sync --frozen --no-editable --no-dev
 
-FROM python:3.12-slim
+FROM python:3.12.12-slim
 LABEL org.opencontainers.image.title="chorus" \
       org.opencontainers.image.description="A fleet of Discord music bots in one process"
 ENV PATH=/opt/chorus/bin:$PATH \

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def _healthcheck(service: dict[str, Any]) -> str:
 
 def test_mongo_is_a_one_node_replica_set_that_initiates_itself() -> None:
     mongo = _compose()["services"]["mongo"]
-    assert re.fullmatch(r"mongo:8(\.\d+)*", mongo["image"])
+    assert re.fullmatch(r"mongo:8\.0\.\d+", mongo["image"]), "pin MongoDB by version"
     command = mongo["command"]
     assert command[command.index("--replSet") + 1] == "rs0"
     assert "--bind_ip_all" in command
@@ -45,7 +46,9 @@ def test_mongo_is_a_one_node_replica_set_that_initiates_itself() -> None:
 
 def test_lavalink_runs_4_2_with_the_repository_config_and_a_password_from_env() -> None:
     lavalink = _compose()["services"]["lavalink"]
-    assert re.fullmatch(r"ghcr\.io/lavalink-devs/lavalink:4\.2(\.\d+)?", lavalink["image"])
+    assert re.fullmatch(r"ghcr\.io/lavalink-devs/lavalink:4\.2\.\d+", lavalink["image"]), (
+        "pin Lavalink by version"
+    )
     assert "./lavalink/application.yml:/opt/Lavalink/application.yml:ro" in lavalink["volumes"]
     assert lavalink["environment"]["LAVALINK_SERVER_PASSWORD"].startswith("${LAVALINK_PASSWORD:?")
     assert "/version" in _healthcheck(lavalink)
@@ -142,3 +145,28 @@ def test_dockerfile_is_multi_stage_non_root_with_a_health_check_and_one_worker()
     assert "HEALTHCHECK" in keywords and "/health" in dockerfile
     assert 'CMD ["chorus", "serve"]' in dockerfile  # `serve` runs uvicorn with workers=1
     assert "--workers" not in dockerfile
+
+
+def test_every_install_comes_from_the_lock_with_pinned_images() -> None:
+    """make, CI and the image install the versions in uv.lock, with the same uv; images are pinned."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, flags=re.MULTILINE)
+    assert bases and all(re.fullmatch(r"python:3\.12\.\d+-slim", base) for base in bases), bases
+    assert "COPY pyproject.toml uv.lock" in dockerfile and "uv sync --frozen" in dockerfile
+    uv_version = re.search(r"^UV_VERSION := (\S+)$", makefile, flags=re.MULTILINE)
+    assert uv_version is not None and f"'uv=={uv_version[1]}'" in dockerfile
+    assert "sync --frozen" in makefile
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    locked = {package["name"] for package in lock["package"]}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        wanted += extra
+    for requirement in wanted:
+        name = (
+            re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-").replace(".", "-")
+        )
+        assert name in {n.replace(".", "-") for n in locked}, f"{name} is not in uv.lock: run `make lock`"
