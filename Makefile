@@ -17,7 +17,7 @@ UV_SYNC := $(UV) sync --frozen --inexact --python $(BIN)/python
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck pytest bench lock clean
+.PHONY: install run test lint typecheck pytest bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv --without-pip $(VENV)
@@ -34,6 +34,8 @@ $(STAMP_RUN): pyproject.toml uv.lock | $(UV)
 $(STAMP_DEV): pyproject.toml uv.lock | $(UV)
 	$(UV_SYNC) --extra embedded --extra dev --extra bench
 	touch $@ $(STAMP_RUN)
+
+install: $(STAMP_RUN)
 
 run: $(STAMP_RUN)
 	$(BIN)/chorus serve
