@@ -120,6 +120,9 @@ async def test_serve_runs_bots_and_closes_them_on_sigterm(
     assert not fake_discord.is_connected(bot)
     assert bot.token not in stderr
     assert "ready" in stderr
+    # Voice runs on Lavalink: said once, instead of discord.py's warnings about its voice packages.
+    assert stderr.count("Voice runs on Lavalink") == 1
+    assert "PyNaCl is not installed" not in stderr and "davey is not installed" not in stderr
 
 
 async def test_explicit_database_without_key_refuses_to_start(tmp_path: Path) -> None:
@@ -134,3 +137,29 @@ async def test_explicit_database_without_key_refuses_to_start(tmp_path: Path) ->
         _, stderr = await process.communicate()
     assert process.returncode == 2
     assert "TOKEN_ENCRYPTION_KEYS is required" in stderr.decode()
+
+
+async def test_ctrl_c_while_serve_starts_stops_what_it_started(tmp_path: Path) -> None:
+    """Interrupted while the embedded database starts: exit 130, one line, nothing left running."""
+    data_dir = tmp_path / "data"
+    process = await asyncio.create_subprocess_exec(
+        CHORUS, "serve",
+        env=_clean_env(HTTP_PORT=str(_free_port()), DATA_DIR=str(data_dir), LOG_LEVEL="INFO"),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    seen: list[str] = []
+    async with asyncio.timeout(60):
+        while "Starting the embedded database" not in (line := (await process.stderr.readline()).decode()):
+            assert line, f"serve ended before starting its database: {''.join(seen)}"
+            seen.append(line)
+        process.send_signal(signal.SIGINT)
+        rest = (await process.stderr.read()).decode()
+        await process.wait()
+    assert process.returncode == 130, rest
+    assert "chorus: interrupted while starting; nothing was left running" in rest
+    assert "Traceback" not in rest
+    assert not (data_dir / STATE_FILE).exists()
+    assert "Stopping the embedded database" in rest

@@ -54,6 +54,9 @@ async def test_dry_run_sends_nothing_then_deploy_reaches_every_enabled_bot(
     assert "can take up to an hour" in run.stdout
     # REST only: the bots logged in with GET /users/@me and never opened a gateway session.
     assert all(bot.identify_count == 0 for bot in fake_discord.bots.values())
+    # None of discord.py's warnings about voice packages or intents, irrelevant to REST calls.
+    for noise in ("PyNaCl", "davey", "intent"):
+        assert noise not in dry.stderr + run.stderr, noise
     assert {r.path for r in fake_discord.requests} <= {"/users/@me"} | {r.path for r in puts}
 
 
@@ -166,3 +169,5 @@ async def test_clear_commands_removes_exactly_the_intended_commands(
     assert everywhere.code == 0, everywhere
     assert fake_discord.get_commands(one.client_id) == fake_discord.get_commands(two.client_id) == []
     assert "Cleared 2 of 2 bot(s); 0 failed." in everywhere.stdout
+    for noise in ("PyNaCl", "davey", "intent"):
+        assert noise not in in_guild.stderr + everywhere.stderr, noise
