@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from app.settings import Settings
 from app.tokens import TokenCipher, generate_key
 from tests.fakes.discord import FakeDiscord, make_fake_token
 from tests.fleet import store_bot
-from tests.ops.conftest import Chorus, clean_env, stored_bots
+from tests.ops.conftest import CHORUS, Chorus, clean_env, stored_bots
 
 
 async def test_rotation_round_trip_then_the_old_key_can_go(
@@ -132,6 +134,22 @@ async def test_embedded_rotation_through_the_key_file(tmp_path: Path) -> None:
     told to go, and `bots list` fails loudly when the fleet is stranded anyway."""
     env = clean_env(DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="WARNING")
     chorus = Chorus(env=env, cwd=tmp_path, settings=_settings(tmp_path))
+    # One embedded database for every command below (`chorus db`), instead of one start each.
+    database = await asyncio.create_subprocess_exec(
+        CHORUS, "db", env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        assert database.stdout is not None
+        async with asyncio.timeout(60):
+            assert "running on" in (await database.stdout.readline()).decode()
+        await _rotate_through_the_key_file(chorus, tmp_path)
+    finally:
+        database.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            await database.communicate()
+
+
+async def _rotate_through_the_key_file(chorus: Chorus, tmp_path: Path) -> None:
     client_id = 1_234_567_890_123_456_789
     token = make_fake_token(client_id)
     chorus.write_seed([{"name": "Music 1", "token": token}])
