@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -242,8 +243,16 @@ class BotRunner:
         return client is not None and client.ws is not None
 
     async def _supervise(self) -> None:
-        # discord.py's records from this task (its reconnect loop) name this bot.
-        gateway_scope.set(GatewayLogScope(f"Bot {self.name!r} ({self.client_id})", self._has_session))
+        # discord.py's records from this task (its reconnect loop) name this bot. The scope is
+        # copied into every task started from here, some long-lived: it must not keep a stopped
+        # runner (and its client) alive, hence the weak reference.
+        runner = weakref.ref(self)
+
+        def has_session() -> bool:
+            alive = runner()
+            return alive is not None and alive._has_session()
+
+        gateway_scope.set(GatewayLogScope(f"Bot {self.name!r} ({self.client_id})", has_session))
         try:
             token = self._decrypt_token()
         except (TokenDecryptionError, FatalBotError) as exc:
