@@ -21,7 +21,7 @@ _log = logging.getLogger("app.cli")
 
 def _load_settings() -> Settings:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, pymongo_level=settings.log_level_pymongo)
     return settings
 
 

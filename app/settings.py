@@ -87,8 +87,10 @@ class Settings(BaseSettings):
     snapshot_max_age: float = Field(default=3600.0, gt=0)
 
     log_level: LogLevel = "INFO"
+    # PyMongo's own loggers; unset: INFO at most (its DEBUG quotes every command and reply).
+    log_level_pymongo: LogLevel | None = None
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_level_pymongo", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
