@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from beanie import init_beanie
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
+from starlette.types import Message
 
 from app.api.main import MAX_BODY_BYTES
 from app.bots.status import BotState
@@ -56,14 +58,14 @@ async def _call_raw(app: FastAPI, method: str, path: str, headers: dict[str, str
     """Call the ASGI app directly with a body that never ends; returns (status, body read at all)."""
     read = False
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         nonlocal read
         read = True
         return {"type": "http.request", "body": b"x" * 65_536, "more_body": True}
 
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {
@@ -142,7 +144,7 @@ async def test_admin_routes_refuse_before_reading_the_body(
             assert await _call_raw(running.app, method, path, right) == (413, False), (method, path)
 
         # A body streamed without a length is cut off at the limit.
-        async def chunks() -> Any:
+        async def chunks() -> AsyncIterator[bytes]:
             for _ in range(MAX_BODY_BYTES // 8192 + 4):
                 yield b" " * 8192
 
