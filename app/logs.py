@@ -34,7 +34,9 @@ def redact(text: str) -> str:
 
 REASON_MAX = 200
 # Terminal escape sequences whole, then any other control or direction-changing character.
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]+")
+_CONTROL = re.compile(
+    r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]+"
+)
 
 
 def public_reason(text: str, *, limit: int = REASON_MAX) -> str:
