@@ -26,7 +26,7 @@ RETRY_AFTER_SECONDS = 5
 UNAVAILABLE = "the database is unreachable right now; retry in a few seconds"
 
 
-def _unavailable() -> HTTPException:
+def unavailable() -> HTTPException:
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
     )
@@ -34,7 +34,7 @@ def _unavailable() -> HTTPException:
 
 def require_database(monitor: DatabaseMonitorDep) -> None:
     if not monitor.reachable:
-        raise _unavailable()
+        raise unavailable()
 
 
 DatabaseDep = Depends(require_database)
@@ -59,5 +59,5 @@ async def database_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, PyMongoError) or not is_outage(exc):
         raise exc
     request.app.state.database_monitor.report_failure(exc)
-    error = _unavailable()
+    error = unavailable()
     return JSONResponse({"detail": error.detail}, error.status_code, error.headers)

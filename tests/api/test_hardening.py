@@ -24,7 +24,7 @@ from app.bots.status import BotState
 from app.db.connection import make_client
 from app.db.models import DOCUMENT_MODELS, MusicBot, PlayerSnapshot, ServerMusicBot, ServerStatus
 from app.settings import Settings
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import FakeDiscord, make_fake_token
 from tests.fleet import RunningApp, running_app, store_bot
 
 Mongo = AsyncMongoClient[dict[str, Any]]
@@ -266,6 +266,10 @@ async def _outage_answers(running: RunningApp, client_id: int) -> list[tuple[str
         ("POST /guilds/1/invite", lambda: http.post("/guilds/1/invite", headers=ADMIN)),
         ("PATCH /bots/{id}", lambda: http.patch(f"/bots/{client_id}", json={"name": "New"}, headers=ADMIN)),
         ("POST /bots/{id}/restart", lambda: http.post(f"/bots/{client_id}/restart", headers=ADMIN)),
+        (
+            "POST /bots",
+            lambda: http.post("/bots", json={"token": make_fake_token(client_id + 1)}, headers=ADMIN),
+        ),
     ):
         started = time.monotonic()
         answer = await request()
@@ -313,6 +317,14 @@ async def test_a_database_outage_answers_503_with_retry_after(
             database = _start_database(port, storage)
             assert await running.app.state.database_monitor.check()
             assert (await running.http.get("/guilds/1/bots")).status_code == 200
+            # Again, with registration first: its own ping notices (its deadline covers Discord too).
+            database.kill()
+            database.wait()
+            token = make_fake_token(bot.client_id + 1)
+            started = time.monotonic()
+            created = await running.http.post("/bots", json={"token": token}, headers=ADMIN)
+            print(f"POST /bots first in an outage: {time.monotonic() - started:.3f} s")
+            assert created.status_code == 503 and created.headers["retry-after"] == "5"
     finally:
         await observer.close()
         database.kill()

@@ -20,8 +20,8 @@ from pydantic import (
 
 from app.api import responses
 from app.api.auth import AdminDep
-from app.api.database import DatabaseDep, database_deadline
-from app.api.deps import ManagerDep
+from app.api.database import DatabaseDep, database_deadline, unavailable
+from app.api.deps import DatabaseMonitorDep, ManagerDep
 from app.api.params import ClientIdPath, SnowflakeField
 from app.api.schemas import BotPublic, CommandSyncPublic
 from app.bots.command_sync import SyncTarget, sync_commands
@@ -142,10 +142,14 @@ def _public(manager: BotManager, bot: MusicBot) -> BotPublic:
         },
     },
 )
-async def create_bot(body: BotCreate, manager: ManagerDep) -> BotPublic:
+async def create_bot(body: BotCreate, manager: ManagerDep, database: DatabaseMonitorDep) -> BotPublic:
     """Validate the token with Discord (`GET /users/@me`), store it encrypted and start the bot.
 
     422 when the token is malformed or Discord rejects it (Discord's reason, bounded)."""
+    # A ping first (bounded at 2 s): the registration's deadline also covers asking Discord,
+    # so it is too long to notice an outage quickly.
+    if not await database.check():
+        raise unavailable()
     try:
         with database_deadline(REGISTRATION_DEADLINE):
             bot = await register_bot(
