@@ -2,26 +2,20 @@
 driver's server-selection wait.
 
 Three layers: a route that needs the database first asks the `DatabaseMonitor` (known down:
-answer at once); its own database calls run under a short client-side deadline
-(`pymongo.timeout`), and never around the fleet's work, whose tasks would inherit it; a
-connection failure or deadline that still escapes becomes a 503 and tells the monitor, so the
-next requests do not wait again.
+answer at once); its own database calls run under `interactive()` (pymongo's client-side
+timeout, as for a command's first answer), and never around the fleet's work, whose tasks
+would inherit the deadline; a connection failure or timeout that still escapes becomes a 503
+and tells the monitor, so the next requests do not wait again.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-import pymongo
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from app.api.deps import DatabaseMonitorDep
 
-# Seconds a request's own database work may take before the request answers 503.
-DATABASE_DEADLINE = 2.0
 RETRY_AFTER_SECONDS = 5
 UNAVAILABLE = "the database is unreachable right now; retry in a few seconds"
 
@@ -38,15 +32,6 @@ def require_database(monitor: DatabaseMonitorDep) -> None:
 
 
 DatabaseDep = Depends(require_database)
-
-
-@contextlib.contextmanager
-def database_deadline(seconds: float = DATABASE_DEADLINE) -> Iterator[None]:
-    """Bound every MongoDB operation inside the block (server selection included) to `seconds`
-    in total. Only the request's own database work goes inside: tasks created in the block (a
-    bot being started) would inherit the deadline."""
-    with pymongo.timeout(seconds):
-        yield
 
 
 def is_outage(exc: PyMongoError) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import pymongo
 from fastapi import APIRouter, Body, HTTPException, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import (
@@ -20,7 +21,7 @@ from pydantic import (
 
 from app.api import responses
 from app.api.auth import AdminDep
-from app.api.database import DatabaseDep, database_deadline, unavailable
+from app.api.database import DatabaseDep, unavailable
 from app.api.deps import DatabaseMonitorDep, ManagerDep
 from app.api.params import ClientIdPath, SnowflakeField
 from app.api.schemas import BotPublic, CommandSyncPublic
@@ -30,6 +31,7 @@ from app.bots.manager import BotManager
 from app.bots.registry import NAME_MAX, DuplicateBot, RegistrationError, register_bot
 from app.bots.status import BotState, BotStatus
 from app.db import queries
+from app.db.connection import interactive
 from app.db.models import MusicBot
 from app.logs import public_reason
 from app.tokens import NAME_REFUSAL, TOKEN_PATTERN, contains_token
@@ -103,7 +105,7 @@ def _invalid(field: str, message: str) -> RequestValidationError:
 
 
 async def _stored(client_id: int) -> MusicBot:
-    with database_deadline():
+    with interactive():
         bot = await queries.get_music_bot_by_client_id(client_id)
     if bot is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no bot with client id {client_id}")
@@ -151,7 +153,7 @@ async def create_bot(body: BotCreate, manager: ManagerDep, database: DatabaseMon
     if not await database.check():
         raise unavailable()
     try:
-        with database_deadline(REGISTRATION_DEADLINE):
+        with pymongo.timeout(REGISTRATION_DEADLINE):
             bot = await register_bot(
                 body.token.get_secret_value(),
                 cipher=manager.cipher,
@@ -171,7 +173,7 @@ async def create_bot(body: BotCreate, manager: ManagerDep, database: DatabaseMon
 )
 async def update_bot(client_id: ClientIdPath, body: BotUpdate, manager: ManagerDep) -> BotPublic:
     """Rename (restarts that bot) and/or enable/disable it."""
-    with database_deadline():
+    with interactive():
         bot, _ = await queries.update_music_bot(
             client_id,
             name=None if body.name is MISSING else body.name,
@@ -189,7 +191,7 @@ async def delete_bot(client_id: ClientIdPath, manager: ManagerDep) -> Response:
     await _stored(client_id)
     # Stopped first: a stopping bot still saves its players, which the delete then removes.
     await manager.sync_bot(client_id, None)
-    with database_deadline():
+    with interactive():
         deleted = await queries.delete_music_bot(client_id)
     if deleted is None:  # deleted by someone else meanwhile
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no bot with client id {client_id}")

@@ -4,11 +4,12 @@ from fastapi import APIRouter, HTTPException, status
 
 from app.api import responses
 from app.api.auth import AdminDep
-from app.api.database import DatabaseDep, database_deadline
+from app.api.database import DatabaseDep
 from app.api.deps import ManagerDep
 from app.api.params import GuildIdPath
 from app.api.schemas import ErrorPublic, GuildBotPublic, GuildBotsPublic, InvitePublic
 from app.db import queries
+from app.db.connection import interactive
 from app.db.models import MusicBot
 
 router = APIRouter(prefix="/guilds", tags=["guilds"])
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/guilds", tags=["guilds"])
 async def guild_bots(guild_id: GuildIdPath, manager: ManagerDep) -> GuildBotsPublic:
     """Every bot's assignment to the guild (pending, active, removed, failed) and what it plays."""
     entries: list[GuildBotPublic] = []
-    with database_deadline():
+    with interactive():
         assignments = await queries.guild_assignments(guild_id)
         bots = {a.music_bot_id: await MusicBot.get(a.music_bot_id) for a in assignments}
     for assignment in assignments:
@@ -61,7 +62,7 @@ async def guild_bots(guild_id: GuildIdPath, manager: ManagerDep) -> GuildBotsPub
 async def create_invite(guild_id: GuildIdPath, manager: ManagerDep) -> InvitePublic:
     """Pick the least-loaded enabled bot with room that is not in the guild, record it
     PENDING_INVITE, and return its invite URL. The bot's join later makes it ACTIVE."""
-    with database_deadline():
+    with interactive():
         invite = await manager.router.invite_for(guild_id)
     if invite is None:
         raise HTTPException(
