@@ -116,9 +116,13 @@ async def test_update_music_bot_writes_only_real_changes() -> None:
     before = stored.updated_at  # as stored: BSON keeps milliseconds
     updated, changed = await queries.update_music_bot(1, enabled=True)  # already enabled
     assert updated is not None and not changed and updated.updated_at == before
+    await PlayerSnapshot(bot_id=1, guild_id=10, voice_channel_id=11).insert()
+    updated, changed = await queries.update_music_bot(1, name="renamed")
+    assert changed and await PlayerSnapshot.find_all().count() == 1  # a rename keeps saved players
     updated, changed = await queries.update_music_bot(1, name="new", enabled=False)
     assert changed and updated is not None and (updated.name, updated.enabled) == ("new", False)
     assert updated.updated_at > before
+    assert await PlayerSnapshot.find_all().count() == 0  # disabled: nothing to resume later
     assert await queries.update_music_bot(99, enabled=False) == (None, False)
 
 
