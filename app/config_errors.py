@@ -108,5 +108,5 @@ def load_command_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         exit_unusable(describe_settings_errors(exc))
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, pymongo_level=settings.log_level_pymongo)
     return settings

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.embedded import make_private_dir
 from app.tokens import generate_key
 
 __all__ = ("KEY_FILE", "key_file_path", "load_or_create_keys", "read_keys", "write_keys")
@@ -51,7 +52,7 @@ def write_keys(data_dir: Path, keys: Sequence[str]) -> None:
 def load_or_create_keys(data_dir: Path) -> list[str]:
     """The file's keys, generating the file with one key (mode 0600) on first use."""
     path = key_file_path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

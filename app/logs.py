@@ -18,17 +18,22 @@ from typing import Any
 import aiohttp
 import discord
 
+from app.tokens import FERNET_CIPHERTEXT, SECRET_IN_TEXT
+
 __all__ = (
+    "REASON_MAX",
     "GatewayLogScope",
     "configure_logging",
     "describe_connection_error",
     "gateway_scope",
     "install_reconnect_log_filter",
     "install_redaction",
+    "public_reason",
     "redact",
 )
 
-_TOKEN_SHAPED = re.compile(r"[A-Za-z0-9_-]{17,40}\.[A-Za-z0-9_-]{4,10}\.[A-Za-z0-9_-]{20,}")
+
+_FINGERPRINT = re.compile(r"(?i)(token_fingerprint['\"]?\s*[:=]\s*['\"]?)[0-9a-f]{8,64}")
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bot|bearer)\s+[^\s'\",}]+")
 _URL_PASSWORD = re.compile(r"(?i)(mongodb(?:\+srv)?://[^:/@\s]+:)[^@\s]+@")
 
@@ -36,10 +41,29 @@ REDACTED = "[REDACTED]"
 
 
 def redact(text: str) -> str:
-    """Mask anything token-shaped, bearer/bot authorization values and database passwords."""
-    text = _TOKEN_SHAPED.sub(REDACTED, text)
+    """Mask anything token-shaped, stored ciphertexts and fingerprints, bearer/bot authorization
+    values and database passwords."""
+    text = SECRET_IN_TEXT.sub(REDACTED, text)
+    text = FERNET_CIPHERTEXT.sub(REDACTED, text)
+    text = _FINGERPRINT.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)} {REDACTED}", text)
     return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+
+
+REASON_MAX = 200
+# Terminal escape sequences whole, then any other control or direction-changing character.
+_CONTROL = re.compile(
+    r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]+"
+)
+
+
+def public_reason(text: str, *, limit: int = REASON_MAX) -> str:
+    """A reason fit to show outside the process (`lastError`, a DM, an API error): redacted, on
+    one line without control or direction-changing characters, and at most `limit` characters.
+    Upstream servers (Discord, Lavalink, a proxy) choose their error text; this bounds what of it
+    we repeat."""
+    text = " ".join(_CONTROL.sub(" ", redact(text)).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 _formatter = logging.Formatter()
@@ -76,7 +100,7 @@ def install_redaction() -> None:
     logging.setLogRecordFactory(factory)
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", *, pymongo_level: str | None = None) -> None:
     install_redaction()
     install_reconnect_log_filter()
     root = logging.getLogger()
@@ -91,6 +115,10 @@ def configure_logging(level: str = "INFO") -> None:
     if level != "DEBUG":
         logging.getLogger("discord").setLevel(logging.WARNING)
         logging.getLogger("wavelink").setLevel(logging.WARNING)
+    # PyMongo's DEBUG records quote every command and reply, stored ciphertexts and fingerprints
+    # included: it stays at INFO unless LOG_LEVEL_PYMONGO asks for more.
+    floor = max(logging.getLevelNamesMapping()[level], logging.INFO)
+    logging.getLogger("pymongo").setLevel(pymongo_level or floor)
 
 
 # -- discord.py's reconnect tracebacks ------------------------------------------------------------

@@ -91,12 +91,14 @@ class Settings(BaseSettings):
     snapshot_max_age: float = Field(default=3600.0, gt=0)
 
     log_level: LogLevel = "INFO"
+    # PyMongo's own loggers; unset: INFO at most (its DEBUG quotes every command and reply).
+    log_level_pymongo: LogLevel | None = None
 
     # Where `mongodb_database` came from, and the URL's database when the setting overrides it.
     _database_source: DatabaseSource = PrivateAttr(default="default")
     _overridden_url_database: str | None = PrivateAttr(default=None)
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_level_pymongo", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         # Only a known level is upper-cased, so an error shows the value as it was typed.

@@ -11,17 +11,31 @@ from collections.abc import Sequence
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 __all__ = (
+    "FERNET_CIPHERTEXT",
+    "NAME_REFUSAL",
+    "SECRET_IN_TEXT",
     "TOKEN_PATTERN",
     "InvalidTokenFormat",
     "TokenCipher",
     "TokenDecryptionError",
     "client_id_from_token",
+    "contains_token",
     "generate_key",
     "token_fingerprint",
 )
 
 # A bot token is three base64url parts: the bot's user id, a timestamp and an HMAC.
 TOKEN_PATTERN = re.compile(r"^([A-Za-z0-9_-]{17,40})\.([A-Za-z0-9_-]{4,10})\.([A-Za-z0-9_-]{20,})$")
+# Discord ids are positive 64-bit signed integers (MongoDB cannot even query a larger one).
+_SNOWFLAKE_LIMIT = 2**63
+# Anything that looks like a token inside a longer text. Looser than TOKEN_PATTERN on purpose: it
+# also catches JWT-shaped tokens (servers that speak Discord's API without Discord's token shape).
+SECRET_IN_TEXT = re.compile(r"[A-Za-z0-9_-]{17,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}")
+# A Fernet ciphertext (how tokens are stored): base64url of version byte 0x80 and a timestamp.
+FERNET_CIPHERTEXT = re.compile(r"gAAAAA[A-Za-z0-9_-]{20,}=*")
+
+# What a caller says when `contains_token` refuses a name; it never repeats the name itself.
+NAME_REFUSAL = "looks like (or contains) a bot token: use a display name (names are shown to everyone)"
 
 
 class InvalidTokenFormat(ValueError):
@@ -50,10 +64,19 @@ def client_id_from_token(token: str) -> int:
     try:
         decoded = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError):
-        raise InvalidTokenFormat("the token's first part is not base64 of a numeric id") from None
-    if not decoded.isdigit():
-        raise InvalidTokenFormat("the token's first part is not base64 of a numeric id")
+        raise InvalidTokenFormat("the token's first part is not base64 of a Discord id") from None
+    if not decoded.isdigit() or not 0 < int(decoded) < _SNOWFLAKE_LIMIT:
+        raise InvalidTokenFormat("the token's first part is not base64 of a Discord id")
     return int(decoded)
+
+
+def contains_token(text: str) -> bool:
+    """Whether `text` is, or contains, something shaped like a bot token or a stored ciphertext.
+
+    Names are shown to everyone (`/bots`, seed output, clone replies) and stored in plaintext, so
+    a token typed into a name field must be refused, not stored.
+    """
+    return SECRET_IN_TEXT.search(text) is not None or FERNET_CIPHERTEXT.search(text) is not None
 
 
 def token_fingerprint(token: str) -> str:

@@ -181,3 +181,25 @@ def fleet_settings(make_settings: Any, fake_discord: Any) -> Settings:
         discord_gateway_url=fake_discord.gateway_url,
         identify_interval=0.0,
     )
+
+
+@pytest.fixture
+def bystander() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """An unrelated process listening on a loopback port: what a stale pid and port may now be."""
+    port = _free_port()
+    script = (
+        "import socket, time; s = socket.socket(); "
+        f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(600)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, "the bystander did not start"
+            time.sleep(0.05)
+    yield process, port
+    process.kill()
+    process.wait()

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from pymongo import AsyncMongoClient
 
 from app.embedded import STATE_FILE
 from app.settings import Settings
-from tests.fakes.discord import FakeDiscord
+from app.tokens import token_fingerprint
+from tests.fakes.discord import FakeDiscord, make_fake_token
 from tests.fleet import store_bot
 
 CHORUS = str(Path(sys.executable).parent / "chorus")
@@ -123,6 +125,9 @@ async def test_serve_runs_bots_and_closes_them_on_sigterm(
     # Voice runs on Lavalink: said once, instead of discord.py's warnings about its voice packages.
     assert stderr.count("Voice runs on Lavalink") == 1
     assert "PyNaCl is not installed" not in stderr and "davey is not installed" not in stderr
+    # LOG_LEVEL=DEBUG: PyMongo's command log stays off, so no ciphertext or fingerprint is logged.
+    assert "pymongo.command" not in stderr and "gAAAA" not in stderr
+    assert token_fingerprint(bot.token) not in stderr
 
 
 async def test_explicit_database_without_key_refuses_to_start(tmp_path: Path) -> None:
@@ -137,6 +142,126 @@ async def test_explicit_database_without_key_refuses_to_start(tmp_path: Path) ->
         _, stderr = await process.communicate()
     assert process.returncode == 2
     assert "TOKEN_ENCRYPTION_KEYS is required" in stderr.decode()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def _status_before_the_body(port: int, path: str, declared: int, sent: int) -> int:
+    """POST declaring `declared` bytes but sending only `sent`: the status line, read while the
+    rest of the body never comes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: chorus\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {declared}\r\n\r\n".encode()
+        )
+        writer.write(b" " * sent)
+        await writer.drain()
+        async with asyncio.timeout(30):
+            status_line = await reader.readline()
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+async def test_serve_refuses_bad_input_and_answers_503_when_the_database_goes(
+    tmp_path: Path, make_settings: Any
+) -> None:
+    db_port = _free_port()
+    storage = tmp_path / "db"
+    storage.mkdir()
+    database = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "secantusd-py"),
+        "--host", "127.0.0.1", "--port", str(db_port), "--storage-path", str(storage),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    settings: Settings = make_settings()
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        CHORUS, "serve",
+        env=_clean_env(
+            HTTP_PORT=str(port),
+            MONGODB_URL=f"mongodb://127.0.0.1:{db_port}/?directConnection=true",
+            MONGODB_DATABASE=settings.mongodb_database,
+            TOKEN_ENCRYPTION_KEYS=settings.encryption_keys[0],
+            ADMIN_API_TOKEN="serve-admin-token",
+            DISCORD_API_BASE="http://127.0.0.1:9/api/v10",  # never reached: every request is refused first
+            LOG_LEVEL="DEBUG",
+        ),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await _wait_for_health(port, process)
+        admin = {"Authorization": "Bearer serve-admin-token"}
+        base = f"http://127.0.0.1:{port}"
+        # 8 bodies of 50 MB without credentials: each refused before its body arrives.
+        before = _rss_kib(process.pid)
+        statuses = await asyncio.gather(
+            *(_status_before_the_body(port, "/bots", 50 * 1024 * 1024, 1024 * 1024) for _ in range(8))
+        )
+        grown_mib = (_rss_kib(process.pid) - before) / 1024
+        print(f"RSS growth after 8 x 50 MB unauthenticated bodies: {grown_mib:.1f} MiB")
+        assert statuses == [401] * 8
+        assert grown_mib < 64
+        token = make_fake_token(123456789012345678)
+        async with httpx.AsyncClient(base_url=base) as http:
+            assert (await http.get(f"/guilds/{2**63}/bots")).status_code == 422
+            assert (await http.post("/guilds/0/invite", headers=admin)).status_code == 422
+            named = await http.post("/bots", json={"token": token, "name": token}, headers=admin)
+            assert named.status_code == 422 and token not in named.text
+            assert (await http.patch("/bots/1", json={"enabled": "yes"}, headers=admin)).status_code == 422
+
+            database.kill()
+            await database.wait()
+            for request in (http.get("/guilds/1/bots"), http.post("/guilds/1/invite", headers=admin)):
+                answer = await request
+                assert answer.status_code == 503 and answer.headers["retry-after"] == "5", answer.text
+            health = (await http.get("/health")).json()
+            assert health["status"] == "degraded" and health["database"] == "unreachable"
+    finally:
+        code, stderr = await _terminate(process)
+        if database.returncode is None:
+            database.kill()
+            await database.wait()
+    assert code == 0, stderr
+    assert "OverflowError" not in stderr and "Traceback" not in stderr
+    assert token not in stderr
+
+
+async def test_serve_ignores_a_stale_embedded_state_file(
+    tmp_path: Path, bystander: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    """After a reboot the recorded pid and port belong to something else: serve starts its own
+    database, and on SIGTERM signals only that one."""
+    other, other_port = bystander
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / STATE_FILE).write_text(
+        json.dumps({"pid": other.pid, "port": other_port, "owner_pid": 2**22 + 3, "instance_id": "0" * 32})
+    )
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        CHORUS, "serve",
+        env=_clean_env(HTTP_PORT=str(port), DATA_DIR=str(data_dir)),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    health = await _wait_for_health(port, process)
+    assert health["database"] == "ok"
+    state = json.loads((data_dir / STATE_FILE).read_text())
+    assert state["pid"] != other.pid and state["port"] != other_port
+    code, stderr = await _terminate(process)
+    assert code == 0, stderr
+    assert "not the embedded database we started" in stderr
+    assert other.poll() is None, "chorus serve signalled a process it did not start"
 
 
 async def test_ctrl_c_while_serve_starts_stops_what_it_started(tmp_path: Path) -> None:

@@ -9,15 +9,23 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import PyMongoError
 
 from app import __version__
+from app.api.database import database_error
+from app.api.gate import RequestGate
 from app.api.routes import admin, bots, guilds, health
+from app.api.schemas import ErrorPublic
 from app.bots.manager import BotManager
 from app.db.connection import DatabaseMonitor
+from app.logs import redact
 from app.runtime import Store, apply_discord_endpoints, open_store
 from app.settings import Settings
 
 _log = logging.getLogger(__name__)
+
+# No request of this API needs more than a few hundred bytes.
+MAX_BODY_BYTES = 64 * 1024
 
 
 @contextlib.asynccontextmanager
@@ -47,9 +55,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 with the reason and the field, but never the submitted value (it may be a token)."""
-    errors = [{"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
-              for error in exc.errors()]  # fmt: skip
+    """422 with the reason and the field, but never the submitted value (it may be a token; so
+    may an unknown key, which is why key names are redacted too)."""
+    errors = [
+        {
+            "loc": [redact(part) if isinstance(part, str) else part for part in error.get("loc", ())],
+            "msg": redact(str(error.get("msg", ""))),
+            "type": str(error.get("type", "")),
+        }
+        for error in exc.errors()
+    ]
     return JSONResponse(status_code=422, content={"detail": errors})
 
 
@@ -59,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="A fleet of Discord music bots in one process",
         lifespan=lifespan,
+        responses={413: {"model": ErrorPublic, "description": "The body is over 64 KiB"}},
     )
     app.state.settings = settings or Settings()
     app.include_router(health.router)
@@ -66,4 +82,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(guilds.router)
     app.include_router(admin.router)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(PyMongoError, database_error)
+    app.add_middleware(RequestGate, max_body=MAX_BODY_BYTES)
     return app

@@ -10,7 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from app.bots.status import BotState, BotStatus
 from app.db.models import ServerStatus
-from app.logs import redact
+from app.logs import public_reason
 
 
 class _Public(BaseModel):
@@ -50,7 +50,7 @@ class BotPublic(_Public):
             users=status.users,
             status=status.state,
             latency_ms=status.latency_ms,
-            last_error=redact(status.last_error) if status.last_error else None,
+            last_error=public_reason(status.last_error) if status.last_error else None,
         )
 
 
@@ -83,3 +83,9 @@ class CommandSyncPublic(_Public):
     client_id: str
     scope: str = Field(description="global (can take up to an hour to appear) or guild <id> (instant)")
     commands: int
+
+
+class ErrorPublic(BaseModel):
+    """Every error but a validation error (422): what went wrong, never the submitted value."""
+
+    detail: str

@@ -13,6 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import discord
+
 from app.db.errors import UnknownBot
 from app.db.models import MusicBot
 from app.db.queries import get_music_bot_by_client_id
@@ -22,6 +25,9 @@ from app.tokens import TokenCipher, TokenDecryptionError
 __all__ = ("SYNC_CONCURRENCY", "SyncResult", "SyncTarget", "select_targets", "sync_commands")
 
 _log = logging.getLogger(__name__)
+
+# Failures worth retrying as they are: Discord unreachable, failing or asking us to wait.
+_TRANSIENT = (aiohttp.ClientError, OSError, TimeoutError, discord.DiscordServerError, discord.RateLimited)
 
 # Rate limits are per bot token, so a few bots at a time are safe and keep 100 bots quick.
 SYNC_CONCURRENCY = 4
@@ -50,6 +56,9 @@ class SyncResult:
     ok: bool
     detail: str
     commands: int = 0
+    # Discord (or the stored token) refused: the same call will fail again until something
+    # changes (a reset token, a guild the bot is not in), unlike an outage.
+    refused: bool = False
 
 
 async def select_targets(
@@ -71,13 +80,14 @@ async def _sync_one(target: SyncTarget, payload: Sequence[dict[str, Any]], ciphe
     try:
         token = cipher.decrypt(target.token_ciphertext)
     except TokenDecryptionError as exc:
-        return SyncResult(target, ok=False, detail=str(exc))
+        return SyncResult(target, ok=False, detail=str(exc), refused=True)
     try:
         async with logged_in(token, expected_client_id=target.client_id) as rest:
             count = await rest.bulk_overwrite_commands(payload, guild_id=target.guild_id)
     except DiscordRestError as exc:
         _log.warning("Bot %r (%d): %s", target.name, target.client_id, exc)
-        return SyncResult(target, ok=False, detail=str(exc))
+        transient = isinstance(exc.__cause__, _TRANSIENT)
+        return SyncResult(target, ok=False, detail=str(exc), refused=not transient)
     _log.info("Bot %r (%d): %d command(s) in %s", target.name, target.client_id, count, target.scope)
     return SyncResult(target, ok=True, detail=f"{count} command(s)", commands=count)
 

@@ -10,7 +10,14 @@ from pymongo.errors import DuplicateKeyError
 from app.db import queries
 from app.db.models import MusicBot, utcnow
 from app.discord_rest import DiscordRestError, check_token
-from app.tokens import InvalidTokenFormat, TokenCipher, client_id_from_token, token_fingerprint
+from app.tokens import (
+    NAME_REFUSAL,
+    InvalidTokenFormat,
+    TokenCipher,
+    client_id_from_token,
+    contains_token,
+    token_fingerprint,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ async def register_bot(
         name = name.strip()
         if not 1 <= len(name) <= NAME_MAX:
             raise RegistrationError(f"name: must be 1-{NAME_MAX} characters")
+        if contains_token(name):  # names are stored in plaintext and shown to everyone
+            raise RegistrationError(f"name: {NAME_REFUSAL}")
     fingerprint = token_fingerprint(token)
     same_app = await queries.get_music_bot_by_client_id(client_id)
     replacing = (

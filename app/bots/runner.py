@@ -22,7 +22,13 @@ from app.bots.identify import IdentifyLedger, IdentifyPacer
 from app.bots.router import FleetRouter
 from app.bots.status import BotState, BotStatus
 from app.db.models import MusicBot, utcnow
-from app.logs import GatewayLogScope, describe_connection_error, gateway_scope, install_reconnect_log_filter
+from app.logs import (
+    GatewayLogScope,
+    describe_connection_error,
+    gateway_scope,
+    install_reconnect_log_filter,
+    public_reason,
+)
 from app.music.config import LavalinkNodeSpec
 from app.music.service import MusicConfig
 from app.settings import Settings
@@ -182,7 +188,8 @@ class BotRunner:
         if state in (BotState.STARTING, BotState.RECONNECTING) and self.down_since is None:
             self.down_since = time.monotonic()
         if error is not None:
-            self.last_error = error
+            # Shown by /bots, /clones and the owner's DM: bounded, one line, nothing secret.
+            self.last_error = public_reason(error)
         async with self._state_changed:
             self._state_changed.notify_all()
 
@@ -190,7 +197,7 @@ class BotRunner:
         _log.error("Bot %r (%d) failed and will not be retried: %s", self.name, self.client_id, reason)
         await self._set_state(BotState.FAILED, error=reason)
         if self._on_failed is not None:
-            self._on_failed(self, reason)
+            self._on_failed(self, self.last_error or reason)
 
     def _decrypt_token(self) -> str:
         token = self._cipher.decrypt(self.record.token_ciphertext)

@@ -116,6 +116,13 @@ class DatabaseMonitor:
             self.reachable, self.last_error = True, None
         return self.reachable
 
+    def report_failure(self, exc: BaseException) -> None:
+        """A caller saw the database fail to answer: believe it until the next successful ping,
+        so other callers fail fast instead of each waiting for its own timeout."""
+        if self.reachable:
+            _log.warning("Database unreachable: %s", exc)
+        self.reachable, self.last_error = False, f"{type(exc).__name__}: {exc}"
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="database-monitor")
 

@@ -30,6 +30,44 @@ async def get_music_bot_by_client_id(client_id: int) -> MusicBot | None:
     return await MusicBot.find_one(MusicBot.client_id == client_id)
 
 
+async def update_music_bot(
+    client_id: int, *, name: str | None = None, enabled: bool | None = None
+) -> tuple[MusicBot | None, bool]:
+    """The one write of a bot's name and enabled flag: the admin API, `chorus bots enable|disable`
+    and `/clone_stop` all come here. Returns the bot as stored afterwards (None: no such bot) and
+    whether anything changed; `updated_at` moves only on a real change. Disabling forgets the
+    bot's saved players, also when no running service sees the change."""
+    changes: dict[str, str | bool] = {}
+    if name is not None:
+        changes["name"] = name
+    if enabled is not None:
+        changes["enabled"] = enabled
+    changed = False
+    if changes:
+        result = await MusicBot.get_pymongo_collection().update_one(
+            {"client_id": client_id, "$or": [{field: {"$ne": value}} for field, value in changes.items()]},
+            {"$set": {**changes, "updated_at": utcnow()}},
+        )
+        changed = result.modified_count > 0
+    if changed and enabled is False:
+        await forget_player_snapshots(client_id)
+    return await get_music_bot_by_client_id(client_id), changed
+
+
+async def delete_music_bot(client_id: int) -> MusicBot | None:
+    """The one delete of a bot (the admin API and `chorus bots remove`): its guild records, its
+    saved players, then the bot itself (last, so an interrupted delete can simply be run again).
+    Its identify log stays: Discord's daily budget still counts. Returns the deleted bot, or None."""
+    bot = await get_music_bot_by_client_id(client_id)
+    if bot is None:
+        return None
+    assert bot.id is not None, "a stored document has an id"
+    await ServerMusicBot.get_pymongo_collection().delete_many({"music_bot_id": bot.id})
+    await forget_player_snapshots(client_id)
+    await MusicBot.get_pymongo_collection().delete_one({"_id": bot.id})
+    return bot
+
+
 async def get_music_bot_for_guild(guild_id: int) -> MusicBot | None:
     """An enabled bot that is active in the guild (the longest-serving one)."""
     assignments = (

@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable
 import discord
 import wavelink
 
+from app.music.errors import MusicError
 from app.music.formatting import format_duration, page_count, track_length
+from app.music.options import check_pick
 from app.music.player import ChorusPlayer, requester_name
 from app.music.replies import AnsweringView
 
@@ -102,6 +104,10 @@ class SearchView(AnsweringView):
         return True
 
     async def _picked(self, interaction: discord.Interaction) -> None:
-        track = self.tracks[int(self.select.values[0])]
+        try:
+            track = self.tracks[check_pick(self.select.values[0], len(self.tracks))]
+        except MusicError as exc:  # a forged value: a View's errors never reach the command tree
+            await interaction.response.send_message(str(exc), ephemeral=True)
+            return
         self.stop()
         await self.on_pick(interaction, track)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from app.db.errors import UnknownBot
-from app.db.models import MusicBot, ServerMusicBot, utcnow
-from app.db.queries import forget_player_snapshots, get_music_bot_by_client_id
+from app.db.models import MusicBot
+from app.db.queries import delete_music_bot, update_music_bot
 from app.tokens import TokenCipher, TokenDecryptionError
 
 __all__ = ("BotSummary", "TokenState", "list_bots", "remove_bot", "set_enabled")
@@ -60,34 +60,20 @@ async def list_bots(cipher: TokenCipher) -> list[BotSummary]:
     ]
 
 
-async def _get(client_id: int) -> MusicBot:
-    bot = await get_music_bot_by_client_id(client_id)
-    if bot is None:
-        raise UnknownBot(client_id)
-    return bot
-
-
 async def set_enabled(client_id: int, enabled: bool) -> tuple[MusicBot, bool]:
     """Returns the bot and whether anything changed."""
-    bot = await _get(client_id)
-    if bot.enabled == enabled:
-        return bot, False
-    await MusicBot.get_pymongo_collection().update_one(
-        {"client_id": client_id}, {"$set": {"enabled": enabled, "updated_at": utcnow()}}
-    )
-    bot.enabled = enabled
-    if not enabled:
-        await forget_player_snapshots(client_id)  # also when no service runs to see the change
-    _log.info("Bot %r (%d) %s", bot.name, client_id, "enabled" if enabled else "disabled")
-    return bot, True
+    bot, changed = await update_music_bot(client_id, enabled=enabled)
+    if bot is None:
+        raise UnknownBot(client_id)
+    if changed:
+        _log.info("Bot %r (%d) %s", bot.name, client_id, "enabled" if enabled else "disabled")
+    return bot, changed
 
 
 async def remove_bot(client_id: int) -> MusicBot:
-    """Delete the bot and its guild records (its identify log stays: Discord's budget still applies)."""
-    bot = await _get(client_id)
-    assert bot.id is not None, "a stored document has an id"
-    await ServerMusicBot.get_pymongo_collection().delete_many({"music_bot_id": bot.id})
-    await MusicBot.get_pymongo_collection().delete_one({"_id": bot.id})
-    await forget_player_snapshots(client_id)
+    """Delete the bot, its guild records and saved players (its identify log stays)."""
+    bot = await delete_music_bot(client_id)
+    if bot is None:
+        raise UnknownBot(client_id)
     _log.info("Removed bot %r (%d)", bot.name, client_id)
     return bot

@@ -22,9 +22,11 @@ from app.ops.cli_support import (
     stdout,
     uninterrupted,
 )
+from app.ops.no_echo import NoEchoCommand
 from app.ops.seed import SeedChange, SeedConflict, SeedRejected, validate_seed
 from app.ops.seed_cli import print_seed_result, reject, report_interrupted_seed, write_seed
 from app.runtime import apply_discord_endpoints, open_store
+from app.tokens import contains_token
 
 __all__ = ("bots_app",)
 
@@ -33,6 +35,7 @@ bots_app = typer.Typer(
     no_args_is_help=True,
     epilog="Example:\n\n$ chorus bots list",
 )
+
 
 ClientIdArg = Annotated[int, typer.Argument(help="The bot's application id (see `chorus bots list`).")]
 
@@ -118,6 +121,7 @@ def _read_token() -> str:
 
 
 def add_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Display name in Chorus (1-80 characters).")],
     disabled: Annotated[bool, typer.Option("--disabled", help="Store it disabled (not started).")] = False,
     owner_id: Annotated[int | None, typer.Option(help="Discord user id of the bot's owner.")] = None,
@@ -128,6 +132,13 @@ def add_command(
 ) -> None:
     """Add a bot, or update the stored bot of the same application, reading its token from a
     prompt or stdin. Validated exactly like a seed entry; the token is stored encrypted."""
+    if ctx.args:  # accepted by click only so that they are never printed back
+        fail(
+            f"bots add takes one argument, the name; {len(ctx.args)} more were given and ignored "
+            "(not shown: if one was the token, it is now in your shell history, so reset it in the "
+            "Developer Portal). The token is read from the prompt or stdin.",
+            EXIT_UNUSABLE,
+        )
     settings = load_settings()
     token = _read_token()
     if not token:
@@ -155,7 +166,7 @@ def add_command(
     except SeedRejected as exc:
         # One bot: "field 'token': ..." reads better than "entry #1 ...".
         reject(
-            f"bots add {name!r}",
+            "bots add" if contains_token(name) else f"bots add {name!r}",
             [f"field {p.field!r}: {p.message}" if p.field else p.message for p in exc.problems],
         )
     except SeedConflict as exc:
@@ -253,4 +264,10 @@ for _name, _command, _epilog in (
         f"$ chorus clear-commands {_EXAMPLE_ID}\n\n$ chorus bots remove --yes {_EXAMPLE_ID}",
     ),
 ):
-    bots_app.command(_name, help=help_text(_command), epilog=_epilog)(_command)
+    bots_app.command(
+        _name,
+        help=help_text(_command),
+        epilog=_epilog,
+        cls=NoEchoCommand,
+        context_settings={"allow_extra_args": True} if _name == "add" else None,
+    )(_command)

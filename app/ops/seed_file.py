@@ -12,7 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.tokens import InvalidTokenFormat, client_id_from_token, token_fingerprint
+from app.tokens import (
+    NAME_REFUSAL,
+    InvalidTokenFormat,
+    client_id_from_token,
+    contains_token,
+    token_fingerprint,
+)
 
 __all__ = (
     "ENTRY_FIELDS",
@@ -173,6 +179,8 @@ def _validate(raw: Any, index: int) -> tuple[SeedEntry | None, list[SeedProblem]
     entry: Mapping[str, Any] = raw
     raw_name = entry.get("name")
     label_name = raw_name.strip() if isinstance(raw_name, str) and raw_name.strip() else None
+    if label_name is not None and contains_token(label_name):
+        label_name = None  # problems name the entry by number only: never repeat a token
     problems: list[SeedProblem] = []
 
     def problem(field_name: str, message: str) -> None:
@@ -180,7 +188,8 @@ def _validate(raw: Any, index: int) -> tuple[SeedEntry | None, list[SeedProblem]
 
     for key in entry:
         if key not in ENTRY_FIELDS and not str(key).startswith("_"):
-            problem(str(key), f"unknown field (expected one of: {', '.join(ENTRY_FIELDS)})")
+            shown = "[a key that looks like a token]" if contains_token(str(key)) else str(key)
+            problem(shown, f"unknown field (expected one of: {', '.join(ENTRY_FIELDS)})")
 
     name = ""
     if "name" not in entry:
@@ -193,6 +202,8 @@ def _validate(raw: Any, index: int) -> tuple[SeedEntry | None, list[SeedProblem]
             problem("name", "must not be empty")
         elif len(name) > NAME_MAX_LENGTH:
             problem("name", f"must be at most {NAME_MAX_LENGTH} characters (has {len(name)})")
+        elif contains_token(name):
+            problem("name", NAME_REFUSAL)
 
     token: str | None = None
     client_id: int | None = None

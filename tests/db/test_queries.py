@@ -6,7 +6,7 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from app.db import queries
-from app.db.models import MusicBot, ServerMusicBot, ServerStatus, utcnow
+from app.db.models import MusicBot, PlayerSnapshot, ServerMusicBot, ServerStatus, utcnow
 
 pytestmark = pytest.mark.usefixtures("mongo")
 
@@ -107,3 +107,36 @@ async def test_identify_log_keeps_the_last_day() -> None:
     await queries.record_identifies(5, [now])
     assert len(await queries.identify_timestamps(5)) == 2  # the one older than 24 h no longer counts
     assert await queries.identify_timestamps(6) == []
+
+
+async def test_update_music_bot_writes_only_real_changes() -> None:
+    await make_bot(1, name="old")
+    stored = await queries.get_music_bot_by_client_id(1)
+    assert stored is not None
+    before = stored.updated_at  # as stored: BSON keeps milliseconds
+    updated, changed = await queries.update_music_bot(1, enabled=True)  # already enabled
+    assert updated is not None and not changed and updated.updated_at == before
+    await PlayerSnapshot(bot_id=1, guild_id=10, voice_channel_id=11).insert()
+    updated, changed = await queries.update_music_bot(1, name="renamed")
+    assert changed and await PlayerSnapshot.find_all().count() == 1  # a rename keeps saved players
+    updated, changed = await queries.update_music_bot(1, name="new", enabled=False)
+    assert changed and updated is not None and (updated.name, updated.enabled) == ("new", False)
+    assert updated.updated_at > before
+    assert await PlayerSnapshot.find_all().count() == 0  # disabled: nothing to resume later
+    assert await queries.update_music_bot(99, enabled=False) == (None, False)
+
+
+async def test_delete_music_bot_takes_its_guild_records_and_players_along() -> None:
+    gone, kept = await make_bot(1), await make_bot(2)
+    assert gone.id is not None and kept.id is not None
+    for bot in (gone, kept):
+        await queries.activate_bot_in_guild(bot.id, 10)  # type: ignore[arg-type]  # asserted above
+        await PlayerSnapshot(bot_id=bot.client_id, guild_id=10, voice_channel_id=11).insert()
+    await queries.record_pending_invite(gone.id, 20)
+    deleted = await queries.delete_music_bot(1)
+    assert deleted is not None and deleted.client_id == 1
+    assert await MusicBot.find_all().count() == 1
+    assert await ServerMusicBot.find(ServerMusicBot.music_bot_id == gone.id).count() == 0
+    assert await ServerMusicBot.find(ServerMusicBot.music_bot_id == kept.id).count() == 1
+    assert [s.bot_id for s in await PlayerSnapshot.find_all().to_list()] == [2]
+    assert await queries.delete_music_bot(1) is None

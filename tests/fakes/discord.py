@@ -386,6 +386,15 @@ class _Fail429:
     method: str | None
 
 
+@dataclass
+class _Failure:
+    path_suffix: str
+    remaining: int
+    method: str | None
+    status: int
+    body: _Json
+
+
 class FakeDiscord(InteractionsMixin):
     """Fake Discord REST + gateway server serving many bots."""
 
@@ -407,6 +416,7 @@ class FakeDiscord(InteractionsMixin):
         self._fail_429: list[_Fail429] = []
         # Path suffix -> gate: matching REST calls wait until it is set (a slow Discord).
         self._held: dict[str, asyncio.Event] = {}
+        self._failures: list[_Failure] = []
         self._connections: set[_Connection] = set()
         self._background: set[asyncio.Future[None]] = set()
         self._timers: set[asyncio.Task[None]] = set()  # scheduled crashes; cancelled on close
@@ -872,6 +882,13 @@ class FakeDiscord(InteractionsMixin):
             f"a call to {path_suffix}",
         )
 
+    def fail_next(
+        self, path_suffix: str, *, status: int, body: _Json, times: int = 1, method: str | None = None
+    ) -> None:
+        """Answer the next ``times`` REST calls whose path ends with ``path_suffix`` with ``status``
+        and ``body`` (an upstream error whose text the service must not repeat verbatim)."""
+        self._failures.append(_Failure(path_suffix, times, method.upper() if method else None, status, body))
+
     def get_commands(self, app_id: int, guild_id: int | None = None) -> list[_Json]:
         return [dict(c) for c in self._commands.get((app_id, guild_id), [])]
 
@@ -1237,6 +1254,12 @@ class FakeDiscord(InteractionsMixin):
                 headers = {"Retry-After": str(retry), "X-RateLimit-Scope": "user", "Via": "1.1 google"}
                 return _json_response(data, status=429, headers=headers)
         self._fail_429 = [f for f in self._fail_429 if f.remaining > 0]
+        for failure in self._failures:
+            matches = path.endswith(failure.path_suffix) or f"/api/v10{path}".endswith(failure.path_suffix)
+            if failure.remaining > 0 and matches and failure.method in (None, method):
+                failure.remaining -= 1
+                return _json_response(failure.body, status=failure.status)
+        self._failures = [f for f in self._failures if f.remaining > 0]
         # Interaction callbacks and webhooks are authorised by the interaction token in the path.
         routed = self._webhook_route(method, path, body, query or {})
         if routed is not None:

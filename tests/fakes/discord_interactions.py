@@ -354,16 +354,27 @@ class InteractionsMixin:
         )
 
     async def select(
-        self, bot: FakeBot, message: FakeMessage, custom_id: str, values: Sequence[str], *, user: FakeUser
+        self,
+        bot: FakeBot,
+        message: FakeMessage,
+        custom_id: str,
+        values: Sequence[str],
+        *,
+        user: FakeUser,
+        forged: bool = False,
     ) -> FakeInteraction:
-        """The user picks ``values`` in the select menu ``custom_id`` of ``message`` (type 3)."""
+        """The user picks ``values`` in the select menu ``custom_id`` of ``message`` (type 3).
+
+        ``forged``: send them even if they are not options of the menu, as a client other than
+        Discord's may (Discord's API does not check them).
+        """
         component = self._clickable(bot, message, custom_id, tuple(SELECT_TYPES))
         values = [str(v) for v in values]
         low, high = int(component.get("min_values", 1)), int(component.get("max_values", 1))
-        if not low <= len(values) <= high:
+        if not low <= len(values) <= high and not forged:
             raise ValueError(f"select {custom_id!r} takes {low}..{high} values, not {len(values)}")
         component_type = int(component["type"])
-        if component_type == 3:
+        if component_type == 3 and not forged:
             offered = {str(o.get("value")) for o in component.get("options") or []}
             if not set(values) <= offered:
                 raise ValueError(f"values {sorted(set(values) - offered)} are not options of {custom_id!r}")

@@ -37,12 +37,11 @@ async def _open_modal(world: World, user: FakeUser) -> FakeInteraction:
     return opened
 
 
-async def _clone(world: World, user: FakeUser, token: str) -> FakeInteraction:
-    """/clone, then submit `token` in its modal; returns the submit interaction once answered."""
+async def _clone(world: World, user: FakeUser, token: str, *, name: str | None = None) -> FakeInteraction:
+    """/clone, then submit `token` (and `name`) in its modal; returns the submit interaction once answered."""
     opened = await _open_modal(world, user)
-    submitted = await world.discord.submit_modal(
-        world.bot, interaction=opened, values={"clone:token": token}, user=user
-    )
+    values = {"clone:token": token} if name is None else {"clone:token": token, "clone:name": name}
+    submitted = await world.discord.submit_modal(world.bot, interaction=opened, values=values, user=user)
     await submitted.wait_for_message(lambda m: bool(m.text), timeout=30)
     assert submitted.ephemeral
     return submitted
@@ -269,3 +268,22 @@ async def test_a_clone_whose_token_was_reset_comes_back_with_the_new_one(
     _refused(again, "You already have 1 clone(s) running")
     _no_token_in(world, mine.token)
     _no_token_in(world, old_token)
+
+
+async def test_a_token_typed_as_the_clones_name_is_refused_and_never_echoed(
+    make_world: WorldFactory, fake_discord: FakeDiscord, mongo: Mongo
+) -> None:
+    owner = fake_discord.add_user(name="Owner")
+    world = await make_world(clone_enabled=True, owner_ids=str(owner.id))
+    await _allow_cloning(world, mongo)
+    clone_bot = world.discord.add_bot(name="Named")
+    other = world.discord.add_bot(name="Other")
+
+    for name in (clone_bot.token, other.token, f"x {other.token}"[:80]):
+        answer = await _clone(world, owner, clone_bot.token, name=name)
+        assert answer.ephemeral and "can't be registered" in answer.text and "looks like" in answer.text
+    assert await _bots(world, mongo).count_documents({}) == 1
+    assert world.app.manager.get_runner(clone_bot.client_id) is None
+    assert "online" in (await _clone(world, owner, clone_bot.token, name="Named")).text
+    for bot in (clone_bot, other):
+        _no_token_in(world, bot.token)

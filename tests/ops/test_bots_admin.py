@@ -64,7 +64,19 @@ async def test_add_rejects_a_bad_token_and_never_takes_one_from_argv(
     bad = await chorus("bots", "add", "Broken", stdin="Bot " + bot.token + "\n")
     assert bad.code == 1, bad
     assert "field 'token': remove the 'Bot ' prefix" in bad.stderr
-    # There is no way to pass the token as an argument: it would be visible in `ps`.
+    # There is no way to pass the token as an argument: it would be visible in `ps`. It is
+    # refused without being printed back (the fixture checks every run's output for tokens).
     argv = await chorus("bots", "add", "Argv", bot.token, stdin="")
     assert argv.code == 2, argv
+    assert "reset it" in argv.stderr
+    misplaced = await chorus("bots", "enable", "1", bot.token)
+    assert misplaced.code == 2 and "[REDACTED]" in misplaced.stderr, misplaced
+    seed_extra = await chorus("seed", "bots.json", bot.token)
+    assert seed_extra.code == 2 and "[REDACTED]" in seed_extra.stderr, seed_extra
+    # Nor as the name: it would be stored in plaintext and shown by every listing.
+    as_name = await chorus("bots", "add", bot.token, stdin=bot.token + "\n")
+    assert as_name.code == 1 and "field 'name': looks like" in as_name.stderr, as_name
+    chorus.write_seed([{"name": f"Music {bot.token}"[:80], "token": bot.token}])
+    dry = await chorus("seed", "--dry-run", "bots.json")
+    assert dry.code == 1 and "entry #1, field 'name'" in dry.stderr, dry
     assert await stored_bots(mongo, chorus.settings) == []

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 import app.config_errors
 import app.ops.seed_cli
 from app.cli import cli
-from app.embedded import STATE_FILE, _pid_alive
+from app.embedded import STATE_FILE
 from app.ops import cli_support
+from app.process import is_alive
 from app.tokens import generate_key
 from tests.fakes.discord import FakeDiscord, make_fake_token
 from tests.ops.conftest import CHORUS, Chorus, clean_env
@@ -40,7 +41,7 @@ async def test_ctrl_c_before_the_write_stores_nothing_and_stops_the_embedded_dat
     try:
         await fake_discord.wait_for_request("/users/@me")
         database_pid = json.loads((data / STATE_FILE).read_text())["pid"]
-        assert _pid_alive(database_pid)
+        assert is_alive(database_pid)
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(60):
             out, err = await process.communicate()
@@ -55,7 +56,7 @@ async def test_ctrl_c_before_the_write_stores_nothing_and_stops_the_embedded_dat
     # The embedded database this command started is stopped, not orphaned.
     assert not (data / STATE_FILE).exists()
     async with asyncio.timeout(30):
-        while _pid_alive(database_pid):
+        while is_alive(database_pid):
             await asyncio.sleep(0.05)
     # And nothing was stored.
     chorus = Chorus(env=env, cwd=tmp_path, settings=None)  # type: ignore[arg-type]  # settings unused here

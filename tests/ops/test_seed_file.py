@@ -58,7 +58,7 @@ def test_defaults_and_omitted_fields() -> None:
         ({"name": "A", "token": "PASTE-HERE"}, "still the template's placeholder"),
         ({"name": "A", "token": "Bot abc.defgh.ijklmnopqrstuvwxyz0123"}, "remove the 'Bot ' prefix"),
         ({"name": "A", "token": "only-one-part"}, "field 'token': not a Discord bot token"),
-        ({"name": "A", "token": "x" * 20 + ".abcdef." + "y" * 27}, "not base64 of a numeric id"),
+        ({"name": "A", "token": "x" * 20 + ".abcdef." + "y" * 27}, "not base64 of a Discord id"),
         (
             {"name": "A", "token": make_fake_token(CLIENT_ID), "client_id": 5},
             f"is 5, but the token belongs to application {CLIENT_ID}",
@@ -130,3 +130,30 @@ def test_invite_url_asks_for_exactly_what_a_music_bot_needs() -> None:
     assert invite_url(42) == (
         "https://discord.com/oauth2/authorize?client_id=42&scope=bot+applications.commands&permissions=3165184"
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "{token}",
+        "M {token}",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk",
+        "gAAAAABnQ2FiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6",
+    ],
+)
+def test_a_name_that_is_or_contains_a_token_is_refused_without_repeating_it(name: str) -> None:
+    token = make_fake_token(CLIENT_ID)
+    name = name.format(token=token)
+    entry, problems = validate_entries([{"name": name, "token": make_fake_token(CLIENT_ID + 1)}])
+    assert entry == []
+    assert [p.field for p in problems] == ["name"] and "looks like" in problems[0].message
+    text = "; ".join(str(p) for p in problems)
+    assert text.startswith("entry #1, field 'name'")  # numbered, never named
+    assert name not in text and token not in text
+
+
+def test_a_token_as_an_unknown_key_is_not_repeated() -> None:
+    token = make_fake_token(CLIENT_ID)
+    _, problems = validate_entries([{"name": "A", "token": make_fake_token(CLIENT_ID + 1), token: 1}])
+    (problem,) = problems
+    assert token not in str(problem) and "looks like a token" in str(problem)

@@ -25,10 +25,11 @@ from app.bots.registry import NAME_MAX, DuplicateBot, InvalidBotToken, Registrat
 from app.bots.status import BotState
 from app.db import queries
 from app.db.connection import interactive
-from app.db.models import MusicBot, utcnow
+from app.db.models import MusicBot
 from app.invite_urls import invite_url
 from app.music.access import member_of
 from app.music.errors import MusicError, NotAllowed
+from app.music.options import TEXT_MAX, check_text
 from app.music.replies import UNEXPECTED, reply_error
 from app.music.service import MusicService
 from app.tokens import InvalidTokenFormat, client_id_from_token
@@ -331,6 +332,7 @@ class Clones(commands.Cog):
     async def clone_stop(
         self, interaction: discord.Interaction, bot: app_commands.Range[str, 1, 100]
     ) -> None:
+        check_text(bot, what="The bot")
         manager = self.manager
         user_id = interaction.user.id
         owner = user_id in manager.settings.owner_id_set
@@ -344,11 +346,10 @@ class Clones(commands.Cog):
                 raise NotAllowed("Only the clone's owner (or one of the bot's owners) can stop it.")
             if not record.enabled:
                 raise MusicError(f"**{record.name}** is already stopped.")
-            now = utcnow()
-            await MusicBot.get_pymongo_collection().update_one(
-                {"client_id": record.client_id}, {"$set": {"enabled": False, "updated_at": now}}
-            )
-        record.enabled, record.updated_at = False, now
+            stopped, _ = await queries.update_music_bot(record.client_id, enabled=False)
+        if stopped is None:
+            raise MusicError("That clone was just removed.")
+        record = stopped
         # Stopping leaves voice channels and closes the gateway: it may take longer than 3 s.
         await interaction.response.defer(ephemeral=True, thinking=True)
         await manager.sync_bot(record.client_id, record)
@@ -369,7 +370,7 @@ class Clones(commands.Cog):
             records = await _visible_clones(interaction.user.id, every=every, enabled_only=True)
         except (MusicError, PyMongoError):
             return []
-        text = current.strip().lower()
+        text = current.strip().lower()[:TEXT_MAX]
         return [
             app_commands.Choice(name=f"{record.name} ({record.client_id})"[:100], value=str(record.client_id))
             for record in records

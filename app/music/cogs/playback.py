@@ -28,6 +28,7 @@ from app.music.access import (
 )
 from app.music.errors import AllBotsBusy, AudioBackendUnavailable, MusicError, NothingPlaying
 from app.music.formatting import InvalidTime, format_duration, parse_time, progress_bar, track_length
+from app.music.options import QUERY_MAX, SEARCH_QUERY_MAX, check_count, check_query, check_time, check_volume
 from app.music.player import requester_name
 from app.music.service import MusicService
 from app.music.views import SearchView
@@ -173,6 +174,7 @@ class Playback(commands.Cog):
     @app_commands.describe(query="A URL, or what to search for")
     @app_commands.guild_only()
     async def play(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 500]) -> None:
+        check_query(query)
         receiving = self.music
         acting, _ = await _route_play(receiving, interaction)
 
@@ -186,7 +188,7 @@ class Playback(commands.Cog):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         text = current.strip()
-        if len(text) < 2 or text.startswith(("http://", "https://")):
+        if not 2 <= len(text) <= QUERY_MAX or text.startswith(("http://", "https://")):
             return []
         try:
             result = await self.music.search(text)
@@ -204,6 +206,7 @@ class Playback(commands.Cog):
     @app_commands.describe(query="What to search for")
     @app_commands.guild_only()
     async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 200]) -> None:
+        check_query(query, limit=SEARCH_QUERY_MAX)
         receiving = self.music
         acting, _ = await _route_play(receiving, interaction)
         result = await within_deadline(interaction, acting.search(query), ephemeral=True)
@@ -252,6 +255,7 @@ class Playback(commands.Cog):
     async def skip(
         self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 100] = 1
     ) -> None:
+        check_count(count)
         player = controlled_player(self.music, interaction)
         if player.current is None:
             raise NothingPlaying()
@@ -323,6 +327,7 @@ class Playback(commands.Cog):
     @app_commands.describe(time="Seconds (90), m:ss (1:30) or h:mm:ss (1:02:03)")
     @app_commands.guild_only()
     async def seek(self, interaction: discord.Interaction, time: app_commands.Range[str, 1, 12]) -> None:
+        check_time(time)
         player = controlled_player(self.music, interaction)
         track = player.current
         if track is None:
@@ -345,6 +350,7 @@ class Playback(commands.Cog):
     @app_commands.describe(level="Volume in percent")
     @app_commands.guild_only()
     async def volume(self, interaction: discord.Interaction, level: app_commands.Range[int, 0, 150]) -> None:
+        check_volume(level)
         player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="change the volume")
         await player.set_volume(level)

@@ -12,6 +12,7 @@ from discord.ext import commands
 from app.music.access import acted, controlled_player, require_dj, require_dj_or_owner
 from app.music.errors import MusicError
 from app.music.filters import PRESETS, preset_filters
+from app.music.options import check_choice, check_position
 from app.music.player import requester_id
 from app.music.service import MusicService
 from app.music.views import QueueView, queue_embed
@@ -59,6 +60,7 @@ class Queue(commands.Cog):
     async def remove(
         self, interaction: discord.Interaction, position: app_commands.Range[int, 1, 10_000]
     ) -> None:
+        check_position(position)
         player = controlled_player(self.music, interaction)
         index = _position(len(player.queue), position)
         track = player.queue[index]
@@ -78,6 +80,8 @@ class Queue(commands.Cog):
         source: app_commands.Range[int, 1, 10_000],
         destination: app_commands.Range[int, 1, 10_000],
     ) -> None:
+        check_position(source)
+        check_position(destination)
         player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="reorder the queue")
         length = len(player.queue)
@@ -103,6 +107,7 @@ class Queue(commands.Cog):
     @app_commands.describe(mode="off, track or queue")
     @app_commands.guild_only()
     async def loop(self, interaction: discord.Interaction, mode: Literal["off", "track", "queue"]) -> None:
+        check_choice(mode, LOOP_MODES, what="The loop mode")
         player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="change the loop mode")
         player.queue.mode = LOOP_MODES[mode]
@@ -112,6 +117,7 @@ class Queue(commands.Cog):
     @app_commands.describe(state="on or off")
     @app_commands.guild_only()
     async def autoplay(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+        check_choice(state, ("on", "off"), what="The state")
         player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="change autoplay")
         # Both modes let wavelink advance the queue; `enabled` also adds recommendations.
@@ -122,6 +128,7 @@ class Queue(commands.Cog):
     @app_commands.describe(preset="bassboost, nightcore, vaporwave, karaoke, 8d, or reset")
     @app_commands.guild_only()
     async def filter_(self, interaction: discord.Interaction, preset: FilterName) -> None:
+        check_choice(preset, PRESETS, what="The filter")
         player = controlled_player(self.music, interaction)
         await require_dj(interaction, player, action="change filters")
         await player.set_filters(preset_filters(preset), seek=True)

@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from app.music.access import member_of
 from app.music.errors import NotAllowed
+from app.music.options import check_choice
 from app.music.service import MusicService
 
 
@@ -57,6 +58,7 @@ class SettingsGroup(
     )
     @app_commands.describe(state="on or off")
     async def announcements(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+        check_choice(state, ("on", "off"), what="The state")
         member = _require_manager(interaction)
         await self.music.guild_settings.update(member.guild.id, announce_now_playing=state == "on")
         await interaction.response.send_message(f"Now-playing announcements **{state}**.", ephemeral=True)
@@ -71,6 +73,7 @@ class GuildSettingsCog(commands.Cog):
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_guild=True)
     async def stay(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+        check_choice(state, ("on", "off"), what="The state")
         member = _require_manager(interaction)
         await self.music.guild_settings.update(member.guild.id, stay_24_7=state == "on")
         await interaction.response.send_message(f"24/7 mode **{state}**.", ephemeral=True)
