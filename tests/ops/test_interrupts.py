@@ -72,7 +72,8 @@ def test_ctrl_c_during_the_write_finishes_it_and_prints_the_summary(
 ) -> None:
     """In process, so the signal lands exactly while the write runs."""
     monkeypatch.chdir(tmp_path)  # no stray .env
-    monkeypatch.setattr(app.config_errors, "configure_logging", lambda level: None)  # pytest owns logging
+    # pytest owns logging: no handler or level changes from the command
+    monkeypatch.setattr(app.config_errors, "configure_logging", lambda level, **_: None)
     real_apply = app.ops.seed_cli.apply_seed
 
     async def apply_after_ctrl_c(*args: Any, **kwargs: Any) -> None:
