@@ -149,7 +149,7 @@ class BotRunner:
         if self.state in (BotState.FAILED, BotState.STOPPED):
             return 0, 0
         client = self.client
-        connected = len(client.music.nodes.healthy()) if client is not None else 0
+        connected = client.music.nodes.connected_count() if client is not None else 0
         return connected, len(self._lavalink_nodes)
 
     def down_for(self, now: float | None = None) -> float:
