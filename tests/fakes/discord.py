@@ -15,6 +15,11 @@ Besides connecting bots it models (see the section comments below):
   ``add_role``, ``add_voice_channel``, ``deny_bot_permissions``...), dispatched to the bots;
 * voice: op 4 is answered with VOICE_STATE_UPDATE + VOICE_SERVER_UPDATE, voice states are
   shared with the other bots of the guild, ``set_user_voice`` moves humans;
+* sharding: ``GET /gateway/bot`` recommends ``shards`` per bot, an IDENTIFY may carry ``shard``
+  (each shard is a session of its own and sees the guilds with ``(guild_id >> 22) % num_shards
+  == shard_id``; guild events, voice answers and interactions go to that shard only, DMs to
+  shard 0), and a session that would hold more than ``max_guilds_per_shard`` guilds is closed
+  with 4011, as Discord does;
 * interactions (``send_command``, ``send_autocomplete``, ``click_button``, ``select``,
   ``submit_modal`` return a :class:`FakeInteraction` recording the bot's answers) and the
   bot's channel/DM messages (``channel_messages``, ``wait_for_channel_message``); those live in
@@ -75,6 +80,7 @@ __all__ = [
     "RecordedRequest",
     "VoiceStateUpdate",
     "make_fake_token",
+    "shard_of",
 ]
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_"
@@ -90,6 +96,8 @@ _HISTORY_SIZE = 1000
 _VOICE_CHANNEL_TYPES = frozenset({2, 13})
 _INTENT_GUILD_MEMBERS = 1 << 1
 _INTENT_GUILD_VOICE_STATES = 1 << 7
+# Discord's most guilds per gateway session (sharding is required beyond it: close 4011).
+DISCORD_MAX_GUILDS_PER_SHARD = 2500
 
 # Shared with discord_payloads / discord_interactions (moved there to keep this file short).
 _Json = Json
@@ -97,6 +105,11 @@ _new_snowflake = new_snowflake
 _json_response = json_response
 _error = error
 _counter = itertools.count(1)
+
+
+def shard_of(guild_id: int, num_shards: int) -> int:
+    """The shard that receives a guild's events: Discord's formula."""
+    return (guild_id >> 22) % num_shards
 
 
 def make_fake_token(client_id: int) -> str:
@@ -151,6 +164,12 @@ class FakeBot:
     # With crash_after_ready: close the connection with this code instead (4009: a session
     # timeout, which discord.py answers by identifying again inside the same client).
     crash_close_code: int | None = None
+    # What `GET /gateway/bot` recommends; None: enough shards for `max_guilds_per_shard`.
+    shards: int | None = None
+    # The `shard` field of each accepted IDENTIFY (None: unsharded), in order (see identify_times).
+    identify_shards: list[tuple[int, int] | None] = field(default_factory=list)
+    # IDENTIFYs refused with 4011 (sharding required).
+    sharding_required_closes: int = 0
 
     @property
     def id(self) -> int:
@@ -365,12 +384,25 @@ class _Connection:
 class _Session:
     session_id: str
     bot: FakeBot
+    # (shard_id, num_shards) as identified; None: an unsharded session (it sees every guild).
+    shard: tuple[int, int] | None = None
     seq: int = 0
     conn: _Connection | None = None
     # Recent dispatches; those after the client's last seen sequence are replayed on RESUME.
     history: deque[_Json] = field(default_factory=lambda: deque(maxlen=_HISTORY_SIZE))
     # Dispatches numbered but not yet written to ``conn``, in order (see FakeDiscord._flush).
     outbox: deque[_Json] = field(default_factory=deque)
+
+    @property
+    def shard_id(self) -> int | None:
+        return None if self.shard is None else self.shard[0]
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Whether this session receives the guild's events (no guild: DMs, which go to shard 0)."""
+        if self.shard is None:
+            return True
+        shard_id, num_shards = self.shard
+        return shard_id == (0 if guild_id is None else shard_of(guild_id, num_shards))
 
 
 _OpHandler = Callable[[_Connection, Any], Awaitable[None]]
@@ -398,12 +430,20 @@ class _Failure:
 class FakeDiscord(InteractionsMixin):
     """Fake Discord REST + gateway server serving many bots."""
 
-    def __init__(self, *, heartbeat_interval_ms: int = 41250, gateway_path: str = "/") -> None:
+    def __init__(
+        self,
+        *,
+        heartbeat_interval_ms: int = 41250,
+        gateway_path: str = "/",
+        max_guilds_per_shard: int = DISCORD_MAX_GUILDS_PER_SHARD,
+    ) -> None:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         # Where the gateway websocket is served (a proxy may put it on a path of its own).
         self.gateway_path = gateway_path
         # While set, every gateway handshake is answered with this HTTP status (an outage).
         self.gateway_refusal: int | None = None
+        # A session (a shard, or an unsharded bot) in more guilds than this is closed with 4011.
+        self.max_guilds_per_shard = max_guilds_per_shard
         self.bots: dict[int, FakeBot] = {}
         self.guilds: dict[int, FakeGuild] = {}
         self.users: dict[int, FakeUser] = {}
@@ -411,6 +451,8 @@ class FakeDiscord(InteractionsMixin):
         self.voice_endpoint = "voice.fake.invalid:443"
         self.requests: list[RecordedRequest] = []
         self.voice_state_updates: list[VoiceStateUpdate] = []
+        # Op 4s sent on a shard that does not hold their guild (ignored, as by Discord).
+        self.misrouted_voice_updates: list[VoiceStateUpdate] = []
         self._bots_by_token: dict[str, FakeBot] = {}
         self._commands: dict[tuple[int, int | None], list[_Json]] = {}
         self._fail_429: list[_Fail429] = []
@@ -507,9 +549,21 @@ class FakeDiscord(InteractionsMixin):
         return bot
 
     def add_guild(
-        self, *, guild_id: int | None = None, name: str | None = None, member_count: int = 10
+        self,
+        *,
+        guild_id: int | None = None,
+        name: str | None = None,
+        member_count: int = 10,
+        shard: tuple[int, int] | None = None,
     ) -> FakeGuild:
-        guild_id = guild_id if guild_id is not None else _new_snowflake()
+        """A guild; ``shard=(shard_id, num_shards)`` picks an id that lands on that shard."""
+        if guild_id is None:
+            guild_id = _new_snowflake()
+            if shard is not None:
+                while shard_of(guild_id, shard[1]) != shard[0]:  # ids step with the clock (ms)
+                    guild_id = _new_snowflake()
+        elif shard is not None and shard_of(guild_id, shard[1]) != shard[0]:
+            raise ValueError(f"guild {guild_id} is not on shard {shard}")
         if guild_id in self.guilds:
             raise ValueError(f"guild {guild_id} already exists")
         guild = FakeGuild(id=guild_id, name=name or f"Fake Guild {next(_counter)}", member_count=member_count)
@@ -522,7 +576,7 @@ class FakeDiscord(InteractionsMixin):
             return
         bot.guild_ids.add(guild_id)
         guild.members.setdefault(bot.client_id, FakeMember(bot.client_id))
-        for session in list(bot.sessions.values()):
+        for session in self._sessions_for(bot, guild_id):
             await self._dispatch(session, "GUILD_CREATE", self._guild_create(guild, bot, unavailable=None))
 
     async def remove_bot_from_guild(self, bot: FakeBot, guild_id: int) -> None:
@@ -530,7 +584,7 @@ class FakeDiscord(InteractionsMixin):
         if guild_id not in bot.guild_ids:
             return
         bot.guild_ids.discard(guild_id)
-        for session in list(bot.sessions.values()):
+        for session in self._sessions_for(bot, guild_id):
             await self._dispatch(session, "GUILD_DELETE", {"id": str(guild_id)})
         if guild.voice_state(bot.client_id) is not None:  # kicked bots leave voice too
             state = self._apply_voice(guild, bot.client_id, None)
@@ -544,10 +598,26 @@ class FakeDiscord(InteractionsMixin):
         guild.outage = False
         for bot in self.bots.values():
             if guild_id in bot.guild_ids:
-                for session in list(bot.sessions.values()):
+                for session in self._sessions_for(bot, guild_id):
                     await self._dispatch(
                         session, "GUILD_CREATE", self._guild_create(guild, bot, unavailable=False)
                     )
+
+    def recommended_shards(self, bot: FakeBot) -> int:
+        """What `GET /gateway/bot` answers: the bot's `shards`, or enough for its guilds."""
+        if bot.shards is not None:
+            return bot.shards
+        return max(1, -(-len(bot.guild_ids) // self.max_guilds_per_shard))
+
+    def shard_sessions(self, bot: FakeBot) -> dict[int | None, str]:
+        """The bot's live sessions by shard id (None: unsharded) -> session id."""
+        return {
+            s.shard_id: s.session_id for s in bot.sessions.values() if s.conn is not None and s.conn.alive
+        }
+
+    def _sessions_for(self, bot: FakeBot, guild_id: int | None) -> list[_Session]:
+        """The bot's sessions that receive the guild's events (None: DMs and other non-guild ones)."""
+        return [s for s in list(bot.sessions.values()) if s.owns(guild_id)]
 
     def identifies_within(self, bot: FakeBot, start: float, seconds: float) -> int:
         """How many IDENTIFYs of ``bot`` arrived in ``[start, start + seconds]`` (loop time)."""
@@ -782,7 +852,7 @@ class FakeDiscord(InteractionsMixin):
                 and not intents & intent
             ):
                 continue
-            sessions.extend(bot.sessions.values())
+            sessions.extend(self._sessions_for(bot, guild_id))
         return sessions
 
     def _broadcast(
@@ -826,25 +896,36 @@ class FakeDiscord(InteractionsMixin):
         bot.revoked = False
         self._bots_by_token[token] = bot
 
-    async def disconnect(self, bot: FakeBot, *, code: int = 4000) -> None:
-        """Force-close the bot's live connection(s); with the default code discord.py RESUMEs."""
-        conns = [s.conn for s in bot.sessions.values() if s.conn is not None]
+    def _shard_sessions(self, bot: FakeBot, shard: int | None) -> list[_Session]:
+        return [s for s in list(bot.sessions.values()) if shard is None or s.shard_id == shard]
+
+    async def disconnect(self, bot: FakeBot, *, code: int = 4000, shard: int | None = None) -> None:
+        """Force-close the bot's live connection(s) (only ``shard``'s, if given); with the default
+        code discord.py RESUMEs."""
+        sessions = self._shard_sessions(bot, shard)
+        conns = [s.conn for s in sessions if s.conn is not None]
         if code in _NON_RESUMABLE_CODES:
-            bot.sessions.clear()
+            for session in sessions:
+                bot.sessions.pop(session.session_id, None)
         await asyncio.gather(*(c.close(code) for c in conns), return_exceptions=True)
 
-    async def invalidate_session(self, bot: FakeBot) -> None:
-        """Op 9 with ``d: false`` on the bot's live connection(s): its session is gone, so discord.py
-        re-identifies inside the same client (and clears its state, voice clients included)."""
-        conns = [s.conn for s in bot.sessions.values() if s.conn is not None]
-        bot.sessions.clear()
+    async def invalidate_session(self, bot: FakeBot, *, shard: int | None = None) -> None:
+        """Op 9 with ``d: false`` on the bot's live connection(s) (only ``shard``'s, if given): its
+        session is gone, so discord.py re-identifies inside the same client (and clears its state,
+        voice clients included)."""
+        sessions = self._shard_sessions(bot, shard)
+        conns = [s.conn for s in sessions if s.conn is not None]
+        for session in sessions:
+            bot.sessions.pop(session.session_id, None)
         for conn in conns:
             conn.session = None
             await conn.send_json({"op": 9, "d": False})
 
     async def dispatch(self, bot: FakeBot, event: str, data: _Json) -> int:
-        """Send a dispatch (op 0) event to every session of ``bot``; returns the number of sessions."""
-        sessions = list(bot.sessions.values())
+        """Send a dispatch (op 0) event to ``bot``: to the shard of its ``guild_id`` (shard 0
+        without one), or to every session of an unsharded bot; returns the number of sessions."""
+        guild_id = data.get("guild_id")
+        sessions = self._sessions_for(bot, int(guild_id) if guild_id is not None else None)
         for session in sessions:
             await self._dispatch(session, event, data)
         return len(sessions)
@@ -1022,14 +1103,25 @@ class FakeDiscord(InteractionsMixin):
         if bot.identify_close_code is not None:
             await conn.close(bot.identify_close_code)
             return
+        try:
+            shard = _identify_shard(data.get("shard"))
+        except ValueError:
+            await conn.close(4010)  # invalid shard
+            return
+        session = _Session(session_id=secrets.token_hex(16), bot=bot, shard=shard, conn=conn)
+        guilds = [self.guilds[gid] for gid in sorted(bot.guild_ids) if session.owns(gid)]
+        if len(guilds) > self.max_guilds_per_shard:
+            bot.sharding_required_closes += 1
+            await conn.close(4011)  # sharding required
+            await self._notify()
+            return
         bot.identify_count += 1
-        for stale_id in [sid for sid, s in bot.sessions.items() if s.conn is None]:
+        bot.identify_shards.append(shard)
+        for stale_id in [sid for sid, s in bot.sessions.items() if s.conn is None and s.shard == shard]:
             del bot.sessions[stale_id]
-        session = _Session(session_id=secrets.token_hex(16), bot=bot, conn=conn)
         bot.sessions[session.session_id] = session
         conn.session = session
-        _log.debug("fake gateway: bot %s identified", bot.client_id)
-        guilds = [self.guilds[gid] for gid in sorted(bot.guild_ids)]
+        _log.debug("fake gateway: bot %s identified (shard %s)", bot.client_id, shard)
         ready = {
             "v": 10,
             "user": bot.user_payload(),
@@ -1042,6 +1134,8 @@ class FakeDiscord(InteractionsMixin):
             "relationships": [],
             "user_settings": {},
         }
+        if shard is not None:
+            ready["shard"] = list(shard)
         bot.identify_times.append(asyncio.get_running_loop().time())
         await self._dispatch(session, "READY", ready)
         for guild in guilds:
@@ -1132,6 +1226,12 @@ class FakeDiscord(InteractionsMixin):
         bot = session.bot
         guild = self.guilds.get(update.guild_id)
         if guild is None or update.guild_id not in bot.guild_ids:
+            return
+        if not session.owns(update.guild_id):
+            # Sent on a shard that does not hold the guild: Discord does not act on it.
+            _log.warning("fake gateway: op 4 for guild %s on shard %s", update.guild_id, session.shard)
+            self.misrouted_voice_updates.append(update)
+            await self._notify()
             return
         channel_id = update.channel_id
         if channel_id is not None:
@@ -1308,8 +1408,10 @@ class FakeDiscord(InteractionsMixin):
         )
 
     def _rest_get_gateway(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
-        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
-        return _json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        remaining = max(0, 1000 - bot.identify_count)
+        limit = {"total": 1000, "remaining": remaining, "reset_after": 0, "max_concurrency": 1}
+        shards = self.recommended_shards(bot)
+        return _json_response({"url": self.gateway_url, "shards": shards, "session_start_limit": limit})
 
     def _command_scope(self, bot: FakeBot, match: re.Match[str]) -> tuple[int, int | None] | web.Response:
         app_id = int(match["app"])
@@ -1375,3 +1477,17 @@ class FakeDiscord(InteractionsMixin):
         commands, command = found
         commands.remove(command)
         return web.Response(status=204)
+
+
+def _identify_shard(value: Any) -> tuple[int, int] | None:
+    """IDENTIFY's ``shard``: None when absent; ValueError when invalid (Discord closes with 4010)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and 0 <= value[0] < value[1]
+    ):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"invalid shard {value!r}")

@@ -21,7 +21,7 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from .discord import FakeBot, FakeDiscord, FakeGuild, Permission, make_fake_token
+from .discord import FakeBot, FakeDiscord, FakeGuild, Permission, make_fake_token, shard_of
 
 STEP = 3.0  # seconds any single wait may take
 
@@ -854,3 +854,116 @@ async def test_channels_roles_and_permission_denial(fake: FakeDiscord) -> None:
         text = fake.add_text_channel(guild.id, "music-log")
         await fake.drain()
         assert isinstance(dguild.get_channel(text), discord.TextChannel)
+
+
+# ---------------------------------------------------------------------------- sharding
+
+SHARD_WAIT = 30.0  # generous: a shard's launch is one more handshake on a busy machine
+
+
+class _ShardedClient(discord.AutoShardedClient):
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """No 5 s between the shards' IDENTIFYs against the fake."""
+
+
+def make_sharded_client(shard_count: int | None = None) -> discord.AutoShardedClient:
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.voice_states = True
+    return _ShardedClient(
+        intents=intents,
+        member_cache_flags=discord.MemberCacheFlags.none(),
+        guild_ready_timeout=0.1,
+        shard_count=shard_count,
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_bot_over_the_shard_limit_must_shard(fake: FakeDiscord) -> None:
+    """Unsharded: close 4011. Sharded as /gateway/bot recommends: each shard sees its guilds."""
+    fake.max_guilds_per_shard = 2
+    bot = fake.add_bot()
+    guilds = [fake.add_guild(shard=(index % 2, 2)) for index in range(4)]
+    for guild in guilds:
+        await fake.add_bot_to_guild(bot, guild.id)
+
+    plain = make_client()
+    async with running(plain, bot.token) as task:
+        with pytest.raises(discord.ConnectionClosed) as closed:
+            await asyncio.wait_for(task, SHARD_WAIT)
+    assert closed.value.code == 4011
+    assert (bot.sharding_required_closes, bot.identify_count) == (1, 0)
+
+    client = make_sharded_client()  # shard_count None: discord.py asks GET /gateway/bot
+    async with running(client, bot.token):
+        await asyncio.wait_for(client.wait_until_ready(), SHARD_WAIT)
+        assert client.shard_count == 2
+        assert any(r.path == "/gateway/bot" for r in fake.requests)
+        assert sorted(bot.identify_shards, key=str) == [(0, 2), (1, 2)]
+        assert {g.id for g in client.guilds} == {g.id for g in guilds}
+        for guild in client.guilds:
+            assert guild.shard_id == shard_of(guild.id, 2)
+        assert set(fake.shard_sessions(bot)) == {0, 1}
+
+
+@pytest.mark.asyncio
+async def test_each_shard_gets_its_own_guild_events_voice_and_interactions(fake: FakeDiscord) -> None:
+    bot = fake.add_bot()
+    bot.shards = 2
+    on_zero, on_one = fake.add_guild(shard=(0, 2)), fake.add_guild(shard=(1, 2))
+    await fake.add_bot_to_guild(bot, on_zero.id)
+    client = make_sharded_client()
+    async with running(client, bot.token):
+        await asyncio.wait_for(client.wait_until_ready(), SHARD_WAIT)
+        sessions = fake.shard_sessions(bot)
+        # A guild joined later reaches the shard that holds it, once (no duplicate on shard 0).
+        joined = client.wait_for("guild_join", timeout=SHARD_WAIT)
+        await fake.add_bot_to_guild(bot, on_one.id)
+        assert (await joined).id == on_one.id
+        assert client.get_guild(on_one.id) is not None
+
+        # Voice: answered on the guild's shard, with that shard's session id.
+        guild = client.get_guild(on_one.id)
+        assert guild is not None
+        channel = guild.get_channel(on_one.voice_channel_id)
+        assert isinstance(channel, discord.VoiceChannel)
+        voice = await channel.connect(cls=_VoiceRecorder, timeout=SHARD_WAIT)
+        assert isinstance(voice, _VoiceRecorder) and voice.state is not None
+        assert voice.state["session_id"] == sessions[1]
+
+        # An op 4 sent on the wrong shard is not acted on.
+        await client._get_websocket(shard_id=0).voice_state(on_one.id, None)
+        await fake._wait_until(lambda: bool(fake.misrouted_voice_updates), SHARD_WAIT, "the misrouted op 4")
+        assert fake.misrouted_voice_updates[0].guild_id == on_one.id
+        assert fake.voice_channel_of(on_one.id, bot.client_id) == on_one.voice_channel_id
+
+        # One shard's session invalidated: only that shard identifies again.
+        ready_again = client.wait_for("shard_ready", check=lambda shard_id: shard_id == 1, timeout=SHARD_WAIT)
+        await fake.invalidate_session(bot, shard=1)
+        await ready_again
+        assert bot.identify_shards[2:] == [(1, 2)]
+        assert fake.shard_sessions(bot)[0] == sessions[0]
+
+
+@pytest.mark.asyncio
+async def test_gateway_bot_and_invalid_shards(fake: FakeDiscord) -> None:
+    fake.max_guilds_per_shard = 3
+    bot = fake.add_bot()
+    for _ in range(7):
+        await fake.add_bot_to_guild(bot, fake.add_guild().id)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {bot.token}"}) as http:
+        async with http.get(f"{fake.api_base}/gateway/bot") as response:
+            body = await response.json()
+        assert body["shards"] == 3  # ceil(7 / 3)
+        assert body["session_start_limit"]["max_concurrency"] == 1
+        bot.shards = 5
+        async with http.get(f"{fake.api_base}/gateway/bot") as response:
+            assert (await response.json())["shards"] == 5
+
+        for shard in ([2, 2], [0], "0", [-1, 2]):
+            async with http.ws_connect(fake.gateway_url + "?v=10&encoding=json") as ws:
+                assert (await ws.receive_json(timeout=SHARD_WAIT))["op"] == 10
+                await ws.send_json({"op": 2, "d": {"token": bot.token, "intents": 0, "shard": shard}})
+                message = await ws.receive(timeout=SHARD_WAIT)
+                assert message.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 4010, shard
+    assert bot.identify_count == 0
