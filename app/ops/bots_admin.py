@@ -43,6 +43,7 @@ class BotSummary:
     guilds: int
     users: int
     token: TokenState
+    shard_count: int | None = None  # the record's override; None: automatic
 
 
 async def list_bots(cipher: TokenCipher) -> list[BotSummary]:
@@ -55,6 +56,7 @@ async def list_bots(cipher: TokenCipher) -> list[BotSummary]:
             guilds=bot.guild_count,
             users=bot.user_count,
             token=token_state(cipher, bot.token_ciphertext),
+            shard_count=bot.shard_count,
         )
         for bot in bots
     ]

@@ -46,8 +46,9 @@ def list_command(
     """List the stored bots: state, guild counts, and whether their token is readable.
 
     The Token column says `primary` (encrypted with the first key), `old-key` (readable, run
-    `chorus rotate-key`) or `unreadable` (no configured key decrypts it). Exit code 1 when an
-    enabled bot's token is unreadable: `chorus serve` could not start that bot.
+    `chorus rotate-key`) or `unreadable` (no configured key decrypts it). Shards is the bot's
+    `shard_count` override, or `auto` (one connection, or as many as Discord requires). Exit
+    code 1 when an enabled bot's token is unreadable: `chorus serve` could not start that bot.
     """
     settings = load_settings()
 
@@ -79,6 +80,7 @@ def _print_bots(bots: list[BotSummary], *, as_json: bool, database: str) -> None
                         "guilds": bot.guilds,
                         "users": bot.users,
                         "token": bot.token.value,
+                        "shardCount": bot.shard_count,
                         "inviteUrl": invite_url(bot.client_id),
                     }
                     for bot in bots
@@ -90,7 +92,7 @@ def _print_bots(bots: list[BotSummary], *, as_json: bool, database: str) -> None
     if not bots:
         typer.echo(f"No bots in database {database!r}. Add one with `chorus bots add NAME`.")
         return
-    table = new_table("Name", "Client ID", "Enabled", "Guilds", "Users", "Token")
+    table = new_table("Name", "Client ID", "Enabled", "Guilds", "Users", "Shards", "Token")
     for bot in bots:
         table.add_row(
             bot.name,
@@ -98,6 +100,7 @@ def _print_bots(bots: list[BotSummary], *, as_json: bool, database: str) -> None
             "yes" if bot.enabled else "no",
             str(bot.guilds),
             str(bot.users),
+            "auto" if bot.shard_count is None else str(bot.shard_count),
             bot.token,
         )
     stdout().print(table)

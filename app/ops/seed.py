@@ -164,6 +164,7 @@ async def _apply_one(change: SeedChange, cipher: TokenCipher) -> None:
             queue_limit=entry.queue_limit,
             max_track_seconds=entry.max_track_seconds,
             guild_cap=entry.guild_cap,
+            shard_count=entry.shard_count,
         ).insert()
         _log.info("Stored bot %r (%d)", entry.name, entry.client_id)
     elif change.action is SeedAction.UPDATE:

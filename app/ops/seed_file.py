@@ -37,7 +37,8 @@ NAME_MAX_LENGTH = 80
 # The template's tokens start with this; it can never be the start of a real token.
 PLACEHOLDER_PREFIX = "PASTE-"
 # Per-bot limits: null (or absent) falls back to the service's settings; the minimum is per field.
-LIMIT_FIELDS: dict[str, int] = {"queue_limit": 1, "max_track_seconds": 0, "guild_cap": 1}
+# `shard_count` (gateway shards) null: automatic, as Discord requires or recommends.
+LIMIT_FIELDS: dict[str, int] = {"queue_limit": 1, "max_track_seconds": 0, "guild_cap": 1, "shard_count": 1}
 ENTRY_FIELDS: tuple[str, ...] = (
     "name", "token", "client_id", "enabled", "owner_id", "dev_guild_id", "can_clone", *LIMIT_FIELDS,
 )  # fmt: skip
@@ -90,6 +91,7 @@ class SeedEntry:
     queue_limit: int | None = None
     max_track_seconds: int | None = None
     guild_cap: int | None = None
+    shard_count: int | None = None
     given: frozenset[str] = frozenset()
 
 
@@ -266,6 +268,7 @@ def _validate(raw: Any, index: int) -> tuple[SeedEntry | None, list[SeedProblem]
         queue_limit=limits["queue_limit"],
         max_track_seconds=limits["max_track_seconds"],
         guild_cap=limits["guild_cap"],
+        shard_count=limits["shard_count"],
         given=frozenset(key for key in _OPTIONAL_FIELDS if key in entry),
     )
     return valid, [], identity

@@ -42,6 +42,7 @@ async def test_add_reads_the_token_from_stdin_then_list_enable_disable_remove(
             "guilds": 0,
             "users": 0,
             "token": "primary",
+            "shardCount": None,
             "inviteUrl": invite_url(bot.client_id),
         }
     ]
