@@ -78,6 +78,14 @@ class BotRest:
         self.client_id = client_id
         self.username = username
 
+    async def recommended_shards(self) -> int:
+        """How many gateway shards Discord recommends for the bot (`GET /gateway/bot`)."""
+        try:
+            shards, _url, _limits = await self._http.get_bot_gateway()
+        except (*_REST_ERRORS, discord.GatewayNotFound) as exc:
+            raise DiscordRestError(describe_error(exc)) from exc
+        return shards
+
     async def bulk_overwrite_commands(
         self, payload: Sequence[dict[str, Any]], *, guild_id: int | None = None
     ) -> int:

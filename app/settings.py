@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     bot_stable_after: float = Field(default=60.0, gt=0)
     # /health is degraded while an enabled bot has been starting/reconnecting longer than this.
     health_reconnect_threshold: float = Field(default=60.0, gt=0)
+    # A bot recorded in this many guilds asks Discord (GET /gateway/bot) whether to shard.
+    shard_check_guilds: int = Field(default=1000, ge=1)
 
     # Hot reload of the fleet from the database
     reload_mode: Literal["auto", "change_stream", "poll"] = "auto"

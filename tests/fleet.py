@@ -27,8 +27,10 @@ async def store_bot(
     *,
     enabled: bool = True,
     ciphertext: str | None = None,
+    **fields: Any,
 ) -> None:
-    """Insert the bot as the seed command would: encrypted token, fingerprint, no plaintext."""
+    """Insert the bot as the seed command would: encrypted token, fingerprint, no plaintext.
+    `fields` sets more of the record (e.g. `shard_count`, `guild_count`)."""
     cipher = TokenCipher(settings.encryption_keys)
     document = MusicBot(
         name=bot.name,
@@ -36,6 +38,7 @@ async def store_bot(
         token_ciphertext=ciphertext if ciphertext is not None else cipher.encrypt(bot.token),
         token_fingerprint=token_fingerprint(bot.token),
         enabled=enabled,
+        **fields,
     )
     await mongo[settings.mongodb_database][MusicBot.Settings.name].insert_one(
         document.model_dump(exclude={"id", "revision_id"})

@@ -40,6 +40,7 @@ class BotPublic(_Public):
     status: BotState
     latency_ms: float | None
     last_error: str | None
+    shards: int = Field(description="Gateway connections (shards) the bot runs; 1 unless it shards")
 
     @classmethod
     def from_status(cls, status: BotStatus) -> BotPublic:
@@ -51,6 +52,7 @@ class BotPublic(_Public):
             status=status.state,
             latency_ms=status.latency_ms,
             last_error=public_reason(status.last_error) if status.last_error else None,
+            shards=status.shards,
         )
 
 

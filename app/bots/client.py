@@ -1,14 +1,16 @@
-"""The discord.py client of one bot."""
+"""The discord.py client of one bot: the plain client, or the sharded one for a bot in more guilds
+than one gateway connection may hold (see `app.bots.sharding`)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
+import yarl
 from discord.ext import commands
 from discord.gateway import KeepAliveHandler
 
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-IdentifyHook = Callable[[bool], Awaitable[None]]
+# (shard id or None for an unsharded client, initial): paces and counts every IDENTIFY.
+IdentifyHook = Callable[[int | None, bool], Awaitable[None]]
 
 
 def bot_intents() -> discord.Intents:
@@ -47,6 +50,7 @@ class MusicBotClient(commands.Bot):
         music_config: MusicConfig,
         fleet: MusicFleet,
         manager: BotManager | None = None,
+        shard_count: int | None = None,
     ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -58,6 +62,7 @@ class MusicBotClient(commands.Bot):
             chunk_guilds_at_startup=False,
             guild_ready_timeout=guild_ready_timeout,
             enable_debug_events=False,
+            shard_count=shard_count,
         )
         self.expected_client_id = client_id
         self.display_name = name
@@ -115,9 +120,76 @@ class MusicBotClient(commands.Bot):
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         # The runner paces (Discord's spacing, backoff after short sessions) and counts (or
-        # refuses) every IDENTIFY; discord.py's default hook would sleep a fixed 5 s instead.
-        await self._before_identify(initial)
+        # refuses) every IDENTIFY, of every shard; discord.py's default hook would sleep a fixed
+        # 5 s instead.
+        await self._before_identify(shard_id, initial)
 
     @property
     def user_count(self) -> int:
         return sum(guild.member_count or 0 for guild in self.guilds)
+
+    @property
+    def shards_total(self) -> int:
+        """Gateway connections this client runs (1 unless sharded)."""
+        return 1
+
+    @property
+    def all_shards_up(self) -> bool:
+        """Every gateway connection has a session (an unsharded client: its events say so)."""
+        return True
+
+
+class ShardedMusicBotClient(MusicBotClient, commands.AutoShardedBot):
+    """A bot in more guilds than one gateway connection may hold: discord.py's AutoShardedBot, every
+    shard in this process (the unit a worker runs stays the bot). `shard_count` None: discord.py
+    asks Discord (`GET /gateway/bot`) when it connects."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._shards_up: set[int] = set()
+        self._identify_refusal: BaseException | None = None
+        self._logging_in = False
+
+    @property
+    def shards_total(self) -> int:
+        return self.shard_count or 1
+
+    @property
+    def all_shards_up(self) -> bool:
+        return self.shard_count is not None and self._shards_up >= set(range(self.shard_count))
+
+    def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        # Kept up to date before any listener runs: the runner's `on_resumed` and
+        # `on_shard_ready` read it to tell "every shard is back" from "one shard is back".
+        if event_name in ("shard_ready", "shard_resumed"):
+            self._shards_up.add(args[0])
+        elif event_name == "shard_disconnect":
+            self._shards_up.discard(args[0])
+        super().dispatch(event_name, *args, **kwargs)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        try:
+            await super().before_identify_hook(shard_id, initial=initial)
+        except Exception as exc:
+            self._identify_refusal = exc
+            raise
+
+    async def launch_shard(self, gateway: yarl.URL, shard_id: int, *, initial: bool = False) -> None:
+        # discord.py retries a shard's first connection on any error, our refusals included;
+        # its retry comes back here, and a refusal ends the launch (the runner decides what next).
+        if self._identify_refusal is not None:
+            raise self._identify_refusal
+        await super().launch_shard(gateway, shard_id, initial=initial)
+
+    async def login(self, token: str) -> None:
+        self._logging_in = True
+        await super().login(token)
+
+    async def close(self) -> None:
+        for ready_wait in self._connection._ready_tasks.values():  # pyright: ignore[reportPrivateUsage]  # see MusicBotClient.close
+            ready_wait.cancel()
+        if not self._logging_in:
+            # AutoShardedClient.close needs what login() creates; before it there is only HTTP.
+            await self.http.close()
+            return
+        await super().close()

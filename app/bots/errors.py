@@ -15,6 +15,16 @@ class IdentifyBudgetExceeded(FatalBotError):
     """Another IDENTIFY would come too close to Discord's daily limit (which resets the token)."""
 
 
+class ShardingRequired(Exception):
+    """Discord closed an unsharded IDENTIFY with 4011: the next client shards."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Discord requires sharding (close code 4011): the bot is in too many guilds for one gateway "
+            "connection; connecting again with the shards Discord recommends"
+        )
+
+
 class IdentifyDeferred(Exception):
     """The next IDENTIFY must wait longer than discord.py's handshake allows: the runner drops
     the half-open connection and waits it out without a socket, then starts a fresh client."""

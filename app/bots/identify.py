@@ -7,7 +7,10 @@ client after an error), so that hook is where the retry policy lives:
 * `IdentifyPacer` spaces IDENTIFYs by Discord's 5 s and, when the session started by the
   previous IDENTIFY did not hold for `BOT_STABLE_AFTER` seconds, by an exponential backoff. A
   READY alone resets nothing: a session that dies two seconds after READY is a crash loop.
-* `IdentifyLedger` counts IDENTIFYs of the last 24 h in memory. It is loaded from
+  A sharded bot sends one IDENTIFY per shard: the spacing is the bot's (Discord's
+  `max_concurrency` 1 puts every shard in one bucket), the backoff follows each shard's own
+  session, so the shards of one launch are spaced, not backed off.
+* `IdentifyLedger` counts IDENTIFYs of the last 24 h (every shard's) in memory. It is loaded from
   `bot_identify_log` in the background and persisted in the background with retries: a
   database that is down or hangs never holds an IDENTIFY back.
 """
@@ -40,9 +43,14 @@ _ATTEMPT_TIMEOUT = 5.0
 class IdentifyPacer:
     """How long the next IDENTIFY of one bot must wait.
 
-    After a session that held (or before the first IDENTIFY): only Discord's spacing since the
-    previous IDENTIFY. After one that did not: the next backoff delay too (doubling, jittered,
-    up to its maximum), counted from when the wait is first asked for.
+    After sessions that held (or before the first IDENTIFY): only Discord's spacing since the
+    bot's previous IDENTIFY, whichever shard sent it. When the IDENTIFY replaces a session that
+    did not hold: the next backoff delay too (doubling, jittered, up to its maximum), counted
+    from when the wait is first asked for.
+
+    `shard` is the shard that identifies; None is the bot as a whole: the one connection of an
+    unsharded bot, or a fresh client that starts every shard of a sharded one (one backoff for
+    the round, then the shards are only spaced).
     """
 
     def __init__(
@@ -52,39 +60,47 @@ class IdentifyPacer:
         self._spacing = spacing
         self._clock = clock
         self._identified_at: float | None = None
-        self._ready_at: float | None = None
-        self._held = True
+        # Shards whose session (started by their last IDENTIFY) has not held yet, and when each
+        # got its READY.
+        self._unheld: set[int | None] = set()
+        self._ready_at: dict[int | None, float] = {}
         self._next_at: float | None = None
         self.short_sessions = 0  # sessions in a row that ended before they held
         self.last_session_length: float | None = None  # after its READY; None: it never got one
+        self.backing_off = False  # the current wait includes a backoff (not only the spacing)
 
-    def delay(self) -> float:
-        """Seconds until the next IDENTIFY may be sent (0: now)."""
+    def delay(self, shard: int | None = None) -> float:
+        """Seconds until the next IDENTIFY (of `shard`) may be sent (0: now)."""
         if self._identified_at is None:
             return 0.0
         now = self._clock()
         if self._next_at is None:
             earliest = self._identified_at + self._spacing
-            if not self._held:
+            ended = set(self._unheld) if shard is None else self._unheld & {shard}
+            self.backing_off = bool(ended)
+            if ended:
                 self.short_sessions += 1
-                self.last_session_length = None if self._ready_at is None else now - self._ready_at
+                lengths = [now - self._ready_at[s] for s in ended if s in self._ready_at]
+                self.last_session_length = min(lengths) if len(lengths) == len(ended) else None
                 earliest = max(earliest, now + self._backoff.next_delay())
+                self._unheld -= ended  # paid for: the other shards of this round only space
             self._next_at = earliest
         return max(0.0, self._next_at - now)
 
-    def identified(self) -> None:
-        """An IDENTIFY is being sent now."""
+    def identified(self, shard: int | None = None) -> None:
+        """An IDENTIFY (of `shard`) is being sent now."""
         self._identified_at = self._clock()
-        self._ready_at = None
-        self._held = False
+        self._unheld.add(shard)
+        self._ready_at.pop(shard, None)
         self._next_at = None
 
-    def ready(self) -> None:
-        self._ready_at = self._clock()
+    def ready(self, shard: int | None = None) -> None:
+        self._ready_at[shard] = self._clock()
 
     def held(self) -> None:
-        """The session lasted: forget earlier failures."""
-        self._held = True
+        """The bot's sessions lasted: forget earlier failures."""
+        self._unheld.clear()
+        self._ready_at.clear()
         self._next_at = None
         self.short_sessions = 0
         self._backoff.reset()
@@ -125,10 +141,11 @@ class IdentifyLedger:
         since = utcnow() - WINDOW
         return sum(1 for at in self._earlier if at >= since) + sum(1 for at in self._mine if at >= since)
 
-    def check(self) -> None:
-        """Raise IdentifyBudgetExceeded when one more IDENTIFY would pass the budget."""
+    def check(self, needed: int = 1) -> None:
+        """Raise IdentifyBudgetExceeded when `needed` more IDENTIFYs (one per shard) would pass
+        the budget."""
         count = self.count()
-        if count >= self.budget:
+        if count + needed > self.budget:
             raise IdentifyBudgetExceeded(
                 f"{count} IDENTIFYs in the last 24 h reached the budget of {self.budget} "
                 f"({self.budget_share:.0%} of Discord's {DISCORD_DAILY_IDENTIFY_LIMIT}/day); stopped so "

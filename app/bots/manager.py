@@ -104,7 +104,7 @@ class BotManager:
         """Make one bot's running state match its record (None: deleted). Touches nothing else.
 
         Started when enabled and not running; stopped when disabled or deleted; restarted when
-        its token or name changed. Other changes (counts, limits) need no restart. A failed bot
+        its token, name or shard count changed. Other changes (counts, limits) need no restart. A failed bot
         is only retried when its record changes what failed (the token). Returns the action.
         """
         async with self._bot_lock(client_id):
@@ -134,9 +134,13 @@ class BotManager:
             _log.info("Bot %r (%d) started", record.name, client_id)
             return "started"
         old = runner.record
-        if old.token_fingerprint != record.token_fingerprint or old.name != record.name:
+        if (
+            old.token_fingerprint != record.token_fingerprint
+            or old.name != record.name
+            or old.shard_count != record.shard_count  # a client's shards are fixed when it connects
+        ):
             await self._start(record)
-            _log.info("Bot %r (%d) restarted: its token or name changed", record.name, client_id)
+            _log.info("Bot %r (%d) restarted: its token, name or shard count changed", record.name, client_id)
             return "restarted"
         runner.record = record
         return "none"

@@ -35,6 +35,7 @@ _RELEVANT = [
                 {"updateDescription.updatedFields.enabled": {"$exists": True}},
                 {"updateDescription.updatedFields.name": {"$exists": True}},
                 {"updateDescription.updatedFields.token_fingerprint": {"$exists": True}},
+                {"updateDescription.updatedFields.shard_count": {"$exists": True}},
             ]
         }
     }

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 import discord
 
 from app.bots.backoff import Backoff
-from app.bots.client import MusicBotClient
-from app.bots.errors import FatalBotError, IdentifyDeferred, TokenMismatch
+from app.bots.client import MusicBotClient, ShardedMusicBotClient
+from app.bots.errors import FatalBotError, IdentifyDeferred, ShardingRequired, TokenMismatch
 from app.bots.guild_sync import GuildSync
 from app.bots.identify import IdentifyLedger, IdentifyPacer
 from app.bots.router import FleetRouter
+from app.bots.sharding import PLAIN, ShardPlan, ShardPlanner
 from app.bots.status import BotState, BotStatus
 from app.db.models import MusicBot, utcnow
 from app.logs import (
@@ -105,6 +106,8 @@ class BotRunner:
             initial=settings.bot_retry_initial_delay, maximum=settings.bot_retry_max_delay
         )
         self._ledger = IdentifyLedger(self.client_id, budget_share=settings.identify_budget_share)
+        self._shard_planner = ShardPlanner(self.client_id, check_guilds=settings.shard_check_guilds)
+        self._shard_plan = PLAIN  # the current client's
         self._identified = False  # the current client got as far as an IDENTIFY
         self._cause: str | None = None  # what ended the last session, when an error said so
         self._session = 0  # bumped on every disconnect: an older session's stability watch stops
@@ -172,6 +175,7 @@ class BotRunner:
             latency_ms=round(latency * 1000, 1) if latency == latency and latency != float("inf") else None,
             last_error=self.last_error,
             identifies_24h=self._ledger.count(),
+            shards=client.shards_total if client is not None else 1,
         )
 
     async def wait_for_state(self, *states: BotState, timeout: float = 10.0) -> BotState:
@@ -209,8 +213,8 @@ class BotRunner:
             raise TokenMismatch(f"the stored token belongs to application {derived}, not {self.client_id}")
         return token
 
-    def _new_client(self) -> MusicBotClient:
-        client = MusicBotClient(
+    def _new_client(self, plan: ShardPlan) -> MusicBotClient:
+        client = (ShardedMusicBotClient if plan.sharded else MusicBotClient)(
             client_id=self.client_id,
             name=self.name,
             guild_ready_timeout=self._settings.guild_ready_timeout,
@@ -218,10 +222,13 @@ class BotRunner:
             music_config=self._music_config(),
             fleet=self._router,
             manager=self._manager,
+            shard_count=plan.count,
         )
         client.add_listener(self._on_ready, "on_ready")
         client.add_listener(self._on_resumed, "on_resumed")
         client.add_listener(self._on_disconnect, "on_disconnect")
+        if plan.sharded:  # one shard identifying again gets its READY, not the bot's
+            client.add_listener(self._on_shard_ready, "on_shard_ready")
         for event in ("on_guild_join", "on_guild_remove", "on_guild_available", "on_guild_unavailable"):
             client.add_listener(self._on_guild_change, event)
         return client
@@ -268,10 +275,11 @@ class BotRunner:
         await self._ledger.wait_loaded(LEDGER_LOAD_WAIT)
         while not self._stopping:
             await self._wait_before_identify()
-            client = self.client = self._new_client()
+            plan = self._shard_plan = await self._shard_planner.plan(self.record, token)
+            client = self.client = self._new_client(plan)
             self._identified = False
             try:
-                self._ledger.check()  # before any socket exists
+                self._ledger.check(needed=plan.count or 1)  # every shard's, before any socket exists
                 async with self._login_gate:
                     await client.login(token)
                 self._login_backoff.reset()
@@ -298,10 +306,13 @@ class BotRunner:
                 await self._fail(FATAL_CLOSE_CODES[4014])
                 return
             except discord.ConnectionClosed as exc:
-                if exc.code in FATAL_CLOSE_CODES:
-                    await self._fail(FATAL_CLOSE_CODES[exc.code])
+                if exc.code == 4011 and self._shard_planner.sharding_required(self.record, plan):
+                    await self._retry_later(ShardingRequired())
+                elif exc.code in FATAL_CLOSE_CODES:
+                    await self._fail(self._fatal_close_reason(exc.code, plan))
                     return
-                await self._retry_later(exc)
+                else:
+                    await self._retry_later(exc)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -311,6 +322,14 @@ class BotRunner:
             finally:
                 with contextlib.suppress(Exception):
                     await client.close()
+
+    def _fatal_close_reason(self, code: int, plan: ShardPlan) -> str:
+        reason = FATAL_CLOSE_CODES[code]
+        if code == 4011 and self.record.shard_count is not None:
+            return f"{reason}; its shard_count ({self.record.shard_count}) is too low: raise or remove it"
+        if code == 4011 and plan.sharded:
+            return f"{reason}, even sharded as Discord recommended"
+        return reason
 
     async def _retry_later(self, exc: BaseException) -> None:
         error = describe_connection_error(exc)
@@ -347,18 +366,19 @@ class BotRunner:
         _log.warning("Bot %r (%d): %s", self.name, self.client_id, reason)
         return reason
 
-    async def _before_identify(self, initial: bool) -> None:
-        """Every IDENTIFY of this bot, from either reconnect loop, passes here: pace it, then
-        count it against the budget. Decided from memory: the database is never waited for."""
-        wait = self._pacer.delay()
+    async def _before_identify(self, shard_id: int | None, initial: bool) -> None:
+        """Every IDENTIFY of this bot (of each shard), from either reconnect loop, passes here:
+        pace it, then count it against the budget. Decided from memory: the database is never
+        waited for."""
+        wait = self._pacer.delay(shard_id)
         if wait > HANDSHAKE_WAIT_MAX:
             raise IdentifyDeferred(wait)
         if wait > 0:
-            if self._pacer.short_sessions:
+            if self._pacer.backing_off:  # not when only spaced (a sharded bot's launch)
                 await self._set_state(self.state, error=self._pacing_reason(wait))
             await asyncio.sleep(wait)
         self._ledger.check()
-        self._pacer.identified()
+        self._pacer.identified(shard_id)
         self._ledger.record()
         self._identified = True
         self._cause = None  # a new session: how the last one ended no longer applies
@@ -376,6 +396,20 @@ class BotRunner:
         self._guilds.wake()
 
     async def _on_resumed(self) -> None:
+        client = self.client
+        if client is not None and not client.all_shards_up:
+            return  # one shard resumed; another is still away
+        await self._set_state(BotState.READY)
+        self._watch_stability()
+        self._guilds.wake()
+
+    async def _on_shard_ready(self, shard_id: int) -> None:
+        """A shard got its READY and guilds: at launch (the bot's `on_ready` follows once every
+        shard did) or after that shard alone identified again (no `on_ready` then)."""
+        self._pacer.ready(shard_id)
+        client = self.client
+        if client is None or not client.is_ready() or not client.all_shards_up:
+            return
         await self._set_state(BotState.READY)
         self._watch_stability()
         self._guilds.wake()

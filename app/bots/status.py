@@ -29,3 +29,4 @@ class BotStatus:
     latency_ms: float | None
     last_error: str | None
     identifies_24h: int
+    shards: int = 1  # gateway connections (shards) the bot runs

@@ -35,6 +35,8 @@ class MusicBot(Document):
     max_track_seconds: int | None = None
     # Most guilds this bot is offered to by invites; None falls back to BOT_GUILD_CAP.
     guild_cap: int | None = None
+    # Gateway shards; None: automatic (see app/bots/sharding.py), 1 forces one connection.
+    shard_count: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

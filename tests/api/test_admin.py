@@ -79,7 +79,9 @@ async def test_add_change_restart_deploy_and_delete_a_bot(
         assert created.status_code == 201, created.text
         body = created.json()
         assert body["clientId"] == str(newcomer.client_id) and body["name"] == "Newcomer"
-        assert set(body) == {"name", "clientId", "guilds", "users", "status", "latencyMs", "lastError"}
+        assert set(body) == {
+            "name", "clientId", "guilds", "users", "status", "latencyMs", "lastError", "shards"
+        }  # fmt: skip
         await runner_state(running, newcomer.client_id, BotState.READY)
         stored = await bots.find_one({"client_id": newcomer.client_id})
         assert stored is not None and newcomer.token not in str(stored)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,10 +158,14 @@ async def make_world(
             lavalink_up: bool = True,
             wait_for_nodes: bool | None = None,
             lavalink_options: dict[str, Any] | None = None,
+            guild_shard: tuple[int, int] | None = None,
+            extra_guilds: Sequence[tuple[int, int] | None] = (),
             **overrides: Any,
         ) -> World:
             """`lavalink_up=False`: the Lavalink nodes are configured but not listening yet (the
-            test calls `start()`); `lavalink_options` go to each FakeLavalink."""
+            test calls `start()`); `lavalink_options` go to each FakeLavalink. `guild_shard`
+            puts the guild on that (shard, shard count); each bot also joins one more guild per
+            `extra_guilds` entry (on that shard, if given)."""
             nodes = [FakeLavalink(**(lavalink_options or {})) for _ in range(lavalinks)]
             for lavalink in nodes:
                 if lavalink_up:
@@ -178,10 +182,12 @@ async def make_world(
                 "lavalink_reconnect_max_delay": 1.0,
             }
             settings = make_settings(**(values | overrides))
-            guild = fake_discord.add_guild(member_count=5)
+            guild = fake_discord.add_guild(member_count=5, shard=guild_shard)
+            others = [fake_discord.add_guild(shard=shard) for shard in extra_guilds]
             fake_bots = [fake_discord.add_bot(name=f"Chorus {i + 1}") for i in range(bots)]
             for bot in fake_bots:
-                await fake_discord.add_bot_to_guild(bot, guild.id)
+                for joined in (guild, *others):
+                    await fake_discord.add_bot_to_guild(bot, joined.id)
                 await store_bot(mongo, settings, bot)
             outsiders = [fake_discord.add_bot(name=f"Chorus {bots + i + 1}") for i in range(outside)]
             for bot in outsiders:
