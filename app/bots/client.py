@@ -133,6 +133,13 @@ class MusicBotClient(commands.Bot):
         """Gateway connections this client runs (1 unless sharded)."""
         return 1
 
+    def gateway_sockets(self) -> list[aiohttp.ClientWebSocketResponse]:
+        """Every gateway socket this client has opened and not yet seen closed (each shard's, for
+        a sharded client): what must be closed before another process may run the bot."""
+        ws = self.ws  # None before connect()
+        sockets = [self._handshake_socket, ws.socket if ws is not None else None]
+        return [socket for socket in dict.fromkeys(sockets) if socket is not None and not socket.closed]
+
     @property
     def all_shards_up(self) -> bool:
         """Every gateway connection has a session (an unsharded client: its events say so)."""
@@ -157,6 +164,12 @@ class ShardedMusicBotClient(MusicBotClient, commands.AutoShardedBot):
     @property
     def all_shards_up(self) -> bool:
         return self.shard_count is not None and self._shards_up >= set(range(self.shard_count))
+
+    def gateway_sockets(self) -> list[aiohttp.ClientWebSocketResponse]:
+        # `self.ws` is never set on a sharded client: each shard has its own websocket.
+        sockets = [self._handshake_socket]
+        sockets += [self._get_websocket(shard_id=shard_id).socket for shard_id in self.shards]
+        return [socket for socket in dict.fromkeys(sockets) if socket is not None and not socket.closed]
 
     def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
         # Kept up to date before any listener runs: the runner's `on_resumed` and

@@ -146,6 +146,13 @@ async def test_a_bot_over_the_limit_comes_up_sharded_in_all_its_guilds(
         assert bots[str(small.client_id)]["shards"] == 1
         assert bots[str(big.client_id)]["status"] == "ready"
 
+        # Every shard's socket is one the bot's owner must see closed before it lets the bot go.
+        sockets = client.gateway_sockets()
+        assert len(sockets) == 3
+        assert len(client_of(running, small).gateway_sockets()) == 1
+        await running.manager.stop_bot(big.client_id)
+        assert all(socket.closed for socket in sockets) and not client.gateway_sockets()
+
 
 async def test_one_shard_identifying_again_leaves_the_others_alone(
     fake_discord: FakeDiscord, fleet_settings: Settings, mongo: Mongo
