@@ -18,9 +18,11 @@ import yaml
 
 from app.settings import Settings
 from tests.ops.conftest import ROOT
+from tests.ops.deploy_checks import HANDOVER_SECONDS, known_settings
 
 COMPOSE = ROOT / "docker-compose.yml"
 LAVALINK_CONFIG = ROOT / "lavalink" / "application.yml"
+PROXY_CONFIG = ROOT / "deploy" / "compose" / "nginx.conf"
 
 
 def _compose() -> dict[str, Any]:
@@ -81,7 +83,6 @@ def test_chorus_is_wired_to_both_services_with_its_environment_from_dotenv() -> 
         "mongo": {"condition": "service_healthy"},
         "lavalink": {"condition": "service_healthy"},
     }
-    assert any(str(port).endswith(":3000") for port in chorus["ports"])
 
     # The URLs point at the services as they are defined.
     settings = Settings(
@@ -92,8 +93,70 @@ def test_chorus_is_wired_to_both_services_with_its_environment_from_dotenv() -> 
     assert not settings.uses_embedded_database
     lavalink_port = yaml.safe_load(LAVALINK_CONFIG.read_text())["server"]["port"]
     assert f"http://lavalink:{lavalink_port}=" in env["LAVALINK_NODES"]
-    assert set(compose["services"]) == {"mongo", "lavalink", "chorus"}
+    assert set(compose["services"]) == {"mongo", "lavalink", "chorus", "proxy"}
     assert set(compose["volumes"]) == {"mongo-data", "lavalink-plugins"}
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration such as `1m30s` or `60s`."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s|ms)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def test_chorus_scales_behind_the_proxy_and_each_replica_registers_its_own_address() -> None:
+    """`docker compose up --scale chorus=3`: no fixed host port or name on the workers (they would
+    clash), one published port on the proxy, which spreads requests over every replica."""
+    services = _compose()["services"]
+    chorus, proxy = services["chorus"], services["proxy"]
+    assert "ports" not in chorus and "container_name" not in chorus
+    port = str(chorus["environment"]["HTTP_PORT"])
+    assert [str(p) for p in chorus["expose"]] == [port]
+    # Unset (empty): each replica derives http://<its container IP>:port from the wildcard bind;
+    # a value here, or one copied from .env, would be shared by every replica.
+    assert chorus["environment"]["WORKER_ADDRESS"] == ""
+    assert chorus["environment"]["HTTP_HOST"] == "0.0.0.0"
+    assert set(chorus["environment"]) <= known_settings()
+    assert _seconds(chorus["stop_grace_period"]) >= HANDOVER_SECONDS
+
+    published = [name for name, service in services.items() if service.get("ports")]
+    assert published == ["proxy"]
+    assert re.fullmatch(r"nginx:\d+\.\d+\.\d+-alpine", proxy["image"]), "pin the proxy by version"
+    (mapping,) = proxy["ports"]
+    interface, host_port, container_port = str(mapping).split(":")
+    assert (interface, host_port) == ("127.0.0.1", "3000")  # what the README's curl uses
+    assert "./deploy/compose/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in proxy["volumes"]
+    assert "chorus" in proxy["depends_on"]
+    assert f"http://127.0.0.1:{container_port}/health" in _healthcheck(proxy)
+
+    config = PROXY_CONFIG.read_text()
+    assert re.search(rf"^\s*listen {container_port};", config, re.MULTILINE)
+    # Docker's DNS, asked again at request time (a variable in proxy_pass), so replicas added
+    # or removed later are found; every address of `chorus` takes its turn.
+    assert re.search(r"^resolver 127\.0\.0\.11 valid=\d+s", config, re.MULTILINE)
+    target = re.search(r"set \$(\w+) (\S+);", config)
+    assert target is not None and target[2] == f"http://chorus:{port}"
+    assert re.search(rf"proxy_pass \${target[1]};", config)
+
+
+def test_the_proxy_config_is_accepted_by_nginx(tmp_path: Path) -> None:
+    nginx = shutil.which("nginx")
+    if nginx is None:
+        pytest.skip("no nginx on this machine")
+    # nginx's own defaults point at system paths: keep everything it writes in tmp_path.
+    temp_paths = " ".join(
+        f"{kind}_temp_path {tmp_path};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+        f"http {{ access_log off; {temp_paths} include {PROXY_CONFIG}; }}\n"
+    )
+    done = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
 
 
 def test_every_variable_the_compose_file_interpolates_is_in_env_example() -> None:
@@ -122,6 +185,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
         pytest.skip("no docker-compose / docker compose client on this machine")
     shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
     shutil.copytree(ROOT / "lavalink", tmp_path / "lavalink")
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
     (tmp_path / ".env").write_text("TOKEN_ENCRYPTION_KEYS=a-key=\nLAVALINK_PASSWORD=pw\n")
     done = subprocess.run([*command, "config"], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
