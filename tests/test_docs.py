@@ -65,6 +65,7 @@ _SKIP_RULES: list[tuple[str, str]] = [
     (r"^make\b", "builds the whole environment (make test is what runs this test)"),
     (r"\bcurl\b", "needs a running service"),
     (r"\bdocker\b", "needs a Docker engine (there is none on these machines)"),
+    (r"\bkubectl\b", "needs a Kubernetes cluster"),
     (r"^git\b", "needs the network"),
     (r"\bmongo(dump|restore|sh)\b", "needs a MongoDB server and its tools"),
     (r"\bpip install\b|-m venv\b|^\. \.venv/bin/activate", "installs packages or changes the shell"),
