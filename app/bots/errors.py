@@ -16,12 +16,12 @@ class IdentifyBudgetExceeded(FatalBotError):
 
 
 class ShardingRequired(Exception):
-    """Discord closed an unsharded IDENTIFY with 4011: the next client shards."""
+    """Discord closed an IDENTIFY with 4011: the next client shards (again), as Discord recommends."""
 
-    def __init__(self) -> None:
+    def __init__(self, shards: int) -> None:
         super().__init__(
-            "Discord requires sharding (close code 4011): the bot is in too many guilds for one gateway "
-            "connection; connecting again with the shards Discord recommends"
+            f"Discord requires sharding (close code 4011): the bot is in too many guilds for {shards} "
+            "gateway connection(s); connecting again with the shards Discord recommends"
         )
 
 

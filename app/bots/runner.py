@@ -306,8 +306,9 @@ class BotRunner:
                 await self._fail(FATAL_CLOSE_CODES[4014])
                 return
             except discord.ConnectionClosed as exc:
-                if exc.code == 4011 and self._shard_planner.sharding_required(self.record, plan):
-                    await self._retry_later(ShardingRequired())
+                planner = self._shard_planner
+                if exc.code == 4011 and planner.sharding_required(self.record, client.shards_total):
+                    await self._retry_later(ShardingRequired(client.shards_total))
                 elif exc.code in FATAL_CLOSE_CODES:
                     await self._fail(self._fatal_close_reason(exc.code, plan))
                     return

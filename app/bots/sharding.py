@@ -7,7 +7,9 @@ never asks Discord anything about shards. It runs the `AutoShardedClient` instea
 
 * its record sets `shard_count` (the operator's override: used as is; 1 forces the plain client);
 * Discord closed its last IDENTIFY with 4011: the next client is sharded, with the count that
-  `GET /gateway/bot` recommends (discord.py asks when it connects);
+  `GET /gateway/bot` recommends (discord.py asks when it connects). A sharded bot that outgrows
+  its shards gets 4011 again on a shard's next IDENTIFY and is resharded the same way, as long
+  as Discord recommends more shards than were refused;
 * its recorded guild count reached `SHARD_CHECK_GUILDS`: before connecting it asks
   `GET /gateway/bot` and shards when Discord recommends more than one shard.
 
@@ -47,6 +49,7 @@ class ShardPlanner:
         self._check_guilds = check_guilds
         # A close 4011 said one connection is not enough; kept for the life of the runner.
         self.required = False
+        self._refused_with = 0  # the most shards a client had when Discord answered 4011
 
     async def plan(self, record: MusicBot, token: str) -> ShardPlan:
         if record.shard_count is not None:
@@ -66,11 +69,13 @@ class ShardPlanner:
                   self.client_id, record.guild_count, recommended)  # fmt: skip
         return ShardPlan(sharded=True, count=recommended) if recommended > 1 else PLAIN
 
-    def sharding_required(self, record: MusicBot, plan: ShardPlan) -> bool:
-        """Discord closed an IDENTIFY with 4011. Returns whether the next client should shard as
-        Discord recommends: only after a plain client that nobody forced (a sharded client that
-        still gets 4011, or the operator's `shard_count`, is what must change)."""
-        if plan.sharded or record.shard_count is not None:
+    def sharding_required(self, record: MusicBot, shards: int) -> bool:
+        """Discord closed an IDENTIFY of a client with `shards` connections with 4011. Returns
+        whether the next client should shard as Discord recommends: not when the operator's
+        `shard_count` decided (that is what must change), nor when Discord's recommendation was
+        already refused with as many shards (it would only be refused again)."""
+        if record.shard_count is not None or shards <= self._refused_with:
             return False
+        self._refused_with = shards
         self.required = True
         return True

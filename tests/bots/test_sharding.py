@@ -18,7 +18,8 @@ from app.bots.runner import BotRunner
 from app.bots.status import BotState
 from app.db.models import MusicBot
 from app.settings import Settings
-from tests.fakes.discord import FakeBot, FakeDiscord
+from tests.fakes.discord import FakeBot, FakeDiscord, shard_of
+from tests.fakes.discord_payloads import new_snowflake
 from tests.fleet import RunningApp, running_app, store_bot
 
 Mongo = AsyncMongoClient[dict[str, Any]]
@@ -237,3 +238,48 @@ async def test_the_shard_count_override_and_the_guild_count_check(
                 await asyncio.sleep(0.05)
         await running.wait_for(forced, BotState.READY, timeout=WAIT)
         assert forced.identify_shards[-3:] == [(0, 3), (1, 3), (2, 3)]
+
+
+async def test_a_sharded_bot_that_outgrows_its_shards_is_resharded(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: Mongo
+) -> None:
+    """A shard's next IDENTIFY meets 4011 once the bot has grown: a new client with the shards
+    Discord now recommends. A recommendation Discord itself keeps refusing fails the bot."""
+    fake_discord.max_guilds_per_shard = 2
+
+    async def join(bot: FakeBot, *, of_2: int, of_3: int) -> None:
+        """A new guild on that shard of 2 and of 3 (both follow from the id's timestamp mod 6)."""
+        guild_id = new_snowflake()
+        while (shard_of(guild_id, 2), shard_of(guild_id, 3)) != (of_2, of_3):
+            guild_id = new_snowflake()
+        await fake_discord.add_bot_to_guild(bot, fake_discord.add_guild(guild_id=guild_id).id)
+
+    bot = fake_discord.add_bot(name="Growing")
+    for of_2, of_3 in ((0, 0), (1, 1), (1, 2)):
+        await join(bot, of_2=of_2, of_3=of_3)
+    await store_bot(mongo, fleet_settings, bot)
+    stuck = fake_discord.add_bot(name="Discord recommends too few")
+    stuck.shards = 2
+    await join_guilds(fake_discord, stuck, [(0, 2)] * 3)  # shard 0 of 2 holds 3 > 2
+    await store_bot(mongo, fleet_settings, stuck)
+    async with running_app(fleet_settings) as running:
+        await running.wait_for(bot, BotState.READY, timeout=WAIT)
+        assert client_of(running, bot).shards_total == 2
+
+        # Two more guilds on shard 1 (4 > 2): its next IDENTIFY is refused, and Discord now
+        # recommends ceil(5 / 2) = 3 shards, which hold 2, 2 and 1 of them.
+        for of_3 in (0, 1):
+            await join(bot, of_2=1, of_3=of_3)
+        await fake_discord.invalidate_session(bot, shard=1)
+        async with asyncio.timeout(WAIT):
+            while (client := runner_of(running, bot).client) is None or client.shards_total != 3:
+                await asyncio.sleep(0.05)
+        await running.wait_for(bot, BotState.READY, timeout=WAIT)
+        assert len(client_of(running, bot).guilds) == 5
+        assert bot.sharding_required_closes == 2  # the first plain IDENTIFY, then shard 1's
+
+        await running.wait_for(stuck, BotState.FAILED, timeout=WAIT)
+        failed = runner_of(running, stuck)
+        assert failed.last_error is not None and "even sharded as Discord recommended" in failed.last_error
+        # Plain (refused), 2 shards (refused), 2 shards again (refused): then it stops trying.
+        assert stuck.sharding_required_closes == 3 and stuck.identify_count == 2
