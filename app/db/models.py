@@ -61,6 +61,8 @@ class ServerMusicBot(Document):
     activated_at: datetime | None = None
     removed_at: datetime | None = None
     reason: str | None = None
+    # The lease epoch of the owner that last wrote it: an older owner's writes are fenced off.
+    epoch: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -130,6 +132,8 @@ class PlayerSnapshot(Document):
     filter_preset: str = "reset"
     paused: bool = False
     saved_at: datetime = Field(default_factory=utcnow)
+    # The lease epoch of the owner that saved it: an older owner's saves are fenced off.
+    epoch: int = 0
 
     class Settings:
         name = "player_snapshots"
@@ -142,10 +146,74 @@ class PlayerSnapshot(Document):
         ]
 
 
+class WorkerState(StrEnum):
+    ACTIVE = "active"
+    DRAINING = "draining"  # shutting down: handing its bots over, claims nothing
+
+
+class WorkerRecord(Document):
+    """One `chorus serve` process of the fleet (docs/SCALING.md). Written by that worker only
+    (registration, one heartbeat per interval, draining) and deleted by it on a clean exit, or
+    by another worker that observed its heartbeat stand still for LEASE_TTL."""
+
+    id: str  # type: ignore[assignment]  # "host:pid:random", never reused
+    address: str
+    host: str
+    pid: int
+    # The database server's time ($currentDate): orders workers the same way for everyone.
+    started_at: datetime | None = None
+    heartbeat: int = 0  # only ever incremented: unchanged between two reads means "no heartbeat"
+    heartbeat_at: datetime | None = None  # for people reading the collection; nobody compares it
+    capacity: int | None = None
+    state: WorkerState = WorkerState.ACTIVE
+    # Refreshed by each heartbeat (same write): what /health sums over the fleet.
+    bots: int = 0
+    lavalink_connected: int = 0
+    lavalink_total: int = 0
+
+    class Settings:
+        name = "workers"
+
+
+class LeaseStatus(BaseModel):
+    """A bot's state as its owner last published it (on a change; latency at most once a minute)."""
+
+    state: str
+    since: datetime
+    guilds: int = 0
+    users: int = 0
+    latency_ms: float | None = None
+    last_error: str | None = None
+    identifies_24h: int = 0
+    # Starting or reconnecting for longer than HEALTH_RECONNECT_THRESHOLD, as its owner measures.
+    stuck: bool = False
+
+
+class BotLease(Document):
+    """The right to run one bot: only the worker named `owner` runs it (docs/SCALING.md).
+
+    `epoch` grows by one with every claim; the owner's writes that must not come from a stale
+    owner (player snapshots, guild records) carry it."""
+
+    id: int  # type: ignore[assignment]  # the bot's client id
+    owner: str | None = None
+    epoch: int = 0
+    acquired_at: datetime | None = None
+    # Bumped by `POST /bots/{id}/restart` on any worker; the owner restarts the bot.
+    restarts: int = 0
+    status: LeaseStatus | None = None
+
+    class Settings:
+        name = "bot_leases"
+        indexes = [IndexModel([("owner", pymongo.ASCENDING)])]
+
+
 DOCUMENT_MODELS: list[type[Document]] = [
     MusicBot,
     ServerMusicBot,
     BotIdentifyLog,
     GuildSettings,
     PlayerSnapshot,
+    WorkerRecord,
+    BotLease,
 ]

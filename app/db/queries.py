@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
@@ -24,6 +25,11 @@ async def get_active_music_bots() -> list[MusicBot]:
 async def get_disabled_music_bots() -> list[MusicBot]:
     """Every disabled bot, oldest first (listed, never started)."""
     return await MusicBot.find(MusicBot.enabled == False).sort("+created_at").to_list()  # noqa: E712
+
+
+async def get_all_music_bots() -> list[MusicBot]:
+    """Every stored bot, enabled or not, oldest first."""
+    return await MusicBot.find_all().sort("+created_at").to_list()
 
 
 async def get_music_bot_by_client_id(client_id: int) -> MusicBot | None:
@@ -91,11 +97,25 @@ async def update_bot_guild_count(client_id: int, *, guild_count: int, user_count
     )
 
 
-async def activate_bot_in_guild(music_bot_id: PydanticObjectId, guild_id: int) -> bool:
+def _fence(epoch: int | None) -> dict[str, Any]:
+    """The filter half of a write fenced by a lease epoch: it applies only to a record no newer
+    owner has written (see docs/SCALING.md, "Fencing"). An upsert that misses because a newer
+    epoch wrote collides with the unique index instead of inserting."""
+    return {} if epoch is None else {"epoch": {"$not": {"$gt": epoch}}}
+
+
+def _stamp(epoch: int | None) -> dict[str, Any]:
+    return {} if epoch is None else {"epoch": epoch}
+
+
+async def activate_bot_in_guild(
+    music_bot_id: PydanticObjectId, guild_id: int, *, epoch: int | None = None
+) -> bool:
     """Mark the bot ACTIVE in the guild. Returns True when the state changed.
 
     Atomic: an upsert that only matches a non-active record; if an active one exists the
-    insert half collides with the unique (server, bot) index, which means "already active".
+    insert half collides with the unique (server, bot) index, which means "already active"
+    (or, with `epoch`, "written by a newer owner": fenced).
     `activated_at` is set when the bot becomes active, not again on every READY.
     """
     now = utcnow()
@@ -105,6 +125,7 @@ async def activate_bot_in_guild(music_bot_id: PydanticObjectId, guild_id: int) -
                 "server_id": guild_id,
                 "music_bot_id": music_bot_id,
                 "status": {"$ne": ServerStatus.ACTIVE.value},
+                **_fence(epoch),
             },
             {
                 "$set": {
@@ -113,6 +134,7 @@ async def activate_bot_in_guild(music_bot_id: PydanticObjectId, guild_id: int) -
                     "removed_at": None,
                     "reason": None,
                     "updated_at": now,
+                    **_stamp(epoch),
                 },
                 "$setOnInsert": {"created_at": now},
             },
@@ -142,17 +164,27 @@ async def deactivate_bot_in_guild(
     return result.modified_count > 0
 
 
-async def mark_bot_failed_in_guild(music_bot_id: PydanticObjectId, guild_id: int, *, reason: str) -> bool:
+async def mark_bot_failed_in_guild(
+    music_bot_id: PydanticObjectId, guild_id: int, *, reason: str, epoch: int | None = None
+) -> bool:
     """The bot is in the guild but cannot work there (e.g. no Connect/Speak permission)."""
     now = utcnow()
-    result = await ServerMusicBot.get_pymongo_collection().update_one(
-        {"server_id": guild_id, "music_bot_id": music_bot_id},
-        {
-            "$set": {"status": ServerStatus.FAILED.value, "reason": reason, "updated_at": now},
-            "$setOnInsert": {"created_at": now},
-        },
-        upsert=True,
-    )
+    try:
+        result = await ServerMusicBot.get_pymongo_collection().update_one(
+            {"server_id": guild_id, "music_bot_id": music_bot_id, **_fence(epoch)},
+            {
+                "$set": {
+                    "status": ServerStatus.FAILED.value,
+                    "reason": reason,
+                    "updated_at": now,
+                    **_stamp(epoch),
+                },
+                "$setOnInsert": {"created_at": now},
+            },
+            upsert=True,
+        )
+    except DuplicateKeyError:  # a newer owner wrote this record: fenced
+        return False
     return result.modified_count > 0 or result.upserted_id is not None
 
 
@@ -210,21 +242,23 @@ async def reconcile_bot_guilds(
     *,
     failed: Mapping[int, str] | None = None,
     unavailable: Collection[int] = (),
+    epoch: int | None = None,
 ) -> tuple[int, int]:
     """Make the records match the guilds the bot is in now. Returns (activated, removed).
 
     `failed` maps guilds the bot is in but cannot work in to the reason; they become FAILED.
     `unavailable` guilds (a Discord outage: the bot is in them, their data has not arrived)
-    keep whatever record they have.
+    keep whatever record they have. With `epoch` (the owner's lease epoch) every write is
+    fenced: records a newer owner wrote are left alone.
     """
     failed = failed or {}
     recorded = await active_guild_ids(music_bot_id)
     current = set(guild_ids)
     for guild_id, reason in failed.items():
-        await mark_bot_failed_in_guild(music_bot_id, guild_id, reason=reason)
+        await mark_bot_failed_in_guild(music_bot_id, guild_id, reason=reason, epoch=epoch)
     activated = 0
     for guild_id in current - recorded - set(failed):
-        activated += await activate_bot_in_guild(music_bot_id, guild_id)
+        activated += await activate_bot_in_guild(music_bot_id, guild_id, epoch=epoch)
     removed = 0
     gone = recorded - current - set(failed) - set(unavailable)
     if gone:
@@ -234,8 +268,16 @@ async def reconcile_bot_guilds(
                 "music_bot_id": music_bot_id,
                 "status": ServerStatus.ACTIVE.value,
                 "server_id": {"$in": list(gone)},
+                **_fence(epoch),
             },
-            {"$set": {"status": ServerStatus.REMOVED.value, "removed_at": now, "updated_at": now}},
+            {
+                "$set": {
+                    "status": ServerStatus.REMOVED.value,
+                    "removed_at": now,
+                    "updated_at": now,
+                    **_stamp(epoch),
+                }
+            },
         )
         removed = result.modified_count
     return activated, removed
