@@ -1,0 +1,279 @@
+"""Balance: every live worker runs its share of the enabled bots, within one.
+
+The rules are pure functions of one worker's view (`compute_targets`, `plan_round`), so every
+worker that sees the same fleet computes the same targets, and they are unit-tested without a
+database. The `Balancer` applies them: one round at a time, on a change seen in `workers` or
+`bot_leases`, and every heartbeat interval as a fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pymongo.errors import PyMongoError
+
+from app.db import leases as lease_db
+
+if TYPE_CHECKING:
+    from app.bots.fleet.host import BotHost
+    from app.bots.fleet.leases import LeaseBook
+    from app.bots.fleet.view import FleetView
+    from app.bots.fleet.worker import Heart
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A live, active worker as the balancer sees it."""
+
+    id: str
+    capacity: int | None = None
+
+
+def compute_targets(members: Sequence[Member], bots: int) -> dict[str, int]:
+    """How many bots each member should run. `members` are in the order every worker agrees on
+    (oldest first): `bots // W` each, plus one for the `bots % W` oldest. A capacity caps a
+    member's target and the rest is spread over the others the same way. The targets sum to
+    `bots` unless the capacities cannot hold them all."""
+    targets = {member.id: 0 for member in members}
+    open_members = list(members)
+    remaining = bots
+    while open_members and remaining > 0:
+        share, extra = divmod(remaining, len(open_members))
+        wants = {m.id: share + (1 if i < extra else 0) for i, m in enumerate(open_members)}
+        capped = [
+            m for m in open_members if m.capacity is not None and m.capacity - targets[m.id] < wants[m.id]
+        ]
+        if not capped:
+            for member in open_members:
+                targets[member.id] += wants[member.id]
+            break
+        for member in capped:
+            assert member.capacity is not None
+            room = max(0, member.capacity - targets[member.id])
+            targets[member.id] += room
+            remaining -= room
+            open_members.remove(member)
+    return targets
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    claim: tuple[int, ...] = ()  # free bots to claim, in order of preference
+    release: tuple[int, ...] = ()  # held bots to hand over
+
+    @property
+    def empty(self) -> bool:
+        return not self.claim and not self.release
+
+
+def plan_round(
+    *,
+    me: str,
+    members: Sequence[Member],
+    targets: Mapping[str, int],
+    held: Collection[int],
+    counts: Mapping[str, int],
+    free: Sequence[int],
+    idle: Collection[int],
+    stable: bool,
+) -> Plan:
+    """One worker's moves for this round.
+
+    Below target: claim free bots, at most the deficit. Each member starts at its own offset in
+    the sorted free list, so workers claiming at the same moment rarely race for the same bot.
+    Above target: release the excess, but only when the membership has been stable for a round
+    (hysteresis: a worker that blinks in and out moves nothing) and some other member is below
+    its target (someone will take them); idle bots first, so fewer players move.
+    """
+    ids = [member.id for member in members]
+    if me not in ids:
+        return Plan()
+    target = targets.get(me, 0)
+    have = len(held)
+    if have < target:
+        candidates = sorted(free)
+        if candidates:
+            start = len(candidates) * ids.index(me) // len(ids)
+            candidates = candidates[start:] + candidates[:start]
+        return Plan(claim=tuple(candidates[: target - have]))
+    if have > target and stable:
+        short = any(counts.get(other, 0) < targets.get(other, 0) for other in ids if other != me)
+        if not short:
+            return Plan()
+        excess = have - target
+        # Idle bots first, then the most recently added (highest id): the long-held stay put.
+        order = sorted(held, key=lambda client_id: (client_id not in idle, -client_id))
+        return Plan(release=tuple(order[:excess]))
+    return Plan()
+
+
+class Balancer:
+    """Runs rounds: housekeeping (reap the dead, free their leases, create missing leases,
+    remove those of deleted bots), then this worker's claims or releases."""
+
+    def __init__(
+        self,
+        *,
+        host: BotHost,
+        view: FleetView,
+        book: LeaseBook,
+        heart: Heart,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._host = host
+        self._view = view
+        self._book = book
+        self._heart = heart
+        self._interval = interval
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._members: tuple[str, ...] = ()
+        self._members_since = clock()
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fleet-balancer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.run_round()
+            except asyncio.CancelledError:
+                raise
+            except PyMongoError as exc:
+                _log.warning("Balancing round failed (%s); next round in %.1fs", exc, self._interval)
+            except Exception:
+                _log.exception("Balancing round failed unexpectedly; next round in %.1fs", self._interval)
+
+    async def run_round(self) -> Plan:
+        """One round, never two at once (an API call may run one beside the loop)."""
+        async with self._lock:
+            self.rounds += 1
+            if not self._heart.is_current():
+                return Plan()  # not provably ours: claim nothing, start nothing
+            await self._housekeeping()
+            await self._run_held()
+            plan = self._plan()
+            if plan.claim:
+                await self._claim(plan.claim)
+            if plan.release:
+                await self._release(plan.release)
+            return plan
+
+    def members(self) -> list[Member]:
+        return [Member(w.id, w.capacity) for w in self._view.active_workers()]
+
+    def _plan(self) -> Plan:
+        members = self.members()
+        ids = tuple(m.id for m in members)
+        now = self._clock()
+        if ids != self._members:
+            self._members, self._members_since = ids, now
+        stable = now - self._members_since >= self._interval
+        wanted = set(self._host.wanted())
+        me = self._heart.worker_id
+        targets = compute_targets(members, len(wanted))
+        counts = self._view.lease_counts()
+        counts[me] = len(self._book.held)
+        free = [
+            client_id
+            for client_id in wanted
+            if (lease := self._view.lease(client_id)) is not None
+            and lease.owner is None
+            and not self._book.holds(client_id)
+        ]
+        return plan_round(
+            me=me,
+            members=members,
+            targets=targets,
+            held=list(self._book.held),
+            counts=counts,
+            free=free,
+            idle=set(self._host.idle()),
+            stable=stable,
+        )
+
+    async def _housekeeping(self) -> None:
+        view = self._view
+        # Workers observed dead: delete each only if its counter is still the one that stood
+        # still, then free its leases for everyone.
+        for worker_id, counter in view.dead_workers().items():
+            if worker_id == self._heart.worker_id:
+                continue
+            if await lease_db.reap_worker(worker_id, heartbeat=counter):
+                _log.warning("Worker %s stopped heartbeating for %.0fs: reaped", worker_id, view.ttl)
+            view.forget_worker(worker_id)
+            freed = await lease_db.release_orphans(worker_id)
+            if freed:
+                _log.info("Freed %d bot(s) of worker %s", freed, worker_id)
+                view.needs_reload()
+        # Leases naming a worker nobody has registered: freed once the database confirms it is
+        # gone (the mirror may not have seen a newcomer yet; ids are never reused).
+        for owner in view.unknown_owners() - {self._heart.worker_id}:
+            if not await lease_db.worker_exists(owner):
+                freed = await lease_db.release_orphans(owner)
+                _log.info("Freed %d bot(s) of worker %s, which is gone", freed, owner)
+                view.needs_reload()
+        wanted, known = set(self._host.wanted()), set(self._host.known())
+        missing = [client_id for client_id in sorted(wanted) if view.lease(client_id) is None]
+        if missing:
+            await lease_db.ensure_leases(missing)
+            await view.reload_leases()
+        for client_id, lease in view.leases_snapshot().items():
+            if client_id not in known and lease.owner is None:
+                await lease_db.delete_lease(client_id, worker_id=None)  # its bot was deleted
+
+    async def _run_held(self) -> None:
+        """Every lease this worker holds has a running bot (after a suspension, a restart)."""
+        running = set(self._host.running())
+        for client_id, held in list(self._book.held.items()):
+            if client_id not in running and not await self._host.run_bot(client_id, held.epoch):
+                await self._book.release(client_id)
+
+    async def _claim(self, client_ids: Sequence[int]) -> None:
+        won = await self._book.claim(client_ids)
+        if not won:
+            return
+        if not self._heart.is_current():
+            # The claim landed, but this worker cannot prove it is alive any more: it runs
+            # nothing until its heartbeat is current again (`_run_held` then starts them).
+            return
+        _log.info("Claimed %d bot(s)", len(won))
+        for client_id, held in won.items():
+            if not await self._host.run_bot(client_id, held.epoch):
+                await self._book.release(client_id)
+
+    async def _release(self, client_ids: Sequence[int]) -> None:
+        _log.info("Handing over %d bot(s) to rebalance the fleet", len(client_ids))
+        results = await asyncio.gather(*(self._hand_over(client_id) for client_id in client_ids))
+        _log.info("Handed over %d of %d bot(s)", sum(results), len(client_ids))
+
+    async def _hand_over(self, client_id: int) -> bool:
+        if not await self._host.hand_over(client_id):
+            return False
+        return await self._book.release(client_id)

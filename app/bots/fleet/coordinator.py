@@ -1,0 +1,282 @@
+"""This worker's place in the fleet: the one object the `BotManager` owns to know which bots it
+may run (docs/SCALING.md).
+
+It wires the pieces together: the `Heart` (registration, heartbeat, renew deadline), the
+`FleetView` (mirror of `workers` and `bot_leases`), the `LeaseBook` (leases held), the
+`Balancer` (claims and hand-overs) and the `StatusPublisher`. It reacts to what the mirror sees
+happen to a lease this worker holds (taken by another: the bot stops at once; a restart asked
+from another worker: the bot restarts), and drains the worker on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pymongo
+from pymongo.errors import PyMongoError
+
+from app.bots.fleet.balancer import Balancer
+from app.bots.fleet.host import BotHost
+from app.bots.fleet.leases import LeaseBook
+from app.bots.fleet.status import StatusPublisher
+from app.bots.fleet.view import FleetView
+from app.bots.fleet.worker import Heart, LeaseTiming
+from app.db import leases as lease_db
+from app.db.models import BotLease, WorkerRecord, WorkerState
+from app.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+# How long a draining worker waits for one database write before giving up on it (the others
+# then take its bots over once its heartbeat has stood still for LEASE_TTL).
+DRAIN_WRITE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """One worker as `GET /workers` shows it."""
+
+    id: str
+    address: str
+    state: Literal["active", "draining", "dead"]
+    bots: int
+    heartbeat_age: float | None
+    capacity: int | None
+    me: bool
+
+
+def worker_address(settings: Settings) -> str:
+    """WORKER_ADDRESS, or `http://HOST:HTTP_PORT` with a wildcard bind replaced by this host's
+    address (what other workers and operators can reach)."""
+    if settings.worker_address:
+        return settings.worker_address.rstrip("/")
+    host = settings.http_host
+    if host in ("0.0.0.0", "::", ""):
+        try:
+            host = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.http_port}"
+
+
+class FleetCoordinator:
+    def __init__(self, *, host: BotHost, settings: Settings) -> None:
+        self._host = host
+        self._reload_mode = settings.reload_mode
+        self.timing = timing = LeaseTiming(settings.lease_ttl)
+        self.heart = Heart(
+            timing=timing,
+            address=worker_address(settings),
+            capacity=settings.worker_capacity,
+            summary=host.summary,
+            on_expired=self._expired,
+            on_reaped=self._reaped,
+            after_beat=self._after_beat,
+        )
+        self.book = LeaseBook(lambda: self.heart.worker_id)
+        self.view = FleetView(
+            ttl=timing.ttl,
+            interval=timing.interval,
+            me=lambda: self.heart.worker_id,
+            me_alive=self.heart.is_current,
+            on_change=self._membership_changed,
+            on_lease=self._lease_changed,
+        )
+        self.balancer = Balancer(
+            host=host, view=self.view, book=self.book, heart=self.heart, interval=timing.interval
+        )
+        self.publisher = StatusPublisher(host=host, book=self.book, worker_id=lambda: self.heart.worker_id)
+        self._background: set[asyncio.Task[Any]] = set()
+        self.draining = False
+
+    # -- the fleet API (routing, /bots, /health, /workers read these; see docs/SCALING.md) --------
+
+    @property
+    def me(self) -> str:
+        """This worker's id (`host:pid:random`; a new one after a re-registration)."""
+        return self.heart.worker_id
+
+    def owner_of(self, client_id: int) -> WorkerRecord | None:
+        """The live worker running the bot (its id and `address`), or None while none does."""
+        return self.view.owner_of(client_id)
+
+    def is_live(self, worker_id: str) -> bool:
+        return self.view.is_live(worker_id)
+
+    def worker(self, worker_id: str) -> WorkerRecord | None:
+        return self.view.worker(worker_id)
+
+    def holds(self, client_id: int) -> bool:
+        """This worker holds the bot's lease (and runs it while its heartbeat is current)."""
+        return self.book.holds(client_id)
+
+    def epoch_of(self, client_id: int) -> int | None:
+        return self.book.epoch_of(client_id)
+
+    def may_run(self) -> bool:
+        return self.heart.is_current() and not self.draining
+
+    def workers(self) -> list[WorkerView]:
+        counts = self.view.lease_counts()
+        views: list[WorkerView] = []
+        for record in self.view.workers():
+            state = self.view.state_of(record.id) or "dead"
+            if record.id == self.me:
+                state = "draining" if self.draining else ("active" if self.heart.is_current() else "dead")
+                age = self.heart.age()
+            else:
+                age = self.view.heartbeat_age(record.id)
+            views.append(WorkerView(
+                id=record.id, address=record.address, state=state, bots=counts.get(record.id, 0),
+                heartbeat_age=None if age is None else round(age, 3), capacity=record.capacity,
+                me=record.id == self.me,
+            ))  # fmt: skip
+        return views
+
+    def lavalink_nodes(self) -> tuple[int, int]:
+        """(connected, configured) Lavalink nodes over the other live workers, as their last
+        heartbeat said (this worker's own are counted live by the caller)."""
+        connected = total = 0
+        for record in self.view.workers():
+            if record.id != self.me and self.view.is_live(record.id):
+                connected += record.lavalink_connected
+                total += record.lavalink_total
+        return connected, total
+
+    def live_workers(self) -> int:
+        return sum(1 for record in self.view.workers() if self.view.is_live(record.id)) or 1
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register, read the fleet, take this worker's share at once, then follow changes."""
+        await self.heart.register()
+        await self.view.refresh_workers()
+        await self.view.reload_leases()
+        await self.balancer.run_round()
+        self.heart.start()
+        self.view.start(mode=self._reload_mode)
+        self.balancer.start()
+        self.publisher.start()
+
+    async def balance_now(self) -> None:
+        """A round now (after an API change), rather than at the next event or interval."""
+        try:
+            await self.balancer.run_round()
+        except PyMongoError as exc:
+            _log.warning("Balancing round failed (%s); the next one retries", exc)
+
+    def wake(self) -> None:
+        self.balancer.wake()
+
+    def status_changed(self, client_id: int) -> None:
+        self.publisher.changed(client_id)
+
+    async def give_up(self, client_id: int, *, deleted: bool) -> None:
+        """The bot was disabled (its lease is released, kept with its epoch) or deleted (its
+        lease is removed). Called once its runner has stopped."""
+        try:
+            if deleted:
+                await self.book.delete(client_id)
+            elif self.book.holds(client_id):
+                await self.book.release(client_id)
+        except PyMongoError as exc:
+            _log.warning("Bot %d: its lease was not given up (%s); the balancer retries", client_id, exc)
+
+    async def recheck(self, client_id: int) -> None:
+        """A fenced write said another owner wrote first: read the lease and stop if it is lost."""
+        held = self.book.held.get(client_id)
+        if held is None:
+            return
+        try:
+            lease = await lease_db.get_lease(client_id)
+        except PyMongoError as exc:
+            _log.warning("Bot %d: its lease could not be checked (%s)", client_id, exc)
+            return
+        self._lease_changed(client_id, None, lease)
+
+    async def drain(self) -> None:
+        """SIGTERM: stop taking bots, hand every bot over (snapshot, leave voice, close, release at
+        once, so the others claim it at once), then leave the fleet."""
+        self.draining = True
+        await self.balancer.stop()
+        await self.publisher.stop()
+        me = self.me
+        await self._bounded(lease_db.set_worker_state(me, WorkerState.DRAINING), "marking it draining")
+        held = list(self.book.held)
+        if held:
+            _log.info("Worker %s drains: handing over %d bot(s)", me, len(held))
+        results = await asyncio.gather(*(self._hand_over(client_id) for client_id in held))
+        await self.heart.stop()
+        await self.view.stop()
+        if all(results):
+            await self._bounded(lease_db.remove_worker(me), "leaving the fleet")
+        else:
+            _log.warning("Worker %s: %d bot(s) not handed over; the others take them after LEASE_TTL",
+                         me, results.count(False))  # fmt: skip
+        for task in list(self._background):
+            task.cancel()
+
+    async def _hand_over(self, client_id: int) -> bool:
+        if not await self._host.hand_over(client_id):
+            return False
+        return await self._bounded(self.book.release(client_id), f"releasing bot {client_id}")
+
+    async def _bounded(self, write: Coroutine[Any, Any, Any], what: str) -> bool:
+        try:
+            with pymongo.timeout(DRAIN_WRITE_TIMEOUT):
+                await write
+        except PyMongoError as exc:
+            _log.warning("Worker %s: %s failed (%s)", self.me, what, exc)
+            return False
+        return True
+
+    # -- reactions ----------------------------------------------------------------------------------
+
+    async def _after_beat(self) -> None:
+        await self.view.refresh_workers()
+
+    async def _expired(self) -> None:
+        await self._host_drop_all()
+
+    async def _reaped(self) -> None:
+        self.book.clear()
+        await self._host_drop_all()
+
+    async def _host_drop_all(self) -> None:
+        await asyncio.gather(*(self._host.drop_bot(client_id) for client_id in list(self._host.running())))
+
+    def _membership_changed(self) -> None:
+        self.balancer.wake()
+
+    def _lease_changed(self, client_id: int, before: BotLease | None, after: BotLease | None) -> None:
+        held = self.book.held.get(client_id)
+        if held is not None:
+            if (
+                after is None
+                or after.epoch > held.epoch
+                or (after.epoch == held.epoch and after.owner != self.me)
+            ):
+                self.book.drop(client_id)
+                now = "gone" if after is None else f"{after.owner} epoch {after.epoch}"
+                _log.warning("Bot %d: its lease (epoch %d) is now %s; stopping it at once",
+                             client_id, held.epoch, now)  # fmt: skip
+                self._spawn(self._host.drop_bot(client_id), f"drop-{client_id}")
+            elif after.epoch == held.epoch and after.restarts > held.restarts:
+                held.restarts = after.restarts
+                _log.info("Bot %d: a restart was asked for; restarting it", client_id)
+                self._spawn(self._host.restart_here(client_id), f"restart-{client_id}")
+        if after is None or after.owner is None or before is None or before.owner != after.owner:
+            self.balancer.wake()
+
+    def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

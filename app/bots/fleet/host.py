@@ -1,0 +1,57 @@
+"""What the fleet layer asks of the process that runs bots (implemented by `BotManager`).
+
+The coordinator decides which bots this worker may run (leases); the host runs them. Kept as a
+small interface so the lease logic never reaches into runners, clients or music.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Protocol
+
+from app.db.models import LeaseStatus
+
+
+class BotHost(Protocol):
+    def wanted(self) -> Collection[int]:
+        """Bots that should run somewhere in the fleet: the enabled ones."""
+        ...
+
+    def known(self) -> Collection[int]:
+        """Every stored bot, enabled or not (a lease of any other bot belongs to a deleted one)."""
+        ...
+
+    def running(self) -> Collection[int]:
+        """Bots with a runner in this process."""
+        ...
+
+    def idle(self) -> Collection[int]:
+        """Running bots with no player: the cheapest to hand over."""
+        ...
+
+    async def run_bot(self, client_id: int, epoch: int) -> bool:
+        """Start the bot under the lease of `epoch` (restarting a runner of another epoch).
+        False: it should not run any more (disabled meanwhile); the lease goes back."""
+        ...
+
+    async def hand_over(self, client_id: int) -> bool:
+        """Stop the bot gracefully before its lease is released: save its players (fenced by its
+        epoch), leave voice, close its gateway session. False: the session could not be shown
+        closed, so the lease must not be released yet."""
+        ...
+
+    async def drop_bot(self, client_id: int) -> None:
+        """The lease is lost: end the gateway session now, without touching the database."""
+        ...
+
+    async def restart_here(self, client_id: int) -> None:
+        """A fresh client under the same lease (an operator's restart from any worker)."""
+        ...
+
+    def summary(self) -> tuple[int, tuple[int, int]]:
+        """(bots running, (Lavalink nodes connected, configured)): published with the heartbeat."""
+        ...
+
+    def lease_status(self, client_id: int) -> LeaseStatus | None:
+        """The bot's state as published in its lease (None: not running here)."""
+        ...

@@ -1,0 +1,67 @@
+"""The leases this worker holds: the only bots it may run.
+
+Claims and releases are the compare-and-set updates of `app.db.leases`; this book remembers what
+they won, with the epoch each bot's fenced writes carry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from app.db import leases as lease_db
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Held:
+    epoch: int
+    restarts: int  # the lease's restart counter when last acted on
+
+
+class LeaseBook:
+    def __init__(self, worker_id: Callable[[], str]) -> None:
+        self._worker_id = worker_id  # changes when the worker registers again after being reaped
+        self.held: dict[int, Held] = {}
+
+    def holds(self, client_id: int) -> bool:
+        return client_id in self.held
+
+    def epoch_of(self, client_id: int) -> int | None:
+        held = self.held.get(client_id)
+        return None if held is None else held.epoch
+
+    async def claim(self, client_ids: Sequence[int]) -> dict[int, Held]:
+        """Claim free leases; returns those won (a race lost is simply not in the result)."""
+        wanted = [client_id for client_id in client_ids if client_id not in self.held]
+        won = await lease_db.claim_free(self._worker_id(), wanted)
+        claimed = {client_id: Held(lease.epoch, lease.restarts) for client_id, lease in won.items()}
+        self.held.update(claimed)
+        return claimed
+
+    async def release(self, client_id: int) -> bool:
+        """Give the lease back (its bot is stopped). Forgotten here whatever the database says:
+        a CAS that finds another owner or epoch means it was not ours any more anyway."""
+        held = self.held.pop(client_id, None)
+        if held is None:
+            return False
+        released = await lease_db.release(client_id, worker_id=self._worker_id(), epoch=held.epoch)
+        if not released:
+            _log.warning("Bot %d: its lease (epoch %d) had already changed hands", client_id, held.epoch)
+        return released
+
+    async def delete(self, client_id: int) -> bool:
+        """The bot was deleted: remove its lease (ours, with our epoch; or a free one)."""
+        held = self.held.pop(client_id, None)
+        if held is None:
+            return await lease_db.delete_lease(client_id, worker_id=None)
+        return await lease_db.delete_lease(client_id, worker_id=self._worker_id(), epoch=held.epoch)
+
+    def drop(self, client_id: int) -> Held | None:
+        """Forget a lease that is lost (another owner or a newer epoch was seen)."""
+        return self.held.pop(client_id, None)
+
+    def clear(self) -> None:
+        self.held.clear()

@@ -1,0 +1,119 @@
+"""Owners publish their bots' status into the lease documents, so every worker's `/bots` and
+`/health` describe the whole fleet from memory.
+
+Written only when something a reader would see changes (state, error, guild or user count, the
+"stuck starting" flag); latency, which moves all the time, at most once a minute. One bulk write
+per batch, each update fenced by (owner, epoch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pymongo.errors import PyMongoError
+
+from app.bots.fleet.host import BotHost
+from app.bots.fleet.leases import LeaseBook
+from app.db import leases as lease_db
+from app.db.models import LeaseStatus
+from app.shutdown import cancel_bounded
+
+_log = logging.getLogger(__name__)
+
+LATENCY_EVERY = 60.0  # seconds between two publications of a bot's latency alone
+SWEEP_EVERY = 10.0  # every bot is compared at least this often (guild counts, "stuck")
+DEBOUNCE = 0.25  # changes arriving together go out in one bulk write
+
+
+@dataclass(slots=True)
+class _Published:
+    epoch: int
+    status: LeaseStatus
+    latency_at: float
+
+
+class StatusPublisher:
+    def __init__(
+        self,
+        *,
+        host: BotHost,
+        book: LeaseBook,
+        worker_id: Callable[[], str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._host = host
+        self._book = book
+        self._worker_id = worker_id
+        self._clock = clock
+        self._published: dict[int, _Published] = {}
+        self._dirty: set[int] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def changed(self, client_id: int) -> None:
+        self._dirty.add(client_id)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fleet-status")
+
+    async def stop(self) -> None:
+        await cancel_bounded([self._task], 1.0, what="The status publisher")
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SWEEP_EVERY):
+                    await self._wake.wait()
+            await asyncio.sleep(DEBOUNCE)
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            try:
+                await self.publish(dirty or None)
+            except PyMongoError as exc:
+                self._dirty |= dirty  # next time
+                _log.debug("Publishing bot statuses failed (%s)", exc)
+
+    def due(self, client_ids: set[int] | None = None) -> list[tuple[int, int, LeaseStatus]]:
+        """The statuses that differ from what was last published (None: compare every bot)."""
+        now = self._clock()
+        updates: list[tuple[int, int, LeaseStatus]] = []
+        for client_id in list(self._book.held) if client_ids is None else client_ids:
+            epoch = self._book.epoch_of(client_id)
+            status = self._host.lease_status(client_id)
+            if epoch is None or status is None:
+                continue
+            last = self._published.get(client_id)
+            if last is not None and last.epoch == epoch:
+                latency_due = now - last.latency_at >= LATENCY_EVERY
+                if not latency_due:
+                    status = status.model_copy(update={"latency_ms": last.status.latency_ms})
+                if status == last.status:
+                    continue
+            updates.append((client_id, epoch, status))
+        return updates
+
+    async def publish(self, client_ids: set[int] | None = None) -> int:
+        updates = self.due(client_ids)
+        if not updates:
+            return 0
+        written, fenced = await lease_db.publish_statuses(self._worker_id(), updates)
+        now = self._clock()
+        for client_id, epoch, status in updates:
+            last = self._published.get(client_id)
+            latency_at = (
+                last.latency_at
+                if last is not None and last.epoch == epoch and last.status.latency_ms == status.latency_ms
+                else now
+            )
+            self._published[client_id] = _Published(epoch, status, latency_at)
+        for client_id in set(self._published) - set(self._book.held):
+            del self._published[client_id]
+        if fenced:
+            _log.info("%d status update(s) fenced: those leases changed hands", fenced)
+        return written

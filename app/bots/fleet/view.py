@@ -1,0 +1,259 @@
+"""The fleet as this worker sees it: a read-only mirror of `workers` and `bot_leases`.
+
+Kept current by change streams (a full reload after each (re)open, so nothing missed while a
+stream was closed is lost) and by a periodic reload as a fallback; polled when the database has
+no change streams. `workers` is also read directly after every heartbeat: those reads feed the
+`HeartbeatObserver`, which decides who is dead. Routing, `/bots`, `/health` and `/workers` read
+this mirror from memory; only decisions (a lease CAS) go to the database.
+
+The questions other parts of the fleet ask (see docs/SCALING.md, "The fleet API"):
+`owner_of(bot)`, `is_live(worker)`, `worker(id)`, `workers()`, and the coordinator's `me`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pymongo
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure, PyMongoError
+
+from app.bots.backoff import Backoff
+from app.bots.fleet.observer import HeartbeatObserver
+from app.db import leases as lease_db
+from app.db.models import BotLease, WorkerRecord, WorkerState
+from app.shutdown import cancel_bounded
+
+_log = logging.getLogger(__name__)
+
+_UNSUPPORTED_CODES = {40573, 40324, 303}
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+# Without an event, the leases are read again this many heartbeat intervals apart anyway.
+RELOAD_EVERY_INTERVALS = 10
+
+LeaseListener = Callable[[int, BotLease | None, BotLease | None], None]
+
+
+class FleetView:
+    def __init__(
+        self,
+        *,
+        ttl: float,
+        interval: float,
+        me: Callable[[], str],
+        me_alive: Callable[[], bool],
+        on_change: Callable[[], None],
+        on_lease: LeaseListener,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self._interval = interval
+        self._me = me
+        self._me_alive = me_alive
+        self._on_change = on_change
+        self._on_lease = on_lease
+        self._clock = clock
+        self.observer = HeartbeatObserver(ttl)
+        self._workers: dict[str, WorkerRecord] = {}
+        self._leases: dict[int, BotLease] = {}
+        self._reload = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.mode: Literal["change_stream", "poll"] | None = None
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    async def refresh_workers(self) -> bool:
+        """Read every worker (after each heartbeat): the observer's evidence. False: the read
+        failed, and observation starts again from zero."""
+        try:
+            with pymongo.timeout(max(0.5, self._interval)):
+                records = await lease_db.all_workers()
+        except PyMongoError as exc:
+            self.observer.lost_sight()
+            _log.debug("Reading the workers failed (%s)", exc)
+            return False
+        before = self._membership()
+        self._workers = {record.id: record for record in records}
+        self.observer.observe({record.id: record.heartbeat for record in records}, self._clock())
+        if self._membership() != before or self.dead_workers():
+            self._on_change()
+        return True
+
+    async def reload_leases(self) -> None:
+        leases = {lease.id: lease for lease in await lease_db.all_leases()}
+        old, self._leases = self._leases, leases
+        for client_id in old.keys() | leases.keys():
+            before, after = old.get(client_id), leases.get(client_id)
+            if before != after:
+                self._on_lease(client_id, before, after)
+
+    def needs_reload(self) -> None:
+        self._reload.set()
+
+    def _membership(self) -> set[tuple[str, str]]:
+        return {(record.id, record.state.value) for record in self._workers.values()}
+
+    # -- following ------------------------------------------------------------------------------
+
+    def start(self, *, mode: str = "auto") -> None:
+        """`mode` is RELOAD_MODE: "poll" reads the leases every interval instead of streaming."""
+        self._tasks = [asyncio.create_task(self._refresh_leases(), name="fleet-leases-refresh")]
+        if mode != "poll":
+            self._tasks += [
+                asyncio.create_task(
+                    self._follow(WorkerRecord.get_pymongo_collection(), self._apply_worker, "workers"),
+                    name="fleet-workers-stream",
+                ),
+                asyncio.create_task(
+                    self._follow(BotLease.get_pymongo_collection(), self._apply_lease, "bot_leases"),
+                    name="fleet-leases-stream",
+                ),
+            ]
+        else:
+            self.mode = "poll"
+
+    async def stop(self) -> None:
+        await cancel_bounded(self._tasks, 1.0, what="The fleet mirror")
+        self._tasks = []
+
+    async def _refresh_leases(self) -> None:
+        while True:
+            every = self._interval if self.mode == "poll" else self._interval * RELOAD_EVERY_INTERVALS
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    await self._reload.wait()
+            self._reload.clear()
+            try:
+                await self.reload_leases()
+            except PyMongoError as exc:
+                _log.debug("Reloading the leases failed (%s)", exc)
+
+    async def _follow(
+        self, collection: AsyncCollection[Any], apply: Callable[[dict[str, Any]], None], what: str
+    ) -> None:
+        resume_token: Any = None
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        while True:
+            try:
+                stream = await collection.watch(full_document="updateLookup", resume_after=resume_token)
+                async with stream:
+                    self.mode = "change_stream"
+                    self._reload.set()  # catch up on what changed while no stream was open
+                    backoff.reset()
+                    async for change in stream:
+                        resume_token = stream.resume_token
+                        apply(change)
+            except OperationFailure as exc:
+                if exc.code in _UNSUPPORTED_CODES or "replica set" in str(exc).lower():
+                    _log.warning("No change streams (%s): polling %s every %.1fs", exc, what, self._interval)
+                    self.mode = "poll"
+                    return
+                resume_token = None
+                await self._pause(backoff, what, exc)
+            except PyMongoError as exc:
+                await self._pause(backoff, what, exc)
+
+    async def _pause(self, backoff: Backoff, what: str, exc: BaseException) -> None:
+        delay = backoff.next_delay()
+        _log.debug("Change stream on %s interrupted (%s); reopening in %.1fs", what, exc, delay)
+        await asyncio.sleep(delay)
+
+    def _apply_worker(self, change: dict[str, Any]) -> None:
+        worker_id = change.get("documentKey", {}).get("_id")
+        document = change.get("fullDocument")
+        if not isinstance(worker_id, str):
+            return
+        before = self._membership()
+        if document is None:
+            self._workers.pop(worker_id, None)
+            self.observer.forget(worker_id)
+        else:
+            record = WorkerRecord.model_validate(document)
+            self._workers[worker_id] = record
+            # A changed counter only ever restarts a silence: safe to take from a stream.
+            self.observer.saw(worker_id, record.heartbeat, self._clock())
+        if self._membership() != before:
+            self._on_change()
+
+    def _apply_lease(self, change: dict[str, Any]) -> None:
+        client_id = change.get("documentKey", {}).get("_id")
+        if not isinstance(client_id, int):
+            return
+        document = change.get("fullDocument")
+        before = self._leases.get(client_id)
+        if document is None:
+            self._leases.pop(client_id, None)
+            after = None
+        else:
+            after = self._leases[client_id] = BotLease.model_validate(document)
+        if before != after:
+            self._on_lease(client_id, before, after)
+
+    # -- questions --------------------------------------------------------------------------------
+
+    def worker(self, worker_id: str) -> WorkerRecord | None:
+        return self._workers.get(worker_id)
+
+    def workers(self) -> list[WorkerRecord]:
+        """Every registered worker, oldest first (the order every worker agrees on)."""
+        return sorted(self._workers.values(), key=lambda w: (w.started_at or _FAR_FUTURE, w.id))
+
+    def is_live(self, worker_id: str) -> bool:
+        """Registered and not observed dead (a draining worker is live: it still runs bots)."""
+        if worker_id == self._me():
+            return self._me_alive()
+        return worker_id in self._workers and not self.observer.is_dead(worker_id)
+
+    def state_of(self, worker_id: str) -> Literal["active", "draining", "dead"] | None:
+        record = self._workers.get(worker_id)
+        if record is None:
+            return None
+        if not self.is_live(worker_id):
+            return "dead"
+        return "draining" if record.state is WorkerState.DRAINING else "active"
+
+    def active_workers(self) -> list[WorkerRecord]:
+        """Live workers that take bots: what the balancer spreads the fleet over."""
+        return [w for w in self.workers() if w.state is WorkerState.ACTIVE and self.is_live(w.id)]
+
+    def dead_workers(self) -> dict[str, int]:
+        me = self._me()
+        return {wid: counter for wid, counter in self.observer.dead().items() if wid != me}
+
+    def forget_worker(self, worker_id: str) -> None:
+        self._workers.pop(worker_id, None)
+        self.observer.forget(worker_id)
+
+    def heartbeat_age(self, worker_id: str) -> float | None:
+        """Seconds since this worker saw that worker's heartbeat counter change."""
+        return self.observer.silent_for(worker_id, self._clock())
+
+    def lease(self, client_id: int) -> BotLease | None:
+        return self._leases.get(client_id)
+
+    def leases_snapshot(self) -> dict[int, BotLease]:
+        return dict(self._leases)
+
+    def owner_of(self, client_id: int) -> WorkerRecord | None:
+        """The live worker that holds the bot's lease, or None (free, or its owner is dead)."""
+        lease = self._leases.get(client_id)
+        if lease is None or lease.owner is None or not self.is_live(lease.owner):
+            return None
+        return self._workers.get(lease.owner)
+
+    def lease_counts(self) -> dict[str, int]:
+        return dict(Counter(lease.owner for lease in self._leases.values() if lease.owner is not None))
+
+    def unknown_owners(self) -> set[str]:
+        return {
+            lease.owner
+            for lease in self._leases.values()
+            if lease.owner is not None and lease.owner not in self._workers
+        }
