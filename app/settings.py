@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     reload_mode: Literal["auto", "change_stream", "poll"] = "auto"
     reload_poll_interval: float = Field(default=10.0, gt=0)
 
+    # The fleet of workers (docs/SCALING.md): every `chorus serve` on the same database is one
+    # worker; bots are spread over the live ones through leases.
+    lease_ttl: float = Field(default=15.0, ge=1.0)
+    worker_capacity: int | None = Field(default=None, ge=0)
+    worker_address: str | None = None
+
     # Fleet routing and invites
     bot_guild_cap: int = Field(default=100, ge=1)
     invite_expiry_seconds: float = Field(default=3600.0, gt=0)

@@ -14,7 +14,7 @@ from pymongo.errors import PyMongoError
 from app import __version__
 from app.api.database import database_error
 from app.api.gate import RequestGate
-from app.api.routes import admin, bots, guilds, health
+from app.api.routes import admin, bots, guilds, health, workers
 from app.api.schemas import ErrorPublic
 from app.bots.manager import BotManager
 from app.db.connection import DatabaseMonitor
@@ -46,7 +46,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         monitor.start()
         try:
             await manager.initialize()
-            _log.info("Chorus is up: %d bot(s) starting", len(manager.runners))
+            _log.info("Chorus is up: worker %s, %d bot(s) starting here",
+                      manager.fleet.me, len(manager.runners))  # fmt: skip
             yield
         finally:
             _log.info("Shutting down")
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Chorus",
         version=__version__,
-        summary="A fleet of Discord music bots in one process",
+        summary="A fleet of Discord music bots, run by one or more workers",
         lifespan=lifespan,
         responses={413: {"model": ErrorPublic, "description": "The body is over 64 KiB"}},
     )
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(bots.router)
     app.include_router(guilds.router)
+    app.include_router(workers.router)
     app.include_router(admin.router)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(PyMongoError, database_error)

@@ -24,10 +24,12 @@ class LavalinkPublic(_Public):
 
 class HealthPublic(_Public):
     status: Literal["ok", "degraded"]
-    uptime: float = Field(description="Seconds since the service started")
-    active_bots: int = Field(description="Bots connected and ready")
-    total_bots: int = Field(description="Bots the manager runs, in any state")
+    uptime: float = Field(description="Seconds since this worker started")
+    active_bots: int = Field(description="Bots of the whole fleet connected and ready")
+    total_bots: int = Field(description="Enabled bots of the whole fleet, in any state")
     failed_bots: int
+    unowned_bots: int = Field(description="Enabled bots no live worker runs (taken over within LEASE_TTL)")
+    workers: int = Field(description="Live workers of the fleet, this one included")
     database: Literal["ok", "unreachable"]
     lavalink: LavalinkPublic
 
@@ -41,6 +43,7 @@ class BotPublic(_Public):
     latency_ms: float | None
     last_error: str | None
     shards: int = Field(description="Gateway connections (shards) the bot runs; 1 unless it shards")
+    worker: str | None = Field(description="The worker running it (`host:pid:random`); null while none does")
 
     @classmethod
     def from_status(cls, status: BotStatus) -> BotPublic:
@@ -53,11 +56,30 @@ class BotPublic(_Public):
             latency_ms=status.latency_ms,
             last_error=public_reason(status.last_error) if status.last_error else None,
             shards=status.shards,
+            worker=status.worker,
         )
 
 
 class BotsPublic(_Public):
     bots: list[BotPublic]
+
+
+class WorkerPublic(_Public):
+    id: str = Field(description="`host:pid:random`")
+    address: str = Field(description="Its HTTP address (WORKER_ADDRESS)")
+    state: Literal["active", "draining", "dead"] = Field(
+        description="dead: its heartbeat has stood still for LEASE_TTL (its bots are being taken over)"
+    )
+    bots: int = Field(description="Bots whose lease it holds")
+    heartbeat_age: float | None = Field(
+        description="Seconds since the worker answering saw its heartbeat change (its own clock)"
+    )
+    capacity: int | None = Field(description="WORKER_CAPACITY; null: no cap")
+    me: bool = Field(description="The worker that answered this request")
+
+
+class WorkersPublic(_Public):
+    workers: list[WorkerPublic]
 
 
 class GuildBotPublic(_Public):

@@ -100,6 +100,20 @@ class MusicBotClient(commands.Bot):
         if not socket.closed:
             await socket.close()
 
+    def gateway_closed(self) -> bool:
+        """No gateway socket of this client is open: a hand-over releases the bot's lease only
+        then, so its next owner can never open a second session beside this one."""
+        sockets = [self._handshake_socket, self.ws.socket if self.ws is not None else None]
+        return all(socket is None or socket.closed for socket in sockets)
+
+    async def force_close_gateway(self) -> None:
+        """Close whatever gateway socket a bounded `close()` left open (aiohttp aborts the
+        connection when its closing handshake is cut short)."""
+        for socket in (self._handshake_socket, self.ws.socket if self.ws is not None else None):
+            if socket is not None and not socket.closed:
+                what = f"Closing the gateway of bot {self.expected_client_id}"
+                await run_bounded(socket.close(), 2.0, what=what)
+
     async def setup_hook(self) -> None:
         # Commands are registered in the local tree only; syncing them with Discord is the
         # operator's deliberate `chorus deploy-commands`, never automatic at startup.

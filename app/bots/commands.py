@@ -66,6 +66,9 @@ class _DetachedFleet:
     async def invite_for(self, guild_id: int) -> Invite | None:
         self._refuse()
 
+    def lease_fenced(self, bot_id: int) -> None:
+        self._refuse()
+
 
 def detached_music(bot: commands.Bot) -> MusicService:
     """A music service that never starts, for a command set that is only serialised."""

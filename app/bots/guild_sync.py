@@ -31,8 +31,12 @@ class GuildSync:
         client_id: int,
         record: Callable[[], MusicBot],
         ready_client: Callable[[], MusicBotClient | None],
+        epoch: int | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.client_id = client_id
+        self._epoch = epoch  # the lease epoch: records written by a newer owner are not touched
+        self._on_change = on_change  # the counts changed (the owner publishes them)
         self._record = record  # the runner's current record (hot reload may replace it)
         self._ready_client = ready_client  # the bot's client while it is ready, else None
         self._wanted = asyncio.Event()
@@ -82,9 +86,14 @@ class GuildSync:
         record = self._record()
         assert record.id is not None
         activated, removed = await queries.reconcile_bot_guilds(
-            record.id, guild_ids, failed=failed, unavailable=unavailable
+            record.id, guild_ids, failed=failed, unavailable=unavailable, epoch=self._epoch
         )
         guild_count = len(guild_ids) + len(unavailable)
+        if self._on_change is not None and (record.guild_count, record.user_count) != (
+            guild_count,
+            client.user_count,
+        ):
+            self._on_change()
         record.guild_count, record.user_count = guild_count, client.user_count
         await queries.update_bot_guild_count(
             self.client_id, guild_count=guild_count, user_count=client.user_count

@@ -1,23 +1,32 @@
-"""The BotManager: the fleet's lifecycle, and which bot serves which guild."""
+"""The BotManager: runs the bots whose leases this worker holds, and answers for the whole fleet.
+
+Which bots this worker runs is the fleet's decision (`app.bots.fleet`: leases in MongoDB, spread
+over every `chorus serve` on the same database); the manager is the `BotHost` that starts and
+stops them. A single process is a fleet of one worker and takes the same path.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
+from collections.abc import Collection
 from datetime import timedelta
 
 import discord
 from pymongo.errors import PyMongoError
 
+from app.bots import overview
 from app.bots.client import MusicBotClient
+from app.bots.fleet.coordinator import FleetCoordinator
 from app.bots.reload import FleetWatcher
 from app.bots.router import FleetRouter
 from app.bots.runner import BotRunner
 from app.bots.status import BotState, BotStatus
+from app.db import leases as lease_db
 from app.db import queries
-from app.db.models import MusicBot, utcnow
+from app.db.connection import interactive
+from app.db.models import LeaseStatus, MusicBot, utcnow
 from app.music.config import parse_lavalink_nodes
 from app.settings import Settings
 from app.tokens import TokenCipher, client_id_from_token, token_fingerprint
@@ -26,39 +35,43 @@ _log = logging.getLogger(__name__)
 
 
 class BotManager:
-    """Starts one supervised runner per enabled bot; one bot's failure never touches another."""
+    """One supervised runner per bot this worker holds; one bot's failure never touches another."""
 
     def __init__(self, *, settings: Settings, cipher: TokenCipher) -> None:
         self._settings = settings
         self.cipher = cipher
+        # Every stored bot (enabled or not), as the hot-reload watcher last read it.
+        self._records: dict[int, MusicBot] = {}
         self._runners: dict[int, BotRunner] = {}
-        # Stored but disabled: not run, still listed (an operator sees the whole fleet).
-        self._disabled: dict[int, MusicBot] = {}
+        # Runners being stopped because their lease was lost: a new start of the bot waits for it.
+        self._dropping: dict[int, asyncio.Task[None]] = {}
         # Bounded concurrency for logins: 100 bots starting must not be 100 simultaneous REST bursts.
         self._login_gate = asyncio.Semaphore(settings.bot_login_concurrency)
         self._locks: dict[int, asyncio.Lock] = {}
         self._background: set[asyncio.Task[bool]] = set()
+        self._rechecks: set[asyncio.Task[None]] = set()
         self._lavalink_nodes = parse_lavalink_nodes(settings.lavalink_nodes)
         self.router = FleetRouter(self, default_guild_cap=settings.bot_guild_cap)
         self._invite_sweeper: asyncio.Task[None] | None = None
         self.watcher = FleetWatcher(
             self, mode=settings.reload_mode, poll_interval=settings.reload_poll_interval
         )
+        self.fleet = FleetCoordinator(host=self, settings=settings)
         self.started_at = utcnow()
 
     async def initialize(self) -> None:
-        """Start every enabled bot in the database (and the development bot, if configured)."""
+        """Join the fleet and start this worker's share of the enabled bots at once (all of them
+        in a fleet of one); then follow `music_bots`, `workers` and `bot_leases`."""
         if self._settings.discord_token is not None:
             await self._ensure_development_bot(self._settings.discord_token.get_secret_value())
         if not self._lavalink_nodes:
             _log.warning(
                 "LAVALINK_NODES is empty: music commands will answer that the audio backend is unavailable"
             )
-        bots = await queries.get_active_music_bots()
-        self._disabled = {bot.client_id: bot for bot in await queries.get_disabled_music_bots()}
-        _log.info("Starting %d bot(s); %d disabled", len(bots), len(self._disabled))
-        for bot in bots:
-            await self.start_bot(bot)
+        self._records = {bot.client_id: bot for bot in await queries.get_all_music_bots()}
+        await self.fleet.start()
+        _log.info("Worker %s runs %d of the fleet's %d enabled bot(s)",
+                  self.fleet.me, len(self._runners), len(self.wanted()))  # fmt: skip
         self._invite_sweeper = asyncio.create_task(self._sweep_invites(), name="invite-expiry")
         self.watcher.start()
 
@@ -77,12 +90,44 @@ class BotManager:
         and the hot-reload watcher may act on the same change), while other bots never wait."""
         return self._locks.setdefault(client_id, asyncio.Lock())
 
-    async def start_bot(self, bot: MusicBot) -> BotRunner:
-        """Start (or restart) one bot. Returns at once; the bot logs in in the background."""
-        async with self._bot_lock(bot.client_id):
-            return await self._start(bot)
+    async def restart_bot(self, client_id: int) -> str:
+        """A fresh client for the bot, with its record read again (per-bot limits apply when a
+        bot starts; also retries a failed one): here if this worker runs it, else by asking its
+        owner through its lease. Returns "restarted", "requested" or "none" (no such bot)."""
+        with interactive():
+            record = await queries.get_music_bot_by_client_id(client_id)
+        if record is None or not record.enabled:
+            return "none"
+        if await self._restart_here(record):
+            return "restarted"
+        with interactive():
+            await lease_db.request_restart(client_id)
+        return "requested"
 
-    async def _start(self, bot: MusicBot) -> BotRunner:
+    async def restart_here(self, client_id: int) -> None:
+        """BotHost: the owner's side of a restart asked for on another worker."""
+        record = self._records.get(client_id)
+        try:
+            with interactive():  # a hung database must not hold the restart up
+                record = await queries.get_music_bot_by_client_id(client_id) or record
+        except PyMongoError as exc:
+            _log.warning("Bot %d: restarting with the record known here (%s)", client_id, exc)
+        if record is not None and record.enabled:
+            await self._restart_here(record)
+
+    async def _restart_here(self, record: MusicBot) -> bool:
+        async with self._bot_lock(record.client_id):
+            self._records[record.client_id] = record
+            runner = self._runners.get(record.client_id)
+            if runner is None:
+                return False
+            await self._start(record, runner.epoch)
+            return True
+
+    async def _start(self, bot: MusicBot, epoch: int) -> BotRunner:
+        dropping = self._dropping.get(bot.client_id)
+        if dropping is not None:  # the old session must be gone before a new one identifies
+            await asyncio.wait({dropping})
         previous = self._runners.pop(bot.client_id, None)
         if previous is not None:
             await previous.stop()
@@ -95,51 +140,146 @@ class BotManager:
             router=self.router,
             manager=self,
             on_failed=self._bot_failed,
+            epoch=epoch,
+            on_change=self.fleet.status_changed,
         )
         self._runners[bot.client_id] = runner
         runner.start()
+        self.fleet.status_changed(bot.client_id)
         return runner
 
-    async def sync_bot(self, client_id: int, record: MusicBot | None) -> str:
-        """Make one bot's running state match its record (None: deleted). Touches nothing else.
+    # -- BotHost: what the fleet's coordinator asks of this process ----------------------------------
 
-        Started when enabled and not running; stopped when disabled or deleted; restarted when
-        its token, name or shard count changed. Other changes (counts, limits) need no restart. A failed bot
-        is only retried when its record changes what failed (the token). Returns the action.
+    def wanted(self) -> list[int]:
+        return [client_id for client_id, record in self._records.items() if record.enabled]
+
+    def known(self) -> Collection[int]:
+        return self._records.keys()
+
+    def running(self) -> list[int]:
+        return list(self._runners)
+
+    def idle(self) -> list[int]:
+        return [
+            client_id
+            for client_id, runner in self._runners.items()
+            if runner.client is None or not runner.client.music.players()
+        ]
+
+    async def run_bot(self, client_id: int, epoch: int) -> bool:
+        async with self._bot_lock(client_id):
+            record = self._records.get(client_id)
+            if record is None or not record.enabled:
+                return False
+            if not self.fleet.may_run():
+                return True  # the lease stays; the bot starts once the heartbeat is current
+            runner = self._runners.get(client_id)
+            if runner is None or runner.epoch != epoch:
+                await self._start(record, epoch)
+            return True
+
+    async def hand_over(self, client_id: int) -> bool:
+        async with self._bot_lock(client_id):
+            runner = self._runners.pop(client_id, None)
+            if runner is None:
+                dropping = self._dropping.get(client_id)
+                if dropping is not None:
+                    await asyncio.wait({dropping})
+                return True
+            await runner.stop()
+            _log.info("Bot %r (%d) stopped for a hand-over", runner.name, client_id)
+            return runner.gateway_closed()
+
+    async def drop_bot(self, client_id: int) -> None:
+        """No lock: this must not wait behind anything (the renew deadline is running out)."""
+        runner = self._runners.pop(client_id, None)
+        if runner is None:
+            dropping = self._dropping.get(client_id)
+            if dropping is not None:
+                await asyncio.wait({dropping})
+            return
+        task = asyncio.create_task(runner.stop(abandon=True), name=f"drop-{client_id}")
+        self._dropping[client_id] = task
+        try:
+            await asyncio.wait({task})
+        finally:
+            if self._dropping.get(client_id) is task:
+                del self._dropping[client_id]
+        _log.warning("Bot %r (%d) stopped: this worker may not run it any more", runner.name, client_id)
+
+    def lease_fenced(self, client_id: int) -> None:
+        """A fenced write of the bot was refused: check its lease (in the background)."""
+        task = asyncio.create_task(self.fleet.recheck(client_id), name=f"recheck-lease-{client_id}")
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
+    def summary(self) -> tuple[int, tuple[int, int]]:
+        return len(self._runners), self.local_lavalink_nodes()
+
+    def lease_status(self, client_id: int) -> LeaseStatus | None:
+        runner = self._runners.get(client_id)
+        if runner is None:
+            return None
+        status = runner.status()
+        return LeaseStatus(
+            state=status.state.value,
+            since=status.since,
+            guilds=status.guilds,
+            users=status.users,
+            latency_ms=status.latency_ms,
+            last_error=status.last_error,
+            identifies_24h=status.identifies_24h,
+            stuck=runner.down_for() > self._settings.health_reconnect_threshold,
+        )
+
+    async def sync_bot(self, client_id: int, record: MusicBot | None) -> str:
+        """Make the fleet follow one bot's record (None: deleted) at once. Touches nothing else.
+
+        Stopped (by this worker, if it runs it) when disabled or deleted; restarted when its
+        token, name or shard count changed. An enabled bot nobody runs yet is claimed in a balancing round
+        run now: in a fleet of one (or when this worker is below its share) it starts here at
+        once, else its new owner starts it. A failed bot is only retried when its record changes
+        what failed (the token). Returns the action: started, restarted, stopped, pending, none.
         """
         async with self._bot_lock(client_id):
-            return await self._sync(client_id, record)
+            action = await self._sync(client_id, record)
+        if action == "pending":
+            await self.fleet.balance_now()
+            return "started" if client_id in self._runners else "pending"
+        return action
 
     async def sync_bot_from_database(self, client_id: int) -> str:
         """`sync_bot` with the record read under the bot's lock: what the hot-reload watcher
         uses, so a change made through the API while it was busy (a delete, a disable) is never
-        undone by an older read of the collection."""
+        undone by an older read of the collection. A bot to claim wakes the balancer."""
         async with self._bot_lock(client_id):
-            return await self._sync(client_id, await queries.get_music_bot_by_client_id(client_id))
+            action = await self._sync(client_id, await queries.get_music_bot_by_client_id(client_id))
+        if action == "pending":
+            self.fleet.wake()
+        return action
 
     async def _sync(self, client_id: int, record: MusicBot | None) -> str:
-        runner = self._runners.get(client_id)
-        if record is not None and not record.enabled:
-            self._disabled[client_id] = record  # listed, never started
+        if record is None:
+            self._records.pop(client_id, None)
         else:
-            self._disabled.pop(client_id, None)
+            self._records[client_id] = record
+        runner = self._runners.get(client_id)
         if record is None or not record.enabled:
-            if runner is None:
-                return "none"
-            await self._stop(client_id)
-            await self._forget_players(client_id)
-            return "stopped"
+            if runner is not None:
+                await self._stop(client_id)
+            if runner is not None or self.fleet.holds(client_id):
+                await self._forget_players(client_id)
+            await self.fleet.give_up(client_id, deleted=record is None)
+            return "stopped" if runner is not None else "none"
         if runner is None:
-            await self._start(record)
-            _log.info("Bot %r (%d) started", record.name, client_id)
-            return "started"
+            return "pending" if not self.fleet.holds(client_id) else "none"
         old = runner.record
         if (
             old.token_fingerprint != record.token_fingerprint
             or old.name != record.name
             or old.shard_count != record.shard_count  # a client's shards are fixed when it connects
         ):
-            await self._start(record)
+            await self._start(record, runner.epoch)
             _log.info("Bot %r (%d) restarted: its token, name or shard count changed", record.name, client_id)
             return "restarted"
         runner.record = record
@@ -162,7 +302,7 @@ class BotManager:
             f"Your music bot **{failed.name}** has stopped: {reason}.\n"
             "If you reset its token, clone it again with the new token."
         )
-        for runner in list(self._runners.values()):
+        for runner in list(self._runners.values()):  # the bots of this worker
             client = runner.client
             if runner is failed or runner.state is not BotState.READY or client is None:
                 continue
@@ -180,10 +320,6 @@ class BotManager:
             "Could not tell owner %d that bot %d failed: no bot could DM them", owner_id, failed.client_id
         )
         return False
-
-    async def stop_bot(self, client_id: int) -> bool:
-        async with self._bot_lock(client_id):
-            return await self._stop(client_id)
 
     async def _stop(self, client_id: int) -> bool:
         runner = self._runners.pop(client_id, None)
@@ -209,12 +345,20 @@ class BotManager:
         return self._settings
 
     def client_ids(self) -> frozenset[int]:
-        """Every bot of the fleet (used to tell our bots from listeners in voice channels)."""
-        return frozenset(self._runners)
+        """Every bot of the network, whichever worker runs it (used to tell our bots from
+        listeners in voice channels)."""
+        return frozenset(self._records) | frozenset(self._runners)
+
+    def record(self, client_id: int) -> MusicBot | None:
+        return self._records.get(client_id)
+
+    def fleet_bot_ids(self) -> list[int]:
+        """Every stored bot (oldest first), then any bot running here without a record."""
+        return [*self._records, *(c for c in self._runners if c not in self._records)]
 
     def known_client_ids(self) -> frozenset[int]:
-        """Every bot the manager knows of: running or disabled."""
-        return frozenset(self._runners) | frozenset(self._disabled)
+        """Every bot the manager knows of: stored (enabled or disabled) or running here."""
+        return frozenset(self._records) | frozenset(self._runners)
 
     def get_runner(self, client_id: int) -> BotRunner | None:
         return self._runners.get(client_id)
@@ -234,36 +378,44 @@ class BotManager:
         ]
         return min(candidates, key=lambda client: len(client.guilds), default=None)
 
-    def state_counts(self) -> Counter[BotState]:
-        """How many bots are in each state: what /health needs, without building snapshots."""
-        return Counter(runner.state for runner in self._runners.values())
-
-    def bots_down_longer_than(self, seconds: float) -> int:
-        """How many bots have been starting or reconnecting, without a session that held, for
-        longer than `seconds`."""
-        now = time.monotonic()
-        return sum(1 for runner in self._runners.values() if runner.down_for(now) > seconds)
-
-    def lavalink_nodes(self) -> tuple[int, int]:
-        """(connected, total) Lavalink nodes over every running bot (each bot has its own)."""
+    def local_lavalink_nodes(self) -> tuple[int, int]:
+        """(connected, total) Lavalink nodes over the bots running here (each bot has its own)."""
         counts = [runner.lavalink_nodes() for runner in self._runners.values()]
         return sum(c for c, _ in counts), sum(t for _, t in counts)
 
+    def lavalink_nodes(self) -> tuple[int, int]:
+        """(connected, total) Lavalink nodes over the whole fleet: this worker's live, the
+        others' as their last heartbeat said."""
+        local, remote = self.local_lavalink_nodes(), self.fleet.lavalink_nodes()
+        return local[0] + remote[0], local[1] + remote[1]
+
+    def status_of(self, client_id: int) -> BotStatus | None:
+        """One bot's status wherever it runs (None: not a bot of the fleet, or disabled)."""
+        return overview.bot_status(self, client_id)
+
     def statuses(self) -> list[BotStatus]:
-        """Every running bot, then every disabled one (status `disabled`)."""
-        running = [runner.status() for runner in self._runners.values()]
-        return running + [
-            _disabled_status(bot) for bot in self._disabled.values() if bot.client_id not in self._runners
-        ]
+        """Every bot of the fleet with the worker that runs it: the enabled ones (and any bot
+        running here) oldest first, then the disabled ones (status `disabled`)."""
+        return overview.fleet_statuses(self)
+
+    def state_counts(self) -> Counter[BotState]:
+        """How many enabled bots of the fleet are in each state."""
+        return Counter(status.state for status in self.statuses() if status.state is not BotState.DISABLED)
+
+    def health(self) -> overview.FleetHealth:
+        return overview.fleet_health(self)
 
     async def shutdown(self) -> None:
+        """Drain: hand every bot over (save, leave voice, close, release the lease at once) so
+        the other workers take them at once, then leave the fleet."""
         await self.watcher.stop()
         if self._invite_sweeper is not None:
             self._invite_sweeper.cancel()
             await asyncio.gather(self._invite_sweeper, return_exceptions=True)
+        if self._runners:
+            _log.info("Stopping %d bot(s)", len(self._runners))
+        await self.fleet.drain()
         runners, self._runners = list(self._runners.values()), {}
-        if runners:
-            _log.info("Stopping %d bot(s)", len(runners))
         await asyncio.gather(*(runner.stop() for runner in runners), return_exceptions=True)
 
     async def _ensure_development_bot(self, token: str) -> None:
@@ -286,17 +438,3 @@ class BotManager:
             existing.updated_at = utcnow()
             await existing.save()
             _log.info("Updated the development bot %d from DISCORD_TOKEN", client_id)
-
-
-def _disabled_status(bot: MusicBot) -> BotStatus:
-    return BotStatus(
-        client_id=bot.client_id,
-        name=bot.name,
-        state=BotState.DISABLED,
-        since=bot.updated_at,
-        guilds=bot.guild_count,
-        users=bot.user_count,
-        latency_ms=None,
-        last_error=None,
-        identifies_24h=0,
-    )

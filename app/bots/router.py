@@ -99,6 +99,9 @@ class FleetRouter:
             guild_id, default_guild_cap=self._default_guild_cap, exclude_client_ids=exclude
         )
 
+    def lease_fenced(self, bot_id: int) -> None:
+        self.manager.lease_fenced(bot_id)
+
     async def expire_invites(self, older_than: timedelta) -> int:
         expired = await queries.expire_pending_invites(older_than)
         if expired:

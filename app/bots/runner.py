@@ -76,9 +76,15 @@ class BotRunner:
         router: FleetRouter,
         manager: BotManager | None = None,
         on_failed: Callable[[BotRunner, str], None] | None = None,
+        epoch: int = 0,
+        on_change: Callable[[int], None] | None = None,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
         self.record = record
+        # The lease epoch this runner runs under: carried by its fenced writes (player snapshots,
+        # guild records), so a newer owner's data is never overwritten by this one.
+        self.epoch = epoch
+        self._on_change = on_change
         self._settings = settings
         self._cipher = cipher
         self._login_gate = login_gate
@@ -95,7 +101,11 @@ class BotRunner:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._guilds = GuildSync(
-            client_id=self.client_id, record=lambda: self.record, ready_client=self._ready_client
+            client_id=self.client_id,
+            record=lambda: self.record,
+            ready_client=self._ready_client,
+            epoch=epoch,
+            on_change=self._changed,
         )
         self._state_changed = asyncio.Condition()
         self._pacer = IdentifyPacer(
@@ -129,18 +139,35 @@ class BotRunner:
         self._task = asyncio.create_task(self._supervise(), name=f"bot-{self.client_id}")
         self._guilds.start()
 
-    async def stop(self, *, timeout: float = 10.0) -> None:
-        """Close the bot cleanly; idempotent, and bounded: a stuck piece is abandoned, logged."""
+    async def stop(self, *, timeout: float = 10.0, abandon: bool = False) -> None:
+        """Close the bot cleanly; idempotent, and bounded: a stuck piece is abandoned, logged.
+
+        `abandon`: its lease is lost (or about to be), so the gateway session ends at once and
+        nothing is written to the database (no player saves: the next owner resumes from the
+        last periodic ones; a database that is down must not delay the close)."""
         self._stopping = True
         client = self.client
         if client is not None:
+            if abandon:
+                client.music.abandon()
             await run_bounded(client.close(), timeout, what=f"Closing bot {self.client_id}")
+            if not client.gateway_closed():
+                await client.force_close_gateway()
         await cancel_bounded(
             [self._task, self._guilds.task, self._stability_task], timeout, what=f"Bot {self.client_id}"
         )
         await self._ledger.close(timeout=min(timeout, 2.0))
         if self.state is not BotState.FAILED:
             await self._set_state(BotState.STOPPED)
+
+    def gateway_closed(self) -> bool:
+        """No gateway socket of this bot is open (what a hand-over must prove before release)."""
+        client = self.client
+        return client is None or client.gateway_closed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.client_id)
 
     def _ready_client(self) -> MusicBotClient | None:
         return self.client if self.state is BotState.READY else None
@@ -194,6 +221,7 @@ class BotRunner:
         if error is not None:
             # Shown by /bots, /clones and the owner's DM: bounded, one line, nothing secret.
             self.last_error = public_reason(error)
+        self._changed()
         async with self._state_changed:
             self._state_changed.notify_all()
 
@@ -250,6 +278,7 @@ class BotRunner:
             reconnect_max_delay=settings.lavalink_reconnect_max_delay,
             snapshot_interval=settings.snapshot_interval,
             snapshot_max_age=settings.snapshot_max_age,
+            lease_epoch=self.epoch,
         )
 
     def _has_session(self) -> bool:
@@ -441,6 +470,7 @@ class BotRunner:
             _log.info("Bot %r (%d) has held its session for %gs; clearing its last error",
                       self.name, self.client_id, self._settings.bot_stable_after)  # fmt: skip
             self.last_error = None
+            self._changed()
             async with self._state_changed:
                 self._state_changed.notify_all()
 

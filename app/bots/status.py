@@ -30,3 +30,7 @@ class BotStatus:
     last_error: str | None
     identifies_24h: int
     shards: int = 1  # gateway connections (shards) the bot runs
+    # The worker that runs it (None: no live worker does); filled in by the manager.
+    worker: str | None = None
+    # Starting or reconnecting longer than HEALTH_RECONNECT_THRESHOLD, as its owner measured.
+    stuck: bool = False

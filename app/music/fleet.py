@@ -54,3 +54,8 @@ class MusicFleet(Protocol):
     async def invite_for(self, guild_id: int) -> Invite | None:
         """An invite for one more bot of the network in the guild, or None."""
         ...
+
+    def lease_fenced(self, bot_id: int) -> None:
+        """A write of this bot fenced by its lease epoch was refused (a newer owner wrote first):
+        the fleet checks the bot's lease, and stops the bot here if it is lost."""
+        ...

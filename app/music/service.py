@@ -40,6 +40,9 @@ class MusicConfig:
     reconnect_max_delay: float = 10.0
     snapshot_interval: float = 10.0
     snapshot_max_age: float = 3600.0
+    # The epoch of the bot's lease (docs/SCALING.md): player snapshots carry it and are fenced by
+    # it, so an owner that lost the bot never overwrites its successor's. None: not fenced.
+    lease_epoch: int | None = None
 
 
 class MusicService:
@@ -67,6 +70,9 @@ class MusicService:
         )
         self.node_ready = asyncio.Event()
         self.tracks_played = 0  # set when any of this bot's nodes first becomes ready
+        # Its lease is lost: close without saving players or leaving voice (the next owner resumes
+        # from the last periodic snapshot and rejoins; the database may be down).
+        self.abandoned = False
 
     @property
     def name(self) -> str:
@@ -88,16 +94,23 @@ class MusicService:
         self._idle_task = asyncio.create_task(self._idle_loop(), name=f"music-idle-{self.bot_id}")
         self.snapshots.start()
 
+    def abandon(self) -> None:
+        """The fleet took the bot away: the next `close` writes nothing and leaves no channel."""
+        self.abandoned = True
+
     async def close(self) -> None:
         """Save every player (to resume after a restart), leave voice cleanly, close the nodes.
 
         Lavalink reconnects stop first, synchronously, and the nodes close in `finally`: a close
         cut short by its timeout still leaves nothing of this bot connecting to Lavalink.
+        Abandoned (its lease is lost): only the tasks and the nodes close.
         """
         self.nodes.stop_connecting()
         try:
             await cancel_bounded([self._idle_task], 2.0, what=f"Idle loop of bot {self.bot_id}")
             await self.snapshots.stop()
+            if self.abandoned:
+                return
             await run_bounded(self._save_for_restart(), 5.0, what=f"Saving the players of bot {self.bot_id}")
             for player in self.players():
                 await run_bounded(player.disconnect(), 5.0, what=f"Leaving voice (bot {self.bot_id})")

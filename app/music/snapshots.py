@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 import wavelink
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from app.db.models import PlayerSnapshot, SavedTrack, utcnow
 from app.music.filters import PRESETS, preset_filters
@@ -45,10 +45,11 @@ def _track(saved: SavedTrack) -> wavelink.Playable:
     return track
 
 
-def take_snapshot(bot_id: int, player: ChorusPlayer) -> PlayerSnapshot | None:
+def take_snapshot(bot_id: int, player: ChorusPlayer, *, epoch: int = 0) -> PlayerSnapshot | None:
     if player.guild is None or player.channel is None:
         return None
     return PlayerSnapshot(
+        epoch=epoch,
         bot_id=bot_id,
         guild_id=player.guild.id,
         voice_channel_id=player.channel.id,
@@ -102,28 +103,44 @@ class SnapshotKeeper:
             except PyMongoError as exc:
                 _log.warning("Bot %d: player snapshots not saved (%s)", self._service.bot_id, exc)
 
+    def _fence(self) -> dict[str, Any]:
+        """Only snapshots no newer owner of the bot wrote (docs/SCALING.md, "Fencing")."""
+        epoch = self._service.config.lease_epoch
+        return {} if epoch is None else {"epoch": {"$not": {"$gt": epoch}}}
+
     async def save_all(self, *, prune: bool = True) -> int:
-        """Upsert a snapshot per player; drop snapshots of guilds where nothing plays any more."""
-        bot_id = self._service.bot_id
+        """Upsert a snapshot per player; drop snapshots of guilds where nothing plays any more.
+
+        Fenced by the lease epoch: when a newer owner saved the guild first, the upsert collides
+        with the unique (bot, guild) index instead of overwriting it; that is logged, nothing more
+        is saved, and the fleet checks the lease (this owner is stale and stops)."""
+        service = self._service
+        bot_id, epoch = service.bot_id, service.config.lease_epoch
         collection = PlayerSnapshot.get_pymongo_collection()
         saved: list[int] = []
-        for player in self._service.players():
-            snapshot = take_snapshot(bot_id, player)
+        for player in service.players():
+            snapshot = take_snapshot(bot_id, player, epoch=epoch or 0)
             if snapshot is None:
                 continue
             document = snapshot.model_dump(exclude={"id", "revision_id"})
-            await collection.replace_one(
-                {"bot_id": bot_id, "guild_id": snapshot.guild_id}, document, upsert=True
-            )
+            try:
+                await collection.replace_one(
+                    {"bot_id": bot_id, "guild_id": snapshot.guild_id, **self._fence()}, document, upsert=True
+                )
+            except DuplicateKeyError:
+                _log.warning("Bot %d: the snapshot of guild %d was fenced off (epoch %s): a newer owner "
+                             "runs this bot", bot_id, snapshot.guild_id, epoch)  # fmt: skip
+                service.fleet.lease_fenced(bot_id)
+                return len(saved)
             saved.append(snapshot.guild_id)
         if prune and self.restored.is_set():
-            await collection.delete_many({"bot_id": bot_id, "guild_id": {"$nin": saved}})
+            await collection.delete_many({"bot_id": bot_id, "guild_id": {"$nin": saved}, **self._fence()})
         return len(saved)
 
     async def forget(self, guild_id: int) -> None:
         try:
             await PlayerSnapshot.get_pymongo_collection().delete_one(
-                {"bot_id": self._service.bot_id, "guild_id": guild_id}
+                {"bot_id": self._service.bot_id, "guild_id": guild_id, **self._fence()}
             )
         except PyMongoError as exc:
             _log.warning("Bot %d: snapshot of guild %d not deleted (%s)", self._service.bot_id, guild_id, exc)

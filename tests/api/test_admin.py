@@ -80,8 +80,9 @@ async def test_add_change_restart_deploy_and_delete_a_bot(
         body = created.json()
         assert body["clientId"] == str(newcomer.client_id) and body["name"] == "Newcomer"
         assert set(body) == {
-            "name", "clientId", "guilds", "users", "status", "latencyMs", "lastError", "shards"
+            "name", "clientId", "guilds", "users", "status", "latencyMs", "lastError", "shards", "worker"
         }  # fmt: skip
+        assert body["worker"] == running.manager.fleet.me  # a fleet of one: this worker runs it
         await runner_state(running, newcomer.client_id, BotState.READY)
         stored = await bots.find_one({"client_id": newcomer.client_id})
         assert stored is not None and newcomer.token not in str(stored)

@@ -9,6 +9,7 @@ import discord.http
 from pymongo import AsyncMongoClient
 
 from app.bots.status import BotState
+from app.db import queries
 from app.db.models import MusicBot, ServerMusicBot, ServerStatus
 from app.settings import Settings
 from app.tokens import TokenCipher, generate_key
@@ -269,11 +270,15 @@ async def test_stop_bot_closes_only_that_bot(
         await store_bot(mongo, fleet_settings, bot)
     async with running_app(fleet_settings) as running:
         await asyncio.gather(*(running.wait_for(b, BotState.READY) for b in (first, second)))
-        assert await running.manager.stop_bot(first.client_id)
-        assert not await running.manager.stop_bot(first.client_id)
+        disabled, _ = await queries.update_music_bot(first.client_id, enabled=False)
+        # The API's path (the hot-reload watcher may see the change first: either stops it once).
+        await running.manager.sync_bot(first.client_id, disabled)
+        assert await running.manager.sync_bot(first.client_id, disabled) == "none"
+        assert running.manager.get_runner(first.client_id) is None
         async with asyncio.timeout(30):  # the fake sees the close frame a moment later
             while fake_discord.is_connected(first):
                 await asyncio.sleep(0.02)
+        assert not fake_discord.is_connected(first)
         assert fake_discord.is_connected(second)
         assert running.manager.get_bot_for_guild(123) is None
     assert not fake_discord.is_connected(second)

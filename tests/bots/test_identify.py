@@ -10,7 +10,7 @@ from beanie import init_beanie
 
 from app.bots.status import BotState
 from app.db.connection import make_client
-from app.db.models import DOCUMENT_MODELS, BotIdentifyLog, MusicBot
+from app.db.models import DOCUMENT_MODELS, BotIdentifyLog
 from app.settings import Settings
 from tests.database_process import database_process
 from tests.fakes.discord import FakeDiscord
@@ -35,13 +35,11 @@ async def test_a_hung_database_never_delays_an_identify(
         try:
             bot = fake_discord.add_bot(name="Hung database")
             await store_bot(observer, settings, bot)
-            late = fake_discord.add_bot(name="Started during the hang")
-            await store_bot(observer, settings, late, enabled=False)
-            bots = observer[settings.mongodb_database][MusicBot.Settings.name]
-            late_doc = await bots.find_one({"client_id": late.client_id})
-            late_record = MusicBot.model_validate({**(late_doc or {}), "enabled": True})
+            late = fake_discord.add_bot(name="Restarted during the hang")
+            await store_bot(observer, settings, late)
             async with running_app(settings) as running:
                 await running.wait_for(bot, BotState.READY)
+                await running.wait_for(late, BotState.READY)
                 runner = running.manager.get_runner(bot.client_id)
                 assert runner is not None
                 database.pause()
@@ -53,9 +51,12 @@ async def test_a_hung_database_never_delays_an_identify(
                     await running.wait_for(bot, BotState.READY, timeout=15)
                     assert database.paused  # it never waited for the database
                     assert runner.status().identifies_24h == 2  # counted in memory
-                    # A bot started now cannot load its IDENTIFY log: it goes on from memory
+                    # A bot (re)started now cannot load its IDENTIFY log: it goes on from memory
                     # after a short wait (2 s) rather than wait for the database.
-                    started = await running.manager.start_bot(late_record)
+                    before = running.manager.get_runner(late.client_id)
+                    await running.manager.restart_here(late.client_id)
+                    started = running.manager.get_runner(late.client_id)
+                    assert started is not None and started is not before
                     await started.wait_for_state(BotState.READY, timeout=15)
                     assert database.paused
                 finally:

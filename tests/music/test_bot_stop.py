@@ -80,9 +80,7 @@ async def test_a_stop_cut_short_by_its_timeout_leaves_nothing_behind(make_world:
         await until(lambda: lavalink.session_for_user(bot_id) is None, timeout=30)
         attempts = lavalink.connection_attempts[bot_id]
 
-        record = await MusicBot.find_one(MusicBot.client_id == bot_id)
-        assert record is not None
-        await world.app.manager.start_bot(record)
+        assert await world.app.manager.restart_bot(bot_id) == "restarted"
     finally:
         lavalink.release_rest()
     await world.wait_ready()

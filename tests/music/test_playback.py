@@ -6,7 +6,6 @@ from typing import Any
 
 import wavelink
 
-from app.db.models import MusicBot
 from tests.music.conftest import World, WorldFactory, until
 
 
@@ -227,9 +226,7 @@ async def test_queue_limit_and_track_length_come_from_the_bot_then_the_settings(
     await bots.update_one(
         {"client_id": world.bot.client_id}, {"$set": {"queue_limit": 5, "max_track_seconds": 7200}}
     )
-    stored = await bots.find_one({"client_id": world.bot.client_id})
-    assert stored is not None
-    await world.app.manager.start_bot(MusicBot.model_validate(stored))
+    assert await world.app.manager.restart_bot(world.bot.client_id) == "restarted"
     await world.wait_ready()
     answer = await world.run(user, "play", query="https://music.example/long")
     assert "Epic" in answer.text and not answer.ephemeral

@@ -113,9 +113,10 @@ async def _stored(client_id: int) -> MusicBot:
 
 
 def _public(manager: BotManager, bot: MusicBot) -> BotPublic:
-    runner = manager.get_runner(bot.client_id)
-    if runner is not None:
-        return BotPublic.from_status(runner.status())
+    """The bot as the fleet sees it, wherever it runs (stopped: disabled, or nobody runs it)."""
+    status = manager.status_of(bot.client_id)
+    if status is not None:
+        return BotPublic.from_status(status)
     return BotPublic.from_status(
         BotStatus(
             client_id=bot.client_id,
@@ -205,11 +206,12 @@ async def delete_bot(client_id: ClientIdPath, manager: ManagerDep) -> Response:
     responses={409: {"model": responses.ErrorPublic, "description": "The bot is disabled"}},
 )
 async def restart_bot(client_id: ClientIdPath, manager: ManagerDep) -> BotPublic:
-    """Start the bot again on a fresh client (also retries a failed one)."""
+    """Start the bot again on a fresh client (also retries a failed one), on whichever worker
+    runs it: here at once, or by its owner, which follows its lease."""
     bot = await _stored(client_id)
     if not bot.enabled:
         raise HTTPException(status.HTTP_409_CONFLICT, "the bot is disabled: enable it first")
-    await manager.start_bot(bot)
+    await manager.restart_bot(client_id)
     return _public(manager, bot)
 
 

@@ -107,7 +107,7 @@ async def _require_room_for_one_more(
         for record in records
         if record.client_id != replacing
         and not (
-            (runner := manager.get_runner(record.client_id)) is not None and runner.state is BotState.FAILED
+            (status := manager.status_of(record.client_id)) is not None and status.state is BotState.FAILED
         )
     )
     if running >= cap:
@@ -139,12 +139,12 @@ async def _visible_clones(user_id: int, *, every: bool, enabled_only: bool = Fal
 def _status_text(manager: BotManager, record: MusicBot) -> str:
     if not record.enabled:
         return "stopped"
-    runner = manager.get_runner(record.client_id)
-    if runner is None:
+    status = manager.status_of(record.client_id)  # wherever in the fleet it runs
+    if status is None or status.worker is None:
         return "not running yet"
-    if runner.state is BotState.FAILED:
-        return f"failed: {runner.last_error or 'unknown reason'}"
-    return runner.state.value
+    if status.state is BotState.FAILED:
+        return f"failed: {status.last_error or 'unknown reason'}"
+    return status.state.value
 
 
 def _invite_view(name: str, client_id: int) -> discord.ui.View:

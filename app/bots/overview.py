@@ -1,0 +1,135 @@
+"""The whole fleet as any worker describes it (`/bots`, `/health`, `/clones`), from memory.
+
+A bot running here is described from its runner; any other from the status its owner published
+in the bot's lease, with the owner's id, as long as that owner is live; a bot no live worker
+runs is `stopped` with no worker (and makes `/health` degraded until someone takes it over).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from app.bots.status import BotState, BotStatus
+from app.db.models import MusicBot
+
+if TYPE_CHECKING:
+    from app.bots.manager import BotManager
+
+
+@dataclass(frozen=True, slots=True)
+class FleetHealth:
+    """What /health says, over the whole fleet."""
+
+    ready: int
+    total: int
+    failed: int
+    stuck: int  # starting or reconnecting longer than HEALTH_RECONNECT_THRESHOLD
+    unowned: int  # enabled bots no live worker runs
+    workers: int
+    lavalink: tuple[int, int]
+
+
+def bot_status(manager: BotManager, client_id: int) -> BotStatus | None:
+    """One bot's status wherever it runs (None: not a bot of the fleet). A disabled bot is
+    listed with status `disabled` and no worker: an operator sees the whole fleet."""
+    runner = manager.get_runner(client_id)
+    if runner is not None:
+        return dataclasses.replace(runner.status(), worker=manager.fleet.me)
+    record = manager.record(client_id)
+    if record is None:
+        return None
+    if not record.enabled:
+        return _disabled_status(record)
+    return _published_status(manager, record)
+
+
+def _disabled_status(record: MusicBot) -> BotStatus:
+    return BotStatus(
+        client_id=record.client_id,
+        name=record.name,
+        state=BotState.DISABLED,
+        since=record.updated_at,
+        guilds=record.guild_count,
+        users=record.user_count,
+        latency_ms=None,
+        last_error=None,
+        identifies_24h=0,
+        shards=record.shard_count or 1,
+    )
+
+
+def _published_status(manager: BotManager, record: MusicBot) -> BotStatus:
+    """A bot this worker does not run, as its owner published it in the lease."""
+    fleet = manager.fleet
+    owner = fleet.owner_of(record.client_id)
+    lease = fleet.view.lease(record.client_id)
+    unpublished = BotStatus(
+        client_id=record.client_id,
+        name=record.name,
+        state=BotState.STOPPED,
+        since=record.updated_at,
+        guilds=record.guild_count,
+        users=record.user_count,
+        latency_ms=None,
+        last_error=None,
+        identifies_24h=0,
+    )
+    if owner is None or owner.id == fleet.me:
+        # No live worker runs it (or this one holds it but may not run it right now).
+        return unpublished
+    published = lease.status if lease is not None else None
+    if published is None:  # claimed a moment ago: its owner has not published yet
+        return dataclasses.replace(unpublished, state=BotState.STARTING, worker=owner.id)
+    try:
+        state = BotState(published.state)
+    except ValueError:
+        state = BotState.STARTING
+    return BotStatus(
+        client_id=record.client_id,
+        name=record.name,
+        state=state,
+        since=published.since,
+        guilds=published.guilds,
+        users=published.users,
+        latency_ms=published.latency_ms,
+        last_error=published.last_error,
+        identifies_24h=published.identifies_24h,
+        worker=owner.id,
+        stuck=published.stuck,
+    )
+
+
+def fleet_statuses(manager: BotManager) -> list[BotStatus]:
+    """Every enabled bot of the fleet (and any bot running here) oldest first, then the
+    disabled ones."""
+    statuses: list[BotStatus] = []
+    disabled: list[BotStatus] = []
+    for client_id in manager.fleet_bot_ids():
+        status = bot_status(manager, client_id)
+        if status is not None:
+            (disabled if status.state is BotState.DISABLED else statuses).append(status)
+    return statuses + disabled
+
+
+def fleet_health(manager: BotManager) -> FleetHealth:
+    threshold = manager.settings.health_reconnect_threshold
+    now = time.monotonic()
+    statuses = [status for status in fleet_statuses(manager) if status.state is not BotState.DISABLED]
+    states = Counter(status.state for status in statuses)
+    stuck = 0
+    for status in statuses:
+        runner = manager.get_runner(status.client_id)
+        stuck += runner.down_for(now) > threshold if runner is not None else status.stuck
+    return FleetHealth(
+        ready=states[BotState.READY],
+        total=len(statuses),
+        failed=states[BotState.FAILED],
+        stuck=stuck,
+        unowned=sum(1 for status in statuses if status.worker is None),
+        workers=manager.fleet.live_workers(),
+        lavalink=manager.lavalink_nodes(),
+    )
