@@ -189,3 +189,31 @@ async def test_a_resumed_lavalink_session_clears_the_stranded_position(
     await until(lambda: player.position >= 30_000)
     # Lavalink's own player kept playing: nothing was re-created or rewound.
     assert world.lavalink_player() is lavalink_player and len(lavalink_player.patches) == patches
+
+
+async def test_a_stale_owner_never_overwrites_a_newer_owners_snapshot(
+    make_world: WorldFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Snapshots carry the lease epoch: once a newer owner saved a guild (after a takeover),
+    the old owner's saves are fenced off, logged, and make the fleet check the lease."""
+    world = await make_world()
+    user = await world.user_in_voice()
+    await world.run(user, "play", query="Song 1")
+    await world.playing("Song 1")
+    service = world.service()
+    epoch = service.config.lease_epoch
+    assert epoch is not None and epoch == world.app.manager.fleet.epoch_of(world.bot.client_id)
+    assert await service.snapshots.save_all() == 1
+    key = {"bot_id": world.bot.client_id, "guild_id": world.guild.id}
+    collection = PlayerSnapshot.get_pymongo_collection()
+    saved = await collection.find_one(key)
+    assert saved is not None and saved["epoch"] == epoch
+
+    await collection.update_one(key, {"$set": {"epoch": epoch + 1, "position_ms": 123_456}})
+    assert await service.snapshots.save_all() == 0
+    stored = await collection.find_one(key)
+    assert stored is not None and (stored["epoch"], stored["position_ms"]) == (epoch + 1, 123_456)
+    assert "fenced off" in caplog.text
+    # The lease itself is still this worker's (only the snapshot was forged): the bot runs on.
+    await asyncio.sleep(0.2)
+    assert world.app.manager.get_runner(world.bot.client_id) is not None
