@@ -40,7 +40,7 @@ import logging
 import re
 import secrets
 import string
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +112,11 @@ def shard_of(guild_id: int, num_shards: int) -> int:
     return (guild_id >> 22) % num_shards
 
 
+def _shard_key(session: _Session) -> int:
+    """Sessions of different shards of one bot are meant to be open together; of one, never."""
+    return 0 if session.shard_id is None else session.shard_id  # unsharded: the one shard, 0
+
+
 def make_fake_token(client_id: int) -> str:
     """A token shaped like a Discord bot token, obviously fake and random per call."""
     first = base64.urlsafe_b64encode(str(client_id).encode()).decode().rstrip("=")
@@ -170,6 +175,9 @@ class FakeBot:
     identify_shards: list[tuple[int, int] | None] = field(default_factory=list)
     # IDENTIFYs refused with 4011 (sharding required).
     sharding_required_closes: int = 0
+    # The most sessions of this bot (of one shard) that were open at the same time, over the
+    # whole run: 2 means two processes ran the bot at once, whatever happened afterwards.
+    max_concurrent_sessions: int = 0
 
     @property
     def id(self) -> int:
@@ -933,6 +941,14 @@ class FakeDiscord(InteractionsMixin):
     def is_connected(self, bot: FakeBot) -> bool:
         return any(s.conn is not None and s.conn.alive for s in bot.sessions.values())
 
+    def live_sessions(self, bot: FakeBot) -> int:
+        """How many sessions of the bot (of its busiest shard) have an open connection now."""
+        live = Counter(_shard_key(s) for s in bot.sessions.values() if s.conn is not None and s.conn.alive)
+        return max(live.values(), default=0)
+
+    def _count_sessions(self, bot: FakeBot) -> None:
+        bot.max_concurrent_sessions = max(bot.max_concurrent_sessions, self.live_sessions(bot))
+
     async def wait_for_identify(self, bot: FakeBot, count: int = 1, timeout: float = 30.0) -> None:
         await self._wait_until(
             lambda: bot.identify_count >= count, timeout, f"{count} IDENTIFY of {bot.name}"
@@ -1137,6 +1153,7 @@ class FakeDiscord(InteractionsMixin):
         if shard is not None:
             ready["shard"] = list(shard)
         bot.identify_times.append(asyncio.get_running_loop().time())
+        self._count_sessions(bot)
         await self._dispatch(session, "READY", ready)
         for guild in guilds:
             if not guild.outage:
@@ -1184,6 +1201,7 @@ class FakeDiscord(InteractionsMixin):
         conn.session = session
         session.outbox.clear()  # never written; the replay below covers them
         bot.resume_count += 1
+        self._count_sessions(bot)
         _log.debug("fake gateway: bot %s resumed", bot.client_id)
         seen = data.get("seq")
         seen = seen if isinstance(seen, int) else 0

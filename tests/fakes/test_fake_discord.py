@@ -155,6 +155,29 @@ async def test_forced_disconnect_resumes_and_replays(fake: FakeDiscord) -> None:
 
 
 @pytest.mark.asyncio
+async def test_the_most_concurrent_sessions_per_bot_are_recorded(fake: FakeDiscord) -> None:
+    """Two processes running one bot are two live sessions at once: the fake remembers it for
+    the whole run, however briefly it lasted; sessions one after the other stay at one."""
+    bot = fake.add_bot()
+    first = make_client()
+    async with running(first, bot.token):
+        await asyncio.wait_for(first.wait_until_ready(), STEP)
+        assert (fake.live_sessions(bot), bot.max_concurrent_sessions) == (1, 1)
+    async with asyncio.timeout(STEP):
+        while fake.is_connected(bot):
+            await asyncio.sleep(0.01)
+    second = make_client()
+    async with running(second, bot.token):
+        await asyncio.wait_for(second.wait_until_ready(), STEP)
+        assert bot.max_concurrent_sessions == 1  # the first had closed before
+        third = make_client()
+        async with running(third, bot.token):
+            await asyncio.wait_for(third.wait_until_ready(), STEP)
+            assert fake.live_sessions(bot) == 2
+    assert bot.max_concurrent_sessions == 2
+
+
+@pytest.mark.asyncio
 async def test_non_resumable_disconnect_identifies_again(fake: FakeDiscord) -> None:
     bot = fake.add_bot()
     guild = fake.add_guild()
