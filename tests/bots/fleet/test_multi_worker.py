@@ -1,0 +1,246 @@
+"""Several real `chorus serve` workers on one database are one fleet, through every kind of churn.
+
+Three workers start at once, a fourth joins, one is SIGTERMed, one SIGKILLed, the database stops
+for 10 s. After each step every enabled bot is ready exactly once (one live gateway session in
+the fake Discord, one `worker` in every worker's `/bots`), the bots are spread within one, and
+the bots that were playing play on at their position (within a snapshot interval). The fake
+Discord remembers the most sessions any bot ever had open at once: it must stay 1 throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from beanie import init_beanie
+
+from app.db.connection import make_client
+from app.db.models import DOCUMENT_MODELS
+from app.settings import Settings
+from tests.bots.fleet.workers import Fleet, Worker, eventually
+from tests.database_process import DatabaseProcess
+from tests.fakes.discord import FakeBot, FakeDiscord, FakeGuild, FakeUser
+from tests.fakes.lavalink import FakeLavalink, FakePlayer
+from tests.fleet import store_bot
+
+LEASE_TTL = 6.0  # renew deadline 4 s, heartbeat every 1.2 s
+SNAPSHOT_INTERVAL = 2.0
+# A resumed position may be this far behind the one at the step: one snapshot interval, plus
+# the fake Lavalink's 1 s clock tick and the update that carries it.
+POSITION_SLACK_MS = int(SNAPSHOT_INTERVAL * 1000) + 1500
+SETTLE = 120.0  # generous: a loaded 2-core machine runs five Python servers here
+
+
+@dataclass
+class Playing:
+    bot: FakeBot
+    guild: FakeGuild
+    user: FakeUser
+    title: str
+
+
+@dataclass
+class World:
+    discord: FakeDiscord
+    lavalink: FakeLavalink
+    database: DatabaseProcess
+    fleet: Fleet
+    bots: list[FakeBot]
+    playing: list[Playing]
+
+    def player(self, playing: Playing) -> FakePlayer | None:
+        session = self.lavalink.session_for_user(playing.bot.client_id)
+        return None if session is None else session.players.get(playing.guild.id)
+
+
+@pytest.fixture
+async def world(tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any) -> AsyncIterator[World]:
+    database = DatabaseProcess(tmp_path / "db")
+    database.start()
+    settings: Settings = make_settings(mongodb_url=database.url)
+    observer = make_client(database.url)
+    lavalink = FakeLavalink(autoclock=True)  # positions move with the clock, as on a real node
+    fleet = Fleet(tmp_path, {})
+    try:
+        await init_beanie(database=observer[settings.mongodb_database], document_models=DOCUMENT_MODELS)
+        await lavalink.start()
+        for n in range(1, 4):
+            lavalink.add_track(identifier=f"t{n}", title=f"Song {n}", length_ms=3_600_000,
+                               uri=f"https://music.example/t{n}")  # fmt: skip
+        lobby = fake_discord.add_guild(member_count=5)
+        bots = [fake_discord.add_bot(name=f"Chorus {n}") for n in range(1, 7)]
+        for bot in bots:
+            await fake_discord.add_bot_to_guild(bot, lobby.id)
+            await store_bot(observer, settings, bot)
+        playing: list[Playing] = []
+        for n, bot in enumerate(bots[:2], 1):  # each plays in a guild of its own
+            guild = fake_discord.add_guild(member_count=5)
+            await fake_discord.add_bot_to_guild(bot, guild.id)
+            user = fake_discord.add_user(name=f"Listener {n}")
+            fake_discord.add_member(guild.id, user)
+            await fake_discord.set_user_voice(guild.id, user.id, guild.voice_channel_id, user=user)
+            playing.append(Playing(bot, guild, user, f"Song {n}"))
+        assert settings.mongodb_url is not None
+        fleet.env = {
+            "MONGODB_URL": settings.mongodb_url.get_secret_value(),
+            "MONGODB_DATABASE": settings.mongodb_database,
+            "TOKEN_ENCRYPTION_KEYS": settings.encryption_keys[0],
+            "DISCORD_API_BASE": fake_discord.api_base,
+            "DISCORD_GATEWAY_URL": fake_discord.gateway_url,
+            "LAVALINK_NODES": f"main={lavalink.uri}={lavalink.password}",
+            "LEASE_TTL": str(LEASE_TTL),
+            "SNAPSHOT_INTERVAL": str(SNAPSHOT_INTERVAL),
+            "GUILD_READY_TIMEOUT": "0.1",
+            "IDENTIFY_INTERVAL": "0",
+            "BOT_RETRY_INITIAL_DELAY": "0.2",
+            "BOT_RETRY_MAX_DELAY": "2",
+            "LAVALINK_HEALTH_INTERVAL": "0.5",
+            "LAVALINK_RECONNECT_MAX_DELAY": "1",
+            "LOG_LEVEL": "INFO",
+        }
+        yield World(fake_discord, lavalink, database, fleet, bots, playing)
+    except BaseException:
+        print(fleet.logs())  # shown by pytest with the failure
+        raise
+    finally:
+        await fleet.close()
+        await lavalink.close()
+        database.kill()
+        await observer.close()
+    logs = fleet.log_text()
+    assert not [bot.name for bot in fake_discord.bots.values() if bot.token in logs], "a token was logged"
+    assert "Traceback" not in logs, fleet.logs()
+
+
+async def settled(world: World, workers: int) -> dict[str, int]:
+    """Every bot ready exactly once, spread within one over `workers` live workers, and every
+    live worker describing the same fleet. Returns bots per worker."""
+    discord, bots = world.discord, world.bots
+    await eventually(lambda: all(discord.live_sessions(bot) == 1 for bot in bots), timeout=SETTLE,
+                     what="one live session per bot")  # fmt: skip
+
+    async def seen_by(worker: Worker) -> dict[str, int] | None:
+        listed = (await worker.get("/bots"))["bots"]
+        active = {w["id"] for w in (await worker.get("/workers"))["workers"] if w["state"] == "active"}
+        health = await worker.get("/health")
+        if len(listed) != len(bots) or any(b["status"] != "ready" or b["worker"] is None for b in listed):
+            return None
+        counts = Counter(b["worker"] for b in listed)
+        if len(active) != workers or set(counts) != active or max(counts.values()) - min(counts.values()) > 1:
+            return None
+        if (health["status"], health["workers"], health["unownedBots"]) != ("ok", workers, 0):
+            return None
+        return dict(counts)
+
+    views = []
+    for worker in world.fleet.alive:
+        views.append(await eventually(lambda w=worker: seen_by(w), timeout=SETTLE,
+                                      what=f"{worker.name}'s view of {workers} workers"))  # fmt: skip
+    assert all(view == views[0] for view in views), views
+    assert all(discord.live_sessions(bot) == 1 for bot in bots)
+    assert {bot.name: bot.max_concurrent_sessions for bot in bots} == {bot.name: 1 for bot in bots}
+    return views[0]
+
+
+def positions(world: World) -> dict[int, tuple[FakePlayer, int]]:
+    """Each playing bot's Lavalink player and its position now."""
+    now: dict[int, tuple[FakePlayer, int]] = {}
+    for playing in world.playing:
+        player = world.player(playing)
+        assert player is not None and player.track is not None, f"{playing.bot.name} is not playing"
+        now[playing.bot.client_id] = (player, player.position_ms)
+    return now
+
+
+async def play_on(world: World, before: dict[int, tuple[FakePlayer, int]]) -> None:
+    """Every bot that was playing plays its track again, from no earlier than one snapshot
+    interval before where it was (a moved bot resumes from its saved position)."""
+    for playing in world.playing:
+        old_player, old_position = before[playing.bot.client_id]
+
+        def resumed(playing: Playing = playing) -> FakePlayer | None:
+            player = world.player(playing)
+            if player is None or player.track is None or player.track["info"]["title"] != playing.title:
+                return None
+            return player
+
+        player = await eventually(resumed, timeout=SETTLE, what=f"{playing.bot.name} playing again")
+        if player is old_player:  # it did not move
+            assert player.position_ms >= old_position
+            continue
+        starts = [patch["position"] for patch in player.patches if "track" in patch and "position" in patch]
+        assert starts, player.patches
+        assert starts[0] >= old_position - POSITION_SLACK_MS, (playing.bot.name, starts[0], old_position)
+
+
+@pytest.mark.timeout(900)
+async def test_workers_form_one_fleet_through_churn(world: World) -> None:
+    discord, fleet = world.discord, world.fleet
+
+    # 1. Three workers start at the same moment.
+    await fleet.start(3)
+    await settled(world, workers=3)
+    for playing in world.playing:
+        interaction = await discord.send_command(
+            playing.bot, guild_id=playing.guild.id, channel_id=playing.guild.text_channel_id,
+            user=playing.user, name="play", options={"query": playing.title},
+        )  # fmt: skip
+        message = await interaction.wait_for_message(timeout=30)
+        assert playing.title in message.text, message.text
+
+    def all_playing() -> bool:
+        return all((player := world.player(p)) is not None and player.track for p in world.playing)
+
+    await eventually(all_playing, timeout=SETTLE, what="both players playing")
+    await asyncio.sleep(SNAPSHOT_INTERVAL + 1)  # saved at least once
+
+    # 2. A fourth worker joins: it takes its share, only that moves.
+    before = positions(world)
+    await fleet.start(1)
+    counts = await settled(world, workers=4)
+    assert sorted(counts.values()) == [1, 1, 2, 2]
+    await play_on(world, before)
+
+    # 3. SIGTERM the worker of a playing bot: it hands its bots over at once.
+    owner = await owner_of(world, world.playing[0].bot)
+    before = positions(world)
+    owner.signal(signal.SIGTERM)
+    assert await owner.wait_exit() == 0, owner.tail()
+    await settled(world, workers=3)
+    await play_on(world, before)
+
+    # 4. SIGKILL the worker of a playing bot: taken over after LEASE_TTL, resumed from snapshots.
+    await asyncio.sleep(SNAPSHOT_INTERVAL + 1)
+    victim = await owner_of(world, world.playing[1].bot)
+    before = positions(world)
+    victim.signal(signal.SIGKILL)
+    await victim.wait_exit()
+    await settled(world, workers=2)
+    await play_on(world, before)
+
+    # 5. The database stops for 10 s: every worker stops its bots at its renew deadline (nobody
+    # can prove who owns what), then takes its own bots back when it returns.
+    await asyncio.sleep(SNAPSHOT_INTERVAL + 1)
+    before = positions(world)
+    world.database.kill()
+    await eventually(lambda: not any(discord.is_connected(bot) for bot in world.bots), timeout=SETTLE,
+                     what="every bot stopped at the renew deadline")  # fmt: skip
+    await asyncio.sleep(10 - LEASE_TTL * 2 / 3)
+    world.database.start()
+    await settled(world, workers=2)
+    await play_on(world, before)
+
+
+async def owner_of(world: World, bot: FakeBot) -> Worker:
+    listed = (await world.fleet.alive[0].get("/bots"))["bots"]
+    (worker_id,) = [b["worker"] for b in listed if b["clientId"] == str(bot.client_id)]
+    for worker in world.fleet.alive:
+        if any(w["me"] and w["id"] == worker_id for w in (await worker.get("/workers"))["workers"]):
+            return worker
+    raise AssertionError(f"no live worker is {worker_id}")
