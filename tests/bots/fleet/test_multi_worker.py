@@ -35,6 +35,8 @@ SNAPSHOT_INTERVAL = 2.0
 # the fake Lavalink's 1 s clock tick and the update that carries it.
 POSITION_SLACK_MS = int(SNAPSHOT_INTERVAL * 1000) + 1500
 SETTLE = 120.0  # generous: a loaded 2-core machine runs five Python servers here
+ADMIN_TOKEN = "multi-worker-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @dataclass
@@ -103,6 +105,7 @@ async def world(tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any) -
             "LAVALINK_HEALTH_INTERVAL": "0.5",
             "LAVALINK_RECONNECT_MAX_DELAY": "1",
             "LOG_LEVEL": "INFO",
+            "ADMIN_API_TOKEN": ADMIN_TOKEN,
         }
         yield World(fake_discord, lavalink, database, fleet, bots, playing)
     except BaseException:
@@ -127,8 +130,11 @@ async def settled(world: World, workers: int) -> dict[str, int]:
 
     async def seen_by(worker: Worker) -> dict[str, int] | None:
         listed = (await worker.get("/bots"))["bots"]
-        active = {w["id"] for w in (await worker.get("/workers"))["workers"] if w["state"] == "active"}
+        registered = (await worker.get("/workers"))["workers"]
+        active = {w["id"] for w in registered if w["state"] == "active"}
         health = await worker.get("/health")
+        if sum(w["bots"] for w in registered) != len(bots):  # no lease left of a gone worker or bot
+            return None
         if len(listed) != len(bots) or any(b["status"] != "ready" or b["worker"] is None for b in listed):
             return None
         counts = Counter(b["worker"] for b in listed)
@@ -244,3 +250,47 @@ async def owner_of(world: World, bot: FakeBot) -> Worker:
         if any(w["me"] and w["id"] == worker_id for w in (await worker.get("/workers"))["workers"]):
             return worker
     raise AssertionError(f"no live worker is {worker_id}")
+
+
+@pytest.mark.timeout(600)
+async def test_admin_endpoints_act_through_the_database_on_any_worker(world: World) -> None:
+    """A restart, a disable, an enable, a new bot and a delete sent to a worker that does not
+    run the bot: its owner (or whoever claims it) reacts; never two sessions."""
+    discord, fleet = world.discord, world.fleet
+    await fleet.start(2)
+    await settled(world, workers=2)
+    bot = world.bots[2]
+    owner = await owner_of(world, bot)
+    (other,) = [worker for worker in fleet.alive if worker is not owner]
+    url = f"/bots/{bot.client_id}"
+
+    identifies = bot.identify_count
+    restarted = await other.http.post(f"{url}/restart", headers=ADMIN)
+    assert restarted.status_code == 200, restarted.text
+    await eventually(lambda: bot.identify_count > identifies, timeout=SETTLE, what="the owner's restart")
+    await settled(world, workers=2)
+
+    disabled = await other.http.patch(url, json={"enabled": False}, headers=ADMIN)
+    assert disabled.status_code == 200, disabled.text
+    await eventually(lambda: not discord.is_connected(bot), timeout=SETTLE, what="the owner stopping it")
+    others = [b for b in world.bots if b is not bot]
+    world.bots = others
+    await settled(world, workers=2)  # the others, still spread within one, /health ok
+
+    enabled = await other.http.patch(url, json={"enabled": True}, headers=ADMIN)
+    assert enabled.status_code == 200, enabled.text
+    world.bots = [*others, bot]
+    await settled(world, workers=2)
+
+    newcomer = discord.add_bot(name="Newcomer")
+    created = await other.http.post("/bots", json={"token": newcomer.token}, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    world.bots.append(newcomer)
+    await settled(world, workers=2)
+
+    deleted = await other.http.delete(url, headers=ADMIN)
+    assert deleted.status_code == 204, deleted.text
+    world.bots.remove(bot)
+    await eventually(lambda: not discord.is_connected(bot), timeout=SETTLE, what="the deleted bot stopping")
+    await settled(world, workers=2)
+    assert bot.max_concurrent_sessions == 1 and newcomer.max_concurrent_sessions == 1
