@@ -124,13 +124,19 @@ class BotManager:
             await self._start(record, runner.epoch)
             return True
 
-    async def _start(self, bot: MusicBot, epoch: int) -> BotRunner:
+    async def _start(self, bot: MusicBot, epoch: int) -> BotRunner | None:
+        """A new runner under the lease of `epoch` (the previous one stopped first). None: this
+        worker may not run bots right now (its renew deadline passed while the previous runner
+        was stopping, or it drains): checked after the last await, so a stop of every bot at the
+        deadline can never miss a runner started meanwhile."""
         dropping = self._dropping.get(bot.client_id)
         if dropping is not None:  # the old session must be gone before a new one identifies
             await asyncio.wait({dropping})
         previous = self._runners.pop(bot.client_id, None)
         if previous is not None:
             await previous.stop()
+        if not self.fleet.may_run():
+            return None
         runner = BotRunner(
             bot,
             settings=self._settings,

@@ -100,6 +100,12 @@ async def get_lease(client_id: int) -> BotLease | None:
     return None if document is None else BotLease.model_validate(document)
 
 
+async def leases_owned_by(worker_id: str, client_ids: Sequence[int]) -> list[BotLease]:
+    """Which of these leases name the worker now (read from the database, not a mirror)."""
+    cursor = BotLease.get_pymongo_collection().find({"_id": {"$in": list(client_ids)}, "owner": worker_id})
+    return [BotLease.model_validate(document) async for document in cursor]
+
+
 async def ensure_leases(client_ids: Collection[int]) -> int:
     """Create a free lease for each bot that has none (any worker may; duplicates are ignored).
     Returns how many were created."""

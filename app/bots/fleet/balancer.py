@@ -239,6 +239,7 @@ class Balancer:
                 freed = await lease_db.release_orphans(owner)
                 _log.info("Freed %d bot(s) of worker %s, which is gone", freed, owner)
                 view.needs_reload()
+        await self._adopt_strays()
         wanted, known = set(self._host.wanted()), set(self._host.known())
         missing = [client_id for client_id in sorted(wanted) if view.lease(client_id) is None]
         if missing:
@@ -247,6 +248,24 @@ class Balancer:
         for client_id, lease in view.leases_snapshot().items():
             if client_id not in known and lease.owner is None:
                 await lease_db.delete_lease(client_id, worker_id=None)  # its bot was deleted
+
+    async def _adopt_strays(self) -> None:
+        """Leases that name this worker but are not in its book: a claim whose answer was lost
+        (the update landed, the reply did not). The mirror only hints at them (it may still show
+        a lease this worker has just released); the database decides."""
+        me = self._heart.worker_id
+        hinted = [
+            client_id
+            for client_id, lease in self._view.leases_snapshot().items()
+            if lease.owner == me and not self._book.holds(client_id)
+        ]
+        if hinted:
+            for lease in await lease_db.leases_owned_by(me, hinted):
+                if not self._book.holds(lease.id):
+                    _log.info(
+                        "Bot %d: its lease names this worker (epoch %d); taking it up", lease.id, lease.epoch
+                    )
+                    self._book.adopt(lease.id, epoch=lease.epoch, restarts=lease.restarts)
 
     async def _run_held(self) -> None:
         """Every lease this worker holds has a running bot (after a suspension, a restart)."""

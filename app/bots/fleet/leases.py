@@ -59,6 +59,10 @@ class LeaseBook:
             return await lease_db.delete_lease(client_id, worker_id=None)
         return await lease_db.delete_lease(client_id, worker_id=self._worker_id(), epoch=held.epoch)
 
+    def adopt(self, client_id: int, *, epoch: int, restarts: int) -> None:
+        """A lease the database says this worker holds (a claim whose answer was lost)."""
+        self.held[client_id] = Held(epoch, restarts)
+
     def drop(self, client_id: int) -> Held | None:
         """Forget a lease that is lost (another owner or a newer epoch was seen)."""
         return self.held.pop(client_id, None)

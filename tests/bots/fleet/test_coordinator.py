@@ -1,0 +1,108 @@
+"""One worker in-process, its leases changed behind its back: it stops at once, and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from app.bots.status import BotState
+from app.db.models import BotLease, WorkerRecord
+from app.settings import Settings
+from tests.fakes.discord import FakeBot, FakeDiscord
+from tests.fleet import RunningApp, running_app, store_bot
+
+Mongo = AsyncMongoClient[dict[str, Any]]
+WAIT = 30.0
+
+
+async def until(predicate: Any, *, what: str) -> None:
+    try:
+        async with asyncio.timeout(WAIT):
+            while not predicate():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def epoch(running: RunningApp, bot: FakeBot) -> int | None:
+    runner = running.manager.get_runner(bot.client_id)
+    return None if runner is None else runner.epoch
+
+
+async def test_a_lease_taken_by_another_worker_stops_the_bot_at_once(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: Mongo
+) -> None:
+    """Another worker's claim (a newer epoch) reaches this one through its change stream: the bot
+    closes without waiting for anything. That worker is not registered (it is gone): once the
+    database confirms it, its lease is freed, and this worker claims the bot again."""
+    bot = fake_discord.add_bot()
+    await store_bot(mongo, fleet_settings, bot)
+    leases = mongo[fleet_settings.mongodb_database][BotLease.Settings.name]
+    async with running_app(fleet_settings) as running:
+        await running.wait_for(bot, BotState.READY)
+        first = epoch(running, bot)
+        assert first is not None
+        await leases.update_one(
+            {"_id": bot.client_id}, {"$set": {"owner": "elsewhere:1:0"}, "$inc": {"epoch": 1}}
+        )
+        await until(lambda: not fake_discord.is_connected(bot), what="the bot to stop")
+        await until(lambda: (epoch(running, bot) or 0) >= first + 2, what="the bot to be claimed again")
+        await running.wait_for(bot, BotState.READY)
+    assert bot.max_concurrent_sessions == 1
+
+
+async def test_a_reaped_worker_stops_its_bots_and_registers_again(
+    fake_discord: FakeDiscord, make_settings: Any, mongo: Mongo
+) -> None:
+    settings: Settings = make_settings(
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        identify_interval=0.0,
+        lease_ttl=3.0,  # a heartbeat every 0.6 s
+    )
+    bot = fake_discord.add_bot()
+    await store_bot(mongo, settings, bot)
+    database = mongo[settings.mongodb_database]
+    async with running_app(settings) as running:
+        await running.wait_for(bot, BotState.READY)
+        fleet = running.manager.fleet
+        old_id = fleet.me
+        # What another worker does once it observed this one silent for LEASE_TTL.
+        await database[WorkerRecord.Settings.name].delete_one({"_id": old_id})
+        await database[BotLease.Settings.name].update_many({"owner": old_id}, {"$set": {"owner": None}})
+        await until(lambda: fleet.me != old_id, what="a new registration")
+
+        def ready_again() -> bool:
+            runner = running.manager.get_runner(bot.client_id)
+            return runner is not None and runner.state is BotState.READY and fleet.holds(bot.client_id)
+
+        await until(ready_again, what="the bot to run again under the new registration")
+        assert bot.identify_count >= 2
+        ids = [doc["_id"] async for doc in database[WorkerRecord.Settings.name].find({})]
+        assert ids == [fleet.me]
+    assert bot.max_concurrent_sessions == 1
+
+
+async def test_a_claim_whose_answer_was_lost_is_taken_up(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: Mongo
+) -> None:
+    """The claim landed but its reply did not: the lease names this worker, which does not know
+    it holds it. The next round asks the database and runs the bot under that epoch."""
+    settings = fleet_settings.model_copy(update={"worker_capacity": 1})  # it claims only one itself
+    steady, lost = fake_discord.add_bot(), fake_discord.add_bot()
+    await store_bot(mongo, settings, steady)
+    await store_bot(mongo, settings, lost)
+    leases = mongo[settings.mongodb_database][BotLease.Settings.name]
+    async with running_app(settings) as running:
+        manager = running.manager
+        await until(lambda: len(manager.runners) == 1, what="one bot claimed")
+        (runner,) = manager.runners
+        other = lost if runner.client_id == steady.client_id else steady
+        assert manager.get_runner(other.client_id) is None  # at capacity: its lease stays free
+        await leases.update_one(
+            {"_id": other.client_id, "owner": None}, {"$set": {"owner": manager.fleet.me, "epoch": 7}}
+        )
+        await until(lambda: epoch(running, other) == 7, what="the bot to run under the lost claim")
+        await running.wait_for(other, BotState.READY)
