@@ -31,6 +31,7 @@ from app.bots.backoff import Backoff
 from app.bots.errors import IdentifyBudgetExceeded
 from app.db import queries
 from app.db.models import utcnow
+from app.shutdown import cancel_bounded
 
 _log = logging.getLogger(__name__)
 
@@ -166,8 +167,9 @@ class IdentifyLedger:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        # Bounded: a pymongo read does not end until the server answers (or its own timeout),
+        # cancelled or not, and a bot's stop must never wait for a slow database.
+        await cancel_bounded([task], timeout, what=f"The IDENTIFY log of bot {self.client_id}")
         if not self._unsaved:
             return
         try:
