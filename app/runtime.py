@@ -15,7 +15,7 @@ import discord.voice_client
 import yarl
 from pymongo import AsyncMongoClient
 
-from app.db.connection import connect_database
+from app.db.connection import connect_database, make_client
 from app.embedded import EmbeddedDatabase, embedded_database
 from app.key_file import load_or_create_keys
 from app.settings import Settings
@@ -34,6 +34,11 @@ class Store:
     database: str
     cipher: TokenCipher
     embedded: EmbeddedDatabase | None
+    # A second, small client for the fleet's coordination (heartbeat, reads of `workers`, the
+    # writes of a hand-over): a thousand bots starting at once can fill the main client's pool
+    # for seconds, and a heartbeat that waits in that queue past the renew deadline stops every
+    # bot (docs/SCALING.md).
+    coordination_client: AsyncMongoClient[dict[str, Any]] | None = None
 
 
 def resolve_cipher(settings: Settings) -> TokenCipher:
@@ -86,4 +91,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
             url, settings.mongodb_database, timeout=settings.database_startup_timeout
         )
         stack.push_async_callback(client.close)
-        yield Store(client=client, database=settings.mongodb_database, cipher=cipher, embedded=embedded)
+        coordination = make_client(url, maxPoolSize=4, appname="chorus-fleet")
+        stack.push_async_callback(coordination.close)
+        yield Store(client=client, database=settings.mongodb_database, cipher=cipher, embedded=embedded,
+                    coordination_client=coordination)  # fmt: skip

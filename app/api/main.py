@@ -18,6 +18,7 @@ from app.api.routes import admin, bots, guilds, health, workers
 from app.api.schemas import ErrorPublic
 from app.bots.manager import BotManager
 from app.db.connection import DatabaseMonitor
+from app.db.leases import FleetCollections
 from app.logs import redact
 from app.runtime import Store, apply_discord_endpoints, open_store
 from app.settings import Settings
@@ -39,7 +40,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if store is None:
             store = await stack.enter_async_context(open_store(settings))
         monitor = DatabaseMonitor(store.client)
-        manager = BotManager(settings=settings, cipher=store.cipher)
+        coordination = store.coordination_client
+        manager = BotManager(
+            settings=settings,
+            cipher=store.cipher,
+            coordination=None if coordination is None else FleetCollections.on(coordination[store.database]),
+        )
         app.state.store = store
         app.state.database_monitor = monitor
         app.state.manager = manager

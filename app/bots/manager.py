@@ -26,6 +26,7 @@ from app.bots.status import BotState, BotStatus
 from app.db import leases as lease_db
 from app.db import queries
 from app.db.connection import interactive
+from app.db.leases import FleetCollections
 from app.db.models import LeaseStatus, MusicBot, utcnow
 from app.music.config import parse_lavalink_nodes
 from app.settings import Settings
@@ -37,7 +38,9 @@ _log = logging.getLogger(__name__)
 class BotManager:
     """One supervised runner per bot this worker holds; one bot's failure never touches another."""
 
-    def __init__(self, *, settings: Settings, cipher: TokenCipher) -> None:
+    def __init__(
+        self, *, settings: Settings, cipher: TokenCipher, coordination: FleetCollections | None = None
+    ) -> None:
         self._settings = settings
         self.cipher = cipher
         # Every stored bot (enabled or not), as the hot-reload watcher last read it.
@@ -56,7 +59,7 @@ class BotManager:
         self.watcher = FleetWatcher(
             self, mode=settings.reload_mode, poll_interval=settings.reload_poll_interval
         )
-        self.fleet = FleetCoordinator(host=self, settings=settings)
+        self.fleet = FleetCoordinator(host=self, settings=settings, coordination=coordination)
         self.started_at = utcnow()
 
     async def initialize(self) -> None:

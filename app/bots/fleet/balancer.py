@@ -289,10 +289,5 @@ class Balancer:
 
     async def _release(self, client_ids: Sequence[int]) -> None:
         _log.info("Handing over %d bot(s) to rebalance the fleet", len(client_ids))
-        results = await asyncio.gather(*(self._hand_over(client_id) for client_id in client_ids))
-        _log.info("Handed over %d of %d bot(s)", sum(results), len(client_ids))
-
-    async def _hand_over(self, client_id: int) -> bool:
-        if not await self._host.hand_over(client_id):
-            return False
-        return await self._book.release(client_id)
+        released = await self._book.hand_over(self._host, client_ids, write_timeout=self._interval * 2)
+        _log.info("Handed over %d of %d bot(s)", len(released), len(client_ids))

@@ -27,6 +27,7 @@ from app.bots.fleet.status import StatusPublisher
 from app.bots.fleet.view import FleetView
 from app.bots.fleet.worker import Heart, LeaseTiming
 from app.db import leases as lease_db
+from app.db.leases import FleetCollections
 from app.db.models import BotLease, WorkerRecord, WorkerState
 from app.settings import Settings
 
@@ -67,7 +68,13 @@ def worker_address(settings: Settings) -> str:
 
 
 class FleetCoordinator:
-    def __init__(self, *, host: BotHost, settings: Settings) -> None:
+    def __init__(
+        self, *, host: BotHost, settings: Settings, coordination: FleetCollections | None = None
+    ) -> None:
+        """`coordination`: `workers` and `bot_leases` through a client of their own, so the
+        heartbeat and a hand-over never queue behind the bots' database work."""
+        coordination = coordination or FleetCollections()
+        self._coordination = coordination
         self._host = host
         self._reload_mode = settings.reload_mode
         self.timing = timing = LeaseTiming(settings.lease_ttl)
@@ -79,6 +86,7 @@ class FleetCoordinator:
             on_expired=self._expired,
             on_reaped=self._reaped,
             after_beat=self._after_beat,
+            workers=coordination.workers,
         )
         self.book = LeaseBook(lambda: self.heart.worker_id)
         self.view = FleetView(
@@ -88,6 +96,7 @@ class FleetCoordinator:
             me_alive=self.heart.is_current,
             on_change=self._membership_changed,
             on_lease=self._lease_changed,
+            workers=coordination.workers,
         )
         self.balancer = Balancer(
             host=host, view=self.view, book=self.book, heart=self.heart, interval=timing.interval
@@ -158,10 +167,10 @@ class FleetCoordinator:
     async def start(self) -> None:
         """Register, read the fleet, take this worker's share at once, then follow changes."""
         await self.heart.register()
+        self.heart.start()  # beating (and watching its deadline) while the first round starts bots
         await self.view.refresh_workers()
         await self.view.reload_leases()
         await self.balancer.run_round()
-        self.heart.start()
         self.view.start(mode=self._reload_mode)
         self.balancer.start()
         self.publisher.start()
@@ -209,25 +218,24 @@ class FleetCoordinator:
         await self.balancer.stop()
         await self.publisher.stop()
         me = self.me
-        await self._bounded(lease_db.set_worker_state(me, WorkerState.DRAINING), "marking it draining")
+        workers = self._coordination.workers
+        await self._bounded(lease_db.set_worker_state(me, WorkerState.DRAINING, collection=workers),
+                            "marking it draining")  # fmt: skip
         held = list(self.book.held)
         if held:
             _log.info("Worker %s drains: handing over %d bot(s)", me, len(held))
-        results = await asyncio.gather(*(self._hand_over(client_id) for client_id in held))
+        released = await self.book.hand_over(
+            self._host, held, write_timeout=DRAIN_WRITE_TIMEOUT, collection=self._coordination.leases
+        )
         await self.heart.stop()
         await self.view.stop()
-        if all(results):
-            await self._bounded(lease_db.remove_worker(me), "leaving the fleet")
+        if len(released) == len(held):
+            await self._bounded(lease_db.remove_worker(me, collection=workers), "leaving the fleet")
         else:
             _log.warning("Worker %s: %d bot(s) not handed over; the others take them after LEASE_TTL",
-                         me, results.count(False))  # fmt: skip
+                         me, len(held) - len(released))  # fmt: skip
         for task in list(self._background):
             task.cancel()
-
-    async def _hand_over(self, client_id: int) -> bool:
-        if not await self._host.hand_over(client_id):
-            return False
-        return await self._bounded(self.book.release(client_id), f"releasing bot {client_id}")
 
     async def _bounded(self, write: Coroutine[Any, Any, Any], what: str) -> bool:
         try:

@@ -6,13 +6,30 @@ they won, with the epoch each bot's fenced writes carry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pymongo
+from pymongo.errors import PyMongoError
 
 from app.db import leases as lease_db
+from app.db.leases import LeasesCollection
+
+if TYPE_CHECKING:
+    from app.bots.fleet.host import BotHost
 
 _log = logging.getLogger(__name__)
+
+# A hand-over releases the bots stopped so far this often: one write per batch, and the other
+# workers claim the first bots while the last are still stopping.
+RELEASE_BATCH_EVERY = 0.25
+# Bots stopping at the same time in a hand-over. Unbounded, a worker handing over 2,000 bots
+# starved its own event loop (and its heartbeat) with 2,000 closes at once; the first bots are
+# also released sooner when they do not all wait on each other.
+HAND_OVER_CONCURRENCY = 64
 
 
 @dataclass(slots=True)
@@ -58,6 +75,50 @@ class LeaseBook:
         if held is None:
             return await lease_db.delete_lease(client_id, worker_id=None)
         return await lease_db.delete_lease(client_id, worker_id=self._worker_id(), epoch=held.epoch)
+
+    async def hand_over(
+        self,
+        host: BotHost,
+        client_ids: Sequence[int],
+        *,
+        write_timeout: float,
+        collection: LeasesCollection | None = None,
+    ) -> set[int]:
+        """Stop the bots (all together) and release their leases in batches as they stop.
+        Returns the bots released. A bot whose stop could not be shown complete keeps its lease;
+        so does a batch whose release failed (its bots are stopped: this worker may run them
+        again, or the others take them once it is gone)."""
+        stopped: list[int] = []
+        released: set[int] = set()
+        gate = asyncio.Semaphore(HAND_OVER_CONCURRENCY)
+
+        async def stop(client_id: int) -> None:
+            async with gate:
+                if await host.hand_over(client_id):
+                    stopped.append(client_id)
+
+        async def flush() -> None:
+            batch = [client_id for client_id in stopped if client_id in self.held]
+            stopped.clear()
+            if not batch:
+                return
+            try:
+                with pymongo.timeout(write_timeout):
+                    await lease_db.release_many(batch, worker_id=self._worker_id(), collection=collection)
+            except PyMongoError as exc:
+                _log.warning("%d stopped bot(s) not released (%s)", len(batch), exc)
+                return
+            for client_id in batch:
+                self.held.pop(client_id, None)
+            released.update(batch)
+
+        stops = asyncio.ensure_future(asyncio.gather(*(stop(client_id) for client_id in client_ids)))
+        while not stops.done():
+            await asyncio.wait({stops}, timeout=RELEASE_BATCH_EVERY)
+            await flush()
+        await stops
+        await flush()
+        return released
 
     def adopt(self, client_id: int, *, epoch: int, restarts: int) -> None:
         """A lease the database says this worker holds (a claim whose answer was lost)."""

@@ -28,6 +28,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from app.bots.backoff import Backoff
 from app.bots.fleet.observer import HeartbeatObserver
 from app.db import leases as lease_db
+from app.db.leases import WorkersCollection
 from app.db.models import BotLease, WorkerRecord, WorkerState
 from app.shutdown import cancel_bounded
 
@@ -51,6 +52,7 @@ class FleetView:
         me_alive: Callable[[], bool],
         on_change: Callable[[], None],
         on_lease: LeaseListener,
+        workers: WorkersCollection | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
@@ -60,6 +62,7 @@ class FleetView:
         self._on_change = on_change
         self._on_lease = on_lease
         self._clock = clock
+        self._workers_collection = workers  # the heartbeat's own client (None: the main one)
         self.observer = HeartbeatObserver(ttl)
         self._workers: dict[str, WorkerRecord] = {}
         self._leases: dict[int, BotLease] = {}
@@ -74,7 +77,7 @@ class FleetView:
         failed, and observation starts again from zero."""
         try:
             with pymongo.timeout(max(0.5, self._interval)):
-                records = await lease_db.all_workers()
+                records = await lease_db.all_workers(self._workers_collection)
         except PyMongoError as exc:
             self.observer.lost_sight()
             _log.debug("Reading the workers failed (%s)", exc)

@@ -24,6 +24,7 @@ import pymongo
 from pymongo.errors import PyMongoError
 
 from app.db import leases as lease_db
+from app.db.leases import WorkersCollection
 from app.shutdown import cancel_bounded
 
 _log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class Heart:
         on_expired: Callable[[], Awaitable[None]],
         on_reaped: Callable[[], Awaitable[None]],
         after_beat: Callable[[], Awaitable[None]],
+        workers: WorkersCollection | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.timing = timing
@@ -82,6 +84,7 @@ class Heart:
         self._on_expired = on_expired
         self._on_reaped = on_reaped
         self._after_beat = after_beat
+        self._workers = workers  # `workers` on a client of its own (None: the main client)
         self._clock = clock
         self.last_success: float | None = None  # when the last acknowledged heartbeat was sent
         self.expired = False  # the renew deadline passed; bots stopped until a heartbeat succeeds
@@ -113,6 +116,7 @@ class Heart:
             host=self.identity.host,
             pid=self.identity.pid,
             capacity=self.capacity,
+            collection=self._workers,
         )
         self._registered = True
         _log.info("Registered as worker %s (%s)", self.identity.id, self.address)
@@ -149,7 +153,9 @@ class Heart:
                     await self.register()
                     self._recovered()
                     return True
-                alive = await lease_db.heartbeat(self.identity.id, bots=bots, lavalink=lavalink)
+                alive = await lease_db.heartbeat(
+                    self.identity.id, bots=bots, lavalink=lavalink, collection=self._workers
+                )
         except PyMongoError as exc:
             if not self._failing:
                 self._failing = True
