@@ -75,6 +75,10 @@ class SnapshotKeeper:
         self._max_age = timedelta(seconds=max_age)
         self._tasks: list[asyncio.Task[None]] = []
         self.restored = asyncio.Event()  # set once restoring is over; until then nothing is pruned
+        # Guilds saved by the last pass, None before the first prune: pruning is one delete per
+        # bot, so it runs only when a guild stopped playing (an idle bot writes nothing; 2,000
+        # idle bots used to send 200 deletes a second).
+        self._saved: set[int] | None = None
 
     def start(self) -> None:
         bot_id = self._service.bot_id
@@ -133,8 +137,11 @@ class SnapshotKeeper:
                 service.fleet.lease_fenced(bot_id)
                 return len(saved)
             saved.append(snapshot.guild_id)
-        if prune and self.restored.is_set():
+        if prune and self.restored.is_set() and (self._saved is None or self._saved - set(saved)):
             await collection.delete_many({"bot_id": bot_id, "guild_id": {"$nin": saved}, **self._fence()})
+            self._saved = set(saved)
+        elif self._saved is not None:
+            self._saved = set(saved)
         return len(saved)
 
     async def forget(self, guild_id: int) -> None:
