@@ -37,6 +37,12 @@ class BenchConfig:
     play_users: int = 50  # concurrent /play users, spread evenly over the voice channels
     play_warm_rounds: int = 5  # bursts after every channel has a bot playing
     reload_inserts: int = 20  # hot reload: bots inserted one after the other, per variant
+    workers_bots: int = 2000  # several workers: the fleet spread over `worker_counts` workers
+    worker_counts: tuple[int, ...] = (1, 2)
+    takeover_bots: int = 2000  # two workers with this many bots; one is SIGKILLed
+    takeover_runs: int = 3
+    workers_lease_ttl: float | None = None  # None: the service's default (15 s)
+    workers_ready_timeout: float | None = None  # GUILD_READY_TIMEOUT of the workers; None: default
     profile: bool = True
     profile_bots: int = 100
     chart: bool = True
@@ -53,6 +59,8 @@ class BenchConfig:
             needed.append(self.play_bots)
         if "hot_reload" in benchmarks:
             needed.append(self.reload_inserts + 1)
+        if "workers" in benchmarks:
+            needed += [self.workers_bots, self.takeover_bots]
         if "profiles" in benchmarks and self.profile:
             needed.append(self.profile_bots)
         return max(needed)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.tokens import generate_key
-from benchmarks import commands, fleet, hot_reload, http_api, profiles
+from benchmarks import commands, fleet, hot_reload, http_api, profiles, workers
 from benchmarks.context import BenchConfig, BenchContext
 from benchmarks.processes import REPO, BenchError, Children, cpu_reading, foreign_cpu_share
 from benchmarks.report import machine, render_markdown, utc_now, write_chart, write_json
@@ -39,7 +39,7 @@ class Benchmark(Protocol):
     def targets(self, result: dict[str, Any]) -> list[Target]: ...
 
 
-BENCHMARKS: tuple[Benchmark, ...] = (fleet, http_api, commands, hot_reload, profiles)
+BENCHMARKS: tuple[Benchmark, ...] = (fleet, http_api, commands, hot_reload, workers, profiles)
 REPORT = "PERFORMANCE.md"
 DATA = "performance.json"
 CHART = "performance.png"
@@ -88,6 +88,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="commands: warm bursts after the cold one (5)")  # fmt: skip
     parser.add_argument("--reload-inserts", type=int, default=defaults.reload_inserts,
                         help="hot reload: bots inserted per GUILD_READY_TIMEOUT variant (20)")  # fmt: skip
+    parser.add_argument("--workers-bots", type=int, default=defaults.workers_bots,
+                        help="several workers: bots spread over 1 and 2 workers (2000)")  # fmt: skip
+    parser.add_argument("--worker-counts", type=_ints, default=defaults.worker_counts,
+                        help="several workers: how many workers to compare (1,2)")  # fmt: skip
+    parser.add_argument("--takeover-bots", type=int, default=defaults.takeover_bots,
+                        help="takeover: bots over 2 workers, one SIGKILLed (2000)")  # fmt: skip
+    parser.add_argument(
+        "--takeover-runs", type=int, default=defaults.takeover_runs, help="takeover: runs (3)"
+    )
+    parser.add_argument("--workers-lease-ttl", type=float, default=defaults.workers_lease_ttl,
+                        help="LEASE_TTL of the workers (default: the service's, 15 s)")  # fmt: skip
     parser.add_argument("--profile-bots", type=int, default=defaults.profile_bots)
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -127,6 +138,11 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         play_users=args.play_users,
         play_warm_rounds=args.play_warm_rounds,
         reload_inserts=args.reload_inserts,
+        workers_bots=args.workers_bots,
+        worker_counts=args.worker_counts,
+        takeover_bots=args.takeover_bots,
+        takeover_runs=args.takeover_runs,
+        workers_lease_ttl=args.workers_lease_ttl,
         profile=not args.no_profile and "profiles" in args.only.split(","),
         profile_bots=args.profile_bots,
         chart=not args.no_chart,

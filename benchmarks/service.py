@@ -42,6 +42,7 @@ SERVICE_ENV = (
     "GUILD_READY_TIMEOUT",
     "BOT_LOGIN_CONCURRENCY",
     "LAVALINK_NODES",
+    "LEASE_TTL",
     "LOG_LEVEL",
 )
 
@@ -192,6 +193,7 @@ class ServiceOptions:
     profile: str | None = None  # a benchmarks.profiled_serve mode, or None for plain `chorus serve`
     profile_out: Path | None = None
     lavalink_nodes: str | None = None  # LAVALINK_NODES, e.g. the fake node's
+    lease_ttl: float | None = None  # LEASE_TTL; None: the service's default (15 s)
 
 
 @dataclass
@@ -255,6 +257,8 @@ def start_chorus(
         env["LAVALINK_NODES"] = options.lavalink_nodes
     if options.login_concurrency is not None:
         env["BOT_LOGIN_CONCURRENCY"] = str(options.login_concurrency)
+    if options.lease_ttl is not None:
+        env["LEASE_TTL"] = f"{options.lease_ttl:g}"
     if options.profile is None:
         argv = [str(BIN / "chorus"), "serve"]
     else:
