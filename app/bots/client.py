@@ -101,18 +101,16 @@ class MusicBotClient(commands.Bot):
             await socket.close()
 
     def gateway_closed(self) -> bool:
-        """No gateway socket of this client is open: a hand-over releases the bot's lease only
-        then, so its next owner can never open a second session beside this one."""
-        sockets = [self._handshake_socket, self.ws.socket if self.ws is not None else None]
-        return all(socket is None or socket.closed for socket in sockets)
+        """No gateway socket of this client (of any shard) is open: a hand-over releases the
+        bot's lease only then, so its next owner can never open a second session beside this one."""
+        return not self.gateway_sockets()
 
     async def force_close_gateway(self) -> None:
-        """Close whatever gateway socket a bounded `close()` left open (aiohttp aborts the
-        connection when its closing handshake is cut short)."""
-        for socket in (self._handshake_socket, self.ws.socket if self.ws is not None else None):
-            if socket is not None and not socket.closed:
-                what = f"Closing the gateway of bot {self.expected_client_id}"
-                await run_bounded(socket.close(), 2.0, what=what)
+        """Close whatever gateway socket (of any shard) a bounded `close()` left open (aiohttp
+        aborts the connection when its closing handshake is cut short)."""
+        for socket in self.gateway_sockets():
+            what = f"Closing the gateway of bot {self.expected_client_id}"
+            await run_bounded(socket.close(), 2.0, what=what)
 
     async def setup_hook(self) -> None:
         # Commands are registered in the local tree only; syncing them with Discord is the

@@ -239,6 +239,7 @@ class BotManager:
             last_error=status.last_error,
             identifies_24h=status.identifies_24h,
             stuck=runner.down_for() > self._settings.health_reconnect_threshold,
+            shards=status.shards,
         )
 
     async def sync_bot(self, client_id: int, record: MusicBot | None) -> str:

@@ -77,6 +77,7 @@ def _published_status(manager: BotManager, record: MusicBot) -> BotStatus:
         latency_ms=None,
         last_error=None,
         identifies_24h=0,
+        shards=record.shard_count or 1,
     )
     if owner is None or owner.id == fleet.me:
         # No live worker runs it (or this one holds it but may not run it right now).
@@ -100,6 +101,7 @@ def _published_status(manager: BotManager, record: MusicBot) -> BotStatus:
         identifies_24h=published.identifies_24h,
         worker=owner.id,
         stuck=published.stuck,
+        shards=published.shards,
     )
 
 

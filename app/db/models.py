@@ -187,6 +187,7 @@ class LeaseStatus(BaseModel):
     identifies_24h: int = 0
     # Starting or reconnecting for longer than HEALTH_RECONNECT_THRESHOLD, as its owner measures.
     stuck: bool = False
+    shards: int = 1  # gateway connections (shards) the owner runs the bot with
 
 
 class BotLease(Document):

@@ -151,7 +151,8 @@ async def test_a_bot_over_the_limit_comes_up_sharded_in_all_its_guilds(
         sockets = client.gateway_sockets()
         assert len(sockets) == 3
         assert len(client_of(running, small).gateway_sockets()) == 1
-        await running.manager.stop_bot(big.client_id)
+        # A hand-over (SIGTERM, rebalancing) stops the bot and proves every shard's socket closed.
+        assert await running.manager.hand_over(big.client_id)
         assert all(socket.closed for socket in sockets) and not client.gateway_sockets()
 
 
