@@ -118,7 +118,7 @@ async def test_add_change_restart_deploy_and_delete_a_bot(
         assert unknown.status_code == 404
 
         disabled = await http.patch(f"/bots/{newcomer.client_id}", json={"enabled": False}, headers=ADMIN)
-        assert disabled.json()["status"] == "stopped"
+        assert disabled.json()["status"] == "disabled"  # as /bots lists it
         assert running.manager.get_runner(newcomer.client_id) is None
         assert (await http.post(f"/bots/{newcomer.client_id}/restart", headers=ADMIN)).status_code == 409
         await http.patch(f"/bots/{newcomer.client_id}", json={"enabled": True}, headers=ADMIN)

@@ -126,7 +126,7 @@ async def test_enabled_is_a_strict_boolean(
             assert answer.status_code == 422, (value, answer.text)
         assert running.manager.get_runner(bot.client_id) is not None  # still running
         answer = await running.http.patch(f"/bots/{bot.client_id}", json={"enabled": False}, headers=ADMIN)
-        assert answer.status_code == 200 and answer.json()["status"] == "stopped"
+        assert answer.status_code == 200 and answer.json()["status"] == "disabled"
 
 
 async def test_admin_routes_refuse_before_reading_the_body(

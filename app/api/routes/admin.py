@@ -113,7 +113,7 @@ async def _stored(client_id: int) -> MusicBot:
 
 
 def _public(manager: BotManager, bot: MusicBot) -> BotPublic:
-    """The bot as the fleet sees it, wherever it runs (stopped: disabled, or nobody runs it)."""
+    """The bot as the fleet sees it, wherever it runs (`disabled`, or `stopped`: nobody runs it)."""
     status = manager.status_of(bot.client_id)
     if status is not None:
         return BotPublic.from_status(status)
