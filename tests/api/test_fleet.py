@@ -294,3 +294,57 @@ async def test_get_bot_for_guild(fake_discord: FakeDiscord, fleet_settings: Sett
         await asyncio.gather(*(running.wait_for(b, BotState.READY) for b in (inside, outside)))
         client = running.manager.get_bot_for_guild(guild.id)
         assert client is not None and client.user is not None and client.user.id == inside.client_id
+
+
+async def test_health_is_degraded_while_an_enabled_bot_has_no_live_worker(
+    fake_discord: FakeDiscord, make_settings: Any, mongo: Mongo
+) -> None:
+    """WORKER_CAPACITY 1 with two enabled bots: one runs, the other has no owner, and /health,
+    /bots and /workers say so; when the running bot is disabled the worker takes the other."""
+    settings: Settings = make_settings(
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        identify_interval=0.0,
+        worker_capacity=1,
+    )
+    first, second = fake_discord.add_bot(name="First"), fake_discord.add_bot(name="Second")
+    for bot in (first, second):
+        await store_bot(mongo, settings, bot)
+    async with running_app(settings) as running:
+        me = running.manager.fleet.me
+
+        async def statuses() -> dict[str, dict[str, Any]]:
+            return {b["clientId"]: b for b in (await running.http.get("/bots")).json()["bots"]}
+
+        async def one_runs() -> bool:
+            listed = await statuses()
+            return sorted(str(b["worker"]) for b in listed.values()) == sorted([me, "None"]) and any(
+                b["status"] == "ready" for b in listed.values()
+            )
+
+        await eventually(one_runs)
+        health = (await running.http.get("/health")).json()
+        assert health | {"status": "degraded", "unownedBots": 1, "workers": 1, "totalBots": 2} == health
+        listed = await statuses()
+        (running_id,) = [client_id for client_id, b in listed.items() if b["worker"] == me]
+        (waiting_id,) = [client_id for client_id, b in listed.items() if b["worker"] is None]
+        assert listed[waiting_id]["status"] == "stopped"
+        (worker,) = (await running.http.get("/workers")).json()["workers"]
+        assert worker | {"id": me, "me": True, "capacity": 1, "state": "active"} == worker
+
+        disabled, _ = await queries.update_music_bot(int(running_id), enabled=False)
+        await running.manager.sync_bot(int(running_id), disabled)
+
+        async def other_runs() -> bool:
+            listed = await statuses()
+            health = (await running.http.get("/health")).json()
+            return (
+                listed[waiting_id]["worker"] == me
+                and listed[waiting_id]["status"] == "ready"
+                and listed[running_id]["status"] == "disabled"
+                and (health["status"], health["unownedBots"], health["totalBots"]) == ("ok", 0, 1)
+            )
+
+        await eventually(other_runs)
+        waiting = first if str(first.client_id) == waiting_id else second
+        assert waiting.max_concurrent_sessions == 1

@@ -21,7 +21,7 @@ import pytest
 from beanie import init_beanie
 
 from app.db.connection import make_client
-from app.db.models import DOCUMENT_MODELS
+from app.db.models import DOCUMENT_MODELS, PlayerSnapshot, utcnow
 from app.settings import Settings
 from tests.bots.fleet.workers import Fleet, Worker, eventually
 from tests.database_process import DatabaseProcess
@@ -35,6 +35,7 @@ SNAPSHOT_INTERVAL = 2.0
 # the fake Lavalink's 1 s clock tick and the update that carries it.
 POSITION_SLACK_MS = int(SNAPSHOT_INTERVAL * 1000) + 1500
 SETTLE = 120.0  # generous: a loaded 2-core machine runs five Python servers here
+OUTAGE = 10.0  # seconds the database stays down in the last step
 ADMIN_TOKEN = "multi-worker-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -129,7 +130,8 @@ async def settled(world: World, workers: int) -> dict[str, int]:
                      what="one live session per bot")  # fmt: skip
 
     async def seen_by(worker: Worker) -> dict[str, int] | None:
-        listed = (await worker.get("/bots"))["bots"]
+        # Disabled bots are listed too (status `disabled`, no worker): only the enabled count.
+        listed = [b for b in (await worker.get("/bots"))["bots"] if b["status"] != "disabled"]
         registered = (await worker.get("/workers"))["workers"]
         active = {w["id"] for w in registered if w["state"] == "active"}
         health = await worker.get("/health")
@@ -162,6 +164,23 @@ def positions(world: World) -> dict[int, tuple[FakePlayer, int]]:
         assert player is not None and player.track is not None, f"{playing.bot.name} is not playing"
         now[playing.bot.client_id] = (player, player.position_ms)
     return now
+
+
+async def snapshots_saved(world: World) -> None:
+    """Every playing bot's player has been saved since now (what a bot that moves without a
+    hand-over resumes from). The workers run on this machine: their clock is ours."""
+    since = utcnow()
+
+    async def saved() -> bool:
+        for playing in world.playing:
+            snapshot = await PlayerSnapshot.find_one(
+                PlayerSnapshot.bot_id == playing.bot.client_id, PlayerSnapshot.guild_id == playing.guild.id
+            )
+            if snapshot is None or snapshot.current is None or snapshot.saved_at <= since:
+                return False
+        return True
+
+    await eventually(saved, timeout=SETTLE, what="the players saved again")
 
 
 async def play_on(world: World, before: dict[int, tuple[FakePlayer, int]]) -> None:
@@ -204,7 +223,7 @@ async def test_workers_form_one_fleet_through_churn(world: World) -> None:
         return all((player := world.player(p)) is not None and player.track for p in world.playing)
 
     await eventually(all_playing, timeout=SETTLE, what="both players playing")
-    await asyncio.sleep(SNAPSHOT_INTERVAL + 1)  # saved at least once
+    await snapshots_saved(world)
 
     # 2. A fourth worker joins: it takes its share, only that moves.
     before = positions(world)
@@ -222,7 +241,7 @@ async def test_workers_form_one_fleet_through_churn(world: World) -> None:
     await play_on(world, before)
 
     # 4. SIGKILL the worker of a playing bot: taken over after LEASE_TTL, resumed from snapshots.
-    await asyncio.sleep(SNAPSHOT_INTERVAL + 1)
+    await snapshots_saved(world)
     victim = await owner_of(world, world.playing[1].bot)
     before = positions(world)
     victim.signal(signal.SIGKILL)
@@ -232,12 +251,15 @@ async def test_workers_form_one_fleet_through_churn(world: World) -> None:
 
     # 5. The database stops for 10 s: every worker stops its bots at its renew deadline (nobody
     # can prove who owns what), then takes its own bots back when it returns.
-    await asyncio.sleep(SNAPSHOT_INTERVAL + 1)
+    await snapshots_saved(world)
     before = positions(world)
+    loop = asyncio.get_running_loop()
     world.database.kill()
+    down_since = loop.time()
     await eventually(lambda: not any(discord.is_connected(bot) for bot in world.bots), timeout=SETTLE,
                      what="every bot stopped at the renew deadline")  # fmt: skip
-    await asyncio.sleep(10 - LEASE_TTL * 2 / 3)
+    # The outage itself lasts 10 s (the scenario, not a wait for something to happen).
+    await asyncio.sleep(max(0.0, down_since + OUTAGE - loop.time()))
     world.database.start()
     await settled(world, workers=2)
     await play_on(world, before)
