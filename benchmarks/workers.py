@@ -2,7 +2,8 @@
 
 Ready: every worker (`chorus serve` on the same database, its own HTTP port) is spawned at the
 same moment; the time runs from the first spawn until the first worker's `/health` (which
-describes the whole fleet) reports N active bots and none without a live worker. CPU is the sum
+describes the whole fleet) reports N active bots and none without a live worker, and its
+`/workers` shows the shares settled (within one of each other). CPU is the sum
 over the workers at that moment; memory is read after the settle time, summed and per worker.
 With one worker the same code runs (a fleet of one).
 
@@ -89,9 +90,16 @@ def _stop_fleet(ctx: BenchContext, fleet: Fleet) -> None:
     drop_database(ctx.database_url, fleet.database)
 
 
-def _fleet_ready(worker: ChorusProcess, bots: int) -> bool:
+def _fleet_ready(worker: ChorusProcess, bots: int, workers: int) -> bool:
+    """Every bot active, none without a live worker, and the fleet settled: `workers` active
+    workers holding shares within one of each other. Workers spawned together each claim from
+    what they see first, then hand a few bots over once they see each other: until then the
+    fleet is not done starting."""
     health = worker.get_json("/health", timeout=5.0)
-    return health is not None and health.get("activeBots") == bots and health.get("unownedBots") == 0
+    if health is None or health.get("activeBots") != bots or health.get("unownedBots") != 0:
+        return False
+    spread = _bots_per_worker(worker)
+    return len(spread) == workers and sum(spread) == bots and spread[0] - spread[-1] <= 1
 
 
 def _bots_per_worker(worker: ChorusProcess) -> list[int]:
@@ -108,13 +116,13 @@ def measure_ready(ctx: BenchContext, bots: int, count: int) -> dict[str, Any]:
         first = fleet.workers[0]
         first.wait_http(timeout=60)
         what = f"{bots} bots ready over {count} worker(s)"
-        ready = wait_until(lambda: _fleet_ready(first, bots), timeout=120 + bots / 10, interval=POLL,
+        ready = wait_until(lambda: _fleet_ready(first, bots, count), timeout=120 + bots / 10, interval=POLL,
                            what=what, watch=fleet.children)  # fmt: skip
         cpu_at_ready = [cpu_seconds(child.pid) for child in fleet.children]
         rss_at_ready = [rss_bytes(child.pid) for child in fleet.children]
         spread = _bots_per_worker(first)
         time.sleep(ctx.config.settle)
-        if not _fleet_ready(first, bots):
+        if not _fleet_ready(first, bots, count):
             raise BenchError(f"the fleet of {count} worker(s) did not stay ready during the settle time")
         rss_idle = [rss_bytes(child.pid) for child in fleet.children]
         pss_idle = [pss_bytes(child.pid) for child in fleet.children]
@@ -149,7 +157,7 @@ def measure_takeover(ctx: BenchContext, bots: int) -> dict[str, Any]:
         first = fleet.workers[0]
         first.wait_http(timeout=60)
         for worker in fleet.workers:
-            wait_until(lambda w=worker: _fleet_ready(w, bots), timeout=120 + bots / 10, interval=POLL,
+            wait_until(lambda w=worker: _fleet_ready(w, bots, 2), timeout=120 + bots / 10, interval=POLL,
                        what=f"{bots} bots ready over 2 workers", watch=fleet.children)  # fmt: skip
         listing = first.get_json("/workers", timeout=5.0) or {}
         me = next((w for w in listing.get("workers", []) if w.get("me")), None)
@@ -167,7 +175,7 @@ def measure_takeover(ctx: BenchContext, bots: int) -> dict[str, Any]:
 
         dead = wait_until(victim_dead, timeout=120, interval=POLL, what="the survivor to see the victim dead",
                           watch=[survivor.child])  # fmt: skip
-        ready = wait_until(lambda: _fleet_ready(survivor, bots), timeout=120 + bots / 10, interval=POLL,
+        ready = wait_until(lambda: _fleet_ready(survivor, bots, 1), timeout=120 + bots / 10, interval=POLL,
                            what="the survivor to run every bot", watch=[survivor.child])  # fmt: skip
     finally:
         _stop_fleet(ctx, fleet)
@@ -281,7 +289,8 @@ def render(result: dict[str, Any]) -> str:
         f"{'default (2 s)' if grt is None else f'{grt:g} s'}, `LEASE_TTL` {result['lease_ttl']:g} s. Every "
         "worker is a `chorus serve` on the same database, spawned at the same moment; ready is from the "
         "first spawn until the first worker's `/health` (the whole fleet) reports every bot active and "
-        'none without a live worker. CPU is summed over the workers until that moment; "cores used" '
+        "none without a live worker, with the shares settled within one. CPU is summed over the "
+        'workers until that moment; "cores used" '
         f"is that CPU per second of ready time. Memory is read {result['settle_s']:g} s later. "
         f"Medians of {result['runs']} runs.",
         "",
