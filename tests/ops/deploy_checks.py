@@ -6,8 +6,8 @@ from app.settings import Settings
 
 # A SIGTERMed worker hands its bots over within about 30 s (docs/OPERATIONS.md): each bot's stop
 # is bounded (10 s to close its client and music, 10 s for its tasks, 2 s for its IDENTIFY log),
-# 64 bots stop at a time and each lease is released once its bot stopped. Grace periods must not
-# be shorter.
+# 64 bots stop at a time, and no graceful hand-over starts after 15 s (DRAIN_HAND_OVER_SECONDS:
+# the rest are closed without a save). Grace periods must not be shorter.
 HANDOVER_SECONDS = 30
 
 

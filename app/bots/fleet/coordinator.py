@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,6 +37,11 @@ _log = logging.getLogger(__name__)
 # How long a draining worker waits for one database write before giving up on it (the others
 # then take its bots over once its heartbeat has stood still for LEASE_TTL).
 DRAIN_WRITE_TIMEOUT = 5.0
+# A SIGTERMed worker starts graceful hand-overs (save, leave voice, close, release) for this
+# long; the bots it has not reached by then are closed without a save and taken over after
+# LEASE_TTL. With the bounded stops already under way, the drain fits the 30 s handover time
+# the deployment files allow for (tests/ops/deploy_checks.py HANDOVER_SECONDS).
+DRAIN_HAND_OVER_SECONDS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +231,20 @@ class FleetCoordinator:
         if held:
             _log.info("Worker %s drains: handing over %d bot(s)", me, len(held))
         released = await self.book.hand_over(
-            self._host, held, write_timeout=DRAIN_WRITE_TIMEOUT, collection=self._coordination.leases
+            self._host,
+            held,
+            write_timeout=DRAIN_WRITE_TIMEOUT,
+            collection=self._coordination.leases,
+            deadline=time.monotonic() + DRAIN_HAND_OVER_SECONDS,
         )
+        late = [client_id for client_id in held if client_id not in released]
+        if late:
+            # Out of time for graceful hand-overs (or a close not proven): close their sessions
+            # now, without a save, keeping the leases: the others take them after LEASE_TTL, as
+            # after a crash, and resume them from their last snapshots.
+            _log.warning("Worker %s: %d bot(s) not handed over in %.0fs; closing them without a save",
+                         me, len(late), DRAIN_HAND_OVER_SECONDS)  # fmt: skip
+            await asyncio.gather(*(self._host.drop_bot(client_id) for client_id in late))
         await self.heart.stop()
         await self.view.stop()
         if len(released) == len(held):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -83,17 +84,22 @@ class LeaseBook:
         *,
         write_timeout: float,
         collection: LeasesCollection | None = None,
+        deadline: float | None = None,
     ) -> set[int]:
-        """Stop the bots (all together) and release their leases in batches as they stop.
-        Returns the bots released. A bot whose stop could not be shown complete keeps its lease;
-        so does a batch whose release failed (its bots are stopped: this worker may run them
-        again, or the others take them once it is gone)."""
+        """Stop the bots (HAND_OVER_CONCURRENCY at a time) and release their leases in batches
+        as they stop. Returns the bots released. A bot whose stop could not be shown complete
+        keeps its lease; so does a batch whose release failed (its bots are stopped: this worker
+        may run them again, or the others take them once it is gone). `deadline` (monotonic):
+        no bot's hand-over starts after it; those bots are left running, lease held, for the
+        caller to drop."""
         stopped: list[int] = []
         released: set[int] = set()
         gate = asyncio.Semaphore(HAND_OVER_CONCURRENCY)
 
         async def stop(client_id: int) -> None:
             async with gate:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
                 if await host.hand_over(client_id):
                     stopped.append(client_id)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from app.bots.fleet import coordinator
 from app.bots.status import BotState
 from app.db.models import BotLease, WorkerRecord
 from app.settings import Settings
@@ -106,3 +107,25 @@ async def test_a_claim_whose_answer_was_lost_is_taken_up(
         )
         await until(lambda: epoch(running, other) == 7, what="the bot to run under the lost claim")
         await running.wait_for(other, BotState.READY)
+
+
+async def test_a_drain_out_of_time_closes_the_rest_and_keeps_their_leases(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: Mongo, monkeypatch: Any
+) -> None:
+    """SIGTERM with no time left for graceful hand-overs (the deadline already passed): every
+    bot's session is still closed before the process goes, but no lease is released and the
+    worker stays registered, so the others take the bots after LEASE_TTL, as after a crash."""
+    monkeypatch.setattr(coordinator, "DRAIN_HAND_OVER_SECONDS", 0.0)
+    bots = [fake_discord.add_bot(name=f"Late {n}") for n in range(3)]
+    for bot in bots:
+        await store_bot(mongo, fleet_settings, bot)
+    database = mongo[fleet_settings.mongodb_database]
+    async with running_app(fleet_settings) as running:
+        for bot in bots:
+            await running.wait_for(bot, BotState.READY)
+        me = running.manager.fleet.me
+    assert not any(fake_discord.is_connected(bot) for bot in bots)
+    owners = {doc["_id"]: doc["owner"] async for doc in database[BotLease.Settings.name].find({})}
+    assert owners == {bot.client_id: me for bot in bots}
+    assert await database[WorkerRecord.Settings.name].count_documents({"_id": me}) == 1
+    assert all(bot.max_concurrent_sessions == 1 for bot in bots)
