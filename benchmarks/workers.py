@@ -198,7 +198,12 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     for run_index in range(config.runs):
         for count in config.worker_counts:
             ctx.progress(f"workers run {run_index + 1}/{config.runs}: {bots} bots over {count} worker(s)")
-            sample = measure_ready(ctx, bots, count)
+            try:
+                sample = measure_ready(ctx, bots, count)
+            except BenchError as exc:  # one bad sample is reported, not the end of the benchmark
+                ctx.progress(f"  failed: {exc}")
+                ready.setdefault(str(count), []).append({"failed": str(exc)})
+                continue
             rss = sample["rss_idle"] / 2**20
             ctx.progress(f"  ready {sample['ready_s']:.2f}s, CPU {sample['cpu_at_ready_s']:.1f}s, idle RSS "
                          f"{rss:.0f} MiB, spread {sample['bots_per_worker']}")  # fmt: skip
@@ -207,7 +212,12 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     for run_index in range(config.takeover_runs):
         ctx.progress(f"takeover run {run_index + 1}/{config.takeover_runs}: SIGKILL one of 2 workers "
                      f"with {config.takeover_bots} bots")  # fmt: skip
-        sample = measure_takeover(ctx, config.takeover_bots)
+        try:
+            sample = measure_takeover(ctx, config.takeover_bots)
+        except BenchError as exc:
+            ctx.progress(f"  failed: {exc}")
+            takeovers.append({"failed": str(exc)})
+            continue
         ctx.progress(f"  {sample['taken_over']} bots ready again {sample['ready_after_s']:.2f}s after the "
                      f"SIGKILL (dead after {sample['dead_after_s']:.2f}s)")  # fmt: skip
         takeovers.append(sample)
@@ -229,7 +239,17 @@ def _median(samples: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _failures(samples: list[dict[str, Any]]) -> list[str]:
+    return [s["failed"] for s in samples if "failed" in s]
+
+
 def summarize(ready: dict[str, list[dict[str, Any]]], takeovers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the samples that completed; the failed ones are counted (and their reasons
+    kept in the results), never silently dropped."""
+    failed_ready = {count: len(_failures(samples)) for count, samples in ready.items()}
+    ready = {count: [s for s in samples if "failed" not in s] for count, samples in ready.items()}
+    failed_takeovers = len(_failures(takeovers))
+    takeovers = [s for s in takeovers if "failed" not in s]
     rows = [
         {
             "workers": int(count),
@@ -241,6 +261,8 @@ def summarize(ready: dict[str, list[dict[str, Any]]], takeovers: list[dict[str, 
             "rss_idle_per_worker": max((max(s["rss_idle_per_worker"]) for s in samples), default=None),
             "bots_per_worker": samples[-1]["bots_per_worker"] if samples else [],
             "foreign_cpu": _median(samples, "foreign_cpu_share"),
+            "samples": len(samples),
+            "failed": failed_ready[count],
         }
         for count, samples in ready.items()
     ]
@@ -257,6 +279,7 @@ def summarize(ready: dict[str, list[dict[str, Any]]], takeovers: list[dict[str, 
         "takeover_ready_median_s": _median(takeovers, "ready_after_s"),
         "takeover_dead_median_s": _median(takeovers, "dead_after_s"),
         "taken_over_median": _median(takeovers, "taken_over"),
+        "takeover_failed": failed_takeovers,
     }
 
 
@@ -295,15 +318,16 @@ def render(result: dict[str, Any]) -> str:
         f"Medians of {result['runs']} runs.",
         "",
         "| workers | ready (s) | CPU to ready (s) | cores used | idle RSS, all workers (MiB) "
-        "| idle PSS, all (MiB) | largest worker RSS (MiB) | bots per worker | others' CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| idle PSS, all (MiB) | largest worker RSS (MiB) | bots per worker | others' CPU "
+        "| runs ok / failed |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for row in summary["rows"]:
         lines.append(
             f"| {row['workers']} | {seconds(row['ready_s'])} | {seconds(row['cpu_at_ready_s'])} "
             f"| {seconds(row['cores_used'])} | {mib(row['rss_idle'], 0)} | {mib(row['pss_idle'], 0)} "
             f"| {mib(row['rss_idle_per_worker'], 0)} | {', '.join(map(str, row['bots_per_worker']))} "
-            f"| {percent(row['foreign_cpu'])} |"
+            f"| {percent(row['foreign_cpu'])} | {row.get('samples', '-')} / {row.get('failed', 0)} |"
         )
     ratios = summary["two_over_one"]
     if ratios.get("ready") is not None:
@@ -325,6 +349,9 @@ def render(result: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|---:|",
     ]
     for index, sample in enumerate(result["takeovers"], 1):
+        if "failed" in sample:
+            lines.append(f"| {index} | failed: {sample['failed']} | | | |")
+            continue
         lines.append(
             f"| {index} | {sample['taken_over']} | {seconds(sample['dead_after_s'])} "
             f"| {seconds(sample['ready_after_s'])} | {percent(sample.get('foreign_cpu_share'))} |"
@@ -336,7 +363,8 @@ def render(result: dict[str, Any]) -> str:
 
 
 def _takeover_bots(result: dict[str, Any]) -> str:
-    return str(result["takeovers"][0]["bots"]) if result["takeovers"] else "-"
+    done = [s for s in result["takeovers"] if "bots" in s]
+    return str(done[0]["bots"]) if done else "-"
 
 
 def _x(value: float | None) -> str:
