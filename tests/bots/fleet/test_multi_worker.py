@@ -146,14 +146,16 @@ async def settled(world: World, workers: int) -> dict[str, int]:
             return None
         return dict(counts)
 
-    views = []
-    for worker in world.fleet.alive:
-        views.append(await eventually(lambda w=worker: seen_by(w), timeout=SETTLE,
-                                      what=f"{worker.name}'s view of {workers} workers"))  # fmt: skip
-    assert all(view == views[0] for view in views), views
+    async def agreed() -> dict[str, int] | None:
+        # Read back to back: a bot still moving between two reads (shares converging from one
+        # within-one spread to the target one) must not pass as two different settled views.
+        views = [await seen_by(worker) for worker in world.fleet.alive]
+        return views[0] if views[0] is not None and all(view == views[0] for view in views) else None
+
+    view = await eventually(agreed, timeout=SETTLE, what=f"every worker's view of {workers} workers")
     assert all(discord.live_sessions(bot) == 1 for bot in bots)
     assert {bot.name: bot.max_concurrent_sessions for bot in bots} == {bot.name: 1 for bot in bots}
-    return views[0]
+    return view
 
 
 def positions(world: World) -> dict[int, tuple[FakePlayer, int]]:
