@@ -315,7 +315,7 @@ def render(result: dict[str, Any]) -> str:
         "none without a live worker, with the shares settled within one. CPU is summed over the "
         'workers until that moment; "cores used" '
         f"is that CPU per second of ready time. Memory is read {result['settle_s']:g} s later. "
-        f"Medians of {result['runs']} runs.",
+        f"Medians of the runs that completed, of {result['runs']}.",
         "",
         "| workers | ready (s) | CPU to ready (s) | cores used | idle RSS, all workers (MiB) "
         "| idle PSS, all (MiB) | largest worker RSS (MiB) | bots per worker | others' CPU "
@@ -334,9 +334,10 @@ def render(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"2 workers against 1: ready time {ratios['ready']:.2f}x, CPU {_x(ratios['cpu'])}, "
-            f"idle memory {_x(ratios['rss'])}. Each worker is one event loop (one core at most), so a "
-            "second worker lets a 2-core machine start the fleet on both cores; it also pays a second "
-            "interpreter, its imports and its database connections.",
+            f"idle memory {_x(ratios['rss'])}. Each worker is one event loop (one core at most): a "
+            "second worker can only start the fleet sooner when a core is idle for it (here the "
+            "database, the fake Discord and other jobs shared the same two cores), and it pays a "
+            "second interpreter, its imports and its database connections.",
         ]
     lines += [
         "",
