@@ -209,6 +209,64 @@ class BotLease(Document):
         indexes = [IndexModel([("owner", pymongo.ASCENDING)])]
 
 
+class VoiceAssignment(Document):
+    """Which bot serves one voice channel, fleet-wide (docs/SCALING.md, "Routing across workers").
+
+    Taken before a bot joins, deleted when its player leaves; a bot's new owner deletes the rows
+    an older epoch left. The unique `(guild, channel)` index is what keeps two bots (on any
+    workers) out of one channel; `(guild, bot)`: a bot is in one voice channel per guild."""
+
+    guild_id: int
+    channel_id: int
+    bot_id: int
+    worker: str | None = None  # the worker that took it (for people reading the collection)
+    epoch: int = 0  # the bot's lease epoch: an older owner's writes are fenced off
+    since: datetime | None = None  # the database server's time ($currentDate)
+
+    class Settings:
+        name = "voice_assignments"
+        indexes = [
+            IndexModel(
+                [("guild_id", pymongo.ASCENDING), ("channel_id", pymongo.ASCENDING)],
+                unique=True,
+                name="guild_channel_unique",
+            ),
+            IndexModel(
+                [("guild_id", pymongo.ASCENDING), ("bot_id", pymongo.ASCENDING)],
+                unique=True,
+                name="guild_bot_unique",
+            ),
+            IndexModel([("bot_id", pymongo.ASCENDING)]),
+        ]
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"  # waiting for the acting bot's worker
+    TAKEN = "taken"  # claimed by it: it answers the interaction
+    CANCELLED = "cancelled"  # nobody claimed in time: the receiving worker answered
+
+
+# An interaction token lives 15 minutes: a forwarded request is worthless after that.
+FLEET_REQUEST_TTL = 15 * 60
+
+
+class FleetRequest(Document):
+    """An interaction received by one worker for a bot another worker runs (forwarding)."""
+
+    target_bot: int
+    target_worker: str
+    payload: dict[str, Any]  # the raw gateway INTERACTION_CREATE data
+    status: RequestStatus = RequestStatus.PENDING
+    created: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "fleet_requests"
+        indexes = [
+            IndexModel([("created", pymongo.ASCENDING)], expireAfterSeconds=FLEET_REQUEST_TTL),
+            IndexModel([("target_worker", pymongo.ASCENDING), ("status", pymongo.ASCENDING)]),
+        ]
+
+
 DOCUMENT_MODELS: list[type[Document]] = [
     MusicBot,
     ServerMusicBot,
@@ -217,4 +275,6 @@ DOCUMENT_MODELS: list[type[Document]] = [
     PlayerSnapshot,
     WorkerRecord,
     BotLease,
+    VoiceAssignment,
+    FleetRequest,
 ]
