@@ -70,6 +70,12 @@ class MusicBotClient(commands.Bot):
         self._handshake_socket: aiohttp.ClientWebSocketResponse | None = None
         self.http.ws_connect = self._remember_socket(self.http.ws_connect)  # type: ignore[method-assign]  # see below
         self._manager = manager
+        if manager is not None:
+            # Raw interaction payloads kept in context, for forwarding across workers.
+            manager.forwarder.install(self)
+            tree = self.tree
+            if isinstance(tree, ChorusTree):
+                tree.forwarder = manager.forwarder
         # Built now (nothing starts before `setup_hook`), so the cogs are built with it.
         self.music = MusicService(self, music_config, bot_id=client_id, fleet=fleet)
 

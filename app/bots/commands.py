@@ -57,7 +57,18 @@ class _DetachedFleet:
     def player_in_channel(self, guild_id: int, channel_id: int) -> ChorusPlayer | None:
         self._refuse()
 
-    def choose_for_play(self, receiving: MusicService, guild_id: int, channel_id: int) -> MusicService | None:
+    async def choose_for_play(
+        self, receiving: MusicService, guild_id: int, channel_id: int
+    ) -> MusicService | None:
+        self._refuse()
+
+    async def take_voice(self, service: MusicService, guild_id: int, channel_id: int) -> MusicService:
+        self._refuse()
+
+    def release_voice(self, service: MusicService, guild_id: int) -> None:
+        self._refuse()
+
+    async def clean_voice(self, service: MusicService) -> None:
         self._refuse()
 
     def mark_used(self, service: MusicService, guild_id: int) -> None:

@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Collection
 from datetime import timedelta
+from typing import Any
 
 import discord
 from pymongo.errors import PyMongoError
@@ -19,6 +20,7 @@ from pymongo.errors import PyMongoError
 from app.bots import overview
 from app.bots.client import MusicBotClient
 from app.bots.fleet.coordinator import FleetCoordinator
+from app.bots.forwarding import Forwarder
 from app.bots.reload import FleetWatcher
 from app.bots.router import FleetRouter
 from app.bots.runner import BotRunner
@@ -55,6 +57,7 @@ class BotManager:
         self._rechecks: set[asyncio.Task[None]] = set()
         self._lavalink_nodes = parse_lavalink_nodes(settings.lavalink_nodes)
         self.router = FleetRouter(self, default_guild_cap=settings.bot_guild_cap)
+        self.forwarder = Forwarder(self)
         self._invite_sweeper: asyncio.Task[None] | None = None
         self.watcher = FleetWatcher(
             self, mode=settings.reload_mode, poll_interval=settings.reload_poll_interval
@@ -221,6 +224,12 @@ class BotManager:
         task = asyncio.create_task(self.fleet.recheck(client_id), name=f"recheck-lease-{client_id}")
         self._rechecks.add(task)
         task.add_done_callback(self._rechecks.discard)
+
+    def can_take_interaction(self, client_id: int) -> bool:
+        return self.forwarder.can_take(client_id)
+
+    def take_interaction(self, client_id: int, payload: dict[str, Any]) -> None:
+        self.forwarder.take(client_id, payload)
 
     def summary(self) -> tuple[int, tuple[int, int]]:
         return len(self._runners), self.local_lavalink_nodes()

@@ -1,8 +1,12 @@
 """One network, not N bots: which of our bots acts on a music request in a guild.
 
-Every bot of the fleet lives in this process, so the router sees them all and one asyncio lock
-per guild makes assignment race-free: two simultaneous `/play` in one channel end with one bot
-and one queue.
+The router decides fleet-wide: the bots of this worker from memory, the others from the voice
+assignments (`voice_assignments`, mirrored by the fleet view, read fresh for `/play`) and the
+guild records. An asyncio lock per guild orders this worker's own requests; across workers the
+unique `(guild, channel)` index of the assignments decides: two simultaneous `/play` in one
+channel, through any workers, end with one bot and one queue. When the acting bot runs on another
+worker the decision raises `ActsElsewhere` and the fleet forwards the interaction there
+(docs/SCALING.md, "Routing across workers").
 """
 
 from __future__ import annotations
@@ -13,10 +17,16 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from beanie import PydanticObjectId
+from pymongo.errors import PyMongoError
+
 from app.bots.invites import invite_for
 from app.bots.status import BotState
 from app.db import queries
-from app.music.fleet import Invite
+from app.db import routing as routing_db
+from app.db.models import ServerStatus
+from app.music.errors import MusicError
+from app.music.fleet import ActsElsewhere, Invite
 
 if TYPE_CHECKING:
     from app.bots.manager import BotManager
@@ -35,6 +45,7 @@ class FleetRouter:
         self._default_guild_cap = default_guild_cap
         self._locks: dict[int, asyncio.Lock] = {}
         self._last_used: dict[tuple[int, int], float] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     def bot_ids(self) -> frozenset[int]:
         return self.manager.client_ids()
@@ -60,7 +71,21 @@ class FleetRouter:
             player = service.get_player(guild_id)
             if player is not None and player.channel is not None and player.channel.id == channel_id:
                 return player
+        assignment = self.manager.fleet.view.voice(guild_id, channel_id)
+        if assignment is not None and self._runs_elsewhere(assignment.bot_id):
+            raise ActsElsewhere(assignment.bot_id)
         return None
+
+    def _runs_elsewhere(self, bot_id: int) -> bool:
+        """A live worker other than this one holds the bot's lease."""
+        owner = self.manager.fleet.owner_of(bot_id)
+        return owner is not None and owner.id != self.manager.fleet.me
+
+    def _ready_elsewhere(self, bot_id: int) -> bool:
+        if not self._runs_elsewhere(bot_id):
+            return False
+        lease = self.manager.fleet.view.lease(bot_id)
+        return lease is not None and lease.status is not None and lease.status.state == BotState.READY.value
 
     def player_of(self, client_id: int, guild_id: int) -> ChorusPlayer | None:
         for runner in self._runners():
@@ -68,24 +93,144 @@ class FleetRouter:
                 return runner.client.music.get_player(guild_id)
         return None
 
-    def choose_for_play(self, receiving: MusicService, guild_id: int, channel_id: int) -> MusicService | None:
-        """Who plays for a caller in `channel_id`; None when every bot of ours here is busy.
+    async def choose_for_play(
+        self, receiving: MusicService, guild_id: int, channel_id: int
+    ) -> MusicService | None:
+        """Who plays for a caller in `channel_id`; None when every bot of the fleet here is busy.
 
-        1. the bot already in that channel; 2. the receiving bot if it is free in the guild;
-        3. the free bot of ours in the guild used least recently. Call under `lock(guild_id)`.
+        1. the bot already in that channel (ours, or another worker's: ActsElsewhere);
+        2. the receiving bot if it is free in the guild; 3. a free bot of this worker in the guild,
+        the one used least recently; 4. a free ready bot of another worker that is a member of the
+        guild (ActsElsewhere). Call under `lock(guild_id)`.
         """
         services = self.services_in_guild(guild_id)
         for service in services:
             player = service.get_player(guild_id)
             if player is not None and player.channel is not None and player.channel.id == channel_id:
                 return service
+        try:
+            assignments = await routing_db.voice_in_guild(guild_id)
+        except PyMongoError as exc:  # this worker's own bots can still be routed
+            _log.warning("Guild %d: voice assignments unavailable (%s); routing among this worker's bots",
+                         guild_id, exc)  # fmt: skip
+            assignments = None
+        local = {service.bot_id for service in services}
+        assigned = {a.bot_id for a in assignments or ()}
+        for assignment in assignments or ():
+            # A bot of this worker without a player there left a stale row: it is free.
+            if (
+                assignment.channel_id == channel_id
+                and assignment.bot_id not in local
+                and self._runs_elsewhere(assignment.bot_id)
+            ):
+                raise ActsElsewhere(assignment.bot_id)
         free = [s for s in services if s.get_player(guild_id) is None]
         # Prefer bots with a working audio node; a free bot without one still "acts", so the
         # caller learns the backend is down rather than that every bot is busy.
-        usable = [s for s in free if s.nodes.best() is not None] or free
+        usable = [s for s in free if s.nodes.best() is not None]
         if any(s is receiving for s in usable):
             return receiving
-        return min(usable, key=lambda s: self._last_used.get((s.bot_id, guild_id), 0.0), default=None)
+        if usable:
+            return min(usable, key=lambda s: self._last_used.get((s.bot_id, guild_id), 0.0))
+        if assignments is not None:
+            remote = [b for b in await self._members(guild_id) if b not in local and b not in assigned]
+            ready = [b for b in remote if self._ready_elsewhere(b)]
+            if ready:
+                raise ActsElsewhere(min(ready, key=lambda b: (self._last_used.get((b, guild_id), 0.0), b)))
+        if any(s is receiving for s in free):
+            return receiving
+        return min(free, key=lambda s: self._last_used.get((s.bot_id, guild_id), 0.0), default=None)
+
+    async def _members(self, guild_id: int) -> list[int]:
+        """Client ids of the fleet's bots whose guild record says they are in the guild."""
+        by_record: dict[PydanticObjectId, int] = {}
+        for client_id in self.manager.fleet_bot_ids():
+            record = self.manager.record(client_id)
+            if record is not None and record.id is not None and record.enabled:
+                by_record[record.id] = client_id
+        try:
+            records = await queries.guild_assignments(guild_id)
+        except PyMongoError as exc:
+            _log.warning("Guild %d: guild records unavailable (%s)", guild_id, exc)
+            return []
+        return [
+            by_record[r.music_bot_id]
+            for r in records
+            if r.status is ServerStatus.ACTIVE and r.music_bot_id in by_record
+        ]
+
+    async def take_voice(self, service: MusicService, guild_id: int, channel_id: int) -> MusicService:
+        fleet = self.manager.fleet
+        for _ in range(2):  # a second try after clearing a stale row of a bot of ours
+            try:
+                holder = await routing_db.take_voice(
+                    guild_id,
+                    channel_id,
+                    service.bot_id,
+                    worker=fleet.me,
+                    epoch=fleet.epoch_of(service.bot_id),
+                )
+            except routing_db.AssignmentFenced:
+                self.lease_fenced(service.bot_id)
+                raise MusicError(f"**{service.name}** can't join right now. Please try again.") from None
+            except PyMongoError as exc:
+                # The guild lock still keeps this worker's bots apart; the database is down, so
+                # every worker's bots stop at their renew deadline anyway.
+                _log.warning("Guild %d: voice assignment not recorded (%s)", guild_id, exc)
+                return service
+            if holder == service.bot_id:
+                return service
+            if self._runs_elsewhere(holder):
+                raise ActsElsewhere(holder)
+            serving = next((s for s in self.services_in_guild(guild_id) if s.bot_id == holder), None)
+            player = serving.get_player(guild_id) if serving is not None else None
+            if serving is not None and player is not None and player.channel is not None \
+                    and player.channel.id == channel_id:  # fmt: skip
+                return serving
+            # The holder has no player in that channel (a row its owner left, or its owner is
+            # gone): clear that row, fenced by the holder's current epoch, and try again.
+            _log.info("Guild %d: clearing a stale voice assignment of bot %d in channel %d",
+                      guild_id, holder, channel_id)  # fmt: skip
+            if serving is not None:
+                epoch = fleet.epoch_of(holder)
+            else:
+                lease = fleet.view.lease(holder)
+                epoch = lease.epoch if lease is not None else None
+            try:
+                await routing_db.release_voice(guild_id, holder, epoch=epoch, channel_id=channel_id)
+            except PyMongoError as exc:
+                _log.warning("Guild %d: stale voice assignment not cleared (%s)", guild_id, exc)
+                return service
+        raise MusicError("Another bot is joining your voice channel. Please try again.")
+
+    def release_voice(self, service: MusicService, guild_id: int) -> None:
+        task = asyncio.create_task(self._release(service, guild_id), name=f"release-voice-{service.bot_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release(self, service: MusicService, guild_id: int) -> None:
+        async with self.lock(guild_id):  # after any join in progress: it may have rejoined
+            if service.get_player(guild_id) is not None:
+                return
+            try:
+                await routing_db.release_voice(guild_id, service.bot_id, epoch=service.config.lease_epoch)
+            except PyMongoError as exc:
+                _log.warning("Bot %d: voice assignment in guild %d not released (%s); its next owner "
+                             "or a /play there clears it", service.bot_id, guild_id, exc)  # fmt: skip
+
+    async def clean_voice(self, service: MusicService) -> None:
+        epoch = service.config.lease_epoch
+        if epoch is None:
+            return
+        try:
+            cleaned = await routing_db.clean_voice(service.bot_id, epoch=epoch)
+        except PyMongoError as exc:
+            _log.warning("Bot %d: old voice assignments not cleaned up (%s)", service.bot_id, exc)
+            return
+        if cleaned:
+            _log.info(
+                "Bot %d: cleared %d voice assignment(s) its previous owner left", service.bot_id, cleaned
+            )
 
     def mark_used(self, service: MusicService, guild_id: int) -> None:
         self._last_used[(service.bot_id, guild_id)] = time.monotonic()

@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from app.music.service import MusicService
 
 
+class ActsElsewhere(Exception):  # a routing outcome, not a failure
+    """The bot that must act on this request runs on another worker of the fleet: the fleet
+    forwards the interaction there (raised before anything was answered) instead of acting."""
+
+    def __init__(self, bot_id: int) -> None:
+        super().__init__(f"bot {bot_id} acts on another worker")
+        self.bot_id = bot_id
+
+
 @dataclass(frozen=True, slots=True)
 class Invite:
     """An invite link for one more bot of the network (recorded PENDING_INVITE by the fleet)."""
@@ -42,11 +51,30 @@ class MusicFleet(Protocol):
         ...
 
     def player_in_channel(self, guild_id: int, channel_id: int) -> ChorusPlayer | None:
-        """The player of whichever of our bots is in that voice channel."""
+        """The player of whichever of our bots is in that voice channel. Raises ActsElsewhere
+        when that bot runs on another worker."""
         ...
 
-    def choose_for_play(self, receiving: MusicService, guild_id: int, channel_id: int) -> MusicService | None:
-        """Who plays for a caller in `channel_id`; None when every bot of ours there is busy."""
+    async def choose_for_play(
+        self, receiving: MusicService, guild_id: int, channel_id: int
+    ) -> MusicService | None:
+        """Who plays for a caller in `channel_id`; None when every bot of ours there is busy.
+        Raises ActsElsewhere when the chosen bot runs on another worker."""
+        ...
+
+    async def take_voice(self, service: MusicService, guild_id: int, channel_id: int) -> MusicService:
+        """Assign the channel to `service`'s bot before it joins (fleet-wide, atomic). Returns the
+        service that serves the channel: `service`, or another bot of this worker already there.
+        Raises ActsElsewhere when a bot of another worker holds it. Call under `lock(guild_id)`."""
+        ...
+
+    def release_voice(self, service: MusicService, guild_id: int) -> None:
+        """The bot's player in the guild ended (or never joined): free its channel, in the
+        background, unless the bot has a player there again by then."""
+        ...
+
+    async def clean_voice(self, service: MusicService) -> None:
+        """The bot's players are restored: drop the assignments an older owner of it left."""
         ...
 
     def mark_used(self, service: MusicService, guild_id: int) -> None: ...

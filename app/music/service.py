@@ -135,10 +135,13 @@ class MusicService:
         return self._players.get(guild_id)
 
     def forget_player(self, player: ChorusPlayer) -> None:
-        """The player ended (left voice, destroyed): see `ChorusPlayer.cleanup`."""
+        """The player ended (left voice, destroyed): see `ChorusPlayer.cleanup`. Its voice
+        assignment is released (not when the bot was taken away: its next owner cleans up)."""
         for guild_id, known in list(self._players.items()):
             if known is player:
                 del self._players[guild_id]
+                if not self.abandoned:
+                    self.fleet.release_voice(self, guild_id)
 
     async def leave(self, player: ChorusPlayer) -> None:
         """A deliberate leave: nothing to resume after a restart."""

@@ -7,8 +7,9 @@ restart (voice close 4014), so "resume" is "rejoin, play, seek".
 
 Restoring respects the fleet: it waits for one of the bot's Lavalink nodes (however long that
 takes: Lavalink does not gate the bot), skips snapshots older than `SNAPSHOT_MAX_AGE`, and joins
-under the fleet's guild lock, skipping a channel another bot of ours already serves (a user's
-`/play` may have been routed there while this bot was still starting).
+under the fleet's guild lock after taking the channel's voice assignment, skipping a channel
+another bot of the fleet already serves (a user's `/play` may have been routed there while this
+bot was still starting); then the assignments an older owner of the bot left are dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from app.db.models import PlayerSnapshot, SavedTrack, utcnow
 from app.music.filters import PRESETS, preset_filters
+from app.music.fleet import ActsElsewhere
 from app.music.player import ChorusPlayer
 from app.shutdown import cancel_bounded
 
@@ -96,6 +98,9 @@ class SnapshotKeeper:
             await self.restore()
         finally:
             self.restored.set()
+        # Every player this owner will resume has its assignment again (under this epoch): what an
+        # older owner of the bot left is stale.
+        await self._service.fleet.clean_voice(self._service)
 
     async def _save_loop(self) -> None:
         # Saving does not wait for restoring (which waits for Lavalink): players started meanwhile
@@ -189,13 +194,25 @@ class SnapshotKeeper:
         async with service.fleet.lock(guild.id):  # the same lock as /play: one bot per channel
             if service.get_player(guild.id) is not None:
                 return False  # a /play reached this bot first; its player is saved from now on
-            serving = service.fleet.player_in_channel(guild.id, channel.id)
-            if serving is not None:
+            # The channel's voice assignment, fleet-wide, before rejoining: a /play may have sent
+            # another bot (of any worker) there while this one was starting.
+            try:
+                serving = await service.fleet.take_voice(service, guild.id, channel.id)
+            except ActsElsewhere as elsewhere:
+                serving, other = None, f"bot {elsewhere.bot_id} (another worker)"
+            else:
+                other = serving.name
+            if serving is not service:
                 _log.info("Bot %d: not resuming guild %d: %s already plays in channel %d",
-                          service.bot_id, guild.id, serving.service.name, channel.id)  # fmt: skip
+                          service.bot_id, guild.id, other, channel.id)  # fmt: skip
                 await self.forget(guild.id)
                 return False
-            return await self._rejoin(snapshot, channel)
+            try:
+                return await self._rejoin(snapshot, channel)
+            except BaseException:
+                if service.get_player(guild.id) is None:
+                    service.fleet.release_voice(service, guild.id)
+                raise
 
     async def _too_old(self, snapshot: PlayerSnapshot) -> bool:
         age = utcnow() - snapshot.saved_at

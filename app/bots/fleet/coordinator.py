@@ -24,6 +24,7 @@ from pymongo.errors import PyMongoError
 from app.bots.fleet.balancer import Balancer
 from app.bots.fleet.host import BotHost
 from app.bots.fleet.leases import LeaseBook
+from app.bots.fleet.requests import RequestRelay
 from app.bots.fleet.status import StatusPublisher
 from app.bots.fleet.view import FleetView
 from app.bots.fleet.worker import Heart, LeaseTiming
@@ -107,6 +108,12 @@ class FleetCoordinator:
         self.balancer = Balancer(
             host=host, view=self.view, book=self.book, heart=self.heart, interval=timing.interval
         )
+        # Interactions forwarded to this worker's bots, and forwarded from here (docs/SCALING.md).
+        self.relay = RequestRelay(
+            me=lambda: self.heart.worker_id,
+            can_deliver=host.can_take_interaction,
+            deliver=host.take_interaction,
+        )
         self.publisher = StatusPublisher(host=host, book=self.book, worker_id=lambda: self.heart.worker_id)
         self._background: set[asyncio.Task[Any]] = set()
         self.draining = False
@@ -176,8 +183,10 @@ class FleetCoordinator:
         self.heart.start()  # beating (and watching its deadline) while the first round starts bots
         await self.view.refresh_workers()
         await self.view.reload_leases()
+        await self.view.reload_voice()
         await self.balancer.run_round()
         self.view.start(mode=self._reload_mode)
+        self.relay.start(mode=self._reload_mode)
         self.balancer.start()
         self.publisher.start()
 
@@ -247,6 +256,7 @@ class FleetCoordinator:
             await asyncio.gather(*(self._host.drop_bot(client_id) for client_id in late))
         await self.heart.stop()
         await self.view.stop()
+        await self.relay.stop()
         if len(released) == len(held):
             await self._bounded(lease_db.remove_worker(me, collection=workers), "leaving the fleet")
         else:

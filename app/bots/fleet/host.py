@@ -7,7 +7,7 @@ small interface so the lease logic never reaches into runners, clients or music.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.db.models import LeaseStatus
 
@@ -54,4 +54,13 @@ class BotHost(Protocol):
 
     def lease_status(self, client_id: int) -> LeaseStatus | None:
         """The bot's state as published in its lease (None: not running here)."""
+        ...
+
+    def can_take_interaction(self, client_id: int) -> bool:
+        """The bot runs here and is ready: an interaction forwarded to it can be run now."""
+        ...
+
+    def take_interaction(self, client_id: int, payload: dict[str, Any]) -> None:
+        """Run a forwarded interaction (the raw gateway payload) on the bot, as if it had
+        received it; it answers through the interaction's token."""
         ...

@@ -1,4 +1,5 @@
-"""The fleet as this worker sees it: a read-only mirror of `workers` and `bot_leases`.
+"""The fleet as this worker sees it: a read-only mirror of `workers`, `bot_leases` and
+`voice_assignments`.
 
 Kept current by change streams (a full reload after each (re)open, so nothing missed while a
 stream was closed is lost) and by a periodic reload as a fallback; polled when the database has
@@ -7,7 +8,8 @@ no change streams. `workers` is also read directly after every heartbeat: those 
 this mirror from memory; only decisions (a lease CAS) go to the database.
 
 The questions other parts of the fleet ask (see docs/SCALING.md, "The fleet API"):
-`owner_of(bot)`, `is_live(worker)`, `worker(id)`, `workers()`, and the coordinator's `me`.
+`owner_of(bot)`, `is_live(worker)`, `worker(id)`, `workers()`, `voice(guild, channel)`, and the
+coordinator's `me`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from pymongo.errors import OperationFailure, PyMongoError
 from app.bots.backoff import Backoff
 from app.bots.fleet.observer import HeartbeatObserver
 from app.db import leases as lease_db
+from app.db import routing as routing_db
 from app.db.leases import WorkersCollection
-from app.db.models import BotLease, WorkerRecord, WorkerState
+from app.db.models import BotLease, VoiceAssignment, WorkerRecord, WorkerState
 from app.shutdown import cancel_bounded
 
 _log = logging.getLogger(__name__)
@@ -66,6 +69,9 @@ class FleetView:
         self.observer = HeartbeatObserver(ttl)
         self._workers: dict[str, WorkerRecord] = {}
         self._leases: dict[int, BotLease] = {}
+        # Voice assignments by document id (a delete event carries only the id) and by channel.
+        self._voice: dict[Any, VoiceAssignment] = {}
+        self._voice_by_channel: dict[tuple[int, int], VoiceAssignment] = {}
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.mode: Literal["change_stream", "poll"] | None = None
@@ -97,6 +103,24 @@ class FleetView:
             if before != after:
                 self._on_lease(client_id, before, after)
 
+    async def reload_voice(self) -> None:
+        self._voice = {}
+        self._voice_by_channel = {}
+        for assignment in await routing_db.all_voice():
+            self._put_voice(assignment)
+
+    def _put_voice(self, assignment: VoiceAssignment) -> None:
+        old = self._voice.pop(assignment.id, None)
+        if old is not None and self._voice_by_channel.get((old.guild_id, old.channel_id)) is old:
+            del self._voice_by_channel[(old.guild_id, old.channel_id)]
+        self._voice[assignment.id] = assignment
+        self._voice_by_channel[(assignment.guild_id, assignment.channel_id)] = assignment
+
+    def _drop_voice(self, document_id: Any) -> None:
+        old = self._voice.pop(document_id, None)
+        if old is not None and self._voice_by_channel.get((old.guild_id, old.channel_id)) is old:
+            del self._voice_by_channel[(old.guild_id, old.channel_id)]
+
     def needs_reload(self) -> None:
         self._reload.set()
 
@@ -118,6 +142,12 @@ class FleetView:
                     self._follow(BotLease.get_pymongo_collection(), self._apply_lease, "bot_leases"),
                     name="fleet-leases-stream",
                 ),
+                asyncio.create_task(
+                    self._follow(
+                        VoiceAssignment.get_pymongo_collection(), self._apply_voice, "voice_assignments"
+                    ),
+                    name="fleet-voice-stream",
+                ),
             ]
         else:
             self.mode = "poll"
@@ -135,6 +165,7 @@ class FleetView:
             self._reload.clear()
             try:
                 await self.reload_leases()
+                await self.reload_voice()
             except PyMongoError as exc:
                 _log.debug("Reloading the leases failed (%s)", exc)
 
@@ -199,6 +230,14 @@ class FleetView:
         if before != after:
             self._on_lease(client_id, before, after)
 
+    def _apply_voice(self, change: dict[str, Any]) -> None:
+        document_id = change.get("documentKey", {}).get("_id")
+        document = change.get("fullDocument")
+        if document is None:
+            self._drop_voice(document_id)
+        else:
+            self._put_voice(VoiceAssignment.model_validate(document))
+
     # -- questions --------------------------------------------------------------------------------
 
     def worker(self, worker_id: str) -> WorkerRecord | None:
@@ -250,6 +289,10 @@ class FleetView:
         if lease is None or lease.owner is None or not self.is_live(lease.owner):
             return None
         return self._workers.get(lease.owner)
+
+    def voice(self, guild_id: int, channel_id: int) -> VoiceAssignment | None:
+        """The bot assigned to that voice channel, fleet-wide, as last mirrored."""
+        return self._voice_by_channel.get((guild_id, channel_id))
 
     def lease_counts(self) -> dict[str, int]:
         return dict(Counter(lease.owner for lease in self._leases.values() if lease.owner is not None))

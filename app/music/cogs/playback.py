@@ -52,7 +52,7 @@ async def _route_play(
     """Which bot will play for the caller; checks that must pass before anything is deferred
     (so their errors stay ephemeral). Returns the acting bot's service and the caller's channel."""
     channel = caller_channel(interaction)
-    acting = receiving.fleet.choose_for_play(receiving, channel.guild.id, channel.id)
+    acting = await receiving.fleet.choose_for_play(receiving, channel.guild.id, channel.id)
     if acting is None:
         raise await _all_busy(receiving, channel.guild.id)
     player = acting.get_player(channel.guild.id)
@@ -97,12 +97,22 @@ async def _enqueue(
     channel = caller_channel(interaction)
     fleet = receiving.fleet
     async with fleet.lock(member.guild.id):
-        acting = fleet.choose_for_play(receiving, member.guild.id, channel.id)
+        acting = await fleet.choose_for_play(receiving, member.guild.id, channel.id)
         if acting is None:
             raise await _all_busy(receiving, member.guild.id)
         player = acting.get_player(member.guild.id)
         if player is None:
-            player = await acting.join(_as_seen_by(acting, channel), text_channel_id=interaction.channel_id)
+            # Fleet-wide "one bot per channel": the assignment is taken before the bot joins.
+            acting = await fleet.take_voice(acting, member.guild.id, channel.id)
+            player = acting.get_player(member.guild.id)
+        if player is None:
+            try:
+                player = await acting.join(
+                    _as_seen_by(acting, channel), text_channel_id=interaction.channel_id
+                )
+            except BaseException:
+                fleet.release_voice(acting, member.guild.id)
+                raise
         fleet.mark_used(acting, member.guild.id)
         tracks = list(result.tracks) if isinstance(result, wavelink.Playlist) else [result[0]]
         for track in tracks:
@@ -137,14 +147,17 @@ async def _enqueue(
 async def within_deadline(
     interaction: discord.Interaction, work: Coroutine[Any, Any, T], *, ephemeral: bool = False
 ) -> T:
-    """Run `work`; if it outlasts ANSWER_DEADLINE, defer publicly so Discord's 3 s limit holds.
+    """Run `work`; if it outlasts ANSWER_DEADLINE (or the interaction's own, shorter when it was
+    forwarded from another worker), defer publicly so Discord's 3 s limit holds.
 
     Answering directly keeps a fast failure (no results, a full queue) a plain ephemeral reply;
     only slow searches pay for a public "thinking…" placeholder.
     """
     task = asyncio.ensure_future(work)
+    # A forwarded interaction spent part of Discord's 3 s on the way: the fleet sets a shorter one.
+    deadline = float(interaction.extras.get("answer_deadline", ANSWER_DEADLINE))
     try:
-        return await asyncio.wait_for(asyncio.shield(task), ANSWER_DEADLINE)
+        return await asyncio.wait_for(asyncio.shield(task), deadline)
     except TimeoutError:
         await interaction.response.defer(thinking=True, ephemeral=ephemeral)
         interaction.extras["public_defer"] = not ephemeral

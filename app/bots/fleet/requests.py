@@ -1,0 +1,142 @@
+"""Forwarded requests between workers: a collection and a change stream, not HTTP (docs/SCALING.md,
+"Forwarding").
+
+The receiving worker inserts the raw interaction into `fleet_requests`, naming the worker that
+runs the acting bot, and waits `CLAIM_WINDOW`; that worker follows a change stream filtered to
+its own id, claims the request (pending → taken) and runs it on the bot. Whichever of "taken"
+and the receiver's "cancelled" lands first decides, atomically, who answers the interaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pymongo.errors import OperationFailure, PyMongoError
+
+from app.bots.backoff import Backoff
+from app.db import routing as routing_db
+from app.db.models import FleetRequest
+from app.shutdown import cancel_bounded
+
+_log = logging.getLogger(__name__)
+
+# How long the receiving worker waits for the owner to claim before answering itself. Discord
+# wants a first answer within 3 s: the owner then still has about 1.5 s (it defers if needed).
+CLAIM_WINDOW = 1.5
+_UNSUPPORTED_CODES = {40573, 40324, 303}
+# Without change streams, pending requests are read this often (well inside CLAIM_WINDOW).
+POLL_INTERVAL = 0.25
+
+
+class RequestRelay:
+    def __init__(
+        self,
+        *,
+        me: Callable[[], str],
+        can_deliver: Callable[[int], bool],
+        deliver: Callable[[int, dict[str, Any]], None],
+    ) -> None:
+        """`can_deliver(bot)`: the bot runs here and can take an interaction now (checked before
+        claiming, so a request for a bot this worker just lost is left to the receiver);
+        `deliver(bot, payload)`: run it there."""
+        self._me = me
+        self._can_deliver = can_deliver
+        self._deliver = deliver
+        self._task: asyncio.Task[None] | None = None
+        self._claims: set[asyncio.Task[None]] = set()
+        self.mode: Literal["change_stream", "poll"] | None = None
+
+    # -- the receiving side -------------------------------------------------------------------------
+
+    async def forward(self, *, target_bot: int, target_worker: str, payload: Mapping[str, Any]) -> bool:
+        """Hand the interaction to `target_worker`. True: it took it and answers; False: nobody
+        claimed it within CLAIM_WINDOW (now cancelled): the caller answers the user."""
+        request_id = await routing_db.submit_request(
+            target_bot=target_bot, target_worker=target_worker, payload=payload
+        )
+        # The owner may take it at any moment of the window; only the final CAS decides, so there
+        # is nothing to watch meanwhile.
+        await asyncio.sleep(CLAIM_WINDOW)
+        if await routing_db.cancel_request(request_id):
+            _log.warning("A request for bot %d was not claimed by worker %s within %.1fs; answered here",
+                         target_bot, target_worker, CLAIM_WINDOW)  # fmt: skip
+            return False
+        return True
+
+    # -- the owner's side ---------------------------------------------------------------------------
+
+    def start(self, *, mode: str = "auto") -> None:
+        self._task = asyncio.create_task(self._run(poll=mode == "poll"), name="fleet-requests")
+
+    async def stop(self) -> None:
+        await cancel_bounded([self._task, *self._claims], 1.0, what="Forwarded requests")
+        self._task = None
+
+    async def _run(self, *, poll: bool) -> None:
+        if not poll:
+            await self._follow()
+        self.mode = "poll"
+        while True:
+            try:
+                for request in await routing_db.pending_requests(self._me()):
+                    self._claim(request.id, request.target_bot)
+            except PyMongoError as exc:
+                _log.debug("Reading forwarded requests failed (%s)", exc)
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def _follow(self) -> None:
+        """Returns only when the database has no change streams (then the caller polls)."""
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        collection = FleetRequest.get_pymongo_collection()
+        while True:
+            me = self._me()
+            pipeline = [{"$match": {"operationType": "insert", "fullDocument.target_worker": me}}]
+            try:
+                # max_await: come back now and then to notice a new worker id (a re-registration).
+                async with await collection.watch(pipeline, max_await_time_ms=1000) as stream:
+                    self.mode = "change_stream"
+                    backoff.reset()
+                    # Requests inserted while no stream was open (a stale one fails its claim).
+                    for request in await routing_db.pending_requests(me):
+                        self._claim(request.id, request.target_bot)
+                    while self._me() == me:
+                        change = await stream.try_next()
+                        if change is not None:
+                            document = change["fullDocument"]
+                            self._claim(document["_id"], int(document["target_bot"]))
+            except OperationFailure as exc:
+                if exc.code in _UNSUPPORTED_CODES or "replica set" in str(exc).lower():
+                    _log.warning("No change streams (%s): polling forwarded requests every %.2fs",
+                                 exc, POLL_INTERVAL)  # fmt: skip
+                    return
+                await self._pause(backoff, exc)
+            except PyMongoError as exc:
+                await self._pause(backoff, exc)
+
+    async def _pause(self, backoff: Backoff, exc: BaseException) -> None:
+        delay = backoff.next_delay()
+        _log.debug("Change stream on fleet_requests interrupted (%s); reopening in %.1fs", exc, delay)
+        await asyncio.sleep(delay)
+
+    def _claim(self, request_id: Any, target_bot: int) -> None:
+        if not self._can_deliver(target_bot):
+            return  # not (or no longer) runnable here: the receiver cancels and answers
+        task = asyncio.create_task(self._take(request_id, target_bot), name=f"claim-request-{target_bot}")
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _take(self, request_id: Any, target_bot: int) -> None:
+        try:
+            request = await routing_db.claim_request(request_id, worker=self._me())
+        except PyMongoError as exc:
+            _log.warning("Claiming a request for bot %d failed (%s); its receiver answers", target_bot, exc)
+            return
+        if request is None:
+            return  # cancelled first (too late), or already taken
+        try:
+            self._deliver(target_bot, request.payload)
+        except Exception:
+            _log.exception("Bot %d: a forwarded interaction could not be run", target_bot)
