@@ -27,6 +27,7 @@ from app.bots.runner import BotRunner
 from app.bots.status import BotState, BotStatus
 from app.db import leases as lease_db
 from app.db import queries
+from app.db import routing as routing_db
 from app.db.connection import interactive
 from app.db.leases import FleetCollections
 from app.db.models import LeaseStatus, MusicBot, utcnow
@@ -353,6 +354,7 @@ class BotManager:
         players, as every stop does). A restart or a shutdown keeps them: they resume."""
         try:
             forgotten = await queries.forget_player_snapshots(client_id)
+            await routing_db.forget_voice(client_id)  # its players left; nothing is assigned to it
         except PyMongoError as exc:
             _log.warning("Bot %d: its saved players were not forgotten (%s)", client_id, exc)
             return

@@ -10,7 +10,7 @@ import pytest
 import wavelink
 
 from app.bots.status import BotState
-from app.db.models import PlayerSnapshot
+from app.db.models import PlayerSnapshot, VoiceAssignment
 from tests.music.conftest import WorldFactory, until
 
 
@@ -54,6 +54,12 @@ async def test_restart_resumes_three_playing_bots_at_their_positions(make_world:
     assert nightcore.filters.get("timescale", {}).get("speed") == 1.2
     looping = world.player(by_channel[rooms[2]])
     assert looping is not None and looping.queue.mode is wavelink.QueueMode.loop_all
+    # Each resumed player took its channel's voice assignment again, under the new lease epoch.
+    fleet = world.app.manager.fleet
+    for bot in world.bots:
+        await asyncio.wait_for(world.service(bot).snapshots.restored.wait(), 30)
+    rows = {(r.channel_id, r.bot_id, r.epoch) for r in await VoiceAssignment.find_all().to_list()}
+    assert rows == {(playing[b.client_id][1], b.client_id, fleet.epoch_of(b.client_id)) for b in world.bots}
 
 
 async def test_stale_snapshots_are_discarded_and_leave_forgets(make_world: WorldFactory) -> None:
@@ -108,6 +114,9 @@ async def test_restore_skips_a_channel_another_bot_of_ours_already_serves(make_w
     assert world.discord.voice_channel_of(world.guild.id, first.client_id) is None
     assert world.discord.users_in_voice(world.guild.id, world.voice_channel) == {alice.id, second.client_id}
     assert await _saved_players(first.client_id) == 0
+    # The channel is the second bot's, fleet-wide; nothing of the first bot's old player is left.
+    rows = {(r.channel_id, r.bot_id) for r in await VoiceAssignment.find_all().to_list()}
+    assert rows == {(world.voice_channel, second.client_id)}
 
 
 async def _saved_players(bot_id: int) -> int:

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 from pymongo import AsyncMongoClient
 
-from app.db.models import MusicBot, ServerMusicBot
+from app.db.models import MusicBot, ServerMusicBot, VoiceAssignment
 from tests.music.conftest import World, WorldFactory, until
 
 Mongo = AsyncMongoClient[dict[str, Any]]
@@ -203,3 +203,36 @@ async def test_invite_command_in_discord(make_world: WorldFactory) -> None:
     answer = await world.run(user, "invite")
     (button,) = answer.messages[0].buttons
     assert button.url is not None and str(world.outsiders[0].client_id) in button.url
+
+
+async def test_voice_assignments_follow_the_players(make_world: WorldFactory) -> None:
+    """Taken before a bot joins (naming this worker and the bot's lease epoch), released when it
+    leaves; a row of a bot nobody runs any more does not keep a channel from a /play."""
+    world = await make_world(bots=2)
+    bot_a, bot_b = world.bots
+    fleet = world.app.manager.fleet
+    room = world.discord.add_voice_channel(world.guild.id, "Room 2")
+    alice = await world.user_in_voice("Alice")
+    bob = await world.user_in_voice("Bob", room)
+    await VoiceAssignment.get_pymongo_collection().insert_one(
+        {"guild_id": world.guild.id, "channel_id": room, "bot_id": 999, "worker": "gone:1:x", "epoch": 1}
+    )
+
+    await world.run(alice, "play", bot=bot_a, query="Song 1")
+    answer = await world.run(bob, "play", bot=bot_a, query="Song 2")
+    assert "**Chorus 2**" in answer.text  # the stale row of bot 999 was cleared
+    rows = {(r.channel_id, r.bot_id): r for r in await VoiceAssignment.find_all().to_list()}
+    assert set(rows) == {(world.voice_channel, bot_a.client_id), (room, bot_b.client_id)}
+    mine = rows[(world.voice_channel, bot_a.client_id)]
+    assert (
+        mine.worker == fleet.me and mine.epoch == fleet.epoch_of(bot_a.client_id) and mine.since is not None
+    )
+
+    await world.run(alice, "leave", bot=bot_a)
+
+    async def released() -> bool:
+        return {r.bot_id for r in await VoiceAssignment.find_all().to_list()} == {bot_b.client_id}
+
+    async with asyncio.timeout(30):
+        while not await released():
+            await asyncio.sleep(0.05)

@@ -9,6 +9,7 @@ workers end with one bot in it, holding both tracks.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,20 @@ async def test_play_and_skip_received_on_one_worker_act_on_a_bot_of_the_other(wo
     # Never forwarded back and forth: every interaction was answered exactly once.
     for interaction in (here, forwarded, queued, skipped):
         assert len(interaction.responses) == 1, interaction.responses
+
+    # B's worker stops answering (frozen, not yet observed dead): nobody claims the forwarded
+    # /skip, so A's worker cancels it after the claim window and answers the user itself.
+    frozen = owners[b.client_id]
+    frozen.signal(signal.SIGSTOP)
+    try:
+        unanswered = await discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id,
+                                                user=second, name="skip")  # fmt: skip
+        message = await unanswered.wait_for_message(timeout=ANSWER)
+        assert "not responding" in message.text and unanswered.ephemeral, message.text
+        assert len(unanswered.responses) == 1
+    finally:
+        frozen.signal(signal.SIGCONT)
+    assert world.title(b, guild) == "Song 3"
 
 
 @pytest.mark.timeout(600)
