@@ -47,6 +47,9 @@ class RequestRelay:
         self._deliver = deliver
         self._task: asyncio.Task[None] | None = None
         self._claims: set[asyncio.Task[None]] = set()
+        # Checked by the loops too: a cancellation can be lost inside the driver's server selection
+        # while the database is down (asyncio.wait_for on Python 3.11), and the loop would go on.
+        self._stopping = False
         self.mode: Literal["change_stream", "poll"] | None = None
 
     # -- the receiving side -------------------------------------------------------------------------
@@ -69,9 +72,11 @@ class RequestRelay:
     # -- the owner's side ---------------------------------------------------------------------------
 
     def start(self, *, mode: str = "auto") -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(poll=mode == "poll"), name="fleet-requests")
 
     async def stop(self) -> None:
+        self._stopping = True
         await cancel_bounded([self._task, *self._claims], 1.0, what="Forwarded requests")
         self._task = None
 
@@ -79,7 +84,7 @@ class RequestRelay:
         if not poll:
             await self._follow()
         self.mode = "poll"
-        while True:
+        while not self._stopping:
             try:
                 for request in await routing_db.pending_requests(self._me()):
                     self._claim(request.id, request.target_bot)
@@ -91,7 +96,7 @@ class RequestRelay:
         """Returns only when the database has no change streams (then the caller polls)."""
         backoff = Backoff(initial=0.5, maximum=10.0)
         collection = FleetRequest.get_pymongo_collection()
-        while True:
+        while not self._stopping:
             me = self._me()
             pipeline = [{"$match": {"operationType": "insert", "fullDocument.target_worker": me}}]
             try:
@@ -102,7 +107,7 @@ class RequestRelay:
                     # Requests inserted while no stream was open (a stale one fails its claim).
                     for request in await routing_db.pending_requests(me):
                         self._claim(request.id, request.target_bot)
-                    while self._me() == me:
+                    while self._me() == me and not self._stopping:
                         change = await stream.try_next()
                         if change is not None:
                             document = change["fullDocument"]

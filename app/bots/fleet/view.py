@@ -75,6 +75,9 @@ class FleetView:
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.mode: Literal["change_stream", "poll"] | None = None
+        # Checked by the loops too: a cancellation can be lost inside the driver's server selection
+        # while the database is down (asyncio.wait_for on Python 3.11), and a loop would go on.
+        self._stopping = False
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -131,6 +134,7 @@ class FleetView:
 
     def start(self, *, mode: str = "auto") -> None:
         """`mode` is RELOAD_MODE: "poll" reads the leases every interval instead of streaming."""
+        self._stopping = False
         self._tasks = [asyncio.create_task(self._refresh_leases(), name="fleet-leases-refresh")]
         if mode != "poll":
             self._tasks += [
@@ -153,11 +157,12 @@ class FleetView:
             self.mode = "poll"
 
     async def stop(self) -> None:
+        self._stopping = True
         await cancel_bounded(self._tasks, 1.0, what="The fleet mirror")
         self._tasks = []
 
     async def _refresh_leases(self) -> None:
-        while True:
+        while not self._stopping:
             every = self._interval if self.mode == "poll" else self._interval * RELOAD_EVERY_INTERVALS
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(every):
@@ -174,7 +179,7 @@ class FleetView:
     ) -> None:
         resume_token: Any = None
         backoff = Backoff(initial=0.5, maximum=10.0)
-        while True:
+        while not self._stopping:
             try:
                 stream = await collection.watch(full_document="updateLookup", resume_after=resume_token)
                 async with stream:
