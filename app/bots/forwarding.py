@@ -52,6 +52,9 @@ class Inbound:
 
     payload: dict[str, Any]
     forwarded: bool  # fed by another worker: it is never forwarded again
+    # Forwarded after the receiving bot deferred it (public: its placeholder is public).
+    deferred: bool = False
+    public_defer: bool = False
 
 
 _INBOUND: ContextVar[Inbound | None] = ContextVar("chorus_inbound_interaction", default=None)
@@ -92,9 +95,11 @@ def keep_raw_interactions(
     state.parsers["INTERACTION_CREATE"] = parse_interaction_create
 
 
-def run_forwarded(client: discord.Client, payload: dict[str, Any]) -> None:
+def run_forwarded(
+    client: discord.Client, payload: dict[str, Any], *, deferred: bool = False, public_defer: bool = False
+) -> None:
     """Run a forwarded interaction on `client` as if its gateway had delivered it."""
-    token = _INBOUND.set(Inbound(payload, forwarded=True))
+    token = _INBOUND.set(Inbound(payload, forwarded=True, deferred=deferred, public_defer=public_defer))
     try:
         client._connection.parse_interaction_create(payload)  # pyright: ignore[reportPrivateUsage, reportArgumentType]  # the seam
     finally:
@@ -121,19 +126,35 @@ class Forwarder:
 
     async def forward(self, interaction: discord.Interaction, bot_id: int) -> None:
         """A command needs bot `bot_id` of another worker: hand it over, or answer that the bot is
-        not responding (not claimed in time, already forwarded once, or already answered)."""
+        not responding (not claimed in time, or already forwarded once). An interaction this bot
+        already deferred (a `/play` that lost the race for the channel after a slow search) goes
+        over as deferred: the acting bot answers with a followup."""
         current = inbound()
         target = self._elsewhere(bot_id)
-        if current is None or current.forwarded or target is None or interaction.response.is_done():
+        if current is None or current.forwarded or target is None:
             await reply_error(interaction, NOT_RESPONDING)
             return
-        if not await self._forward(bot_id, target, current.payload):
+        deferred = interaction.response.is_done()
+        public = deferred and bool(interaction.extras.get("public_defer"))
+        if not await self._forward(bot_id, target, current.payload, deferred=deferred, public_defer=public):
             await reply_error(interaction, NOT_RESPONDING)
 
-    async def _forward(self, bot_id: int, target: str, payload: dict[str, Any]) -> bool:
+    async def _forward(
+        self,
+        bot_id: int,
+        target: str,
+        payload: dict[str, Any],
+        *,
+        deferred: bool = False,
+        public_defer: bool = False,
+    ) -> bool:
         try:
             return await self._manager.fleet.relay.forward(
-                target_bot=bot_id, target_worker=target, payload=payload
+                target_bot=bot_id,
+                target_worker=target,
+                payload=payload,
+                deferred=deferred,
+                public_defer=public_defer,
             )
         except PyMongoError as exc:
             _log.warning("Forwarding an interaction to bot %d failed (%s)", bot_id, exc)
@@ -168,8 +189,8 @@ class Forwarder:
         runner = self._manager.get_runner(bot_id)
         return runner is not None and runner.state is BotState.READY and runner.client is not None
 
-    def take(self, bot_id: int, payload: dict[str, Any]) -> None:
+    def take(self, bot_id: int, payload: dict[str, Any], *, deferred: bool, public_defer: bool) -> None:
         runner = self._manager.get_runner(bot_id)
         if runner is None or runner.client is None:
             raise RuntimeError(f"bot {bot_id} does not run here")
-        run_forwarded(runner.client, payload)
+        run_forwarded(runner.client, payload, deferred=deferred, public_defer=public_defer)

@@ -229,8 +229,10 @@ class BotManager:
     def can_take_interaction(self, client_id: int) -> bool:
         return self.forwarder.can_take(client_id)
 
-    def take_interaction(self, client_id: int, payload: dict[str, Any]) -> None:
-        self.forwarder.take(client_id, payload)
+    def take_interaction(
+        self, client_id: int, payload: dict[str, Any], *, deferred: bool, public_defer: bool
+    ) -> None:
+        self.forwarder.take(client_id, payload, deferred=deferred, public_defer=public_defer)
 
     def summary(self) -> tuple[int, tuple[int, int]]:
         return len(self._runners), self.local_lavalink_nodes()

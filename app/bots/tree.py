@@ -28,6 +28,11 @@ class ChorusTree(app_commands.CommandTree[discord.Client]):
         if current is not None and current.forwarded:
             # Part of Discord's 3 s went on the way here: answer (or defer) sooner.
             interaction.extras["answer_deadline"] = FORWARDED_ANSWER_DEADLINE
+            if current.deferred:
+                # The receiving bot deferred it already: this bot answers with followups. discord.py
+                # has no public way to say so about an interaction it did not answer itself.
+                interaction.response._response_type = discord.InteractionResponseType.deferred_channel_message  # pyright: ignore[reportPrivateUsage]
+                interaction.extras["public_defer"] = current.public_defer
         return True
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:

@@ -257,6 +257,10 @@ class FleetRequest(Document):
     target_worker: str
     payload: dict[str, Any]  # the raw gateway INTERACTION_CREATE data
     status: RequestStatus = RequestStatus.PENDING
+    # The receiving bot had already deferred (a race lost after a slow search): the acting bot
+    # answers with a followup; `public_defer`: its "thinking…" placeholder is public.
+    deferred: bool = False
+    public_defer: bool = False
     created: datetime = Field(default_factory=utcnow)
 
     class Settings:

@@ -94,8 +94,21 @@ async def all_voice() -> list[VoiceAssignment]:
 # -- forwarded requests ---------------------------------------------------------------------------
 
 
-async def submit_request(*, target_bot: int, target_worker: str, payload: Mapping[str, Any]) -> ObjectId:
-    request = FleetRequest(target_bot=target_bot, target_worker=target_worker, payload=dict(payload))
+async def submit_request(
+    *,
+    target_bot: int,
+    target_worker: str,
+    payload: Mapping[str, Any],
+    deferred: bool = False,
+    public_defer: bool = False,
+) -> ObjectId:
+    request = FleetRequest(
+        target_bot=target_bot,
+        target_worker=target_worker,
+        payload=dict(payload),
+        deferred=deferred,
+        public_defer=public_defer,
+    )
     document = request.model_dump(exclude={"id", "revision_id"})
     result = await FleetRequest.get_pymongo_collection().insert_one(document)
     return result.inserted_id

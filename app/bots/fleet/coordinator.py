@@ -112,7 +112,12 @@ class FleetCoordinator:
         self.relay = RequestRelay(
             me=lambda: self.heart.worker_id,
             can_deliver=host.can_take_interaction,
-            deliver=host.take_interaction,
+            deliver=lambda request: host.take_interaction(
+                request.target_bot,
+                request.payload,
+                deferred=request.deferred,
+                public_defer=request.public_defer,
+            ),
         )
         self.publisher = StatusPublisher(host=host, book=self.book, worker_id=lambda: self.heart.worker_id)
         self._background: set[asyncio.Task[Any]] = set()

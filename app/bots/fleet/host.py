@@ -60,7 +60,10 @@ class BotHost(Protocol):
         """The bot runs here and is ready: an interaction forwarded to it can be run now."""
         ...
 
-    def take_interaction(self, client_id: int, payload: dict[str, Any]) -> None:
+    def take_interaction(
+        self, client_id: int, payload: dict[str, Any], *, deferred: bool, public_defer: bool
+    ) -> None:
         """Run a forwarded interaction (the raw gateway payload) on the bot, as if it had
-        received it; it answers through the interaction's token."""
+        received it; it answers through the interaction's token (with a followup when the
+        receiving bot had already deferred it)."""
         ...

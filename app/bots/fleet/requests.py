@@ -37,11 +37,11 @@ class RequestRelay:
         *,
         me: Callable[[], str],
         can_deliver: Callable[[int], bool],
-        deliver: Callable[[int, dict[str, Any]], None],
+        deliver: Callable[[FleetRequest], None],
     ) -> None:
         """`can_deliver(bot)`: the bot runs here and can take an interaction now (checked before
         claiming, so a request for a bot this worker just lost is left to the receiver);
-        `deliver(bot, payload)`: run it there."""
+        `deliver(request)`: run it on its `target_bot`."""
         self._me = me
         self._can_deliver = can_deliver
         self._deliver = deliver
@@ -54,11 +54,23 @@ class RequestRelay:
 
     # -- the receiving side -------------------------------------------------------------------------
 
-    async def forward(self, *, target_bot: int, target_worker: str, payload: Mapping[str, Any]) -> bool:
+    async def forward(
+        self,
+        *,
+        target_bot: int,
+        target_worker: str,
+        payload: Mapping[str, Any],
+        deferred: bool = False,
+        public_defer: bool = False,
+    ) -> bool:
         """Hand the interaction to `target_worker`. True: it took it and answers; False: nobody
         claimed it within CLAIM_WINDOW (now cancelled): the caller answers the user."""
         request_id = await routing_db.submit_request(
-            target_bot=target_bot, target_worker=target_worker, payload=payload
+            target_bot=target_bot,
+            target_worker=target_worker,
+            payload=payload,
+            deferred=deferred,
+            public_defer=public_defer,
         )
         # The owner may take it at any moment of the window; only the final CAS decides, so there
         # is nothing to watch meanwhile.
@@ -142,6 +154,6 @@ class RequestRelay:
         if request is None:
             return  # cancelled first (too late), or already taken
         try:
-            self._deliver(target_bot, request.payload)
+            self._deliver(request)
         except Exception:
             _log.exception("Bot %d: a forwarded interaction could not be run", target_bot)

@@ -154,6 +154,8 @@ async def within_deadline(
     only slow searches pay for a public "thinking…" placeholder.
     """
     task = asyncio.ensure_future(work)
+    if interaction.response.is_done():  # deferred already (by the bot that forwarded it here)
+        return await task
     # A forwarded interaction spent part of Discord's 3 s on the way: the fleet sets a shorter one.
     deadline = float(interaction.extras.get("answer_deadline", ANSWER_DEADLINE))
     try:

@@ -238,3 +238,40 @@ async def test_two_plays_racing_for_one_channel_through_two_workers_end_with_one
     assert world.player(loser, guild) is None or world.player(loser, guild).track is None  # type: ignore[union-attr]
     # Nobody else ever joined: the fake saw one bot in the channel throughout.
     assert await bots_in(world, guild, room) == {winner.client_id}
+
+
+@pytest.mark.timeout(600)
+async def test_a_play_that_loses_the_race_after_deferring_is_answered_by_the_winner(world: World) -> None:
+    """Both searches are slow, so both receiving bots defer before they race for the channel: the
+    loser's interaction goes over as deferred, and the winner's worker fills in its placeholder."""
+    discord = world.discord
+    owners = await split_over_workers(world)
+    a = world.bots[0]
+    (b,) = [bot for bot in world.bots[1:] if owners[bot.client_id] is not owners[a.client_id]][:1]
+    guild = await guild_with(world, [a, b])
+    room = guild.voice_channel_id
+    first, second = discord.add_user(name="First"), discord.add_user(name="Second")
+    for user in (first, second):
+        discord.add_member(guild.id, user)
+        await discord.set_user_voice(guild.id, user.id, room, user=user)
+
+    world.lavalink.stall_rest(method="GET")  # searches hang until both answers are deferred
+    try:
+        sent = await asyncio.gather(
+            discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id, user=first,
+                                 name="play", options={"query": "Song 4"}),
+            discord.send_command(b, guild_id=guild.id, channel_id=guild.text_channel_id, user=second,
+                                 name="play", options={"query": "Song 5"}),
+        )  # fmt: skip
+        for interaction in sent:
+            assert (await interaction.wait_for_response(timeout=ANSWER))["type"] == 5  # deferred
+    finally:
+        world.lavalink.release_rest()
+    answers = [(await interaction.wait_for_message(timeout=ANSWER)).text for interaction in sent]
+    (winner,) = [bot for bot in (a, b) if bot.client_id in discord.users_in_voice(guild.id, room)]
+    assert "Song 4" in answers[0] and "Song 5" in answers[1], answers
+    assert all(winner.name in text for text in answers), answers
+    assert all(len(interaction.responses) == 1 for interaction in sent)
+    await eventually(lambda: world.title(winner, guild) in ("Song 4", "Song 5"), timeout=ANSWER,
+                     what="the winner playing")  # fmt: skip
+    assert await bots_in(world, guild, room) == {winner.client_id}
