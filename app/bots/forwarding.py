@@ -31,6 +31,7 @@ import discord
 from pymongo.errors import PyMongoError
 
 from app.bots.status import BotState
+from app.music.errors import BotNotResponding
 from app.music.replies import reply_error
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-NOT_RESPONDING = "That bot is not responding right now. Please try again in a moment."
+NOT_RESPONDING = str(BotNotResponding())
 # A forwarded interaction spent up to the claim window (1.5 s) of Discord's 3 s on the way: the
 # acting bot defers anything that takes longer than this.
 FORWARDED_ANSWER_DEADLINE = 0.5

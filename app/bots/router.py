@@ -25,7 +25,7 @@ from app.bots.status import BotState
 from app.db import queries
 from app.db import routing as routing_db
 from app.db.models import ServerStatus
-from app.music.errors import MusicError
+from app.music.errors import BotNotResponding
 from app.music.fleet import ActsElsewhere, Invite
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class FleetRouter:
                 )
             except routing_db.AssignmentFenced:
                 self.lease_fenced(service.bot_id)
-                raise MusicError(f"**{service.name}** can't join right now. Please try again.") from None
+                raise BotNotResponding() from None
             except PyMongoError as exc:
                 # The guild lock still keeps this worker's bots apart; the database is down, so
                 # every worker's bots stop at their renew deadline anyway.
@@ -201,7 +201,7 @@ class FleetRouter:
             except PyMongoError as exc:
                 _log.warning("Guild %d: stale voice assignment not cleared (%s)", guild_id, exc)
                 return service
-        raise MusicError("Another bot is joining your voice channel. Please try again.")
+        raise BotNotResponding()  # the channel's holder changed under us twice: let the user retry
 
     def release_voice(self, service: MusicService, guild_id: int) -> None:
         task = asyncio.create_task(self._release(service, guild_id), name=f"release-voice-{service.bot_id}")

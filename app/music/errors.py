@@ -39,6 +39,14 @@ class MissingVoicePermission(MusicError):
         super().__init__(f"I can't {missing} in {channel_mention}: ask an admin for the permission.")
 
 
+class BotNotResponding(MusicError):
+    """The bot that must act cannot right now: its worker did not take the forwarded request in
+    time, or the bot is losing its lease (docs/SCALING.md, "Forwarding")."""
+
+    def __init__(self) -> None:
+        super().__init__("That bot is not responding right now. Please try again in a moment.")
+
+
 class NotAllowed(MusicError):
     """The member lacks the DJ role (or Manage Server) for this action."""
 
