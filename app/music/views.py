@@ -73,17 +73,33 @@ class QueueView(AnsweringView):
 PickHandler = Callable[[discord.Interaction, wavelink.Playable], Awaitable[None]]
 
 
+def search_custom_id(bot_id: int, guild_id: int) -> str:
+    return f"chorus:search:{bot_id}:{guild_id}"
+
+
 class SearchView(AnsweringView):
     """A select menu of the top results; only the member who searched can pick."""
 
-    def __init__(self, *, owner_id: int, tracks: list[wavelink.Playable], on_pick: PickHandler) -> None:
+    def __init__(
+        self,
+        *,
+        owner_id: int,
+        tracks: list[wavelink.Playable],
+        on_pick: PickHandler,
+        bot_id: int,
+        guild_id: int,
+    ) -> None:
+        """`bot_id`: the bot whose client sends (and so holds) this view. Discord sends the pick
+        to the application the interaction was for, which is another bot when the command was
+        forwarded from another worker: the custom id names this one, so the pick is forwarded
+        here too (docs/SCALING.md, "Forwarding")."""
         super().__init__(timeout=60.0)
         self.owner_id = owner_id
         self.tracks = tracks
         self.on_pick = on_pick
         select: discord.ui.Select[SearchView] = discord.ui.Select(
             placeholder="Pick a track",
-            custom_id="search:pick",
+            custom_id=search_custom_id(bot_id, guild_id),
             options=[
                 discord.SelectOption(
                     label=track.title[:100] or "Untitled",

@@ -10,6 +10,7 @@ from typing import Any
 
 import wavelink
 
+from app.music.views import search_custom_id
 from tests.fakes.discord_interactions import FakeInteraction
 from tests.music.conftest import World, WorldFactory
 
@@ -98,11 +99,12 @@ async def test_a_forged_search_pick_is_refused(make_world: WorldFactory) -> None
     user = await world.user_in_voice()
     search = await world.run(user, "search", query="Song")
     message = search.messages[0]
+    pick_id = search_custom_id(world.bot.client_id, world.guild.id)
     for forged in ("99", "-1", "first"):
-        pick = await world.discord.select(world.bot, message, "search:pick", [forged], user=user, forged=True)
+        pick = await world.discord.select(world.bot, message, pick_id, [forged], user=user, forged=True)
         await pick.wait_for_message(lambda m: bool(m.text), timeout=10)
         _refused(pick, "not one of the results")
     assert world.player() is None  # nothing was queued, nobody joined
-    pick = await world.discord.select(world.bot, message, "search:pick", ["0"], user=user)
+    pick = await world.discord.select(world.bot, message, pick_id, ["0"], user=user)
     await pick.wait_for_response()
     await world.playing("Song 1")

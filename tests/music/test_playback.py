@@ -6,6 +6,7 @@ from typing import Any
 
 import wavelink
 
+from app.music.views import search_custom_id
 from tests.music.conftest import World, WorldFactory, until
 
 
@@ -119,7 +120,8 @@ async def test_search_select_and_autocomplete(make_world: WorldFactory) -> None:
     search = await world.run(user, "search", query="Song")
     assert search.ephemeral and "Song 1" in search.text
     message = search.messages[0]
-    pick = await world.discord.select(world.bot, message, "search:pick", ["2"], user=user)
+    pick_id = search_custom_id(world.bot.client_id, world.guild.id)
+    pick = await world.discord.select(world.bot, message, pick_id, ["2"], user=user)
     await pick.wait_for_response()
     await world.playing("Song 3")
 

@@ -232,7 +232,14 @@ class Playback(commands.Cog):
             answer = await _enqueue(pick_interaction, receiving, [track])
             await pick_interaction.edit_original_response(content=answer, view=None)
 
-        view = SearchView(owner_id=interaction.user.id, tracks=tracks, on_pick=picked)
+        guild_id = interaction.guild_id or 0
+        view = SearchView(
+            owner_id=interaction.user.id,
+            tracks=tracks,
+            on_pick=picked,
+            bot_id=self.music.bot_id,
+            guild_id=guild_id,
+        )
         lines = "\n".join(f"`{i + 1}.` {_describe(t)} by {t.author[:60]}" for i, t in enumerate(tracks))
         await interaction.response.send_message(
             f"Results for `{query[:80]}`:\n{lines}", view=view, ephemeral=True

@@ -20,6 +20,7 @@ from beanie import init_beanie
 
 from app.db.connection import make_client
 from app.db.models import DOCUMENT_MODELS, MusicBot, ServerMusicBot, ServerStatus, VoiceAssignment
+from app.music.views import search_custom_id
 from app.settings import Settings
 from tests.bots.fleet.workers import Fleet, Worker, eventually
 from tests.database_process import DatabaseProcess
@@ -181,11 +182,21 @@ async def test_play_and_skip_received_on_one_worker_act_on_a_bot_of_the_other(wo
     await eventually(lambda: world.title(b, guild) == "Song 3", timeout=ANSWER, what="B skipping to Song 3")
     assert world.title(a, guild) == "Song 1"  # A's own player was not touched
 
+    # /search through A: B's worker answers with the results, so B's client holds the menu; the
+    # pick goes to A's application again and, its custom id naming B, on to B's worker.
+    search = await discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id,
+                                        user=second, name="search", options={"query": "Song 4"})  # fmt: skip
+    results = await search.wait_for_message(timeout=ANSWER)
+    assert "Song 4" in results.text, results.text
+    pick = await discord.select(a, results, search_custom_id(b.client_id, guild.id), ["0"], user=second)
+    picked = await pick.wait_for_message(lambda m: "Results" not in m.text, timeout=ANSWER)
+    assert b.name in picked.text and "Song 4" in picked.text, picked.text
+
     # The fleet-wide routing state: one assignment per playing bot, each naming its own worker.
     rows = {(r.channel_id, r.bot_id) for r in await VoiceAssignment.find_all().to_list()}
     assert rows == {(room_1, a.client_id), (room_2, b.client_id)}
     # Never forwarded back and forth: every interaction was answered exactly once.
-    for interaction in (here, forwarded, queued, skipped):
+    for interaction in (here, forwarded, queued, skipped, search, pick):
         assert len(interaction.responses) == 1, interaction.responses
 
     # B's worker stops answering (frozen, not yet observed dead): nobody claims the forwarded
