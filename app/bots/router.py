@@ -82,10 +82,14 @@ class FleetRouter:
         return owner is not None and owner.id != self.manager.fleet.me
 
     def _ready_elsewhere(self, bot_id: int) -> bool:
+        """Runs on another worker and, as far as its owner has published, is ready (a status not
+        published yet counts: the owner holds the lease; if the bot cannot take the request, the
+        forward is not claimed and the user hears "not responding")."""
         if not self._runs_elsewhere(bot_id):
             return False
         lease = self.manager.fleet.view.lease(bot_id)
-        return lease is not None and lease.status is not None and lease.status.state == BotState.READY.value
+        status = lease.status if lease is not None else None
+        return status is None or status.state == BotState.READY.value
 
     def player_of(self, client_id: int, guild_id: int) -> ChorusPlayer | None:
         for runner in self._runners():
@@ -117,7 +121,7 @@ class FleetRouter:
         local = {service.bot_id for service in services}
         assigned = {a.bot_id for a in assignments or ()}
         for assignment in assignments or ():
-            # A bot of this worker without a player there left a stale row: it is free.
+            # (A row naming a bot of this worker that has no player there is stale: that bot is free.)
             if (
                 assignment.channel_id == channel_id
                 and assignment.bot_id not in local
@@ -161,7 +165,7 @@ class FleetRouter:
 
     async def take_voice(self, service: MusicService, guild_id: int, channel_id: int) -> MusicService:
         fleet = self.manager.fleet
-        for _ in range(2):  # a second try after clearing a stale row of a bot of ours
+        for _ in range(2):  # a second try after clearing a stale row (its bot has no player there)
             try:
                 holder = await routing_db.take_voice(
                     guild_id,

@@ -102,19 +102,23 @@ async def split_over_workers(world: World) -> dict[int, Worker]:
     workers = await world.fleet.start(2)
 
     async def owners() -> dict[int, Worker] | None:
-        listed = (await workers[0].get("/bots"))["bots"]
-        if len(listed) != len(world.bots) or any(b["status"] != "ready" or not b["worker"] for b in listed):
-            return None
         ids: dict[str, Worker] = {}
         for worker in workers:
             (me,) = [w["id"] for w in (await worker.get("/workers"))["workers"] if w["me"]]
             ids[me] = worker
-        by_bot = {int(b["clientId"]): ids.get(b["worker"]) for b in listed}
-        if any(w is None for w in by_bot.values()) or len(set(map(id, by_bot.values()))) != 2:
+        # Every worker's mirror sees every bot ready, on the same worker (what its router reads).
+        views: list[dict[int, str]] = []
+        for worker in workers:
+            listed = (await worker.get("/bots"))["bots"]
+            if len(listed) != len(world.bots) or any(b["status"] != "ready" for b in listed):
+                return None
+            views.append({int(b["clientId"]): b["worker"] for b in listed})
+        if any(view != views[0] for view in views) or set(views[0].values()) != set(ids):
             return None
+        by_bot = {bot: ids[worker_id] for bot, worker_id in views[0].items()}
         if sorted(list(by_bot.values()).count(w) for w in workers) != [2, 2]:
             return None
-        return {bot: worker for bot, worker in by_bot.items() if worker is not None}
+        return by_bot
 
     return await eventually(owners, timeout=SETTLE, what="the bots spread over two workers")
 
