@@ -14,9 +14,10 @@ from pymongo.errors import PyMongoError
 from app import __version__
 from app.api.database import database_error
 from app.api.gate import RequestGate
-from app.api.routes import admin, bots, guilds, health
+from app.api.routes import admin, bots, guilds, health, metrics
 from app.api.schemas import ErrorPublic
 from app.bots.manager import BotManager
+from app.bots.telemetry import build_registry
 from app.db.connection import DatabaseMonitor
 from app.logs import redact
 from app.runtime import Store, apply_discord_endpoints, open_store
@@ -43,6 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = store
         app.state.database_monitor = monitor
         app.state.manager = manager
+        app.state.metrics_registry = build_registry(manager, database_up=lambda: monitor.reachable)
         monitor.start()
         try:
             await manager.initialize()
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(bots.router)
     app.include_router(guilds.router)
     app.include_router(admin.router)
+    app.include_router(metrics.router)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(PyMongoError, database_error)
     app.add_middleware(RequestGate, max_body=MAX_BODY_BYTES)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from app import log_context
 from app.bots.backoff import Backoff
 from app.bots.client import MusicBotClient, ShardedMusicBotClient
 from app.bots.errors import FatalBotError, IdentifyDeferred, ShardingRequired, TokenMismatch
@@ -124,6 +125,11 @@ class BotRunner:
         return self.record.name
 
     def start(self) -> None:
+        # Started in a context naming the bot: every task of it, and all they start (discord.py's,
+        # wavelink's), log with its bot_id (LOG_FORMAT=json).
+        log_context.bot_context(self.client_id).run(self._start_tasks)
+
+    def _start_tasks(self) -> None:
         self._ledger.start()
         install_reconnect_log_filter()
         self._task = asyncio.create_task(self._supervise(), name=f"bot-{self.client_id}")
@@ -141,6 +147,11 @@ class BotRunner:
         await self._ledger.close(timeout=min(timeout, 2.0))
         if self.state is not BotState.FAILED:
             await self._set_state(BotState.STOPPED)
+
+    @property
+    def identify_ledger(self) -> IdentifyLedger:
+        """This bot's IDENTIFYs of the last 24 h and its budget (read by /metrics)."""
+        return self._ledger
 
     def _ready_client(self) -> MusicBotClient | None:
         return self.client if self.state is BotState.READY else None

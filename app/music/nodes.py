@@ -30,6 +30,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import discord
@@ -55,6 +57,8 @@ class _NodeSocket(Websocket):
     node's supervisor's signal to reconnect, with its backoff.
     """
 
+    stats: wavelink.StatsEventPayload | None = None  # Lavalink's latest `stats` op on this connection
+
     async def open(self) -> None:
         node = self.node
         node._status = wavelink.NodeStatus.CONNECTING  # pyright: ignore[reportPrivateUsage]  # see class doc
@@ -70,6 +74,13 @@ class _NodeSocket(Websocket):
         """Called by wavelink's reader on a close frame: reconnecting is the supervisor's job."""
         return
 
+    def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        # wavelink passes Lavalink's `stats` op on without saying which node sent it: keep the
+        # latest here, per connection (/metrics reads players and load from it).
+        if event == "stats_update" and args and isinstance(args[0], wavelink.StatsEventPayload):
+            self.stats = args[0]
+        super().dispatch(event, *args, **kwargs)
+
     async def shut(self) -> None:
         """Stop the reader and close the socket, without wavelink's events or player cleanup."""
         reader = self.keep_alive_task
@@ -82,6 +93,15 @@ class _NodeSocket(Websocket):
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                 async with asyncio.timeout(2.0):  # a stalled server must not hold a stop
                     await self.socket.close()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReport:
+    """One bot's connection to one Lavalink server, as /metrics and the dashboard see it."""
+
+    server: str  # the name in LAVALINK_NODES
+    connected: bool
+    stats: wavelink.StatsEventPayload | None  # the server's latest `stats` op, while connected
 
 
 class _Episode:
@@ -208,6 +228,18 @@ class BotNodes:
     def best(self, *, exclude: wavelink.Node | None = None) -> wavelink.Node | None:
         """The least-loaded healthy node of this bot."""
         return min(self.healthy(exclude=exclude), key=lambda node: len(node.players), default=None)
+
+    def reports(self) -> list[NodeReport]:
+        """Each of this bot's connections, by Lavalink server: up or not, and the server's latest
+        stats (cheap: no I/O)."""
+        reports: list[NodeReport] = []
+        healthy = self.healthy()
+        for spec, node in zip(self._specs, self.nodes, strict=False):
+            socket = node._websocket  # pyright: ignore[reportPrivateUsage]  # ours: a _NodeSocket
+            stats = socket.stats if isinstance(socket, _NodeSocket) else None
+            up = any(node is h for h in healthy)
+            reports.append(NodeReport(server=spec.name, connected=up, stats=stats if up else None))
+        return reports
 
     def owns(self, node: wavelink.Node) -> bool:
         return any(node is own for own in self.nodes)

@@ -23,6 +23,7 @@ import wavelink
 from pymongo.errors import PyMongoError
 
 from app.db.models import PlayerSnapshot, SavedTrack, utcnow
+from app.metrics import SNAPSHOT_WRITES
 from app.music.filters import PRESETS, preset_filters
 from app.music.player import ChorusPlayer
 from app.shutdown import cancel_bounded
@@ -115,6 +116,7 @@ class SnapshotKeeper:
             await collection.replace_one(
                 {"bot_id": bot_id, "guild_id": snapshot.guild_id}, document, upsert=True
             )
+            SNAPSHOT_WRITES.inc()
             saved.append(snapshot.guild_id)
         if prune and self.restored.is_set():
             await collection.delete_many({"bot_id": bot_id, "guild_id": {"$nin": saved}})

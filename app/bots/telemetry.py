@@ -1,0 +1,194 @@
+"""The fleet's gauges for `GET /metrics`, computed at scrape time from memory.
+
+A gauge updated on every event (a bot's state change, a player's pause) would put metric code
+in every corner of the fleet and cost something on every event; a scrape every 15 s or so is
+rarer than the events it summarises. So `FleetCollector` walks the manager's runners once per
+scrape: no I/O, no lock, a few dictionary reads per bot, well under the 50 ms budget at 1,000
+bots (see docs/OPERATIONS.md, "Monitoring"). Labels are bounded: states, Lavalink server names
+from LAVALINK_NODES, and bot ids (at most one series per bot), never guilds or users.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from app.bots.status import BotState
+from app.metrics import EVENT_METRICS
+from app.music.nodes import NodeReport
+from app.music.player import ChorusPlayer
+
+if TYPE_CHECKING:
+    from app.bots.manager import BotManager
+
+__all__ = ("LEASE_STATES", "PLAYER_STATES", "FleetCollector", "LavalinkServerView", "build_registry")
+
+PLAYER_STATES = ("playing", "paused", "stranded", "idle")
+# `chorus_leases{state}` as the multi-worker fleet (docs/SCALING.md) is to export it: `owned` by a
+# live worker, or `unowned` (no owner, or one observed dead). Not exported until leases exist.
+LEASE_STATES = ("owned", "unowned")
+LeaseCounts = Callable[[], Mapping[str, int]]
+
+
+def player_state(player: ChorusPlayer) -> str:
+    if player.stranded_position is not None:
+        return "stranded"  # its Lavalink node died and no other node could take it yet
+    if player.paused:
+        return "paused"
+    if player.playing:
+        return "playing"
+    return "idle"
+
+
+@dataclass
+class LavalinkServerView:
+    """One Lavalink server as this worker's bots see it: connected when any bot's connection to
+    it is up; players and load from its latest `stats` op (Lavalink's own, server-wide)."""
+
+    name: str
+    connections: int = 0
+    connected: int = 0
+    players: int | None = None
+    playing: int | None = None
+    load: float | None = None  # Lavalink's process CPU load, 0..1
+    system_load: float | None = None
+    bots: set[int] = field(default_factory=set)
+
+    @property
+    def state(self) -> str:
+        return "connected" if self.connected else "disconnected"
+
+    def add(self, bot_id: int, report: NodeReport) -> None:
+        self.connections += 1
+        if not report.connected:
+            return
+        self.connected += 1
+        self.bots.add(bot_id)
+        stats = report.stats
+        if stats is not None and self.players is None:  # every connection gets the same stats op
+            self.players, self.playing = stats.players, stats.playing
+            self.load, self.system_load = stats.cpu.lavalink_load, stats.cpu.system_load
+
+
+def lavalink_servers(manager: BotManager) -> list[LavalinkServerView]:
+    """The Lavalink servers of LAVALINK_NODES over every running bot (each has its own nodes)."""
+    servers: dict[str, LavalinkServerView] = {}
+    for runner in manager.runners:
+        client = runner.client
+        if client is None or runner.state in (BotState.FAILED, BotState.STOPPED):
+            continue
+        for report in client.music.nodes.reports():
+            servers.setdefault(report.server, LavalinkServerView(report.server)).add(runner.client_id, report)
+    return list(servers.values())
+
+
+class FleetCollector(Collector):
+    def __init__(
+        self, manager: BotManager, *, database_up: Callable[[], bool], lease_counts: LeaseCounts | None = None
+    ) -> None:
+        self._manager = manager
+        self._database_up = database_up
+        # The multi-worker fleet's hook: until leases exist nothing is exported (never a fake 0).
+        self.lease_counts = lease_counts
+
+    def describe(self) -> list[Metric]:
+        return []  # computed at scrape time; nothing to check for duplicates up front
+
+    def collect(self) -> Iterator[Metric]:
+        runners = self._manager.runners
+        states = Counter(runner.state for runner in runners)
+        bots = GaugeMetricFamily("chorus_bots", "Bots of this worker by state", labels=["state"])
+        for state in BotState:
+            bots.add_metric([state.value], states[state])
+        yield bots
+
+        guilds = voice = 0
+        players: Counter[str] = Counter()
+        budget = GaugeMetricFamily(
+            "chorus_identify_budget_used_ratio",
+            "Share of its daily IDENTIFY budget (IDENTIFY_BUDGET_SHARE of Discord's 1000) a bot has "
+            "used in the last 24 h; at 1 it stops retrying",
+            labels=["bot"],
+        )
+        for runner in runners:
+            ledger = runner.identify_ledger
+            budget.add_metric([str(runner.client_id)], ledger.count() / max(1, ledger.budget))
+            client = runner.client
+            if client is None or runner.state is not BotState.READY:
+                continue
+            guilds += len(client.guilds)
+            for player in client.music.players():
+                players[player_state(player)] += 1
+                voice += player.connected
+        yield _gauge("chorus_guilds", "Guild memberships of this worker's ready bots (a guild with two of "
+                     "our bots counts twice)", guilds)  # fmt: skip
+        yield _gauge("chorus_voice_connections", "Voice channels this worker's bots are connected to", voice)
+        by_state = GaugeMetricFamily("chorus_players", "Music players by state", labels=["state"])
+        for state in PLAYER_STATES:
+            by_state.add_metric([state], players[state])
+        yield by_state
+        yield budget
+
+        yield from _lavalink_metrics(lavalink_servers(self._manager))
+        yield _gauge("chorus_database_up", "1 while the database answers its pings, else 0",
+                     int(self._database_up()))  # fmt: skip
+        if self.lease_counts is not None:
+            counts = self.lease_counts()
+            leases = GaugeMetricFamily(
+                "chorus_leases", "Enabled bots' leases: owned by a live worker, or unowned", labels=["state"]
+            )
+            for state in LEASE_STATES:
+                leases.add_metric([state], counts.get(state, 0))
+            yield leases
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _lavalink_metrics(servers: list[LavalinkServerView]) -> Iterator[Metric]:
+    states = Counter(server.state for server in servers)
+    nodes = GaugeMetricFamily(
+        "chorus_lavalink_nodes",
+        "Lavalink servers (LAVALINK_NODES) by state: connected when any bot of this worker is connected",
+        labels=["state"],
+    )
+    for state in ("connected", "disconnected"):
+        nodes.add_metric([state], states[state])
+    yield nodes
+    players = GaugeMetricFamily(
+        "chorus_lavalink_node_players",
+        "Players on a Lavalink server (its stats op, all clients)",
+        labels=["node"],
+    )
+    cpu = GaugeMetricFamily(
+        "chorus_lavalink_node_cpu_ratio", "Lavalink's own CPU load on a server, 0 to 1 (its stats op)",
+        labels=["node"],
+    )  # fmt: skip
+    for server in servers:
+        if server.players is not None:
+            players.add_metric([server.name], server.players)
+        if server.load is not None:
+            cpu.add_metric([server.name], server.load)
+    yield players
+    yield cpu
+
+
+def build_registry(
+    manager: BotManager, *, database_up: Callable[[], bool], lease_counts: LeaseCounts | None = None
+) -> CollectorRegistry:
+    """What one app's /metrics serves: the event counters, the fleet's gauges, the process."""
+    registry = CollectorRegistry()
+    for metric in EVENT_METRICS:
+        registry.register(metric)
+    registry.register(FleetCollector(manager, database_up=database_up, lease_counts=lease_counts))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
