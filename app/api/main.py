@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from app import __version__
+from app.api.dashboard import routes as dashboard
+from app.api.dashboard.session import DashboardSessions
 from app.api.database import database_error
 from app.api.gate import RequestGate
 from app.api.routes import admin, bots, guilds, health, metrics
@@ -84,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(guilds.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)
+    app.include_router(dashboard.router)
+    app.state.dashboard_sessions = DashboardSessions()
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(PyMongoError, database_error)
     app.add_middleware(RequestGate, max_body=MAX_BODY_BYTES)

@@ -12,6 +12,7 @@ import discord
 from pymongo.errors import PyMongoError
 
 from app.bots.client import MusicBotClient
+from app.bots.events import FleetEvents
 from app.bots.reload import FleetWatcher
 from app.bots.router import FleetRouter
 from app.bots.runner import BotRunner
@@ -45,6 +46,7 @@ class BotManager:
             self, mode=settings.reload_mode, poll_interval=settings.reload_poll_interval
         )
         self.started_at = utcnow()
+        self.events = FleetEvents()  # recent fleet events, for the dashboard
 
     async def initialize(self) -> None:
         """Start every enabled bot in the database (and the development bot, if configured)."""
@@ -95,6 +97,7 @@ class BotManager:
             router=self.router,
             manager=self,
             on_failed=self._bot_failed,
+            events=self.events,
         )
         self._runners[bot.client_id] = runner
         runner.start()

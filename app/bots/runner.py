@@ -18,6 +18,7 @@ from app import log_context
 from app.bots.backoff import Backoff
 from app.bots.client import MusicBotClient, ShardedMusicBotClient
 from app.bots.errors import FatalBotError, IdentifyDeferred, ShardingRequired, TokenMismatch
+from app.bots.events import FleetEvents
 from app.bots.guild_sync import GuildSync
 from app.bots.identify import IdentifyLedger, IdentifyPacer
 from app.bots.router import FleetRouter
@@ -77,6 +78,7 @@ class BotRunner:
         router: FleetRouter,
         manager: BotManager | None = None,
         on_failed: Callable[[BotRunner, str], None] | None = None,
+        events: FleetEvents | None = None,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
         self.record = record
@@ -87,6 +89,7 @@ class BotRunner:
         self._router = router
         self._manager = manager
         self._on_failed = on_failed
+        self._events = events  # the dashboard's recent fleet events
         self.client: MusicBotClient | None = None
         self.state = BotState.STARTING
         self.since: datetime = utcnow()
@@ -197,7 +200,8 @@ class BotRunner:
     # -- supervision ------------------------------------------------------------------------
 
     async def _set_state(self, state: BotState, *, error: str | None = None) -> None:
-        if state is not self.state:
+        old = self.state
+        if state is not old:
             self.state = state
             self.since = utcnow()
         if state in (BotState.STARTING, BotState.RECONNECTING) and self.down_since is None:
@@ -205,6 +209,8 @@ class BotRunner:
         if error is not None:
             # Shown by /bots, /clones and the owner's DM: bounded, one line, nothing secret.
             self.last_error = public_reason(error)
+        if self._events is not None and state is not old:
+            self._events.state_changed(self.client_id, self.name, old, state, self.last_error)
         async with self._state_changed:
             self._state_changed.notify_all()
 
@@ -242,6 +248,8 @@ class BotRunner:
             client.add_listener(self._on_shard_ready, "on_shard_ready")
         for event in ("on_guild_join", "on_guild_remove", "on_guild_available", "on_guild_unavailable"):
             client.add_listener(self._on_guild_change, event)
+        if self._events is not None:
+            self._events.watch(client, bot_id=self.client_id, name=self.name)
         return client
 
     def _music_config(self) -> MusicConfig:
