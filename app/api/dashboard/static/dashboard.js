@@ -20,6 +20,9 @@
 
   function cell(label, text, options) {
     const el = document.createElement(options && options.header ? "th" : "td");
+    // Explicit roles: on a phone the CSS stacks each row as a card, and display: block would
+    // otherwise take the table's meaning away from screen readers.
+    el.setAttribute("role", options && options.header ? "rowheader" : "cell");
     if (options && options.header) el.scope = "row";
     el.dataset.label = label;
     el.textContent = text;
@@ -33,6 +36,7 @@
 
   function row(attributes, cells) {
     const tr = document.createElement("tr");
+    tr.setAttribute("role", "row");
     for (const [name, value] of Object.entries(attributes)) tr.setAttribute(name, value);
     for (const td of cells) tr.appendChild(td);
     return tr;
@@ -43,9 +47,11 @@
     const rows = items.map(toRow);
     if (!rows.length) {
       const td = document.createElement("td");
+      td.setAttribute("role", "cell");
       td.colSpan = columns;
       td.textContent = emptyText;
       const tr = document.createElement("tr");
+      tr.setAttribute("role", "row");
       tr.className = "empty";
       tr.appendChild(td);
       rows.push(tr);
