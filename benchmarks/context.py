@@ -37,6 +37,8 @@ class BenchConfig:
     play_users: int = 50  # concurrent /play users, spread evenly over the voice channels
     play_warm_rounds: int = 5  # bursts after every channel has a bot playing
     reload_inserts: int = 20  # hot reload: bots inserted one after the other, per variant
+    metrics_bots: int = 1000  # monitoring: the goal is a cheap /metrics at 1,000 bots
+    metrics_scrapes: int = 50
     profile: bool = True
     profile_bots: int = 100
     chart: bool = True
@@ -53,6 +55,8 @@ class BenchConfig:
             needed.append(self.play_bots)
         if "hot_reload" in benchmarks:
             needed.append(self.reload_inserts + 1)
+        if "metrics" in benchmarks:
+            needed.append(self.metrics_bots)
         if "profiles" in benchmarks and self.profile:
             needed.append(self.profile_bots)
         return max(needed)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.tokens import generate_key
-from benchmarks import commands, fleet, hot_reload, http_api, profiles
+from benchmarks import commands, fleet, hot_reload, http_api, metrics_scrape, profiles
 from benchmarks.context import BenchConfig, BenchContext
 from benchmarks.processes import REPO, BenchError, Children, cpu_reading, foreign_cpu_share
 from benchmarks.report import machine, render_markdown, utc_now, write_chart, write_json
@@ -39,7 +39,7 @@ class Benchmark(Protocol):
     def targets(self, result: dict[str, Any]) -> list[Target]: ...
 
 
-BENCHMARKS: tuple[Benchmark, ...] = (fleet, http_api, commands, hot_reload, profiles)
+BENCHMARKS: tuple[Benchmark, ...] = (fleet, http_api, commands, hot_reload, metrics_scrape, profiles)
 REPORT = "PERFORMANCE.md"
 DATA = "performance.json"
 CHART = "performance.png"
@@ -86,6 +86,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="commands: concurrent /play users (50)")  # fmt: skip
     parser.add_argument("--play-warm-rounds", type=int, default=defaults.play_warm_rounds,
                         help="commands: warm bursts after the cold one (5)")  # fmt: skip
+    parser.add_argument("--metrics-bots", type=int, default=defaults.metrics_bots,
+                        help="monitoring: bots connected while /metrics is scraped (1000)")  # fmt: skip
+    parser.add_argument("--metrics-scrapes", type=int, default=defaults.metrics_scrapes,
+                        help="monitoring: /metrics requests timed (50)")  # fmt: skip
     parser.add_argument("--reload-inserts", type=int, default=defaults.reload_inserts,
                         help="hot reload: bots inserted per GUILD_READY_TIMEOUT variant (20)")  # fmt: skip
     parser.add_argument("--profile-bots", type=int, default=defaults.profile_bots)
@@ -127,6 +131,8 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         play_users=args.play_users,
         play_warm_rounds=args.play_warm_rounds,
         reload_inserts=args.reload_inserts,
+        metrics_bots=args.metrics_bots,
+        metrics_scrapes=args.metrics_scrapes,
         profile=not args.no_profile and "profiles" in args.only.split(","),
         profile_bots=args.profile_bots,
         chart=not args.no_chart,

@@ -144,10 +144,10 @@ class IdentifyLedger:
             return False
         return True
 
-    def count(self) -> int:
-        """IDENTIFYs of the last 24 h. Both lists are kept sorted: a bisection each, so /metrics can
-        ask every bot at every scrape."""
-        since = utcnow() - WINDOW
+    def count(self, *, now: datetime | None = None) -> int:
+        """IDENTIFYs of the 24 h before `now` (default: now). Both lists are kept sorted: a
+        bisection each, so /metrics can ask every bot at every scrape."""
+        since = (now or utcnow()) - WINDOW
         return (
             len(self._earlier) - bisect.bisect_left(self._earlier, since)
             + len(self._mine) - bisect.bisect_left(self._mine, since)
