@@ -124,7 +124,12 @@ class FleetCollector(Collector):
             labels=["bot"],
         )
         now = utcnow()
-        for runner in self._manager.runners:
+        runners = self._manager.runners
+        # Disabled bots are listed by the manager but never run: they have no runner.
+        states[BotState.DISABLED] = len(
+            self._manager.known_client_ids() - {runner.client_id for runner in runners}
+        )
+        for runner in runners:
             state = runner.state
             states[state] += 1
             ledger = runner.identify_ledger

@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
+from pymongo import AsyncMongoClient
 
 from app.bots.status import BotState
 from app.metrics import INTERACTIONS
+from app.settings import Settings
+from tests.fakes.discord import FakeDiscord
+from tests.fleet import running_app, store_bot
 from tests.music.conftest import World, WorldFactory, until
 from tests.prometheus_text import Samples, parse, value
 
@@ -148,3 +153,25 @@ async def test_metrics_token_requires_a_bearer(make_world: WorldFactory) -> None
     assert value(samples, "chorus_bots", state="ready") == 1
     # Open by default, like /health; never part of the JSON API's schema.
     assert "/metrics" not in (await http.get("/openapi.json")).json()["paths"]
+
+
+async def test_disabled_bots_are_counted_and_listed(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    settings = fleet_settings.model_copy(update={"admin_api_token": SecretStr("t")})
+    running_bot, disabled = fake_discord.add_bot(name="On"), fake_discord.add_bot(name="Off")
+    await store_bot(mongo, settings, running_bot)
+    await store_bot(mongo, settings, disabled, enabled=False)
+    async with running_app(settings) as running:
+        await running.wait_for(running_bot, BotState.READY)
+        samples = parse((await running.http.get("/metrics")).text)
+        assert value(samples, "chorus_bots", state="ready") == 1
+        assert value(samples, "chorus_bots", state="disabled") == 1
+        signed = await running.http.post(
+            "/dashboard/sign-in",
+            content="token=t",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        cookie = signed.headers["set-cookie"].split(";")[0]
+        view = (await running.http.get("/dashboard/state", headers={"Cookie": cookie})).json()
+        assert [(bot["name"], bot["state"]) for bot in view["bots"]] == [("On", "ready"), ("Off", "disabled")]

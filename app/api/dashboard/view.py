@@ -30,6 +30,7 @@ _STATE_ORDER = {
     BotState.STARTING: 2,
     BotState.READY: 3,
     BotState.STOPPED: 4,
+    BotState.DISABLED: 5,
 }
 
 
@@ -109,24 +110,23 @@ class FleetView(_View):
 def fleet_view(manager: BotManager, *, database_up: bool, address: str, events: FleetEvents) -> FleetView:
     """The fleet as this worker sees it (a fleet of one worker until issue 13's mirror exists)."""
     worker = log_context.worker_id()
-    runners = sorted(
-        manager.runners, key=lambda r: (_STATE_ORDER.get(r.state, 9), r.name.lower(), r.client_id)
+    statuses = sorted(
+        manager.statuses(), key=lambda s: (_STATE_ORDER.get(s.state, 9), s.name.lower(), s.client_id)
     )
-    bots: list[BotView] = []
-    playing: list[PlayingView] = []
-    for runner in runners:
-        status = runner.status()
-        bots.append(
-            BotView(
-                client_id=str(status.client_id),
-                name=status.name,
-                state=status.state,
-                guilds=status.guilds,
-                latency_ms=status.latency_ms,
-                worker=worker,
-                last_error=public_reason(status.last_error) if status.last_error else None,
-            )
+    bots = [
+        BotView(
+            client_id=str(status.client_id),
+            name=status.name,
+            state=status.state,
+            guilds=status.guilds,
+            latency_ms=status.latency_ms,
+            worker=worker,
+            last_error=public_reason(status.last_error) if status.last_error else None,
         )
+        for status in statuses
+    ]
+    playing: list[PlayingView] = []
+    for runner in manager.runners:
         client = runner.client
         if client is None or runner.state is not BotState.READY:
             continue
@@ -148,8 +148,8 @@ def fleet_view(manager: BotManager, *, database_up: bool, address: str, events: 
                     state=player_state(player),
                     listeners=len(music.listeners(player)),
                     queued=len(player.queue),
-                    bot=status.name,
-                    bot_id=str(status.client_id),
+                    bot=runner.name,
+                    bot_id=str(runner.client_id),
                 )
             )
     playing.sort(key=lambda p: (p.guild.lower(), p.channel.lower()))
