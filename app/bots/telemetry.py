@@ -136,15 +136,9 @@ class FleetCollector(Collector):
             used = ledger.count(now=now) / max(1, ledger.budget)
             if used >= BUDGET_SHOWN:
                 budget.add_metric([str(ledger.client_id)], used)
+            _add_links(servers, runner)
             client = runner.client
-            if client is None or state is BotState.FAILED or state is BotState.STOPPED:
-                continue
-            for report in client.music.nodes.reports():
-                server = servers.get(report.server)
-                if server is None:
-                    server = servers[report.server] = LavalinkServerView(report.server)
-                server.add(report)
-            if state is not BotState.READY:
+            if client is None or state is not BotState.READY:
                 continue
             guilds += len(client.guilds)
             for player in client.music.players():
