@@ -129,7 +129,7 @@ def command_key(context: app_commands.TranslationContextTypes) -> str | None:
         return f"cmd.{_path(data.qualified_name)}.{part}"
     if isinstance(data, app_commands.Parameter):
         part = "name" if where is Where.parameter_name else "desc"
-        return f"cmd.{_path(data.command.qualified_name)}.opt.{data.name}.{part}"
+        return f"cmd.{_path(data.command.qualified_name)}.opt.{data.display_name}.{part}"
     if isinstance(data, app_commands.Choice):
         return f"choice.{data.value}"
     return None
