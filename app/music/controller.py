@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
+# Channels a controller can be posted in (and edited and deleted through a partial message).
+Postable = discord.TextChannel | discord.VoiceChannel | discord.StageChannel | discord.Thread
+
 # kind -> (emoji, label key, row)
 BUTTONS: dict[str, tuple[str, str, int]] = {
     "previous": ("⏮️", "controller.previous", 0),
@@ -171,11 +174,11 @@ class Controllers:
         self._service = service
         self._refused: set[int] = set()  # channels where posting failed (logged once)
 
-    def _channel(self, player: ChorusPlayer) -> discord.abc.Messageable | None:
+    def _channel(self, player: ChorusPlayer) -> Postable | None:
         if player.guild is None or player.text_channel_id is None:
             return None
-        channel = player.guild.get_channel(player.text_channel_id)
-        return channel if isinstance(channel, discord.abc.Messageable) else None
+        channel = player.guild.get_channel_or_thread(player.text_channel_id)
+        return channel if isinstance(channel, Postable) else None
 
     async def _content(self, player: ChorusPlayer, track: wavelink.Playable | None) -> dict[str, Any]:
         assert player.guild is not None
@@ -206,15 +209,12 @@ class Controllers:
             return
         await self._edit(player, channel, await self._content(player, player.current))
 
-    async def _edit(
-        self, player: ChorusPlayer, channel: discord.abc.Messageable, content: dict[str, Any]
-    ) -> bool:
+    async def _edit(self, player: ChorusPlayer, channel: Postable, content: dict[str, Any]) -> bool:
         message_id = player.controller_message_id
-        if message_id is None or not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        if message_id is None:
             return False
-        partial = channel.get_partial_message(message_id)  # type: ignore[union-attr]  # text-like channels
         try:
-            await partial.edit(**content)
+            await channel.get_partial_message(message_id).edit(**content)
         except discord.NotFound:
             player.controller_message_id = None  # deleted by someone: a new one is posted
             return False
@@ -227,10 +227,10 @@ class Controllers:
         """The player left: its controller goes too."""
         channel = self._channel(player)
         message_id, player.controller_message_id = player.controller_message_id, None
-        if channel is None or message_id is None or not isinstance(channel, discord.abc.GuildChannel):
+        if channel is None or message_id is None:
             return
         with contextlib.suppress(discord.HTTPException):
-            await channel.get_partial_message(message_id).delete()  # type: ignore[attr-defined]  # text-like channels
+            await channel.get_partial_message(message_id).delete()
 
     def _log_refused(self, player: ChorusPlayer, exc: discord.HTTPException) -> None:
         channel_id = player.text_channel_id or 0

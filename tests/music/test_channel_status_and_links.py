@@ -19,19 +19,29 @@ async def test_the_channel_shows_the_track_until_the_player_leaves(make_world: W
     await world.run(user, "play", query="Song 2")
     await world.playing("Song 1")
     channel = world.voice_channel
-    await until(lambda: world.discord.voice_status(channel) == "🎶 Song 1 — Band", what="status set")
+    await until(
+        lambda: world.discord.voice_status(channel) == "🎶 Song 1 — Band", timeout=30, what="status set"
+    )
 
     await world.run(user, "skip")
-    await until(lambda: world.discord.voice_status(channel) == "🎶 Song 2 — Band", what="status follows")
+    await until(
+        lambda: world.discord.voice_status(channel) == "🎶 Song 2 — Band", timeout=30, what="status follows"
+    )
 
     off = await world.run(admin, "settings", subcommand="channel-status", state="off")
     assert "Voice channel status **off**" in off.text
-    await until(lambda: world.discord.voice_status(channel) is None, what="cleared when turned off")
+    await until(
+        lambda: world.discord.voice_status(channel) is None, timeout=30, what="cleared when turned off"
+    )
     await world.run(admin, "settings", subcommand="channel-status", state="on")
-    await until(lambda: world.discord.voice_status(channel) == "🎶 Song 2 — Band", what="shown again")
+    await until(
+        lambda: world.discord.voice_status(channel) == "🎶 Song 2 — Band", timeout=30, what="shown again"
+    )
 
     await world.run(user, "leave")
-    await until(lambda: world.discord.voice_status(channel) is None, what="cleared when the player leaves")
+    await until(
+        lambda: world.discord.voice_status(channel) is None, timeout=30, what="cleared when the player leaves"
+    )
 
 
 async def test_without_the_permission_it_is_logged_once_and_music_goes_on(

@@ -38,11 +38,11 @@ async def test_one_controller_per_player_edited_on_each_track_and_gone_with_the_
 
     await world.run(user, "skip")
     await world.playing("Song 2")
-    await until(lambda: "Song 2" in controller.text, what="the controller shows the new track")
+    await until(lambda: "Song 2" in controller.text, timeout=30, what="the controller shows the new track")
     assert _controllers(world) == [controller]  # edited, not a new message per track
 
     await world.run(user, "leave")
-    await until(lambda: controller.deleted, what="the controller is cleaned up")
+    await until(lambda: controller.deleted, timeout=30, what="the controller is cleaned up")
     assert _controllers(world) == []
 
 
@@ -59,37 +59,39 @@ async def test_buttons_act_with_the_commands_rules(make_world: WorldFactory) -> 
     assert player is not None
 
     pause = await world.discord.click_button(world.bot, controller, _id(world, "pause"), user=alice)
-    await pause.wait_for_message()
+    await pause.wait_for_message(timeout=30)
     assert pause.ephemeral and "Paused" in pause.text
-    await until(lambda: lavalink_player.paused)
-    await until(lambda: any(b.label == "Resume" for b in controller.buttons), what="the label follows")
+    await until(lambda: lavalink_player.paused, timeout=30)
+    await until(
+        lambda: any(b.label == "Resume" for b in controller.buttons), timeout=30, what="the label follows"
+    )
 
     loop = await world.discord.click_button(world.bot, controller, _id(world, "loop"), user=alice)
-    await loop.wait_for_message()
+    await loop.wait_for_message(timeout=30)
     assert "track" in loop.text and player.queue.mode is wavelink.QueueMode.loop
 
     # A DJ role: Bob (no role, not alone, not the requester) votes instead of skipping...
     dj_role = world.discord.add_role(world.guild.id, "DJ")
     await world.service().guild_settings.update(world.guild.id, dj_role_id=dj_role)
     vote = await world.discord.click_button(world.bot, controller, _id(world, "skip"), user=bob)
-    await vote.wait_for_message()
+    await vote.wait_for_message(timeout=30)
     assert "Vote to skip: 1/2" in vote.text
     assert player.current is not None and player.current.title == "Song 1"
     # ... and may not stop, shuffle or go back: the same refusals as the commands.
     for kind, phrase in (("stop", "stop the music"), ("shuffle", "shuffle the queue")):
         refused = await world.discord.click_button(world.bot, controller, _id(world, kind), user=bob)
-        await refused.wait_for_message()
+        await refused.wait_for_message(timeout=30)
         assert refused.ephemeral and f"Only DJs can {phrase}" in refused.text
     assert len(player.queue) == 2
 
     queue = await world.discord.click_button(world.bot, controller, _id(world, "queue"), user=bob)
-    await queue.wait_for_message()
+    await queue.wait_for_message(timeout=30)
     assert queue.ephemeral and "Song 2" in queue.text and "Song 3" in queue.text
 
     outsider = world.discord.add_user(name="Carol")
     world.discord.add_member(world.guild.id, outsider)
     away = await world.discord.click_button(world.bot, controller, _id(world, "pause"), user=outsider)
-    await away.wait_for_message()
+    await away.wait_for_message(timeout=30)
     assert away.ephemeral and "Join a voice channel first" in away.text
 
 
@@ -105,9 +107,9 @@ async def test_nowplaying_carries_the_buttons_and_they_say_when_the_player_ended
     assert _id(world, "skip") in {b.custom_id for b in message.buttons}
 
     await world.run(user, "leave")
-    await until(lambda: world.player() is None)
+    await until(lambda: world.player() is None, timeout=30)
     ended = await world.discord.click_button(world.bot, message, _id(world, "pause"), user=user)
-    await ended.wait_for_message()
+    await ended.wait_for_message(timeout=30)
     assert ended.ephemeral and "This player has ended" in ended.text
 
 
@@ -123,10 +125,12 @@ async def test_buttons_survive_a_restart(make_world: WorldFactory) -> None:
     await world.playing("Song 1")
     # A fresh client, no view of ours in memory: the DynamicItem answers from the custom id.
     skip = await world.discord.click_button(world.bot, controller, _id(world, "skip"), user=user)
-    await skip.wait_for_message()
+    await skip.wait_for_message(timeout=30)
     assert "Skipped **Song 1**" in skip.text
     await world.playing("Song 2")
-    await until(lambda: "Song 2" in controller.text, what="the resumed player edits the same controller")
+    await until(
+        lambda: "Song 2" in controller.text, timeout=30, what="the resumed player edits the same controller"
+    )
     assert _controllers(world) == [controller]
 
 
@@ -140,7 +144,7 @@ async def test_previous_button_goes_back(make_world: WorldFactory) -> None:
     await world.playing("Song 2")
     controller = await world.discord.wait_for_channel_message(world.text_channel, lambda m: bool(m.buttons))
     back = await world.discord.click_button(world.bot, controller, _id(world, "previous"), user=user)
-    await back.wait_for_message()
+    await back.wait_for_message(timeout=30)
     assert "Back to **Song 1**" in back.text
     await world.playing("Song 1")
     player = world.player()

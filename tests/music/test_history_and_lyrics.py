@@ -68,8 +68,8 @@ async def test_lyrics_of_the_current_track_and_of_a_query(make_world: WorldFacto
     assert "line 299" not in message.text
     assert world.lavalink.requests_matching("GET", "/track/lyrics")  # the session/player route
     click = await world.discord.click_button(world.bot, message, "lyrics:next", user=user)
-    await click.wait_for_response()
-    await until(lambda: "Page 2/" in message.text, what="the next lyrics page")
+    await click.wait_for_response(timeout=30)
+    await until(lambda: "Page 2/" in message.text, timeout=30, what="the next lyrics page")
 
     other = await world.run(user, "lyrics", query="Song 2")
     assert "Only words of song two" in other.text

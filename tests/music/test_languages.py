@@ -14,7 +14,7 @@ async def _run(world: World, user: FakeUser, name: str, *, locale: str, **option
         world.bot, guild_id=world.guild.id, channel_id=world.text_channel, user=user,
         name=name, options=options, locale=locale,
     )  # fmt: skip
-    await interaction.wait_for_message(lambda message: bool(message.text), timeout=10)
+    await interaction.wait_for_message(lambda message: bool(message.text), timeout=30)
     return interaction
 
 
@@ -23,7 +23,7 @@ async def _admin_run(world: World, admin: FakeUser, language: str, *, locale: st
         world.bot, guild_id=world.guild.id, channel_id=world.text_channel, user=admin,
         name="settings", subcommand="language", options={"language": language}, locale=locale,
     )  # fmt: skip
-    await interaction.wait_for_message(lambda message: bool(message.text), timeout=10)
+    await interaction.wait_for_message(lambda message: bool(message.text), timeout=30)
     return interaction
 
 
@@ -46,7 +46,7 @@ async def test_answers_errors_and_buttons_follow_the_members_locale(make_world: 
     controller = await world.discord.wait_for_channel_message(world.text_channel, lambda m: bool(m.buttons))
     pause_id = f"chorus:pause:{world.bot.client_id}:{world.guild.id}"
     pressed = await world.discord.click_button(world.bot, controller, pause_id, user=somchai, locale="th")
-    await pressed.wait_for_message()
+    await pressed.wait_for_message(timeout=30)
     assert pressed.ephemeral and "หยุดชั่วคราวแล้ว" in pressed.text
 
     queue = await _run(world, somchai, "queue", locale="th")
@@ -68,7 +68,7 @@ async def test_the_servers_language_wins_for_every_bot(make_world: WorldFactory)
         world.bots[1], guild_id=world.guild.id, channel_id=world.text_channel, user=alice,
         name="queue", options={},
     )  # fmt: skip
-    await other.wait_for_message(lambda message: bool(message.text), timeout=10)
+    await other.wait_for_message(lambda message: bool(message.text), timeout=30)
     assert "คิวเพลง" in other.text
 
     controller = await world.discord.wait_for_channel_message(world.text_channel, lambda m: bool(m.buttons))

@@ -19,7 +19,7 @@ async def _playlist(
         bot or world.bot, guild_id=world.guild.id, channel_id=world.text_channel, user=user,
         name="playlist", subcommand=subcommand, options=options,
     )  # fmt: skip  # an option called `name`: World.run takes `name` itself
-    await interaction.wait_for_message(lambda message: bool(message.text), timeout=10)
+    await interaction.wait_for_message(lambda message: bool(message.text), timeout=30)
     return interaction
 
 
@@ -47,7 +47,7 @@ async def test_save_list_show_load_on_another_bot(make_world: WorldFactory) -> N
     loaded = await _playlist(world, alice, "load", bot=world.bots[1], name="Road trip")
     assert "Added 3 track(s) from **Road trip**" in loaded.text
     await until(lambda: (p := world.player(world.bots[1])) is not None and p.channel is not None
-                and p.channel.id == elsewhere, what="the second bot plays in Room 2")  # fmt: skip
+                and p.channel.id == elsewhere, timeout=30, what="the second bot plays in Room 2")  # fmt: skip
     await world.playing("Song 1", world.bots[1])
     assert len(world.lavalink.requests_matching("GET", "/v4/loadtracks")) == searches  # no new search
 
@@ -55,7 +55,7 @@ async def test_save_list_show_load_on_another_bot(make_world: WorldFactory) -> N
         world.bot, guild_id=world.guild.id, channel_id=world.text_channel, user=alice,
         name="playlist", subcommand="load", focused="name", options={"name": "road"},
     )  # fmt: skip
-    await autocomplete.wait_for_response()
+    await autocomplete.wait_for_response(timeout=30)
     assert autocomplete.choices == [{"name": "Road trip", "value": "Road trip"}]
 
 

@@ -17,7 +17,7 @@ async def _autocomplete(world: World, user: Any, text: str) -> list[dict[str, An
         world.bot, guild_id=world.guild.id, channel_id=world.text_channel, user=user,
         name="play", focused="query", options={"query": text},
     )  # fmt: skip
-    await interaction.wait_for_response()
+    await interaction.wait_for_response(timeout=30)
     return interaction.choices or []
 
 
@@ -87,7 +87,7 @@ async def test_queue_pages_ranges_skipto_and_replay(make_world: WorldFactory) ->
     await world.lavalink.advance(30_000)
     replayed = await world.run(alice, "replay")
     assert "Playing **Track 8** again from the start" in replayed.text
-    await until(lambda: lavalink_player.position_ms == 0, what="back at the start")
+    await until(lambda: lavalink_player.position_ms == 0, timeout=30, what="back at the start")
 
 
 async def test_non_djs_remove_only_their_own_tracks_in_a_range(make_world: WorldFactory) -> None:

@@ -8,8 +8,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from app.music import actions
-from app.music.access import acted, caller_channel, controlled_player
-from app.music.errors import NothingPlaying
+from app.music.access import acted, controlled_player
+from app.music.errors import AudioBackendUnavailable, NothingPlaying
 from app.music.formatting import page_count
 from app.music.language import tr
 from app.music.lyrics import Lyrics, pages, player_lyrics, track_lyrics
@@ -58,13 +58,12 @@ class History(commands.Cog):
                 result = await music.search(query)
                 tracks = result.tracks if isinstance(result, wavelink.Playlist) else result
                 node = music.nodes.best()
-                if node is None or not tracks:
-                    raise NothingPlaying()
+                if node is None:
+                    raise AudioBackendUnavailable()
                 return tracks[0].title, await track_lyrics(node, tracks[0].encoded)
 
             title, found = await within_deadline(interaction, look_up())
         else:
-            caller_channel(interaction)
             player = controlled_player(self.music, interaction)
             current = player.current
             if current is None:
