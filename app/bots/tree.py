@@ -13,9 +13,11 @@ from discord import app_commands
 from discord.interactions import InteractionResponse
 
 from app import log_context
+from app.i18n import text
 from app.metrics import InteractionOutcome, observe_interaction
 from app.music.errors import AllBotsBusy, MusicError
-from app.music.replies import UNEXPECTED, describe, reply_error
+from app.music.language import language, remember_language
+from app.music.replies import UNEXPECTED_KEY, describe, reply_error
 
 _log = logging.getLogger(__name__)
 
@@ -56,6 +58,9 @@ class ChorusTree(app_commands.CommandTree[discord.Client]):
             guild=interaction.guild_id,
             command_name=_command_name(interaction),
         )
+        # The answer language (the member's, or the guild's choice) is known before any command
+        # runs, so its answers and this tree's error answers agree.
+        await remember_language(interaction)
         return True
 
     async def _call(self, interaction: discord.Interaction) -> None:
@@ -78,21 +83,21 @@ class ChorusTree(app_commands.CommandTree[discord.Client]):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> InteractionOutcome:
         original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        lang = language(interaction)
         if isinstance(original, AllBotsBusy) and original.invite_url:
             view = discord.ui.View()
-            view.add_item(
-                discord.ui.Button(label=f"Invite {original.invite_name}"[:80], url=original.invite_url)
-            )
-            await reply_error(interaction, str(original), view=view)
+            label = text(lang, "invite.button", name=original.invite_name or "")
+            view.add_item(discord.ui.Button(label=label[:80], url=original.invite_url))
+            await reply_error(interaction, original.render(lang), view=view)
             return InteractionOutcome.USER_ERROR
         if isinstance(original, MusicError):
-            await reply_error(interaction, str(original))
+            await reply_error(interaction, original.render(lang))
             return InteractionOutcome.USER_ERROR
         if isinstance(original, app_commands.CheckFailure | app_commands.TransformerError):
-            await reply_error(interaction, str(original) or "You can't use this command here.")
+            await reply_error(interaction, text(lang, "error.cannot_use_here"))
             return InteractionOutcome.USER_ERROR
         _log.error("Command %s failed", describe(interaction), exc_info=original)
-        await reply_error(interaction, UNEXPECTED)
+        await reply_error(interaction, text(lang, UNEXPECTED_KEY))
         return InteractionOutcome.FAILED
 
 

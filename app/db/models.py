@@ -94,6 +94,8 @@ class GuildSettings(Document):
     dj_role_id: int | None = None
     announce_now_playing: bool = True
     stay_24_7: bool = False
+    # The voice channel's status shows the current track (needs Set Voice Channel Status).
+    channel_status: bool = True
     updated_at: datetime = Field(default_factory=utcnow)
 
     class Settings:
@@ -129,6 +131,10 @@ class PlayerSnapshot(Document):
     volume: int = 100
     filter_preset: str = "reset"
     paused: bool = False
+    # The last played tracks, oldest first (at most HISTORY_SIZE), for /history and /previous.
+    history: list[SavedTrack] = Field(default_factory=list)
+    # The now-playing controller message, so a restored player keeps updating the same one.
+    controller_message_id: int | None = None
     saved_at: datetime = Field(default_factory=utcnow)
 
     class Settings:
@@ -142,10 +148,55 @@ class PlayerSnapshot(Document):
         ]
 
 
+class GuildPreferences(Document):
+    """What a guild chose for every bot of the network (unlike `GuildSettings`, not per bot)."""
+
+    guild_id: Annotated[int, Indexed(unique=True)]
+    # "en" or "th": answers in that language whatever each member's Discord language;
+    # None: each member's own Discord language.
+    language: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "guild_preferences"
+
+
+class PlaylistTrack(BaseModel):
+    """A saved track: Lavalink's encoded track and info (loading needs no search or decode call)."""
+
+    encoded: str
+    info: dict[str, Any]
+    title: str
+    uri: str | None = None
+
+
+class UserPlaylist(Document):
+    """A playlist of one Discord user: it follows them across every bot of the network."""
+
+    user_id: int
+    name: str
+    name_key: str  # casefolded name: "Chill" and "chill" are one playlist
+    tracks: list[PlaylistTrack] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "user_playlists"
+        indexes = [
+            IndexModel(
+                [("user_id", pymongo.ASCENDING), ("name_key", pymongo.ASCENDING)],
+                unique=True,
+                name="user_name_unique",
+            )
+        ]
+
+
 DOCUMENT_MODELS: list[type[Document]] = [
     MusicBot,
     ServerMusicBot,
     BotIdentifyLog,
     GuildSettings,
     PlayerSnapshot,
+    GuildPreferences,
+    UserPlaylist,
 ]

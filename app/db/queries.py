@@ -9,7 +9,15 @@ from datetime import datetime, timedelta
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
-from app.db.models import BotIdentifyLog, MusicBot, PlayerSnapshot, ServerMusicBot, ServerStatus, utcnow
+from app.db.models import (
+    BotIdentifyLog,
+    GuildPreferences,
+    MusicBot,
+    PlayerSnapshot,
+    ServerMusicBot,
+    ServerStatus,
+    utcnow,
+)
 
 IDENTIFY_WINDOW = timedelta(hours=24)
 INVITE_EXPIRED = "invite expired unused"
@@ -269,3 +277,10 @@ async def forget_player_snapshots(client_id: int) -> int:
     """
     result = await PlayerSnapshot.get_pymongo_collection().delete_many({"bot_id": client_id})
     return result.deleted_count
+
+
+async def set_guild_language(guild_id: int, language: str | None) -> None:
+    """The one write of a guild's language (`/settings language`), for every bot of the network."""
+    await GuildPreferences.get_pymongo_collection().update_one(
+        {"guild_id": guild_id}, {"$set": {"language": language, "updated_at": utcnow()}}, upsert=True
+    )

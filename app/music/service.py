@@ -16,13 +16,18 @@ import wavelink
 from discord.ext import commands
 from pymongo.errors import PyMongoError
 
+from app.i18n import Tr
+from app.music.channel_status import ChannelStatus
 from app.music.config import LavalinkNodeSpec
+from app.music.controller import Controllers
 from app.music.errors import AudioBackendUnavailable, MissingVoicePermission, MusicError, NoResults
 from app.music.fleet import MusicFleet
-from app.music.formatting import format_duration, track_length
+from app.music.formatting import format_duration
 from app.music.guild_settings import GuildSettingsStore
+from app.music.language import LanguageStore
 from app.music.nodes import BotNodes, fetch_tracks
-from app.music.player import ChorusPlayer, requester_name
+from app.music.player import ChorusPlayer
+from app.music.search_cache import SearchCache
 from app.music.snapshots import SnapshotKeeper
 from app.shutdown import cancel_bounded, run_bounded
 
@@ -57,7 +62,13 @@ class MusicService:
             reconnect_max_delay=config.reconnect_max_delay,
         )
         self.guild_settings = GuildSettingsStore(self.bot_id)
+        self.languages = LanguageStore(self.guild_settings)
+        self.controllers = Controllers(self)
+        self.channel_status = ChannelStatus(self)
+        self.autocomplete = SearchCache()
         self.fleet = fleet
+        self._closing = False
+        self._chores: set[asyncio.Task[None]] = set()  # cleanups after a player left
         self._idle_task: asyncio.Task[None] | None = None
         # Ours, not discord.py's `voice_clients`: a re-identify (op 9, close 4009) clears those
         # while Lavalink keeps playing, and the players must survive it.
@@ -95,12 +106,14 @@ class MusicService:
         cut short by its timeout still leaves nothing of this bot connecting to Lavalink.
         """
         self.nodes.stop_connecting()
+        self._closing = True  # leaving voice to restart: controllers and statuses stay for the resume
         try:
             await cancel_bounded([self._idle_task], 2.0, what=f"Idle loop of bot {self.bot_id}")
             await self.snapshots.stop()
             await run_bounded(self._save_for_restart(), 5.0, what=f"Saving the players of bot {self.bot_id}")
             for player in self.players():
                 await run_bounded(player.disconnect(), 5.0, what=f"Leaving voice (bot {self.bot_id})")
+            await cancel_bounded(list(self._chores), 2.0, what=f"Player cleanups of bot {self.bot_id}")
         finally:
             await self.nodes.close()
 
@@ -122,14 +135,31 @@ class MusicService:
         return self._players.get(guild_id)
 
     def forget_player(self, player: ChorusPlayer) -> None:
-        """The player ended (left voice, destroyed): see `ChorusPlayer.cleanup`."""
-        for guild_id, known in list(self._players.items()):
-            if known is player:
+        """The player ended (left voice, destroyed): see `ChorusPlayer.cleanup`. Its controller
+        message and its voice channel status go too (not when the bot stops to restart)."""
+        known = False
+        for guild_id, mine in list(self._players.items()):
+            if mine is player:
                 del self._players[guild_id]
+                known = True
+        if known and not self._closing:
+            task = asyncio.get_running_loop().create_task(
+                self._after_leave(player), name=f"music-left-{self.bot_id}"
+            )
+            self._chores.add(task)
+            task.add_done_callback(self._chores.discard)
+
+    async def _after_leave(self, player: ChorusPlayer) -> None:
+        try:
+            await self.channel_status.clear(player)
+            await self.controllers.remove(player)
+        except Exception:
+            _log.exception("Bot %d: cleaning up after a player of guild %s failed", self.bot_id, _gid(player))
 
     async def leave(self, player: ChorusPlayer) -> None:
         """A deliberate leave: nothing to resume after a restart."""
         guild_id = player.guild.id if player.guild is not None else None
+        await self.channel_status.clear(player)  # while still in the channel (Discord wants that)
         await player.disconnect()
         if guild_id is not None:
             await self.snapshots.forget(guild_id)
@@ -153,7 +183,7 @@ class MusicService:
             and len(channel.voice_states) >= channel.user_limit
             and not permissions.move_members
         ):
-            raise MusicError(f"{channel.mention} is full.")
+            raise MusicError("error.channel_full", channel=channel.mention)
 
     def _new_player(self, client: discord.Client, channel: discord.abc.Connectable) -> ChorusPlayer:
         return ChorusPlayer(client, channel, service=self)
@@ -198,18 +228,21 @@ class MusicService:
         try:
             result = await fetch_tracks(node, identifier)
         except wavelink.LavalinkLoadException as exc:
-            raise MusicError(f"Couldn't load that: {exc.error[:150]}") from None
+            raise MusicError("error.load_failed", reason=exc.error[:150]) from None
         except (wavelink.LavalinkException, wavelink.NodeException, aiohttp.ClientError) as exc:
             _log.warning("Bot %d: search on node %s failed: %s", self.bot_id, node.identifier, exc)
             raise AudioBackendUnavailable() from None
         if not result:
+            service = _mirrored_service(query)
+            if service is not None:  # such links only resolve through the LavaSrc plugin
+                raise MusicError("error.link_needs_plugin", service=service)
             raise NoResults(query)
         return result
 
     def check_track(self, track: wavelink.Playable) -> None:
         limit = self.config.max_track_ms
         if limit and not track.is_stream and track.length > limit:
-            raise MusicError(f"**{track.title[:80]}** is longer than the limit of {format_duration(limit)}.")
+            raise MusicError("error.track_too_long", title=track.title[:80], limit=format_duration(limit))
 
     def queue_room(self, player: ChorusPlayer) -> int:
         return max(0, self.config.queue_limit - len(player.queue))
@@ -325,24 +358,13 @@ class MusicService:
             return
         player.skip_votes.clear()
         player.idle_since = None
+        player.record_played(payload.track)
         self.tracks_played += 1
-        if player.text_channel_id is None:
-            return
-        settings = await self.guild_settings.get(player.guild.id)
-        if not settings.announce_now_playing:
-            return
-        channel = player.guild.get_channel(player.text_channel_id)
-        if not isinstance(channel, discord.abc.Messageable):
-            return
-        track = payload.track
-        embed = discord.Embed(title="Now playing", description=f"**{track.title}** by {track.author}")
-        embed.add_field(name="Length", value=track_length(track))
-        if who := requester_name(track):
-            embed.add_field(name="Requested by", value=who)
-        try:
-            await channel.send(embed=embed)
-        except discord.HTTPException as exc:
-            _log.info("Bot %d: cannot announce in channel %d: %s", self.bot_id, player.text_channel_id, exc)
+        for show in (self.channel_status.show, self.controllers.show):
+            try:
+                await show(player, payload.track)
+            except Exception:  # one of them failing never stops the other, nor the music
+                _log.exception("Bot %d: now-playing update of guild %d failed", self.bot_id, player.guild.id)
 
     async def _on_track_exception(self, payload: wavelink.TrackExceptionEventPayload) -> None:
         guild_id = payload.player.guild.id if payload.player and payload.player.guild else None
@@ -388,12 +410,11 @@ class MusicService:
         channel = player.channel
         _log.info("Bot %d leaves guild %d after %.0fs idle", self.bot_id, player.guild.id, timeout)
         text_channel = player.guild.get_channel(player.text_channel_id or 0)
+        t = Tr(await self.languages.for_guild(player.guild))
         await self.leave(player)
         if isinstance(text_channel, discord.abc.Messageable) and channel is not None:
             with contextlib.suppress(discord.HTTPException):
-                await text_channel.send(
-                    f"Left {channel.mention}: nothing was playing or nobody was listening."
-                )
+                await text_channel.send(t("idle.left", channel=channel.mention))
 
 
 def _gid(player: ChorusPlayer) -> int | None:
@@ -401,7 +422,24 @@ def _gid(player: ChorusPlayer) -> int | None:
 
 
 _SEARCH_PREFIX = re.compile(r"^[a-z]{2,12}search:", re.IGNORECASE)
+# Links that play through LavaSrc (mirrored to a playable source): hosts -> the service's name.
+_MIRRORED = {
+    "open.spotify.com": "Spotify",
+    "spotify.link": "Spotify",
+    "music.apple.com": "Apple Music",
+    "deezer.com": "Deezer",
+    "www.deezer.com": "Deezer",
+    "deezer.page.link": "Deezer",
+    "link.deezer.com": "Deezer",
+}
 
 
 def _is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
+
+
+def _mirrored_service(text: str) -> str | None:
+    if not _is_url(text):
+        return None
+    host = text.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0].lower()
+    return _MIRRORED.get(host)

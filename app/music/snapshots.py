@@ -62,6 +62,8 @@ def take_snapshot(bot_id: int, player: ChorusPlayer) -> PlayerSnapshot | None:
         volume=player.volume,
         filter_preset=player.filter_preset,
         paused=player.paused,
+        history=[_saved(track) for track in player.history],
+        controller_message_id=player.controller_message_id,
         saved_at=utcnow(),
     )
 
@@ -195,6 +197,8 @@ class SnapshotKeeper:
         player.autoplay = _enum(wavelink.AutoPlayMode, snapshot.autoplay, wavelink.AutoPlayMode.partial)
         preset = snapshot.filter_preset if snapshot.filter_preset in PRESETS else "reset"
         player.filter_preset = preset
+        player.history.extend(_track(saved) for saved in snapshot.history)
+        player.controller_message_id = snapshot.controller_message_id
         if snapshot.current is not None:
             await player.play(
                 _track(snapshot.current),

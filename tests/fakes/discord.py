@@ -85,9 +85,9 @@ __all__ = [
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_"
 # @everyone: view channel, send messages, embed links, read history, connect, speak, use VAD,
-# use application commands.
+# use application commands, set voice channel status.
 _EVERYONE_PERMISSIONS = (
-    (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 20) | (1 << 21) | (1 << 25) | (1 << 31)
+    (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 20) | (1 << 21) | (1 << 25) | (1 << 31) | (1 << 48)
 )
 # Close codes after which Discord does not allow a RESUME.
 _NON_RESUMABLE_CODES = frozenset({4007, 4009})
@@ -206,6 +206,8 @@ class FakeGuild:
     # A Discord outage for this guild: READY lists it unavailable and no GUILD_CREATE follows
     # until end_guild_outage() (discord.py keeps it with `unavailable=True`, `me` None).
     outage: bool = False
+    # The community's language (guild.preferred_locale; interactions' guild_locale).
+    preferred_locale: str = "en-US"
 
     def __post_init__(self) -> None:
         if not self.owner_id:
@@ -300,7 +302,7 @@ class FakeGuild:
             "nsfw_level": 0,
             "premium_tier": 0,
             "premium_subscription_count": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": self.preferred_locale,
             "afk_channel_id": None,
             "afk_timeout": 300,
             "system_channel_id": None,
@@ -555,6 +557,7 @@ class FakeDiscord(InteractionsMixin):
         name: str | None = None,
         member_count: int = 10,
         shard: tuple[int, int] | None = None,
+        preferred_locale: str = "en-US",
     ) -> FakeGuild:
         """A guild; ``shard=(shard_id, num_shards)`` picks an id that lands on that shard."""
         if guild_id is None:
@@ -566,7 +569,12 @@ class FakeDiscord(InteractionsMixin):
             raise ValueError(f"guild {guild_id} is not on shard {shard}")
         if guild_id in self.guilds:
             raise ValueError(f"guild {guild_id} already exists")
-        guild = FakeGuild(id=guild_id, name=name or f"Fake Guild {next(_counter)}", member_count=member_count)
+        guild = FakeGuild(
+            id=guild_id,
+            name=name or f"Fake Guild {next(_counter)}",
+            member_count=member_count,
+            preferred_locale=preferred_locale,
+        )
         self.guilds[guild_id] = guild
         return guild
 

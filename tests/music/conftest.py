@@ -161,6 +161,7 @@ async def make_world(
             guild_shard: tuple[int, int] | None = None,
             extra_guilds: Sequence[tuple[int, int] | None] = (),
             guild_name: str | None = None,
+            guild_locale: str = "en-US",
             **overrides: Any,
         ) -> World:
             """`lavalink_up=False`: the Lavalink nodes are configured but not listening yet (the
@@ -183,7 +184,9 @@ async def make_world(
                 "lavalink_reconnect_max_delay": 1.0,
             }
             settings = make_settings(**(values | overrides))
-            guild = fake_discord.add_guild(member_count=5, shard=guild_shard, name=guild_name)
+            guild = fake_discord.add_guild(
+                member_count=5, shard=guild_shard, name=guild_name, preferred_locale=guild_locale
+            )
             others = [fake_discord.add_guild(shard=shard) for shard in extra_guilds]
             fake_bots = [fake_discord.add_bot(name=f"Chorus {i + 1}") for i in range(bots)]
             for bot in fake_bots:

@@ -63,6 +63,12 @@ def test_lavalink_runs_4_2_with_the_repository_config_and_a_password_from_env() 
     dependencies = [plugin["dependency"] for plugin in config["lavalink"]["plugins"]]
     assert any(re.fullmatch(r"dev\.lavalink\.youtube:youtube-plugin:\d+\.\d+\.\d+", d) for d in dependencies)
     assert config["plugins"]["youtube"]["enabled"] is True
+    # LavaSrc is configured but off (each source needs credentials); LavaLyrics serves /lyrics.
+    assert any(d.startswith("com.github.topi314.lavasrc:lavasrc-plugin:") for d in dependencies)
+    assert any(d.startswith("com.github.topi314.lavalyrics:lavalyrics-plugin:") for d in dependencies)
+    assert config["plugins"]["lavasrc"]["sources"] == {"spotify": False, "applemusic": False, "deezer": False}
+    assert config["plugins"]["lavalyrics"]["sources"][0] == "lrcLib"
+    assert config["plugins"]["lavasrc"]["lyrics-sources"]["lrcLib"] is True
 
 
 def test_chorus_is_wired_to_both_services_with_its_environment_from_dotenv() -> None:
