@@ -33,6 +33,8 @@ from app.shutdown import cancel_bounded, run_bounded
 
 _log = logging.getLogger(__name__)
 
+JOIN_TIMEOUT = 10.0  # seconds Discord has to confirm a voice join (VOICE_STATE + VOICE_SERVER)
+
 
 @dataclass(frozen=True, slots=True)
 class MusicConfig:
@@ -196,13 +198,24 @@ class MusicService:
         if node is None:
             raise AudioBackendUnavailable()
         try:
-            player = await channel.connect(cls=self._new_player, self_deaf=True, timeout=10.0)
-        except BaseException:
+            player = await channel.connect(cls=self._new_player, self_deaf=True, timeout=JOIN_TIMEOUT)
+        except BaseException as exc:
             # discord.py keeps a voice client whose connect failed registered: without this, every
             # later join in the guild would fail with "Already connected".
             stray = channel.guild.voice_client
             if isinstance(stray, ChorusPlayer) and self.get_player(channel.guild.id) is not stray:
                 await run_bounded(stray.disconnect(), 5.0, what=f"Dropping a failed join (bot {self.bot_id})")
+            if isinstance(exc, wavelink.ChannelTimeoutException):
+                # Discord never confirmed the join (an outage, or a channel changed under us): the
+                # caller learns that, not "something went wrong".
+                _log.warning(
+                    "Bot %d: Discord did not confirm joining voice %d in guild %d within %.0f s",
+                    self.bot_id,
+                    channel.id,
+                    channel.guild.id,
+                    JOIN_TIMEOUT,
+                )
+                raise MusicError("error.join_timeout", channel=channel.mention) from None
             raise
         self._players[channel.guild.id] = player
         player.autoplay = wavelink.AutoPlayMode.partial  # wavelink advances the queue: the one mechanism

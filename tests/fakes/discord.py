@@ -455,6 +455,8 @@ class FakeDiscord(InteractionsMixin):
         self.voice_state_updates: list[VoiceStateUpdate] = []
         # Op 4s sent on a shard that does not hold their guild (ignored, as by Discord).
         self.misrouted_voice_updates: list[VoiceStateUpdate] = []
+        # Voice channels whose joins Discord never confirms (an outage seen from one channel).
+        self.unconfirmed_voice_channels: set[int] = set()
         self._bots_by_token: dict[str, FakeBot] = {}
         self._commands: dict[tuple[int, int | None], list[_Json]] = {}
         self._fail_429: list[_Fail429] = []
@@ -1242,6 +1244,8 @@ class FakeDiscord(InteractionsMixin):
             await self._notify()
             return
         channel_id = update.channel_id
+        if channel_id is not None and channel_id in self.unconfirmed_voice_channels:
+            return
         if channel_id is not None:
             channel = guild.channel(channel_id)
             if channel is None or channel["type"] not in _VOICE_CHANNEL_TYPES:
