@@ -228,10 +228,12 @@ class BotManager:
 
     def get_bot_for_guild(self, guild_id: int) -> MusicBotClient | None:
         """A ready bot of ours that is in the guild: the one serving the fewest guilds."""
+        runners = (self._runners.get(client_id) for client_id in self.router.guilds.bots_in(guild_id))
         candidates = [
             runner.client
-            for runner in self._runners.values()
-            if runner.state is BotState.READY
+            for runner in runners
+            if runner is not None
+            and runner.state is BotState.READY
             and runner.client is not None
             and runner.client.get_guild(guild_id)
         ]

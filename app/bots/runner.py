@@ -148,6 +148,7 @@ class BotRunner:
             [self._task, self._guilds.task, self._stability_task], timeout, what=f"Bot {self.client_id}"
         )
         await self._ledger.close(timeout=min(timeout, 2.0))
+        self._router.guilds.forget_bot(self.client_id)
         if self.state is not BotState.FAILED:
             await self._set_state(BotState.STOPPED)
 
@@ -250,6 +251,10 @@ class BotRunner:
             client.add_listener(self._on_guild_change, event)
         if self._events is not None:
             self._events.watch(client, bot_id=self.client_id, name=self.name)
+        # The fleet's guild index: a guild unavailable (an outage) still has this bot as a member.
+        client.add_listener(self._on_guild_in, "on_guild_join")
+        client.add_listener(self._on_guild_in, "on_guild_available")
+        client.add_listener(self._on_guild_out, "on_guild_remove")
         return client
 
     def _music_config(self) -> MusicConfig:
@@ -408,6 +413,7 @@ class BotRunner:
     async def _on_ready(self) -> None:
         # READY alone resets nothing: only a session that holds does (see `_watch_stability`).
         self._pacer.ready()
+        self._index_guilds()
         await self._set_state(BotState.READY)
         client = self.client
         _log.info("Bot %r (%d) is ready in %d guild(s)", self.name, self.client_id,
@@ -419,6 +425,7 @@ class BotRunner:
         client = self.client
         if client is not None and not client.all_shards_up:
             return  # one shard resumed; another is still away
+        self._index_guilds()
         await self._set_state(BotState.READY)
         self._watch_stability()
         self._guilds.wake()
@@ -430,6 +437,7 @@ class BotRunner:
         client = self.client
         if client is None or not client.is_ready() or not client.all_shards_up:
             return
+        self._index_guilds()
         await self._set_state(BotState.READY)
         self._watch_stability()
         self._guilds.wake()
@@ -465,6 +473,19 @@ class BotRunner:
 
     async def _on_guild_change(self, guild: discord.Guild) -> None:
         self._guilds.wake()
+
+    def _index_guilds(self) -> None:
+        """A session is (again) complete: its guild list is the truth for the fleet's index."""
+        client = self.client
+        if client is not None and not self._stopping:
+            self._router.guilds.replace(self.client_id, (guild.id for guild in client.guilds))
+
+    async def _on_guild_in(self, guild: discord.Guild) -> None:
+        if not self._stopping:
+            self._router.guilds.add(self.client_id, guild.id)
+
+    async def _on_guild_out(self, guild: discord.Guild) -> None:
+        self._router.guilds.remove(self.client_id, guild.id)
 
 
 def _first_connection_failure(exc: Exception, client: discord.Client) -> BaseException:

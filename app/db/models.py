@@ -42,7 +42,19 @@ class MusicBot(Document):
 
     class Settings:
         name = "music_bots"
-        indexes = [IndexModel([("enabled", pymongo.ASCENDING)])]
+        indexes = [
+            IndexModel([("enabled", pymongo.ASCENDING)]),
+            # Invites walk the enabled network bots least loaded first (queries.invite_candidates).
+            IndexModel(
+                [
+                    ("enabled", pymongo.ASCENDING),
+                    ("owner_id", pymongo.ASCENDING),
+                    ("guild_count", pymongo.ASCENDING),
+                    ("created_at", pymongo.ASCENDING),
+                ],
+                name="invite_candidates",
+            ),
+        ]
 
 
 class ServerStatus(StrEnum):
@@ -73,6 +85,10 @@ class ServerMusicBot(Document):
                 name="server_bot_unique",
             ),
             IndexModel([("music_bot_id", pymongo.ASCENDING), ("status", pymongo.ASCENDING)]),
+            # Pending invites by bot (every invite), and their expiry sweep.
+            IndexModel(
+                [("status", pymongo.ASCENDING), ("music_bot_id", pymongo.ASCENDING)], name="status_bot"
+            ),
         ]
 
 
