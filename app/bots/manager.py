@@ -261,6 +261,21 @@ class BotManager:
             _disabled_status(bot) for bot in self._disabled.values() if bot.client_id not in self._runners
         ]
 
+    def state_of(self, client_id: int) -> BotState | None:
+        """One bot's state without building its status (None: not known here)."""
+        runner = self._runners.get(client_id)
+        if runner is not None:
+            return runner.state
+        return BotState.DISABLED if client_id in self._disabled else None
+
+    def status_of(self, client_id: int) -> BotStatus | None:
+        """One bot's status, as `statuses()` lists it (None: not known here)."""
+        runner = self._runners.get(client_id)
+        if runner is not None:
+            return runner.status()
+        bot = self._disabled.get(client_id)
+        return _disabled_status(bot) if bot is not None else None
+
     async def shutdown(self) -> None:
         await self.watcher.stop()
         if self._invite_sweeper is not None:
