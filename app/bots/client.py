@@ -15,6 +15,7 @@ from discord.ext import commands
 from discord.gateway import KeepAliveHandler
 
 from app.bots.commands import load_extensions
+from app.bots.heartbeat import install_honest_heartbeat
 from app.bots.tree import ChorusTree
 from app.music.fleet import MusicFleet
 from app.music.service import MusicConfig, MusicService
@@ -52,6 +53,7 @@ class MusicBotClient(commands.Bot):
         manager: BotManager | None = None,
         shard_count: int | None = None,
     ) -> None:
+        install_honest_heartbeat()  # before any gateway connection: honest `latency`
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,

@@ -931,6 +931,14 @@ class FakeDiscord(InteractionsMixin):
             conn.session = None
             await conn.send_json({"op": 9, "d": False})
 
+    async def send_heartbeat_ack(self, bot: FakeBot, *, shard: int | None = None) -> int:
+        """An unsolicited HEARTBEAT_ACK (op 11) on the bot's live connection(s): what a client
+        sees when an ACK is duplicated, or arrives before it recorded its heartbeat as sent.
+        Returns the number of connections it went to."""
+        conns = [s.conn for s in self._shard_sessions(bot, shard) if s.conn is not None]
+        sent = await asyncio.gather(*(conn.send_json({"op": 11, "d": None}) for conn in conns))
+        return sum(sent)
+
     async def dispatch(self, bot: FakeBot, event: str, data: _Json) -> int:
         """Send a dispatch (op 0) event to ``bot``: to the shard of its ``guild_id`` (shard 0
         without one), or to every session of an unsharded bot; returns the number of sessions."""
