@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import discord
 
+from app.open_files import out_of_files, out_of_files_reason
 from app.tokens import FERNET_CIPHERTEXT, SECRET_IN_TEXT
 
 __all__ = (
@@ -138,6 +139,8 @@ def configure_logging(
 
 def describe_connection_error(exc: BaseException) -> str:
     """One line for a failed gateway connection: what failed, where, and why."""
+    if out_of_files(exc):
+        return out_of_files_reason()
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         url = exc.request_info.real_url.with_query(None)
         return f"gateway handshake failed: HTTP {exc.status} at {url}"

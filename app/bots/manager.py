@@ -20,6 +20,7 @@ from app.bots.status import BotState, BotStatus
 from app.db import queries
 from app.db.models import MusicBot, utcnow
 from app.music.config import parse_lavalink_nodes
+from app.open_files import prepare_for_fleet
 from app.settings import Settings
 from app.tokens import TokenCipher, client_id_from_token, token_fingerprint
 
@@ -58,6 +59,7 @@ class BotManager:
             )
         bots = await queries.get_active_music_bots()
         self._disabled = {bot.client_id: bot for bot in await queries.get_disabled_music_bots()}
+        prepare_for_fleet(bots=len(bots), lavalink_nodes=len(self._lavalink_nodes))
         _log.info("Starting %d bot(s); %d disabled", len(bots), len(self._disabled))
         for bot in bots:
             await self.start_bot(bot)

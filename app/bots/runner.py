@@ -34,6 +34,7 @@ from app.logs import (
 )
 from app.music.config import LavalinkNodeSpec
 from app.music.service import MusicConfig
+from app.open_files import out_of_files, out_of_files_reason
 from app.settings import Settings
 from app.shutdown import cancel_bounded, run_bounded
 from app.tokens import InvalidTokenFormat, TokenCipher, TokenDecryptionError, client_id_from_token
@@ -343,7 +344,12 @@ class BotRunner:
             except Exception as exc:
                 if self._stopping:
                     return
-                await self._retry_later(_first_connection_failure(exc, client))
+                failure = _first_connection_failure(exc, client)
+                if out_of_files(failure):
+                    # Retrying would only take descriptors from the bots (and the API) that have them.
+                    await self._fail(out_of_files_reason(lavalink_nodes=len(self._lavalink_nodes)))
+                    return
+                await self._retry_later(failure)
             finally:
                 with contextlib.suppress(Exception):
                     await client.close()
