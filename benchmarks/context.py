@@ -41,6 +41,10 @@ class BenchConfig:
     metrics_scrapes: int = 50
     profile: bool = True
     profile_bots: int = 100
+    large_sizes: tuple[int, ...] = (100, 1000)  # large fleet: bots per worker
+    large_runs: int = 1  # 1,000 bots take ~20 s to start: one run per size by default
+    large_idle: float = 15.0  # seconds of idle watched for threads and context switches
+    large_requests: int = 200  # GET /bots per form (unpaged, pages of 100)
     chart: bool = True
     quiet_wait: float = 10.0  # longest wait for other processes' CPU bursts to pass before a sample
 
@@ -57,6 +61,8 @@ class BenchConfig:
             needed.append(self.reload_inserts + 1)
         if "metrics" in benchmarks:
             needed.append(self.metrics_bots)
+        if "large_fleet" in benchmarks:
+            needed += self.large_sizes
         if "profiles" in benchmarks and self.profile:
             needed.append(self.profile_bots)
         return max(needed)

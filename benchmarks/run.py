@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.tokens import generate_key
-from benchmarks import commands, fleet, hot_reload, http_api, metrics_scrape, profiles
+from benchmarks import commands, fleet, hot_reload, http_api, large_fleet, metrics_scrape, profiles
 from benchmarks.context import BenchConfig, BenchContext
 from benchmarks.processes import REPO, BenchError, Children, cpu_reading, foreign_cpu_share
 from benchmarks.report import machine, render_markdown, utc_now, write_chart, write_json
@@ -39,7 +39,15 @@ class Benchmark(Protocol):
     def targets(self, result: dict[str, Any]) -> list[Target]: ...
 
 
-BENCHMARKS: tuple[Benchmark, ...] = (fleet, http_api, commands, hot_reload, metrics_scrape, profiles)
+BENCHMARKS: tuple[Benchmark, ...] = (
+    fleet,
+    http_api,
+    commands,
+    hot_reload,
+    metrics_scrape,
+    large_fleet,
+    profiles,
+)
 REPORT = "PERFORMANCE.md"
 DATA = "performance.json"
 CHART = "performance.png"
@@ -92,6 +100,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="monitoring: /metrics requests timed (50)")  # fmt: skip
     parser.add_argument("--reload-inserts", type=int, default=defaults.reload_inserts,
                         help="hot reload: bots inserted per GUILD_READY_TIMEOUT variant (20)")  # fmt: skip
+    parser.add_argument("--large-sizes", type=_ints, default=defaults.large_sizes,
+                        help="large fleet: bots per worker (100,1000)")  # fmt: skip
+    parser.add_argument(
+        "--large-runs", type=int, default=defaults.large_runs, help="large fleet: runs per size"
+    )
+    parser.add_argument("--large-idle", type=float, default=defaults.large_idle,
+                        help="large fleet: idle seconds watched (15)")  # fmt: skip
     parser.add_argument("--profile-bots", type=int, default=defaults.profile_bots)
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -133,6 +148,9 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         reload_inserts=args.reload_inserts,
         metrics_bots=args.metrics_bots,
         metrics_scrapes=args.metrics_scrapes,
+        large_sizes=args.large_sizes,
+        large_runs=args.large_runs,
+        large_idle=args.large_idle,
         profile=not args.no_profile and "profiles" in args.only.split(","),
         profile_bots=args.profile_bots,
         chart=not args.no_chart,
