@@ -219,6 +219,7 @@ class BotRunner:
     async def _fail(self, reason: str) -> None:
         _log.error("Bot %r (%d) failed and will not be retried: %s", self.name, self.client_id, reason)
         await self._set_state(BotState.FAILED, error=reason)
+        self._router.guilds.forget_bot(self.client_id)  # it serves no guild until restarted
         if self._on_failed is not None:
             self._on_failed(self, self.last_error or reason)
 
