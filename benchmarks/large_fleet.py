@@ -214,10 +214,12 @@ def targets(result: dict[str, Any]) -> list[Target]:
     if row is None:
         return [Target(goal=goal, measured="-", verdict=verdict(None), note=note)]
     page = float(row["endpoint"]["page_ms"]["p50"])
+    cpu = row["endpoint"].get("page_cpu_ms")
+    service = f" (service CPU {cpu:.2f} ms/request)" if isinstance(cpu, int | float) else ""
     return [
         Target(
             goal=goal,
-            measured=f"{page:.2f} ms at {row['bots']} bots",
+            measured=f"{page:.2f} ms at {row['bots']} bots{service}",
             verdict=verdict(None if row["bots"] < 1000 else page < PAGE_GOAL_MS),
             note=note,
         )
