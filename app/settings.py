@@ -87,7 +87,6 @@ class Settings(BaseSettings):
     music_idle_timeout: float = Field(default=300.0, ge=0)
     music_queue_limit: int = Field(default=500, ge=1)
     music_max_track_seconds: int = Field(default=0, ge=0)
-    lavalink_health_interval: float = Field(default=5.0, gt=0)
     lavalink_reconnect_max_delay: float = Field(default=10.0, gt=0)
     snapshot_interval: float = Field(default=10.0, gt=0)
     snapshot_max_age: float = Field(default=3600.0, gt=0)

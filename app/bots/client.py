@@ -18,6 +18,7 @@ from app.bots.commands import load_extensions
 from app.bots.heartbeat import install_honest_heartbeat
 from app.bots.tree import ChorusTree
 from app.music.fleet import MusicFleet
+from app.music.scheduler import MusicScheduler
 from app.music.service import MusicConfig, MusicService
 from app.shutdown import run_bounded
 
@@ -50,6 +51,7 @@ class MusicBotClient(commands.Bot):
         before_identify: IdentifyHook,
         music_config: MusicConfig,
         fleet: MusicFleet,
+        scheduler: MusicScheduler,
         manager: BotManager | None = None,
         shard_count: int | None = None,
     ) -> None:
@@ -73,7 +75,7 @@ class MusicBotClient(commands.Bot):
         self.http.ws_connect = self._remember_socket(self.http.ws_connect)  # type: ignore[method-assign]  # see below
         self._manager = manager
         # Built now (nothing starts before `setup_hook`), so the cogs are built with it.
-        self.music = MusicService(self, music_config, bot_id=client_id, fleet=fleet)
+        self.music = MusicService(self, music_config, bot_id=client_id, fleet=fleet, scheduler=scheduler)
 
     def _remember_socket(
         self, connect: Callable[..., Awaitable[aiohttp.ClientWebSocketResponse]]

@@ -17,6 +17,7 @@ from app.i18n import CommandTranslator
 from app.music.commands import MUSIC_EXTENSIONS, load_music_extensions
 from app.music.fleet import Invite
 from app.music.player import ChorusPlayer
+from app.music.scheduler import MusicScheduler
 from app.music.service import MusicConfig, MusicService
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ class _DetachedFleet:
 
 def detached_music(bot: commands.Bot) -> MusicService:
     """A music service that never starts, for a command set that is only serialised."""
-    return MusicService(bot, MusicConfig(nodes=()), bot_id=0, fleet=_DetachedFleet())
+    scheduler = MusicScheduler(idle_timeout=0, snapshot_interval=60)  # never started
+    return MusicService(bot, MusicConfig(nodes=()), bot_id=0, fleet=_DetachedFleet(), scheduler=scheduler)
 
 
 async def command_payloads() -> list[dict[str, Any]]:

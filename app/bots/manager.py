@@ -20,6 +20,7 @@ from app.bots.status import BotState, BotStatus
 from app.db import queries
 from app.db.models import MusicBot, utcnow
 from app.music.config import parse_lavalink_nodes
+from app.music.scheduler import MusicScheduler
 from app.open_files import prepare_for_fleet
 from app.settings import Settings
 from app.tokens import TokenCipher, client_id_from_token, token_fingerprint
@@ -42,6 +43,10 @@ class BotManager:
         self._background: set[asyncio.Task[bool]] = set()
         self._lavalink_nodes = parse_lavalink_nodes(settings.lavalink_nodes)
         self.router = FleetRouter(self, default_guild_cap=settings.bot_guild_cap)
+        # One per worker: every bot's idle checks and snapshots, in one set of loops.
+        self.scheduler = MusicScheduler(
+            idle_timeout=settings.music_idle_timeout, snapshot_interval=settings.snapshot_interval
+        )
         self._invite_sweeper: asyncio.Task[None] | None = None
         self.watcher = FleetWatcher(
             self, mode=settings.reload_mode, poll_interval=settings.reload_poll_interval
@@ -61,6 +66,7 @@ class BotManager:
         self._disabled = {bot.client_id: bot for bot in await queries.get_disabled_music_bots()}
         prepare_for_fleet(bots=len(bots), lavalink_nodes=len(self._lavalink_nodes))
         _log.info("Starting %d bot(s); %d disabled", len(bots), len(self._disabled))
+        self.scheduler.start()
         for bot in bots:
             await self.start_bot(bot)
         self._invite_sweeper = asyncio.create_task(self._sweep_invites(), name="invite-expiry")
@@ -97,6 +103,7 @@ class BotManager:
             login_gate=self._login_gate,
             lavalink_nodes=self._lavalink_nodes,
             router=self.router,
+            scheduler=self.scheduler,
             manager=self,
             on_failed=self._bot_failed,
             events=self.events,
@@ -287,6 +294,7 @@ class BotManager:
         if runners:
             _log.info("Stopping %d bot(s)", len(runners))
         await asyncio.gather(*(runner.stop() for runner in runners), return_exceptions=True)
+        await self.scheduler.stop()
 
     async def _ensure_development_bot(self, token: str) -> None:
         """DISCORD_TOKEN: store (encrypted) the single development bot if it is not stored yet."""

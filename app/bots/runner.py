@@ -33,6 +33,7 @@ from app.logs import (
     public_reason,
 )
 from app.music.config import LavalinkNodeSpec
+from app.music.scheduler import MusicScheduler
 from app.music.service import MusicConfig
 from app.open_files import out_of_files, out_of_files_reason
 from app.settings import Settings
@@ -77,6 +78,7 @@ class BotRunner:
         login_gate: asyncio.Semaphore,
         lavalink_nodes: Sequence[LavalinkNodeSpec] = (),
         router: FleetRouter,
+        scheduler: MusicScheduler,
         manager: BotManager | None = None,
         on_failed: Callable[[BotRunner, str], None] | None = None,
         events: FleetEvents | None = None,
@@ -88,6 +90,7 @@ class BotRunner:
         self._login_gate = login_gate
         self._lavalink_nodes = lavalink_nodes
         self._router = router
+        self._scheduler = scheduler  # the worker's: every bot's periodic music work
         self._manager = manager
         self._on_failed = on_failed
         self._events = events  # the dashboard's recent fleet events
@@ -241,6 +244,7 @@ class BotRunner:
             before_identify=self._before_identify,
             music_config=self._music_config(),
             fleet=self._router,
+            scheduler=self._scheduler,
             manager=self._manager,
             shard_count=plan.count,
         )
@@ -272,9 +276,7 @@ class BotRunner:
             idle_timeout=settings.music_idle_timeout,
             queue_limit=record.queue_limit or settings.music_queue_limit,
             max_track_ms=max_seconds * 1000,
-            health_interval=settings.lavalink_health_interval,
             reconnect_max_delay=settings.lavalink_reconnect_max_delay,
-            snapshot_interval=settings.snapshot_interval,
             snapshot_max_age=settings.snapshot_max_age,
         )
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from app.music.guild_settings import GuildSettingsStore
 from app.music.language import LanguageStore
 from app.music.nodes import BotNodes, fetch_tracks
 from app.music.player import ChorusPlayer
+from app.music.scheduler import MusicScheduler
 from app.music.search_cache import SearchCache
 from app.music.snapshots import SnapshotKeeper
 from app.shutdown import cancel_bounded, run_bounded
@@ -43,16 +43,23 @@ class MusicConfig:
     idle_timeout: float = 300.0
     queue_limit: int = 500
     max_track_ms: int = 0  # 0: no limit
-    health_interval: float = 5.0
     reconnect_max_delay: float = 10.0
-    snapshot_interval: float = 10.0
     snapshot_max_age: float = 3600.0
 
 
 class MusicService:
-    def __init__(self, client: commands.Bot, config: MusicConfig, *, bot_id: int, fleet: MusicFleet) -> None:
+    def __init__(
+        self,
+        client: commands.Bot,
+        config: MusicConfig,
+        *,
+        bot_id: int,
+        fleet: MusicFleet,
+        scheduler: MusicScheduler,
+    ) -> None:
         """Created with its client, before login (nothing starts until `start`): the cogs are
-        built with it, so they never look it up on the client."""
+        built with it, so they never look it up on the client. `scheduler` is the worker's: it
+        does this bot's periodic work (idle players, snapshots) along with every other bot's."""
         self.client = client
         self.config = config
         self.bot_id = bot_id
@@ -60,7 +67,6 @@ class MusicService:
             client,
             config.nodes,
             bot_id=bot_id,
-            health_interval=config.health_interval,
             reconnect_max_delay=config.reconnect_max_delay,
         )
         self.guild_settings = GuildSettingsStore(self.bot_id)
@@ -71,13 +77,11 @@ class MusicService:
         self.fleet = fleet
         self._closing = False
         self._chores: set[asyncio.Task[None]] = set()  # cleanups after a player left
-        self._idle_task: asyncio.Task[None] | None = None
+        self.scheduler = scheduler
         # Ours, not discord.py's `voice_clients`: a re-identify (op 9, close 4009) clears those
         # while Lavalink keeps playing, and the players must survive it.
         self._players: dict[int, ChorusPlayer] = {}
-        self.snapshots = SnapshotKeeper(
-            self, interval=config.snapshot_interval, max_age=config.snapshot_max_age
-        )
+        self.snapshots = SnapshotKeeper(self, max_age=config.snapshot_max_age)
         self.node_ready = asyncio.Event()
         self.tracks_played = 0  # set when any of this bot's nodes first becomes ready
 
@@ -98,8 +102,8 @@ class MusicService:
         self.client.add_listener(self._on_track_start, "on_wavelink_track_start")
         self.client.add_listener(self._on_track_exception, "on_wavelink_track_exception")
         self.nodes.start()
-        self._idle_task = asyncio.create_task(self._idle_loop(), name=f"music-idle-{self.bot_id}")
         self.snapshots.start()
+        self.scheduler.add(self)
 
     async def close(self) -> None:
         """Save every player (to resume after a restart), leave voice cleanly, close the nodes.
@@ -109,8 +113,8 @@ class MusicService:
         """
         self.nodes.stop_connecting()
         self._closing = True  # leaving voice to restart: controllers and statuses stay for the resume
+        self.scheduler.remove(self)  # this bot's last save is its own, below
         try:
-            await cancel_bounded([self._idle_task], 2.0, what=f"Idle loop of bot {self.bot_id}")
             await self.snapshots.stop()
             await run_bounded(self._save_for_restart(), 5.0, what=f"Saving the players of bot {self.bot_id}")
             for player in self.players():
@@ -121,7 +125,7 @@ class MusicService:
 
     async def _save_for_restart(self) -> None:
         try:
-            saved = await self.snapshots.save_all(prune=False)
+            saved = await self.snapshots.save_all()
         except PyMongoError as exc:
             _log.warning("Bot %d: players not saved on shutdown (%s)", self.bot_id, exc)
             return
@@ -218,6 +222,7 @@ class MusicService:
                 raise MusicError("error.join_timeout", channel=channel.mention) from None
             raise
         self._players[channel.guild.id] = player
+        self.scheduler.wake(self)
         player.autoplay = wavelink.AutoPlayMode.partial  # wavelink advances the queue: the one mechanism
         player.text_channel_id = text_channel_id
         player.queue.mode = wavelink.QueueMode.normal
@@ -391,20 +396,17 @@ class MusicService:
 
     # -- idleness -----------------------------------------------------------------------------
 
-    async def _idle_loop(self) -> None:
-        """Leave after `idle_timeout` of nothing playing or nobody listening, unless 24/7."""
+    async def check_idle(self, now: float) -> None:
+        """Leave after `idle_timeout` of nothing playing or nobody listening, unless 24/7.
+        Called by the worker's scheduler every `idle_check_interval` while this bot has players."""
         timeout = self.config.idle_timeout
-        interval = min(5.0, max(0.05, timeout / 4)) if timeout else 5.0
-        while True:
-            await asyncio.sleep(interval)
-            if not timeout:
-                continue
-            now = time.monotonic()
-            for player in self.players():
-                try:
-                    await self._check_idle(player, now, timeout)
-                except Exception:
-                    _log.exception("Bot %d: idle check failed", self.bot_id)
+        if not timeout:
+            return
+        for player in self.players():
+            try:
+                await self._check_idle(player, now, timeout)
+            except Exception:
+                _log.exception("Bot %d: idle check failed", self.bot_id)
 
     async def _check_idle(self, player: ChorusPlayer, now: float, timeout: float) -> None:
         if player.guild is None:

@@ -1,9 +1,21 @@
 """Resume after restart: each bot's players are saved to MongoDB and restored on startup.
 
-Saved every `SNAPSHOT_INTERVAL` seconds and on shutdown (before leaving voice), so a crash loses
-at most one interval. A restarted bot rejoins its channel, plays the saved track from the saved
-position and restores the queue and its modes: Discord's voice session did not survive the
-restart (voice close 4014), so "resume" is "rejoin, play, seek".
+Saved by the worker's `MusicScheduler` every `SNAPSHOT_INTERVAL` seconds and on shutdown (before
+leaving voice), so a crash loses at most one interval. Only what changed is written, all bots'
+changes in one bulk write per sweep (`write_snapshots`, the one place the collection is written):
+
+- a player new to this process: its whole document (upsert);
+- a changed track, queue, history, mode, volume, filter, pause or channel: a `$set` of the small
+  fields plus only the changed lists (a track ending is a `$pop` of the queue and a `$push` to
+  the history, never the whole queue again);
+- a playing player with nothing else changed: its position and `saved_at` only (the position is
+  derivable from them, so this is all a crash needs); a paused or silent player with nothing
+  changed: nothing, but `saved_at` is refreshed every `SNAPSHOT_MAX_AGE / 4` so it stays resumable;
+- a player that ended: a delete. Nothing else is ever deleted by a sweep; an idle bot writes nothing.
+
+A restarted bot rejoins its channel, plays the saved track from the saved position and restores
+the queue and its modes: Discord's voice session did not survive the restart (voice close 4014),
+so "resume" is "rejoin, play, seek".
 
 Restoring respects the fleet: it waits for one of the bot's Lavalink nodes (however long that
 takes: Lavalink does not gate the bot), skips snapshots older than `SNAPSHOT_MAX_AGE`, and joins
@@ -15,17 +27,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import discord
 import wavelink
+from pymongo import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.errors import PyMongoError
 
 from app.db.models import PlayerSnapshot, SavedTrack, utcnow
 from app.metrics import SNAPSHOT_WRITES
 from app.music.filters import PRESETS, preset_filters
-from app.music.player import ChorusPlayer
+from app.music.player import HISTORY_SIZE, ChorusPlayer
 from app.shutdown import cancel_bounded
 
 if TYPE_CHECKING:
@@ -55,7 +70,7 @@ def take_snapshot(bot_id: int, player: ChorusPlayer) -> PlayerSnapshot | None:
         voice_channel_id=player.channel.id,
         text_channel_id=player.text_channel_id,
         current=_saved(player.current) if player.current is not None else None,
-        position_ms=int(player.position) if player.stranded_position is None else player.stranded_position,
+        position_ms=_position(player),
         queue=[_saved(track) for track in player.queue],
         queue_mode=player.queue.mode.name,
         autoplay=player.autoplay.name,
@@ -68,25 +83,187 @@ def take_snapshot(bot_id: int, player: ChorusPlayer) -> PlayerSnapshot | None:
     )
 
 
-class SnapshotKeeper:
-    """Saves and restores the players of one bot."""
+def _position(player: ChorusPlayer) -> int:
+    return int(player.position) if player.stranded_position is None else player.stranded_position
 
-    def __init__(self, service: MusicService, *, interval: float, max_age: float) -> None:
+
+Tracks = tuple[wavelink.Playable, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """What a player's snapshot holds, cheap to compare: the small fields by value, the tracks by
+    identity (a queued track is one object from enqueue to play; holding them here keeps their
+    identities from being reused)."""
+
+    small: tuple[Any, ...]  # every scalar field but the position (see SMALL_FIELDS)
+    current: wavelink.Playable | None
+    queue: Tracks
+    history: Tracks
+    position_ms: int
+    moving: bool  # playing, not paused, not stranded: the position advances with the clock
+    at: float  # loop time the position was read
+
+    @classmethod
+    def of(cls, player: ChorusPlayer, now: float) -> _State | None:
+        if player.guild is None or player.channel is None:
+            return None
+        small = (
+            player.channel.id,
+            player.text_channel_id,
+            player.queue.mode.name,
+            player.autoplay.name,
+            player.volume,
+            player.filter_preset,
+            player.paused,
+            player.controller_message_id,
+        )
+        current = player.current
+        moving = current is not None and not player.paused and player.stranded_position is None
+        return cls(small, current, tuple(player.queue), tuple(player.history), _position(player), moving, now)
+
+
+# What `forget` leaves until its delete is done: the next sweep deletes again (or, should a
+# player be there again, writes it whole).
+_GONE = _State((), None, (), (), 0, False, 0.0)
+
+SMALL_FIELDS = (
+    "voice_channel_id",
+    "text_channel_id",
+    "queue_mode",
+    "autoplay",
+    "volume",
+    "filter_preset",
+    "paused",
+    "controller_message_id",
+)
+
+
+def _same(old: Tracks, new: Tracks) -> bool:
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
+
+
+def _list_update(field: str, old: Tracks, new: Tracks, *, maxlen: int | None = None) -> dict[str, Any]:
+    """The smallest update operator turning the stored list `old` into `new`: `$pop` of the
+    first item (a track started), `$push` of appended items (queued, or played for the history,
+    capped with `$slice`), else a `$set` of the whole list."""
+    if old and _same(old[1:], new):
+        return {"$pop": {field: -1}}
+    for added in range(1, min(len(new), 10) + 1):
+        combined = old + new[-added:]
+        if maxlen is not None:
+            combined = combined[-maxlen:]
+        if _same(combined, new):
+            each: dict[str, Any] = {"$each": [_saved(track).model_dump() for track in new[-added:]]}
+            if maxlen is not None:
+                each["$slice"] = -maxlen
+            return {"$push": {field: each}}
+    return {"$set": {field: [_saved(track).model_dump() for track in new]}}
+
+
+def _update(old: _State, new: _State, now: float, *, refresh_after: float) -> dict[str, Any] | None:
+    """The update that brings the stored snapshot `old` to `new`, or None if none is needed."""
+    lists = not (_same(old.queue, new.queue) and _same(old.history, new.history))
+    changed = (
+        lists
+        or old.small != new.small
+        or old.current is not new.current
+        or old.moving != new.moving
+        or (not new.moving and old.position_ms != new.position_ms)  # a seek while paused
+    )
+    if not changed and not new.moving and now - old.at < refresh_after:
+        return None
+    # Position and `saved_at` travel with every write: "at saved_at it was at position_ms".
+    fields: dict[str, Any] = {"position_ms": new.position_ms, "saved_at": utcnow()}
+    update: dict[str, Any] = {"$set": fields}
+    if not changed:
+        return update
+    fields.update(zip(SMALL_FIELDS, new.small, strict=True))
+    if old.current is not new.current:
+        fields["current"] = _saved(new.current).model_dump() if new.current is not None else None
+    for field, old_list, new_list, maxlen in (
+        ("queue", old.queue, new.queue, None),
+        ("history", old.history, new.history, HISTORY_SIZE),
+    ):
+        if _same(old_list, new_list):
+            continue
+        for operator, change in _list_update(field, old_list, new_list, maxlen=maxlen).items():
+            update.setdefault(operator, {}).update(change)
+    return update
+
+
+@dataclass(slots=True)
+class SnapshotWrite:
+    """One write of one bot's snapshot in one guild: `document` replaces it (upsert), `update`
+    updates it, neither deletes it. `state` is what the keeper records once the write is done."""
+
+    keeper: SnapshotKeeper
+    guild_id: int
+    document: dict[str, Any] | None = None
+    update: dict[str, Any] | None = None
+    state: _State | None = None
+
+    @property
+    def kind(self) -> str:
+        return "replace" if self.document is not None else "update" if self.update is not None else "delete"
+
+
+async def write_snapshots(writes: Sequence[SnapshotWrite]) -> None:
+    """Send `writes` (of any bots) in one unordered bulk write, then tell each keeper what is
+    stored now. The one place the snapshot collection is written: every filter is built here.
+
+    On failure nothing is recorded as stored: the next sweep writes those players' whole
+    documents again (and deletes again), which is always correct."""
+    if not writes:
+        return
+    requests: list[ReplaceOne[Any] | UpdateOne | DeleteOne] = []
+    for write in writes:
+        where = {"bot_id": write.keeper.bot_id, "guild_id": write.guild_id}
+        if write.document is not None:
+            requests.append(ReplaceOne(where, write.document, upsert=True))
+        elif write.update is not None:
+            requests.append(UpdateOne(where, write.update))
+        else:
+            requests.append(DeleteOne(where))
+    try:
+        await PlayerSnapshot.get_pymongo_collection().bulk_write(requests, ordered=False)
+    except PyMongoError:
+        for write in writes:
+            write.keeper.write_failed(write)
+        raise
+    finally:
+        SNAPSHOT_WRITES.inc(len(requests))
+    for write in writes:
+        write.keeper.written(write)
+
+
+class SnapshotKeeper:
+    """Saves and restores the players of one bot; the worker's scheduler asks it what changed."""
+
+    def __init__(self, service: MusicService, *, max_age: float) -> None:
         self._service = service
-        self._interval = interval
         self._max_age = timedelta(seconds=max_age)
-        self._tasks: list[asyncio.Task[None]] = []
-        self.restored = asyncio.Event()  # set once restoring is over; until then nothing is pruned
+        # A paused or silent player with nothing changed still refreshes `saved_at` this often,
+        # so that it is not discarded as too old when the bot restarts.
+        self._refresh_after = max_age / 4
+        self._stored: dict[int, _State] = {}  # guild -> what the database holds (as we wrote it)
+        self._restore_task: asyncio.Task[None] | None = None
+        self.restored = asyncio.Event()  # set once restoring is over
+
+    @property
+    def bot_id(self) -> int:
+        return self._service.bot_id
 
     def start(self) -> None:
-        bot_id = self._service.bot_id
-        self._tasks = [
-            asyncio.create_task(self._restore_when_ready(), name=f"snapshots-restore-{bot_id}"),
-            asyncio.create_task(self._save_loop(), name=f"snapshots-{bot_id}"),
-        ]
+        name = f"snapshots-restore-{self.bot_id}"
+        self._restore_task = asyncio.create_task(self._restore_when_ready(), name=name)
 
     async def stop(self) -> None:
-        await cancel_bounded(self._tasks, 2.0, what=f"Snapshots of bot {self._service.bot_id}")
+        await cancel_bounded([self._restore_task], 2.0, what=f"Snapshots of bot {self.bot_id}")
+
+    def has_work(self) -> bool:
+        """Anything a sweep may have to write: a player, or a stored snapshot (it may have ended)."""
+        return bool(self._stored) or bool(self._service.players())
 
     async def _restore_when_ready(self) -> None:
         await self._service.client.wait_until_ready()
@@ -95,42 +272,59 @@ class SnapshotKeeper:
         finally:
             self.restored.set()
 
-    async def _save_loop(self) -> None:
-        # Saving does not wait for restoring (which waits for Lavalink): players started meanwhile
-        # by /play are saved too; pruning waits until restoring is over.
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.save_all()
-            except PyMongoError as exc:
-                _log.warning("Bot %d: player snapshots not saved (%s)", self._service.bot_id, exc)
-
-    async def save_all(self, *, prune: bool = True) -> int:
-        """Upsert a snapshot per player; drop snapshots of guilds where nothing plays any more."""
-        bot_id = self._service.bot_id
-        collection = PlayerSnapshot.get_pymongo_collection()
-        saved: list[int] = []
+    def changes(self, now: float, *, deletions: bool = True) -> list[SnapshotWrite]:
+        """What to write so the database matches this bot's players (cheap when nothing changed:
+        comparisons only, no serialisation). `deletions=False`: players that ended are kept."""
+        writes: list[SnapshotWrite] = []
+        seen: set[int] = set()
         for player in self._service.players():
-            snapshot = take_snapshot(bot_id, player)
-            if snapshot is None:
+            state = _State.of(player, now)
+            if state is None or player.guild is None:
                 continue
-            document = snapshot.model_dump(exclude={"id", "revision_id"})
-            await collection.replace_one(
-                {"bot_id": bot_id, "guild_id": snapshot.guild_id}, document, upsert=True
-            )
-            SNAPSHOT_WRITES.inc()
-            saved.append(snapshot.guild_id)
-        if prune and self.restored.is_set():
-            await collection.delete_many({"bot_id": bot_id, "guild_id": {"$nin": saved}})
-        return len(saved)
+            guild_id = player.guild.id
+            seen.add(guild_id)
+            old = self._stored.get(guild_id)
+            if old is None or old is _GONE:
+                snapshot = take_snapshot(self.bot_id, player)
+                if snapshot is not None:
+                    document = snapshot.model_dump(exclude={"id", "revision_id"})
+                    writes.append(SnapshotWrite(self, guild_id, document=document, state=state))
+                continue
+            update = _update(old, state, now, refresh_after=self._refresh_after)
+            if update is not None:
+                writes.append(SnapshotWrite(self, guild_id, update=update, state=state))
+        if not deletions:
+            return writes
+        # Players that ended (left, destroyed) since the last sweep.
+        writes.extend(SnapshotWrite(self, guild_id) for guild_id in self._stored.keys() - seen)
+        return writes
+
+    def written(self, write: SnapshotWrite) -> None:
+        if write.state is None:
+            self._stored.pop(write.guild_id, None)
+        else:
+            self._stored[write.guild_id] = write.state
+
+    def write_failed(self, write: SnapshotWrite) -> None:
+        if write.state is not None:  # unknown now: the next sweep writes the whole document
+            self._stored.pop(write.guild_id, None)
+
+    async def save_all(self) -> int:
+        """Write this bot's changes now, to resume after a restart: never a deletion (its players
+        leaving voice to restart have not ended; a stop cut short may save twice). Returns how
+        many players were written."""
+        writes = self.changes(asyncio.get_running_loop().time(), deletions=False)
+        await write_snapshots(writes)
+        return sum(1 for write in writes if write.state is not None)
 
     async def forget(self, guild_id: int) -> None:
+        """Nothing to resume in the guild (a deliberate leave, a discarded snapshot)."""
+        self._stored[guild_id] = _GONE  # what a failed delete leaves: the next sweep deletes again
         try:
-            await PlayerSnapshot.get_pymongo_collection().delete_one(
-                {"bot_id": self._service.bot_id, "guild_id": guild_id}
-            )
+            await write_snapshots([SnapshotWrite(self, guild_id)])
         except PyMongoError as exc:
-            _log.warning("Bot %d: snapshot of guild %d not deleted (%s)", self._service.bot_id, guild_id, exc)
+            _log.warning("Bot %d: snapshot of guild %d not deleted (%s)", self.bot_id, guild_id, exc)
+            self._service.scheduler.wake(self._service)  # the sweeps delete it again
 
     async def restore(self) -> int:
         service = self._service
@@ -153,6 +347,8 @@ class SnapshotKeeper:
                 resumed += await self._restore_one(snapshot)
             except Exception:
                 _log.exception("Bot %d: resuming guild %d failed", service.bot_id, snapshot.guild_id)
+                if service.get_player(snapshot.guild_id) is None:
+                    await self.forget(snapshot.guild_id)  # it would fail again at every start
         return resumed
 
     async def _restore_one(self, snapshot: PlayerSnapshot) -> bool:
@@ -210,6 +406,12 @@ class SnapshotKeeper:
             )
         else:
             await player.set_volume(snapshot.volume)
+        # The database holds this already: the next sweep writes only what changes from here (a
+        # paused player's `saved_at` is refreshed as if it had been written when it was saved).
+        age = (utcnow() - snapshot.saved_at).total_seconds()
+        state = _State.of(player, asyncio.get_running_loop().time() - age)
+        if state is not None:
+            self._stored.setdefault(guild.id, state)
         queued = len(snapshot.queue)
         _log.info("Bot %d resumed guild %d in channel %d at %dms with %d queued",
                   service.bot_id, guild.id, channel.id, snapshot.position_ms, queued)  # fmt: skip

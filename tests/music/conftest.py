@@ -180,7 +180,6 @@ async def make_world(
                 "discord_gateway_url": fake_discord.gateway_url,
                 "identify_interval": 0.0,
                 "lavalink_nodes": ",".join(f"node{i}={n.uri}={n.password}" for i, n in enumerate(nodes)),
-                "lavalink_health_interval": 0.2,
                 "lavalink_reconnect_max_delay": 1.0,
             }
             settings = make_settings(**(values | overrides))
