@@ -55,7 +55,7 @@ IDENTIFIES = Counter(
 )
 SNAPSHOT_WRITES = Counter(
     "chorus_snapshot_writes",
-    "Player snapshots written to the database (to resume after a restart)",
+    "Player snapshot writes sent to the database (whole documents, updates, deletions; only what changed)",
     registry=None,
 )
 

@@ -39,6 +39,10 @@ class BenchConfig:
     reload_inserts: int = 20  # hot reload: bots inserted one after the other, per variant
     metrics_bots: int = 1000  # monitoring: the goal is a cheap /metrics at 1,000 bots
     metrics_scrapes: int = 50
+    periodic_bots: int = 1000  # periodic work: the idle fleet (the goal is stated at 1,000)
+    periodic_window: float = 20.0  # seconds of each window (`runs` of them) the idle fleet is read over
+    snapshot_players: int = 1000  # snapshot volume: players of 50 queued tracks
+    snapshot_sweeps: int = 9  # sweeps of 10 simulated seconds after the first
     profile: bool = True
     profile_bots: int = 100
     large_sizes: tuple[int, ...] = (100, 1000)  # large fleet: bots per worker
@@ -63,6 +67,8 @@ class BenchConfig:
             needed.append(self.metrics_bots)
         if "large_fleet" in benchmarks:
             needed += self.large_sizes
+        if "periodic" in benchmarks:
+            needed.append(self.periodic_bots)
         if "profiles" in benchmarks and self.profile:
             needed.append(self.profile_bots)
         return max(needed)

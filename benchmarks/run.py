@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.tokens import generate_key
-from benchmarks import commands, fleet, hot_reload, http_api, large_fleet, metrics_scrape, profiles
+from benchmarks import commands, fleet, hot_reload, http_api, large_fleet, metrics_scrape, periodic, profiles
 from benchmarks.context import BenchConfig, BenchContext
 from benchmarks.processes import REPO, BenchError, Children, cpu_reading, foreign_cpu_share
 from benchmarks.report import machine, render_markdown, utc_now, write_chart, write_json
@@ -46,6 +46,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     hot_reload,
     metrics_scrape,
     large_fleet,
+    periodic,
     profiles,
 )
 REPORT = "PERFORMANCE.md"
@@ -107,6 +108,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--large-idle", type=float, default=defaults.large_idle,
                         help="large fleet: idle seconds watched (15)")  # fmt: skip
+    parser.add_argument("--periodic-bots", type=int, default=defaults.periodic_bots,
+                        help="periodic: bots of the idle fleet (1000)")  # fmt: skip
+    parser.add_argument("--periodic-window", type=float, default=defaults.periodic_window,
+                        help="periodic: seconds per window (--runs of them) on the idle fleet")  # fmt: skip
+    parser.add_argument("--snapshot-players", type=int, default=defaults.snapshot_players,
+                        help="periodic: players of 50 queued tracks, snapshot volume (1000)")  # fmt: skip
+    parser.add_argument("--snapshot-sweeps", type=int, default=defaults.snapshot_sweeps,
+                        help="periodic: snapshot sweeps measured, 10 simulated seconds each (9)")  # fmt: skip
     parser.add_argument("--profile-bots", type=int, default=defaults.profile_bots)
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -151,6 +160,10 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         large_sizes=args.large_sizes,
         large_runs=args.large_runs,
         large_idle=args.large_idle,
+        periodic_bots=args.periodic_bots,
+        periodic_window=args.periodic_window,
+        snapshot_players=args.snapshot_players,
+        snapshot_sweeps=args.snapshot_sweeps,
         profile=not args.no_profile and "profiles" in args.only.split(","),
         profile_bots=args.profile_bots,
         chart=not args.no_chart,

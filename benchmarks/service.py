@@ -192,6 +192,7 @@ class ServiceOptions:
     profile: str | None = None  # a benchmarks.profiled_serve mode, or None for plain `chorus serve`
     profile_out: Path | None = None
     lavalink_nodes: str | None = None  # LAVALINK_NODES, e.g. the fake node's
+    code_dir: Path | None = None  # run the `app` of this checkout (PYTHONPATH), e.g. a baseline
 
 
 @dataclass
@@ -255,6 +256,8 @@ def start_chorus(
         env["LAVALINK_NODES"] = options.lavalink_nodes
     if options.login_concurrency is not None:
         env["BOT_LOGIN_CONCURRENCY"] = str(options.login_concurrency)
+    if options.code_dir is not None:
+        env["PYTHONPATH"] = str(options.code_dir)
     if options.profile is None:
         argv = [str(BIN / "chorus"), "serve"]
     else:
