@@ -81,13 +81,14 @@ def _window(ctx: BenchContext, pid: int) -> dict[str, float]:
             "db_writes_per_s": (_database_writes(ctx.database_url) - writes) / elapsed}  # fmt: skip
 
 
-def _idle_fleet(ctx: BenchContext, code: Path | None, label: str) -> dict[str, Any]:
+def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: bool = True) -> dict[str, Any]:
     bots = ctx.world.bots[: ctx.config.periodic_bots]
-    node = start_fake_lavalink(ctx.children, ctx.work_dir, tracks=1)
+    node = start_fake_lavalink(ctx.children, ctx.work_dir, tracks=1) if lavalink else None
     database = new_database_name("periodic")
     seed_bots(ctx.database_url, database, ctx.key, bots)
     try:
-        options = ServiceOptions(guild_ready_timeout=0.1, lavalink_nodes=node.lavalink_nodes, code_dir=code)
+        nodes = node.lavalink_nodes if node is not None else ""
+        options = ServiceOptions(guild_ready_timeout=0.1, lavalink_nodes=nodes, code_dir=code)
         service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
                                key=ctx.key, options=options)  # fmt: skip
         ctx.record_command(f"periodic: chorus serve ({label})", service.command)
@@ -101,7 +102,8 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str) -> dict[str, A
             ctx.children.stop(service.child)
     finally:
         drop_database(ctx.database_url, database)
-        ctx.children.stop(node.child)
+        if node is not None:
+            ctx.children.stop(node.child)
     row = {"code": label, "bots": len(bots), "window_s": ctx.config.periodic_window, "windows": windows,
            "cpu_share": statistics.median(w["cpu_share"] for w in windows),
            "db_writes_per_s": statistics.median(w["db_writes_per_s"] for w in windows)}  # fmt: skip
@@ -139,6 +141,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         variants.insert(0, (baseline, "per-bot loops"))
     try:
         idle = [_idle_fleet(ctx, code, label) for code, label in variants]
+        # What is left once the periodic work is gone: the connections' own keepalives. Without
+        # Lavalink, only the gateway's heartbeats remain.
+        idle.append(_idle_fleet(ctx, None, "scheduler, no Lavalink", lavalink=False))
         volume = [_snapshot_volume(ctx, code, label) for code, label in variants]
     finally:
         if baseline is not None:
@@ -174,7 +179,8 @@ def render(result: dict[str, Any]) -> str:
         f"(`{result['baseline_ref'] or 'not available'}`, per-bot idle and snapshot loops, per-node "
         "Lavalink watchdogs; run with that checkout first on `PYTHONPATH`, same virtualenv) and this tree.",
         "",
-        "**Idle fleet** (every bot ready and connected to a fake Lavalink node, no player):",
+        "**Idle fleet** (every bot ready and connected to a fake Lavalink node, no player; the last row "
+        "without Lavalink, to show what the Lavalink connections' own keepalives cost):",
         "",
         "| code | bots | windows x s | CPU, % of a core (median) | database writes/s (median) |",
         "|---|---:|---:|---:|---:|",
@@ -197,8 +203,8 @@ def render(result: dict[str, Any]) -> str:
                  f"{row['writes_per_s']:.1f}", f"{row['commands_per_s']:.1f}",
                  f"{row['cpu_per_sweep_ms']:.1f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
-    if len(result["volume"]) == 2 and len(result["idle"]) == 2:
-        (old_idle, new_idle), (old_volume, new_volume) = result["idle"], result["volume"]
+    if len(result["volume"]) == 2 and len(result["idle"]) >= 2:
+        (old_idle, new_idle), (old_volume, new_volume) = result["idle"][:2], result["volume"]
         cpu = _ratio(old_idle["cpu_share"], new_idle["cpu_share"])
         writes = _ratio(old_idle["db_writes_per_s"], new_idle["db_writes_per_s"])
         volume = _ratio(old_volume["bytes_per_s"], new_volume["bytes_per_s"])

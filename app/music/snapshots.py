@@ -123,8 +123,8 @@ class _State:
         return cls(small, current, tuple(player.queue), tuple(player.history), _position(player), moving, now)
 
 
-# What `forget` leaves until its delete is done: the next sweep deletes again (or, should a
-# player be there again, writes it whole).
+# What a failed delete leaves: the next sweep deletes again (or, should a player be there
+# again, writes it whole).
 _GONE = _State((), None, (), (), 0, False, 0.0)
 
 SMALL_FIELDS = (
@@ -195,7 +195,7 @@ def _update(old: _State, new: _State, now: float, *, refresh_after: float) -> di
 @dataclass(slots=True)
 class SnapshotWrite:
     """One write of one bot's snapshot in one guild: `document` replaces it (upsert), `update`
-    updates it, neither deletes it. `state` is what the keeper records once the write is done."""
+    updates it, neither deletes it. `state`: the player's state it writes (None: a delete)."""
 
     keeper: SnapshotKeeper
     guild_id: int
@@ -212,8 +212,10 @@ async def write_snapshots(writes: Sequence[SnapshotWrite]) -> None:
     """Send `writes` (of any bots) in one unordered bulk write, then tell each keeper what is
     stored now. The one place the snapshot collection is written: every filter is built here.
 
-    On failure nothing is recorded as stored: the next sweep writes those players' whole
-    documents again (and deletes again), which is always correct."""
+    The keepers recorded each write as done when they made it (so a second write made
+    meanwhile, by a bot's shutdown save, builds on it and never repeats a `$pop`); on failure
+    they are told, and the next sweep writes those players' whole documents again (and deletes
+    again), which is always correct."""
     if not writes:
         return
     requests: list[ReplaceOne[Any] | UpdateOne | DeleteOne] = []
@@ -246,7 +248,9 @@ class SnapshotKeeper:
         # A paused or silent player with nothing changed still refreshes `saved_at` this often,
         # so that it is not discarded as too old when the bot restarts.
         self._refresh_after = max_age / 4
-        self._stored: dict[int, _State] = {}  # guild -> what the database holds (as we wrote it)
+        # guild -> what the database holds, as our writes (once done) leave it
+        self._stored: dict[int, _State] = {}
+        self._broken: set[int] = set()  # guilds whose last write failed: written whole next time
         self._restore_task: asyncio.Task[None] | None = None
         self.restored = asyncio.Event()  # set once restoring is over
 
@@ -284,30 +288,34 @@ class SnapshotKeeper:
             guild_id = player.guild.id
             seen.add(guild_id)
             old = self._stored.get(guild_id)
-            if old is None or old is _GONE:
+            if old is None or old is _GONE or guild_id in self._broken:
                 snapshot = take_snapshot(self.bot_id, player)
                 if snapshot is not None:
                     document = snapshot.model_dump(exclude={"id", "revision_id"})
                     writes.append(SnapshotWrite(self, guild_id, document=document, state=state))
+                    self._stored[guild_id] = state
                 continue
             update = _update(old, state, now, refresh_after=self._refresh_after)
             if update is not None:
                 writes.append(SnapshotWrite(self, guild_id, update=update, state=state))
+                self._stored[guild_id] = state
         if not deletions:
             return writes
         # Players that ended (left, destroyed) since the last sweep.
-        writes.extend(SnapshotWrite(self, guild_id) for guild_id in self._stored.keys() - seen)
+        for guild_id in self._stored.keys() - seen:
+            writes.append(SnapshotWrite(self, guild_id))
+            del self._stored[guild_id]
         return writes
 
     def written(self, write: SnapshotWrite) -> None:
-        if write.state is None:
-            self._stored.pop(write.guild_id, None)
-        else:
-            self._stored[write.guild_id] = write.state
+        if write.document is not None or write.state is None:  # whole again, or gone
+            self._broken.discard(write.guild_id)
 
     def write_failed(self, write: SnapshotWrite) -> None:
-        if write.state is not None:  # unknown now: the next sweep writes the whole document
-            self._stored.pop(write.guild_id, None)
+        if write.state is not None:
+            self._broken.add(write.guild_id)  # unknown now: written whole next time
+        elif write.guild_id not in self._stored:
+            self._stored[write.guild_id] = _GONE  # deleted again next time
 
     async def save_all(self) -> int:
         """Write this bot's changes now, to resume after a restart: never a deletion (its players
@@ -319,7 +327,7 @@ class SnapshotKeeper:
 
     async def forget(self, guild_id: int) -> None:
         """Nothing to resume in the guild (a deliberate leave, a discarded snapshot)."""
-        self._stored[guild_id] = _GONE  # what a failed delete leaves: the next sweep deletes again
+        self._stored.pop(guild_id, None)
         try:
             await write_snapshots([SnapshotWrite(self, guild_id)])
         except PyMongoError as exc:
