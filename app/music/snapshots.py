@@ -37,10 +37,10 @@ import wavelink
 from pymongo import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.errors import PyMongoError
 
-from app.db.models import PlayerSnapshot, SavedTrack, utcnow
+from app.db.models import PlayerSnapshot, utcnow
 from app.metrics import SNAPSHOT_WRITES
 from app.music.filters import PRESETS, preset_filters
-from app.music.player import HISTORY_SIZE, ChorusPlayer
+from app.music.snapshot_state import GONE, PlayerState, restored_track, take_snapshot, update_for
 from app.shutdown import cancel_bounded
 
 if TYPE_CHECKING:
@@ -49,147 +49,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 VoiceLike = discord.VoiceChannel | discord.StageChannel
-
-
-def _saved(track: wavelink.Playable) -> SavedTrack:
-    return SavedTrack(data=dict(track.raw_data), extras=dict(track.extras))
-
-
-def _track(saved: SavedTrack) -> wavelink.Playable:
-    track = wavelink.Playable(saved.data)  # pyright: ignore[reportArgumentType]  # Lavalink's own payload
-    track.extras = saved.extras
-    return track
-
-
-def take_snapshot(bot_id: int, player: ChorusPlayer) -> PlayerSnapshot | None:
-    if player.guild is None or player.channel is None:
-        return None
-    return PlayerSnapshot(
-        bot_id=bot_id,
-        guild_id=player.guild.id,
-        voice_channel_id=player.channel.id,
-        text_channel_id=player.text_channel_id,
-        current=_saved(player.current) if player.current is not None else None,
-        position_ms=_position(player),
-        queue=[_saved(track) for track in player.queue],
-        queue_mode=player.queue.mode.name,
-        autoplay=player.autoplay.name,
-        volume=player.volume,
-        filter_preset=player.filter_preset,
-        paused=player.paused,
-        history=[_saved(track) for track in player.history],
-        controller_message_id=player.controller_message_id,
-        saved_at=utcnow(),
-    )
-
-
-def _position(player: ChorusPlayer) -> int:
-    return int(player.position) if player.stranded_position is None else player.stranded_position
-
-
-Tracks = tuple[wavelink.Playable, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _State:
-    """What a player's snapshot holds, cheap to compare: the small fields by value, the tracks by
-    identity (a queued track is one object from enqueue to play; holding them here keeps their
-    identities from being reused)."""
-
-    small: tuple[Any, ...]  # every scalar field but the position (see SMALL_FIELDS)
-    current: wavelink.Playable | None
-    queue: Tracks
-    history: Tracks
-    position_ms: int
-    moving: bool  # playing, not paused, not stranded: the position advances with the clock
-    at: float  # loop time the position was read
-
-    @classmethod
-    def of(cls, player: ChorusPlayer, now: float) -> _State | None:
-        if player.guild is None or player.channel is None:
-            return None
-        small = (
-            player.channel.id,
-            player.text_channel_id,
-            player.queue.mode.name,
-            player.autoplay.name,
-            player.volume,
-            player.filter_preset,
-            player.paused,
-            player.controller_message_id,
-        )
-        current = player.current
-        moving = current is not None and not player.paused and player.stranded_position is None
-        return cls(small, current, tuple(player.queue), tuple(player.history), _position(player), moving, now)
-
-
-# What a failed delete leaves: the next sweep deletes again (or, should a player be there
-# again, writes it whole).
-_GONE = _State((), None, (), (), 0, False, 0.0)
-
-SMALL_FIELDS = (
-    "voice_channel_id",
-    "text_channel_id",
-    "queue_mode",
-    "autoplay",
-    "volume",
-    "filter_preset",
-    "paused",
-    "controller_message_id",
-)
-
-
-def _same(old: Tracks, new: Tracks) -> bool:
-    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
-
-
-def _list_update(field: str, old: Tracks, new: Tracks, *, maxlen: int | None = None) -> dict[str, Any]:
-    """The smallest update operator turning the stored list `old` into `new`: `$pop` of the
-    first item (a track started), `$push` of appended items (queued, or played for the history,
-    capped with `$slice`), else a `$set` of the whole list."""
-    if old and _same(old[1:], new):
-        return {"$pop": {field: -1}}
-    for added in range(1, min(len(new), 10) + 1):
-        combined = old + new[-added:]
-        if maxlen is not None:
-            combined = combined[-maxlen:]
-        if _same(combined, new):
-            each: dict[str, Any] = {"$each": [_saved(track).model_dump() for track in new[-added:]]}
-            if maxlen is not None:
-                each["$slice"] = -maxlen
-            return {"$push": {field: each}}
-    return {"$set": {field: [_saved(track).model_dump() for track in new]}}
-
-
-def _update(old: _State, new: _State, now: float, *, refresh_after: float) -> dict[str, Any] | None:
-    """The update that brings the stored snapshot `old` to `new`, or None if none is needed."""
-    lists = not (_same(old.queue, new.queue) and _same(old.history, new.history))
-    changed = (
-        lists
-        or old.small != new.small
-        or old.current is not new.current
-        or old.moving != new.moving
-        or (not new.moving and old.position_ms != new.position_ms)  # a seek while paused
-    )
-    if not changed and not new.moving and now - old.at < refresh_after:
-        return None
-    # Position and `saved_at` travel with every write: "at saved_at it was at position_ms".
-    fields: dict[str, Any] = {"position_ms": new.position_ms, "saved_at": utcnow()}
-    update: dict[str, Any] = {"$set": fields}
-    if not changed:
-        return update
-    fields.update(zip(SMALL_FIELDS, new.small, strict=True))
-    if old.current is not new.current:
-        fields["current"] = _saved(new.current).model_dump() if new.current is not None else None
-    for field, old_list, new_list, maxlen in (
-        ("queue", old.queue, new.queue, None),
-        ("history", old.history, new.history, HISTORY_SIZE),
-    ):
-        if _same(old_list, new_list):
-            continue
-        for operator, change in _list_update(field, old_list, new_list, maxlen=maxlen).items():
-            update.setdefault(operator, {}).update(change)
-    return update
 
 
 @dataclass(slots=True)
@@ -201,7 +60,7 @@ class SnapshotWrite:
     guild_id: int
     document: dict[str, Any] | None = None
     update: dict[str, Any] | None = None
-    state: _State | None = None
+    state: PlayerState | None = None
 
     @property
     def kind(self) -> str:
@@ -249,7 +108,7 @@ class SnapshotKeeper:
         # so that it is not discarded as too old when the bot restarts.
         self._refresh_after = max_age / 4
         # guild -> what the database holds, as our writes (once done) leave it
-        self._stored: dict[int, _State] = {}
+        self._stored: dict[int, PlayerState] = {}
         self._broken: set[int] = set()  # guilds whose last write failed: written whole next time
         self._restore_task: asyncio.Task[None] | None = None
         self.restored = asyncio.Event()  # set once restoring is over
@@ -282,20 +141,20 @@ class SnapshotKeeper:
         writes: list[SnapshotWrite] = []
         seen: set[int] = set()
         for player in self._service.players():
-            state = _State.of(player, now)
+            state = PlayerState.of(player, now)
             if state is None or player.guild is None:
                 continue
             guild_id = player.guild.id
             seen.add(guild_id)
             old = self._stored.get(guild_id)
-            if old is None or old is _GONE or guild_id in self._broken:
+            if old is None or old is GONE or guild_id in self._broken:
                 snapshot = take_snapshot(self.bot_id, player)
                 if snapshot is not None:
                     document = snapshot.model_dump(exclude={"id", "revision_id"})
                     writes.append(SnapshotWrite(self, guild_id, document=document, state=state))
                     self._stored[guild_id] = state
                 continue
-            update = _update(old, state, now, refresh_after=self._refresh_after)
+            update = update_for(old, state, now, refresh_after=self._refresh_after)
             if update is not None:
                 writes.append(SnapshotWrite(self, guild_id, update=update, state=state))
                 self._stored[guild_id] = state
@@ -315,7 +174,7 @@ class SnapshotKeeper:
         if write.state is not None:
             self._broken.add(write.guild_id)  # unknown now: written whole next time
         elif write.guild_id not in self._stored:
-            self._stored[write.guild_id] = _GONE  # deleted again next time
+            self._stored[write.guild_id] = GONE  # deleted again next time
 
     async def save_all(self) -> int:
         """Write this bot's changes now, to resume after a restart: never a deletion (its players
@@ -396,16 +255,16 @@ class SnapshotKeeper:
         guild = channel.guild
         player = await service.join(channel, text_channel_id=snapshot.text_channel_id)
         service.fleet.mark_used(service, guild.id)
-        player.queue.put([_track(saved) for saved in snapshot.queue])
+        player.queue.put([restored_track(saved) for saved in snapshot.queue])
         player.queue.mode = _enum(wavelink.QueueMode, snapshot.queue_mode, wavelink.QueueMode.normal)
         player.autoplay = _enum(wavelink.AutoPlayMode, snapshot.autoplay, wavelink.AutoPlayMode.partial)
         preset = snapshot.filter_preset if snapshot.filter_preset in PRESETS else "reset"
         player.filter_preset = preset
-        player.history.extend(_track(saved) for saved in snapshot.history)
+        player.history.extend(restored_track(saved) for saved in snapshot.history)
         player.controller_message_id = snapshot.controller_message_id
         if snapshot.current is not None:
             await player.play(
-                _track(snapshot.current),
+                restored_track(snapshot.current),
                 start=snapshot.position_ms,
                 volume=snapshot.volume,
                 paused=snapshot.paused,
@@ -417,7 +276,7 @@ class SnapshotKeeper:
         # The database holds this already: the next sweep writes only what changes from here (a
         # paused player's `saved_at` is refreshed as if it had been written when it was saved).
         age = (utcnow() - snapshot.saved_at).total_seconds()
-        state = _State.of(player, asyncio.get_running_loop().time() - age)
+        state = PlayerState.of(player, asyncio.get_running_loop().time() - age)
         if state is not None:
             self._stored.setdefault(guild.id, state)
         queued = len(snapshot.queue)
