@@ -107,6 +107,8 @@ async def test_changes_are_written_once_and_small(
         await world.run(user, "play", query=f"Song {n}")
     player = world.player()
     assert player is not None and len(player.queue) == 6
+    # The now-playing controller is posted in the background; its id is part of the snapshot.
+    await until(lambda: player.controller_message_id is not None)
 
     # The new player is written whole once (at least once the queue is complete)...
     await until(lambda: any(kind == "replace" for kind, _ in snapshot_commands.writes()))
@@ -161,6 +163,9 @@ async def test_a_paused_player_writes_nothing_until_it_changes(
     user = await world.user_in_voice()
     await world.run(user, "play", query="Song 1")
     await world.playing("Song 1")
+    player = world.player()
+    assert player is not None
+    await until(lambda: player.controller_message_id is not None)  # posted in the background
     await world.run(user, "pause")
     await until(lambda: any(fields(s).get("paused") is True for _, s in snapshot_commands.writes()))
     await sweeps(world, 2)
