@@ -187,8 +187,8 @@ async def test_an_ended_player_is_deleted_by_the_next_sweep(
 
     await player.disconnect()  # ended without /leave (as when Discord drops it): only the sweep knows
     await until(lambda: any(kind == "delete" for kind, _ in snapshot_commands.writes()))
+    await sweeps(world, 2)  # the listener sees the delete sent; a sweep ends once its write is done
     assert await PlayerSnapshot.find(PlayerSnapshot.bot_id == world.bot.client_id).count() == 0
-    await sweeps(world, 2)
     assert scheduler(world).active_count() == 0  # back to nothing to sweep
     snapshot_commands.commands = []
     await sweeps(world, 3)
