@@ -109,11 +109,11 @@ async def test_insert_disable_rename_retoken_and_delete(
         await bots.delete_one({"client_id": newcomer.client_id})
         await until_stopped(running, newcomer.client_id)
 
-        async def listed() -> set[str]:
+        async def listing() -> set[str]:
             return {b["clientId"] for b in (await running.http.get("/bots")).json()["bots"]}
 
         async with asyncio.timeout(30):  # no longer listed, once the fleet forgot it too
-            while await listed() != {str(steady.client_id)}:
+            while await listing() != {str(steady.client_id)}:
                 await asyncio.sleep(0.02)
 
         # Nothing else was touched.
