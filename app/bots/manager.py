@@ -16,7 +16,7 @@ from app.bots.events import FleetEvents
 from app.bots.reload import FleetWatcher
 from app.bots.router import FleetRouter
 from app.bots.runner import BotRunner
-from app.bots.status import BotState, BotStatus
+from app.bots.status import BotState, BotStatus, stored_status
 from app.db import queries
 from app.db.models import MusicBot, utcnow
 from app.music.config import parse_lavalink_nodes
@@ -267,7 +267,9 @@ class BotManager:
         """Every running bot, then every disabled one (status `disabled`)."""
         running = [runner.status() for runner in self._runners.values()]
         return running + [
-            _disabled_status(bot) for bot in self._disabled.values() if bot.client_id not in self._runners
+            stored_status(bot, BotState.DISABLED)
+            for bot in self._disabled.values()
+            if bot.client_id not in self._runners
         ]
 
     def state_of(self, client_id: int) -> BotState | None:
@@ -283,7 +285,7 @@ class BotManager:
         if runner is not None:
             return runner.status()
         bot = self._disabled.get(client_id)
-        return _disabled_status(bot) if bot is not None else None
+        return stored_status(bot, BotState.DISABLED) if bot is not None else None
 
     async def shutdown(self) -> None:
         await self.watcher.stop()
@@ -316,17 +318,3 @@ class BotManager:
             existing.updated_at = utcnow()
             await existing.save()
             _log.info("Updated the development bot %d from DISCORD_TOKEN", client_id)
-
-
-def _disabled_status(bot: MusicBot) -> BotStatus:
-    return BotStatus(
-        client_id=bot.client_id,
-        name=bot.name,
-        state=BotState.DISABLED,
-        since=bot.updated_at,
-        guilds=bot.guild_count,
-        users=bot.user_count,
-        latency_ms=None,
-        last_error=None,
-        identifies_24h=0,
-    )

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.db.models import MusicBot
 
 
 class BotState(StrEnum):
@@ -30,3 +34,18 @@ class BotStatus:
     last_error: str | None
     identifies_24h: int
     shards: int = 1  # gateway connections (shards) the bot runs
+
+
+def stored_status(bot: MusicBot, state: BotState) -> BotStatus:
+    """The status of a bot that is not running here (disabled, stopped): what its record says."""
+    return BotStatus(
+        client_id=bot.client_id,
+        name=bot.name,
+        state=state,
+        since=bot.updated_at,
+        guilds=bot.guild_count,
+        users=bot.user_count,
+        latency_ms=None,
+        last_error=None,
+        identifies_24h=0,
+    )
