@@ -16,6 +16,7 @@ from app.db.connection import DatabaseUnavailable
 from app.embedded import EmbeddedDatabaseError
 from app.music.config import InvalidNodeSpec, parse_lavalink_nodes
 from app.ops.cli import register as register_operator_commands
+from app.ops.no_echo import NoEchoCommand
 from app.runtime import ConfigurationError, apply_discord_endpoints, open_store, resolve_cipher
 from app.settings import Settings
 from app.tokens import InvalidEncryptionKey, InvalidTokenFormat, client_id_from_token, generate_key
@@ -128,7 +129,7 @@ async def _serve(server: uvicorn.Server, app: FastAPI, settings: Settings, sock:
             loop.remove_signal_handler(signum)
 
 
-@cli.command(epilog=SERVE_EPILOG)
+@cli.command(epilog=SERVE_EPILOG, cls=NoEchoCommand)
 def serve() -> None:
     """Run the service: the HTTP API and every enabled bot.
 
@@ -171,7 +172,7 @@ def serve() -> None:
         sock.close()
 
 
-@cli.command("gen-key", epilog=GEN_KEY_EPILOG)
+@cli.command("gen-key", epilog=GEN_KEY_EPILOG, cls=NoEchoCommand)
 def gen_key() -> None:
     """Print a new Fernet key for TOKEN_ENCRYPTION_KEYS."""
     typer.echo(generate_key())

@@ -108,5 +108,7 @@ def load_command_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         exit_unusable(describe_settings_errors(exc))
-    configure_logging(settings.log_level, pymongo_level=settings.log_level_pymongo)
+    configure_logging(
+        settings.log_level, pymongo_level=settings.log_level_pymongo, log_format=settings.log_format
+    )
     return settings

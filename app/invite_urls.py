@@ -9,9 +9,15 @@ __all__ = ("INVITE_PERMISSION_NAMES", "INVITE_SCOPES", "MUSIC_BOT_PERMISSIONS", 
 # `bot` puts the bot in the guild; `applications.commands` lets its slash commands appear there.
 INVITE_SCOPES: tuple[str, ...] = ("bot", "applications.commands")
 
-# View channel, send messages, embed links (the now-playing card), connect and speak (voice).
+# View channel, send messages, embed links (the now-playing controller), connect and speak
+# (voice), set voice channel status (the playing track under the channel's name).
 MUSIC_BOT_PERMISSIONS = discord.Permissions(
-    view_channel=True, send_messages=True, embed_links=True, connect=True, speak=True
+    view_channel=True,
+    send_messages=True,
+    embed_links=True,
+    connect=True,
+    speak=True,
+    set_voice_channel_status=True,
 )
 INVITE_PERMISSION_NAMES: tuple[str, ...] = (
     "View Channel",
@@ -19,6 +25,7 @@ INVITE_PERMISSION_NAMES: tuple[str, ...] = (
     "Embed Links",
     "Connect",
     "Speak",
+    "Set Voice Channel Status",
 )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import discord
 
+from app.open_files import out_of_files, out_of_files_reason
 from app.tokens import FERNET_CIPHERTEXT, SECRET_IN_TEXT
 
 __all__ = (
@@ -67,6 +68,15 @@ def public_reason(text: str, *, limit: int = REASON_MAX) -> str:
 
 
 _formatter = logging.Formatter()
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def _formatter_for(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        from app.log_format import JsonLogFormatter  # it builds on redact(), defined here
+
+        return JsonLogFormatter()
+    return logging.Formatter(TEXT_FORMAT)
 
 
 def _redact_record(record: logging.LogRecord) -> None:
@@ -100,14 +110,17 @@ def install_redaction() -> None:
     logging.setLogRecordFactory(factory)
 
 
-def configure_logging(level: str = "INFO", *, pymongo_level: str | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", *, pymongo_level: str | None = None, log_format: str = "text"
+) -> None:
+    """Log to stderr, one line per record: text, or JSON objects (`app.log_format`)."""
     install_redaction()
     install_reconnect_log_filter()
     root = logging.getLogger()
     root.setLevel(level)
     if not any(getattr(h, "_chorus", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(_formatter_for(log_format))
         handler._chorus = True  # type: ignore[attr-defined]  # marks our handler for idempotence
         root.addHandler(handler)
     # discord.py's gateway chatter at INFO is one line per bot per event: keep it at WARNING
@@ -126,6 +139,8 @@ def configure_logging(level: str = "INFO", *, pymongo_level: str | None = None) 
 
 def describe_connection_error(exc: BaseException) -> str:
     """One line for a failed gateway connection: what failed, where, and why."""
+    if out_of_files(exc):
+        return out_of_files_reason()
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         url = exc.request_info.real_url.with_query(None)
         return f"gateway handshake failed: HTTP {exc.status} at {url}"

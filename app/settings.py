@@ -93,18 +93,30 @@ class Settings(BaseSettings):
     music_idle_timeout: float = Field(default=300.0, ge=0)
     music_queue_limit: int = Field(default=500, ge=1)
     music_max_track_seconds: int = Field(default=0, ge=0)
-    lavalink_health_interval: float = Field(default=5.0, gt=0)
     lavalink_reconnect_max_delay: float = Field(default=10.0, gt=0)
     snapshot_interval: float = Field(default=10.0, gt=0)
     snapshot_max_age: float = Field(default=3600.0, gt=0)
 
     log_level: LogLevel = "INFO"
+    # text: one readable line per record; json: one JSON object per line (app/log_format.py).
+    log_format: Literal["text", "json"] = "text"
     # PyMongo's own loggers; unset: INFO at most (its DEBUG quotes every command and reply).
     log_level_pymongo: LogLevel | None = None
+
+    # Monitoring: GET /metrics is open like /health unless this is set (then: Bearer METRICS_TOKEN).
+    metrics_token: SecretStr | None = None
 
     # Where `mongodb_database` came from, and the URL's database when the setting overrides it.
     _database_source: DatabaseSource = PrivateAttr(default="default")
     _overridden_url_database: str | None = PrivateAttr(default=None)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        # Only a known format is lower-cased, so an error shows the value as it was typed.
+        if isinstance(value, str) and value.strip().lower() in ("text", "json"):
+            return value.strip().lower()
+        return value
 
     @field_validator("log_level", "log_level_pymongo", mode="before")
     @classmethod

@@ -43,8 +43,18 @@ class BenchConfig:
     takeover_runs: int = 3
     workers_lease_ttl: float | None = None  # None: the service's default (15 s)
     workers_ready_timeout: float | None = None  # GUILD_READY_TIMEOUT of the workers; None: default
+    metrics_bots: int = 1000  # monitoring: the issue's goal is a cheap /metrics at 1,000 bots
+    metrics_scrapes: int = 50
+    periodic_bots: int = 1000  # periodic work: the idle fleet (the issue's goal is stated at 1,000)
+    periodic_window: float = 20.0  # seconds of each window (`runs` of them) the idle fleet is read over
+    snapshot_players: int = 1000  # snapshot volume: players of 50 queued tracks
+    snapshot_sweeps: int = 9  # sweeps of 10 simulated seconds after the first
     profile: bool = True
     profile_bots: int = 100
+    large_sizes: tuple[int, ...] = (100, 1000)  # large fleet: bots per worker
+    large_runs: int = 1  # 1,000 bots take ~20 s to start: one run per size by default
+    large_idle: float = 15.0  # seconds of idle watched for threads and context switches
+    large_requests: int = 200  # GET /bots per form (unpaged, pages of 100)
     chart: bool = True
     quiet_wait: float = 10.0  # longest wait for other processes' CPU bursts to pass before a sample
 
@@ -61,6 +71,12 @@ class BenchConfig:
             needed.append(self.reload_inserts + 1)
         if "workers" in benchmarks:
             needed += [self.workers_bots, self.takeover_bots]
+        if "metrics" in benchmarks:
+            needed.append(self.metrics_bots)
+        if "large_fleet" in benchmarks:
+            needed += self.large_sizes
+        if "periodic" in benchmarks:
+            needed.append(self.periodic_bots)
         if "profiles" in benchmarks and self.profile:
             needed.append(self.profile_bots)
         return max(needed)

@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.tokens import generate_key
-from benchmarks import commands, fleet, hot_reload, http_api, profiles, workers
+from benchmarks import (
+    commands,
+    fleet,
+    hot_reload,
+    http_api,
+    large_fleet,
+    metrics_scrape,
+    periodic,
+    profiles,
+    workers,
+)
 from benchmarks.context import BenchConfig, BenchContext
 from benchmarks.processes import REPO, BenchError, Children, cpu_reading, foreign_cpu_share
 from benchmarks.report import machine, render_markdown, utc_now, write_chart, write_json
@@ -39,7 +49,17 @@ class Benchmark(Protocol):
     def targets(self, result: dict[str, Any]) -> list[Target]: ...
 
 
-BENCHMARKS: tuple[Benchmark, ...] = (fleet, http_api, commands, hot_reload, workers, profiles)
+BENCHMARKS: tuple[Benchmark, ...] = (
+    fleet,
+    http_api,
+    commands,
+    hot_reload,
+    metrics_scrape,
+    large_fleet,
+    periodic,
+    workers,
+    profiles,
+)
 REPORT = "PERFORMANCE.md"
 DATA = "performance.json"
 CHART = "performance.png"
@@ -86,6 +106,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="commands: concurrent /play users (50)")  # fmt: skip
     parser.add_argument("--play-warm-rounds", type=int, default=defaults.play_warm_rounds,
                         help="commands: warm bursts after the cold one (5)")  # fmt: skip
+    parser.add_argument("--metrics-bots", type=int, default=defaults.metrics_bots,
+                        help="monitoring: bots connected while /metrics is scraped (1000)")  # fmt: skip
+    parser.add_argument("--metrics-scrapes", type=int, default=defaults.metrics_scrapes,
+                        help="monitoring: /metrics requests timed (50)")  # fmt: skip
     parser.add_argument("--reload-inserts", type=int, default=defaults.reload_inserts,
                         help="hot reload: bots inserted per GUILD_READY_TIMEOUT variant (20)")  # fmt: skip
     parser.add_argument("--workers-bots", type=int, default=defaults.workers_bots,
@@ -99,6 +123,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers-lease-ttl", type=float, default=defaults.workers_lease_ttl,
                         help="LEASE_TTL of the workers (default: the service's, 15 s)")  # fmt: skip
+    parser.add_argument("--large-sizes", type=_ints, default=defaults.large_sizes,
+                        help="large fleet: bots per worker (100,1000)")  # fmt: skip
+    parser.add_argument(
+        "--large-runs", type=int, default=defaults.large_runs, help="large fleet: runs per size"
+    )
+    parser.add_argument("--large-idle", type=float, default=defaults.large_idle,
+                        help="large fleet: idle seconds watched (15)")  # fmt: skip
+    parser.add_argument("--periodic-bots", type=int, default=defaults.periodic_bots,
+                        help="periodic: bots of the idle fleet (1000)")  # fmt: skip
+    parser.add_argument("--periodic-window", type=float, default=defaults.periodic_window,
+                        help="periodic: seconds per window (--runs of them) on the idle fleet")  # fmt: skip
+    parser.add_argument("--snapshot-players", type=int, default=defaults.snapshot_players,
+                        help="periodic: players of 50 queued tracks, snapshot volume (1000)")  # fmt: skip
+    parser.add_argument("--snapshot-sweeps", type=int, default=defaults.snapshot_sweeps,
+                        help="periodic: snapshot sweeps measured, 10 simulated seconds each (9)")  # fmt: skip
     parser.add_argument("--profile-bots", type=int, default=defaults.profile_bots)
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -143,6 +182,15 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         takeover_bots=args.takeover_bots,
         takeover_runs=args.takeover_runs,
         workers_lease_ttl=args.workers_lease_ttl,
+        metrics_bots=args.metrics_bots,
+        metrics_scrapes=args.metrics_scrapes,
+        large_sizes=args.large_sizes,
+        large_runs=args.large_runs,
+        large_idle=args.large_idle,
+        periodic_bots=args.periodic_bots,
+        periodic_window=args.periodic_window,
+        snapshot_players=args.snapshot_players,
+        snapshot_sweeps=args.snapshot_sweeps,
         profile=not args.no_profile and "profiles" in args.only.split(","),
         profile_bots=args.profile_bots,
         chart=not args.no_chart,

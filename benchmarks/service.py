@@ -194,6 +194,7 @@ class ServiceOptions:
     profile_out: Path | None = None
     lavalink_nodes: str | None = None  # LAVALINK_NODES, e.g. the fake node's
     lease_ttl: float | None = None  # LEASE_TTL; None: the service's default (15 s)
+    code_dir: Path | None = None  # run the `app` of this checkout (PYTHONPATH), e.g. a baseline
 
 
 @dataclass
@@ -259,6 +260,8 @@ def start_chorus(
         env["BOT_LOGIN_CONCURRENCY"] = str(options.login_concurrency)
     if options.lease_ttl is not None:
         env["LEASE_TTL"] = f"{options.lease_ttl:g}"
+    if options.code_dir is not None:
+        env["PYTHONPATH"] = str(options.code_dir)
     if options.profile is None:
         argv = [str(BIN / "chorus"), "serve"]
     else:

@@ -28,16 +28,21 @@ def admin_denial(settings: Settings, authorization: str | None) -> HTTPException
     """
     if settings.admin_api_token is None or not settings.admin_api_token.get_secret_value():
         return HTTPException(status.HTTP_404_NOT_FOUND, "the admin API is disabled: set ADMIN_API_TOKEN")
+    token = settings.admin_api_token.get_secret_value()
+    return bearer_denial(token, authorization, name="ADMIN_API_TOKEN", what="admin token")
+
+
+def bearer_denial(expected: str, authorization: str | None, *, name: str, what: str) -> HTTPException | None:
+    """401 without bearer credentials, 403 when they are not `expected` (constant time), else None."""
     scheme, _, credentials = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
         return HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "missing credentials: send Authorization: Bearer <ADMIN_API_TOKEN>",
+            f"missing credentials: send Authorization: Bearer <{name}>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    expected = settings.admin_api_token.get_secret_value().encode()
-    if not hmac.compare_digest(credentials.strip().encode(), expected):
-        return HTTPException(status.HTTP_403_FORBIDDEN, "invalid admin token")
+    if not hmac.compare_digest(credentials.strip().encode(), expected.encode()):
+        return HTTPException(status.HTTP_403_FORBIDDEN, f"invalid {what}")
     return None
 
 

@@ -12,11 +12,14 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from app import __version__
+from app.api.dashboard import routes as dashboard
+from app.api.dashboard.session import DashboardSessions
 from app.api.database import database_error
 from app.api.gate import RequestGate
-from app.api.routes import admin, bots, guilds, health, workers
+from app.api.routes import admin, bots, guilds, health, metrics, workers
 from app.api.schemas import ErrorPublic
 from app.bots.manager import BotManager
+from app.bots.telemetry import build_registry
 from app.db.connection import DatabaseMonitor
 from app.db.leases import FleetCollections
 from app.logs import redact
@@ -49,6 +52,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = store
         app.state.database_monitor = monitor
         app.state.manager = manager
+        app.state.metrics_registry = build_registry(
+            manager, database_up=lambda: monitor.reachable, lease_counts=manager.fleet.lease_states
+        )
         monitor.start()
         try:
             await manager.initialize()
@@ -89,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(guilds.router)
     app.include_router(workers.router)
     app.include_router(admin.router)
+    app.include_router(metrics.router)
+    app.include_router(dashboard.router)
+    app.state.dashboard_sessions = DashboardSessions()
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(PyMongoError, database_error)
     app.add_middleware(RequestGate, max_body=MAX_BODY_BYTES)

@@ -62,6 +62,10 @@ class BotPublic(_Public):
 
 class BotsPublic(_Public):
     bots: list[BotPublic]
+    next: str | None = Field(
+        default=None,
+        description="Paged requests only (`limit`, `after`): the `after` of the next page, null on the last",
+    )
 
 
 class WorkerPublic(_Public):

@@ -15,8 +15,10 @@ from discord.ext import commands
 from discord.gateway import KeepAliveHandler
 
 from app.bots.commands import load_extensions
+from app.bots.heartbeat import install_honest_heartbeat
 from app.bots.tree import ChorusTree
 from app.music.fleet import MusicFleet
+from app.music.scheduler import MusicScheduler
 from app.music.service import MusicConfig, MusicService
 from app.shutdown import run_bounded
 
@@ -49,9 +51,11 @@ class MusicBotClient(commands.Bot):
         before_identify: IdentifyHook,
         music_config: MusicConfig,
         fleet: MusicFleet,
+        scheduler: MusicScheduler,
         manager: BotManager | None = None,
         shard_count: int | None = None,
     ) -> None:
+        install_honest_heartbeat()  # before any gateway connection: honest `latency`
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -77,7 +81,7 @@ class MusicBotClient(commands.Bot):
             if isinstance(tree, ChorusTree):
                 tree.forwarder = manager.forwarder
         # Built now (nothing starts before `setup_hook`), so the cogs are built with it.
-        self.music = MusicService(self, music_config, bot_id=client_id, fleet=fleet)
+        self.music = MusicService(self, music_config, bot_id=client_id, fleet=fleet, scheduler=scheduler)
 
     def _remember_socket(
         self, connect: Callable[..., Awaitable[aiohttp.ClientWebSocketResponse]]

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import discord
 from discord.ext import commands
 
+from app.i18n import CommandTranslator
 from app.music.commands import MUSIC_EXTENSIONS, load_music_extensions
 from app.music.fleet import Invite
 from app.music.player import ChorusPlayer
+from app.music.scheduler import MusicScheduler
 from app.music.service import MusicConfig, MusicService
 
 if TYPE_CHECKING:
@@ -31,7 +33,9 @@ EXTENSIONS: tuple[str, ...] = (*MUSIC_EXTENSIONS, *FLEET_EXTENSIONS)
 
 
 async def load_extensions(bot: commands.Bot, *, music: MusicService, manager: BotManager | None) -> None:
-    """Every command of a bot. `manager` is None only when building payloads (nothing runs)."""
+    """Every command of a bot. `manager` is None only when building payloads (nothing runs).
+    The tree's translator gives every command its Discord localisations (Thai)."""
+    await bot.tree.set_translator(CommandTranslator())
     await load_music_extensions(bot, music)
     for extension in FLEET_EXTENSIONS:
         module = importlib.import_module(extension)
@@ -83,17 +87,23 @@ class _DetachedFleet:
 
 def detached_music(bot: commands.Bot) -> MusicService:
     """A music service that never starts, for a command set that is only serialised."""
-    return MusicService(bot, MusicConfig(nodes=()), bot_id=0, fleet=_DetachedFleet())
+    scheduler = MusicScheduler(idle_timeout=0, snapshot_interval=60)  # never started
+    return MusicService(bot, MusicConfig(nodes=()), bot_id=0, fleet=_DetachedFleet(), scheduler=scheduler)
 
 
 async def command_payloads() -> list[dict[str, Any]]:
-    """The JSON Discord expects in a bulk overwrite: exactly what the bots register."""
+    """The JSON Discord expects in a bulk overwrite: exactly what the bots register, with the
+    name/description localisations `CommandTree.sync` would send."""
     # Never connected; `guilds` only so discord.py does not warn that state needs that intent.
     bot = commands.Bot(
         command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True), help_command=None
     )
     try:
         await load_extensions(bot, music=detached_music(bot), manager=None)
-        return [command.to_dict(bot.tree) for command in bot.tree.get_commands()]
+        translator = bot.tree.translator
+        assert translator is not None, "load_extensions sets the translator"
+        return [
+            await command.get_translated_payload(bot.tree, translator) for command in bot.tree.get_commands()
+        ]
     finally:
         await bot.close()

@@ -32,6 +32,7 @@ from pymongo.errors import PyMongoError
 
 from app.bots.status import BotState
 from app.music.errors import BotNotResponding
+from app.music.language import language
 from app.music.replies import reply_error
 
 if TYPE_CHECKING:
@@ -39,12 +40,16 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-NOT_RESPONDING = str(BotNotResponding())
 # A forwarded interaction spent up to the claim window (1.5 s) of Discord's 3 s on the way: the
 # acting bot defers anything that takes longer than this.
 FORWARDED_ANSWER_DEADLINE = 0.5
 # Persistent components name their bot: `chorus:<kind>:<bot_id>:<guild_id>[:<extra>]`.
 _CUSTOM_ID = re.compile(r"^chorus:[a-z_-]+:(?P<bot>\d{1,20}):(?P<guild>\d{1,20})(?::|$)")
+
+
+def not_responding(interaction: discord.Interaction) -> str:
+    """The "that bot is not responding" answer, in the reader's language."""
+    return BotNotResponding().render(language(interaction))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +138,12 @@ class Forwarder:
         current = inbound()
         target = self._elsewhere(bot_id)
         if current is None or current.forwarded or target is None:
-            await reply_error(interaction, NOT_RESPONDING)
+            await reply_error(interaction, not_responding(interaction))
             return
         deferred = interaction.response.is_done()
         public = deferred and bool(interaction.extras.get("public_defer"))
         if not await self._forward(bot_id, target, current.payload, deferred=deferred, public_defer=public):
-            await reply_error(interaction, NOT_RESPONDING)
+            await reply_error(interaction, not_responding(interaction))
 
     async def _forward(
         self,
@@ -182,7 +187,7 @@ class Forwarder:
         if await self._forward(bot_id, target, payload):
             return
         interaction = discord.Interaction(data=payload, state=client._connection)  # pyright: ignore[reportPrivateUsage, reportArgumentType]
-        await reply_error(interaction, NOT_RESPONDING)
+        await reply_error(interaction, not_responding(interaction))
 
     # -- acting -----------------------------------------------------------------------------------
 

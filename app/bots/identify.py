@@ -18,6 +18,7 @@ client after an error), so that hook is where the retry policy lives:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,7 @@ from app.bots.backoff import Backoff
 from app.bots.errors import IdentifyBudgetExceeded
 from app.db import queries
 from app.db.models import utcnow
+from app.metrics import IDENTIFIES
 from app.shutdown import cancel_bounded
 
 _log = logging.getLogger(__name__)
@@ -39,6 +41,11 @@ DISCORD_DAILY_IDENTIFY_LIMIT = 1000
 WINDOW = timedelta(hours=24)
 # One attempt to read or write the log; a hung database fails the attempt, which is retried.
 _ATTEMPT_TIMEOUT = 5.0
+
+
+def identify_budget(share: float) -> int:
+    """IDENTIFYs a bot may spend in 24 h with IDENTIFY_BUDGET_SHARE `share`."""
+    return int(DISCORD_DAILY_IDENTIFY_LIMIT * share)
 
 
 class IdentifyPacer:
@@ -113,7 +120,7 @@ class IdentifyLedger:
     def __init__(self, client_id: int, *, budget_share: float) -> None:
         self.client_id = client_id
         self.budget_share = budget_share
-        self.budget = int(DISCORD_DAILY_IDENTIFY_LIMIT * budget_share)
+        self.budget = identify_budget(budget_share)
         self._started_at = _ms(utcnow())
         self._earlier: list[datetime] = []  # logged before this ledger started (loaded)
         self._mine: list[datetime] = []  # made through this ledger
@@ -138,9 +145,14 @@ class IdentifyLedger:
             return False
         return True
 
-    def count(self) -> int:
-        since = utcnow() - WINDOW
-        return sum(1 for at in self._earlier if at >= since) + sum(1 for at in self._mine if at >= since)
+    def count(self, *, now: datetime | None = None) -> int:
+        """IDENTIFYs of the 24 h before `now` (default: now). Both lists are kept sorted: a
+        bisection each, so /metrics can ask every bot at every scrape."""
+        since = (now or utcnow()) - WINDOW
+        return (
+            len(self._earlier) - bisect.bisect_left(self._earlier, since)
+            + len(self._mine) - bisect.bisect_left(self._mine, since)
+        )  # fmt: skip
 
     def check(self, needed: int = 1) -> None:
         """Raise IdentifyBudgetExceeded when `needed` more IDENTIFYs (one per shard) would pass
@@ -158,9 +170,10 @@ class IdentifyLedger:
         now = _ms(utcnow())
         since = now - WINDOW
         self._mine = [at for at in self._mine if at >= since]
-        self._mine.append(now)
+        bisect.insort(self._mine, now)  # sorted even if the wall clock stepped back
         self._unsaved.append(now)
         self._wake.set()
+        IDENTIFIES.inc()
 
     async def close(self, timeout: float) -> None:
         """Write what is still unsaved (bounded: a database that is down loses at most these)."""
@@ -192,7 +205,7 @@ class IdentifyLedger:
             with attempt, pymongo.timeout(_ATTEMPT_TIMEOUT):
                 logged = await queries.identify_timestamps(self.client_id)
         # What this ledger wrote itself is in `_mine` already (a late load can see some of it).
-        self._earlier = [_aware(at) for at in logged if _aware(at) < self._started_at]
+        self._earlier = sorted(_aware(at) for at in logged if _aware(at) < self._started_at)
         self.loaded.set()
         if self._earlier:
             _log.info(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Set
+from collections.abc import Callable
 
 from app.db import queries
 from app.db.models import MusicBot, ServerMusicBot, ServerStatus
@@ -14,15 +14,20 @@ _log = logging.getLogger(__name__)
 
 
 async def invite_for(
-    guild_id: int, *, default_guild_cap: int, exclude_client_ids: Set[int] = frozenset()
+    guild_id: int, *, default_guild_cap: int, excluded: Callable[[int], bool] | None = None
 ) -> Invite | None:
     """The least-loaded enabled bot with room that is not in the guild, recorded PENDING_INVITE.
 
     Only the network's own bots: a clone (a bot with an `owner_id`) runs on its owner's token
     and is invited by its owner alone. A bot already invited to this guild (pending) is
     offered again rather than a new one, and its expiry restarts. Load is the bot's guilds
-    plus its pending invites; room is its `guild_cap` (or the default). None when no bot
-    qualifies.
+    plus its pending invites; room is its `guild_cap` (or the default). `excluded(client_id)`
+    (the live fleet's view: failed right now, already in the guild) is asked only of the
+    candidates read. None when no bot qualifies.
+
+    Cost: the guild's assignments, the pending invites (indexed on `status`), and the bots in
+    order of guilds served until no later one can be less loaded (`invite_candidates`), with
+    only the fields needed: not every enabled bot of the network on every "all busy" answer.
     """
     assignments = {a.music_bot_id: a for a in await queries.guild_assignments(guild_id)}
     for assignment in assignments.values():
@@ -33,22 +38,22 @@ async def invite_for(
                 return Invite(client_id=bot.client_id, name=bot.name, url=invite_url(bot.client_id))
     occupied = {bot_id for bot_id, a in assignments.items() if _occupies(a)}
     pending = await queries.pending_invite_counts()
-
-    def load(bot: MusicBot) -> int:
-        return bot.guild_count + (pending.get(bot.id, 0) if bot.id is not None else 0)
-
-    candidates = [
-        bot
-        for bot in await queries.get_active_music_bots()
-        if bot.owner_id is None
-        and bot.id not in occupied
-        and bot.client_id not in exclude_client_ids
-        and load(bot) < (bot.guild_cap or default_guild_cap)
-    ]
-    if not candidates:
+    chosen: queries.InviteCandidate | None = None
+    chosen_load = 0
+    async for bot in queries.invite_candidates():
+        if chosen is not None and bot.guild_count > chosen_load:
+            break  # sorted by guilds: every later bot's load is at least its guild count
+        load = bot.guild_count + pending.get(bot.id, 0)
+        if (
+            bot.id in occupied
+            or load >= (bot.guild_cap or default_guild_cap)
+            or (excluded is not None and excluded(bot.client_id))
+        ):
+            continue
+        if chosen is None or (load, bot.created_at) < (chosen_load, chosen.created_at):
+            chosen, chosen_load = bot, load
+    if chosen is None:
         return None
-    chosen = min(candidates, key=lambda bot: (load(bot), bot.created_at))
-    assert chosen.id is not None
     await queries.record_pending_invite(chosen.id, guild_id)
     _log.info("Invite for guild %d: bot %r (%d)", guild_id, chosen.name, chosen.client_id)
     return Invite(client_id=chosen.client_id, name=chosen.name, url=invite_url(chosen.client_id))

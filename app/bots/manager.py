@@ -19,6 +19,7 @@ from pymongo.errors import PyMongoError
 
 from app.bots import overview
 from app.bots.client import MusicBotClient
+from app.bots.events import FleetEvents
 from app.bots.fleet.coordinator import FleetCoordinator
 from app.bots.forwarding import Forwarder
 from app.bots.reload import FleetWatcher
@@ -32,6 +33,8 @@ from app.db.connection import interactive
 from app.db.leases import FleetCollections
 from app.db.models import LeaseStatus, MusicBot, utcnow
 from app.music.config import parse_lavalink_nodes
+from app.music.scheduler import MusicScheduler
+from app.open_files import prepare_for_fleet
 from app.settings import Settings
 from app.tokens import TokenCipher, client_id_from_token, token_fingerprint
 
@@ -59,12 +62,18 @@ class BotManager:
         self._lavalink_nodes = parse_lavalink_nodes(settings.lavalink_nodes)
         self.router = FleetRouter(self, default_guild_cap=settings.bot_guild_cap)
         self.forwarder = Forwarder(self)
+        # One per worker: every bot's idle checks and snapshots, in one set of loops (they
+        # visit only the bots this worker runs: a bot is added when its music starts here).
+        self.scheduler = MusicScheduler(
+            idle_timeout=settings.music_idle_timeout, snapshot_interval=settings.snapshot_interval
+        )
         self._invite_sweeper: asyncio.Task[None] | None = None
         self.watcher = FleetWatcher(
             self, mode=settings.reload_mode, poll_interval=settings.reload_poll_interval
         )
         self.fleet = FleetCoordinator(host=self, settings=settings, coordination=coordination)
         self.started_at = utcnow()
+        self.events = FleetEvents()  # recent fleet events, for the dashboard
 
     async def initialize(self) -> None:
         """Join the fleet and start this worker's share of the enabled bots at once (all of them
@@ -76,9 +85,17 @@ class BotManager:
                 "LAVALINK_NODES is empty: music commands will answer that the audio backend is unavailable"
             )
         self._records = {bot.client_id: bot for bot in await queries.get_all_music_bots()}
+        enabled = len(self.wanted())
+        capacity = self._settings.worker_capacity
+        # The most bots this worker may come to run: all of them in a fleet of one.
+        prepare_for_fleet(
+            bots=min(enabled, capacity) if capacity is not None else enabled,
+            lavalink_nodes=len(self._lavalink_nodes),
+        )
+        self.scheduler.start()
         await self.fleet.start()
         _log.info("Worker %s runs %d of the fleet's %d enabled bot(s)",
-                  self.fleet.me, len(self._runners), len(self.wanted()))  # fmt: skip
+                  self.fleet.me, len(self._runners), enabled)  # fmt: skip
         self._invite_sweeper = asyncio.create_task(self._sweep_invites(), name="invite-expiry")
         self.watcher.start()
 
@@ -151,10 +168,12 @@ class BotManager:
             login_gate=self._login_gate,
             lavalink_nodes=self._lavalink_nodes,
             router=self.router,
+            scheduler=self.scheduler,
             manager=self,
             on_failed=self._bot_failed,
             epoch=epoch,
             on_change=self.fleet.status_changed,
+            events=self.events,
         )
         self._runners[bot.client_id] = runner
         runner.start()
@@ -379,6 +398,12 @@ class BotManager:
         """Every stored bot (oldest first), then any bot running here without a record."""
         return [*self._records, *(c for c in self._runners if c not in self._records)]
 
+    def disabled_count(self) -> int:
+        """Stored bots with `enabled: false` that no runner of this worker runs."""
+        return sum(
+            1 for client_id, record in self._records.items() if not record.enabled and client_id not in self._runners
+        )
+
     def known_client_ids(self) -> frozenset[int]:
         """Every bot the manager knows of: stored (enabled or disabled) or running here."""
         return frozenset(self._records) | frozenset(self._runners)
@@ -392,10 +417,12 @@ class BotManager:
 
     def get_bot_for_guild(self, guild_id: int) -> MusicBotClient | None:
         """A ready bot of ours that is in the guild: the one serving the fewest guilds."""
+        runners = (self._runners.get(client_id) for client_id in self.router.guilds.bots_in(guild_id))
         candidates = [
             runner.client
-            for runner in self._runners.values()
-            if runner.state is BotState.READY
+            for runner in runners
+            if runner is not None
+            and runner.state is BotState.READY
             and runner.client is not None
             and runner.client.get_guild(guild_id)
         ]
@@ -428,6 +455,11 @@ class BotManager:
     def health(self) -> overview.FleetHealth:
         return overview.fleet_health(self)
 
+    def state_of(self, client_id: int) -> BotState | None:
+        """One bot's state wherever it runs, without building its status (None: not a bot of
+        the fleet)."""
+        return overview.bot_state(self, client_id)
+
     async def shutdown(self) -> None:
         """Drain: hand every bot over (save, leave voice, close, release the lease at once) so
         the other workers take them at once, then leave the fleet."""
@@ -440,6 +472,7 @@ class BotManager:
         await self.fleet.drain()
         runners, self._runners = list(self._runners.values()), {}
         await asyncio.gather(*(runner.stop() for runner in runners), return_exceptions=True)
+        await self.scheduler.stop()
 
     async def _ensure_development_bot(self, token: str) -> None:
         """DISCORD_TOKEN: store (encrypted) the single development bot if it is not stored yet."""

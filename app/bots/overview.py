@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.bots.status import BotState, BotStatus
+from app.bots.status import BotState, BotStatus, stored_status
 from app.db.models import MusicBot
 
 if TYPE_CHECKING:
@@ -43,23 +43,31 @@ def bot_status(manager: BotManager, client_id: int) -> BotStatus | None:
     if record is None:
         return None
     if not record.enabled:
-        return _disabled_status(record)
+        return stored_status(record, BotState.DISABLED)
     return _published_status(manager, record)
 
 
-def _disabled_status(record: MusicBot) -> BotStatus:
-    return BotStatus(
-        client_id=record.client_id,
-        name=record.name,
-        state=BotState.DISABLED,
-        since=record.updated_at,
-        guilds=record.guild_count,
-        users=record.user_count,
-        latency_ms=None,
-        last_error=None,
-        identifies_24h=0,
-        shards=record.shard_count or 1,
-    )
+def bot_state(manager: BotManager, client_id: int) -> BotState | None:
+    """`bot_status(...).state` without building the status (what `/bots?status=` filters on)."""
+    runner = manager.get_runner(client_id)
+    if runner is not None:
+        return runner.state
+    record = manager.record(client_id)
+    if record is None:
+        return None
+    if not record.enabled:
+        return BotState.DISABLED
+    fleet = manager.fleet
+    owner = fleet.owner_of(client_id)
+    if owner is None or owner.id == fleet.me:
+        return BotState.STOPPED
+    lease = fleet.view.lease(client_id)
+    if lease is None or lease.status is None:
+        return BotState.STARTING
+    try:
+        return BotState(lease.status.state)
+    except ValueError:
+        return BotState.STARTING
 
 
 def _published_status(manager: BotManager, record: MusicBot) -> BotStatus:
@@ -67,18 +75,7 @@ def _published_status(manager: BotManager, record: MusicBot) -> BotStatus:
     fleet = manager.fleet
     owner = fleet.owner_of(record.client_id)
     lease = fleet.view.lease(record.client_id)
-    unpublished = BotStatus(
-        client_id=record.client_id,
-        name=record.name,
-        state=BotState.STOPPED,
-        since=record.updated_at,
-        guilds=record.guild_count,
-        users=record.user_count,
-        latency_ms=None,
-        last_error=None,
-        identifies_24h=0,
-        shards=record.shard_count or 1,
-    )
+    unpublished = stored_status(record, BotState.STOPPED)
     if owner is None or owner.id == fleet.me:
         # No live worker runs it (or this one holds it but may not run it right now).
         return unpublished

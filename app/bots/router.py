@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from beanie import PydanticObjectId
 from pymongo.errors import PyMongoError
 
+from app.bots.guild_index import GuildIndex
 from app.bots.invites import invite_for
 from app.bots.status import BotState
 from app.db import queries
@@ -41,7 +42,9 @@ class FleetRouter:
 
     def __init__(self, manager: BotManager, *, default_guild_cap: int) -> None:
         self.manager = manager
-        self._runners = lambda: manager.runners
+        # Kept by each bot's runner from its gateway events: lookups cost O(our bots in the
+        # guild), never O(fleet).
+        self.guilds = GuildIndex()
         self._default_guild_cap = default_guild_cap
         self._locks: dict[int, asyncio.Lock] = {}
         self._last_used: dict[tuple[int, int], float] = {}
@@ -54,12 +57,17 @@ class FleetRouter:
         return self._locks.setdefault(guild_id, asyncio.Lock())
 
     def services_in_guild(self, guild_id: int) -> list[MusicService]:
-        """The music services of our ready bots that are members of the guild."""
+        """The music services of our ready bots that are members of the guild.
+
+        From the guild index; each entry is checked against the live client (a bot that has
+        just left may still be indexed for a moment, never the other way round)."""
         services: list[MusicService] = []
-        for runner in self._runners():
-            client = runner.client
+        for client_id in self.guilds.bots_in(guild_id):
+            runner = self.manager.get_runner(client_id)
+            client = runner.client if runner is not None else None
             if (
-                runner.state is BotState.READY
+                runner is not None
+                and runner.state is BotState.READY
                 and client is not None
                 and client.get_guild(guild_id) is not None
             ):
@@ -92,10 +100,10 @@ class FleetRouter:
         return status is None or status.state == BotState.READY.value
 
     def player_of(self, client_id: int, guild_id: int) -> ChorusPlayer | None:
-        for runner in self._runners():
-            if runner.client_id == client_id and runner.client is not None:
-                return runner.client.music.get_player(guild_id)
-        return None
+        runner = self.manager.get_runner(client_id)
+        if runner is None or runner.client is None:
+            return None
+        return runner.client.music.get_player(guild_id)
 
     async def choose_for_play(
         self, receiving: MusicService, guild_id: int, channel_id: int
@@ -242,11 +250,15 @@ class FleetRouter:
     async def invite_for(self, guild_id: int) -> Invite | None:
         """An invite for the guild, skipping bots failed right now and bots the live fleet sees in
         the guild (their ACTIVE record may not be written yet: the guild sync follows READY)."""
-        exclude = {r.client_id for r in self._runners() if r.state is BotState.FAILED}
-        exclude.update(service.bot_id for service in self.services_in_guild(guild_id))
-        return await invite_for(
-            guild_id, default_guild_cap=self._default_guild_cap, exclude_client_ids=exclude
-        )
+        here = {service.bot_id for service in self.services_in_guild(guild_id)}
+
+        def excluded(client_id: int) -> bool:  # asked only of the candidates the query returns
+            if client_id in here:
+                return True
+            runner = self.manager.get_runner(client_id)
+            return runner is not None and runner.state is BotState.FAILED
+
+        return await invite_for(guild_id, default_guild_cap=self._default_guild_cap, excluded=excluded)
 
     def lease_fenced(self, bot_id: int) -> None:
         self.manager.lease_fenced(bot_id)

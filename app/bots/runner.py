@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from app import log_context
 from app.bots.backoff import Backoff
 from app.bots.client import MusicBotClient, ShardedMusicBotClient
 from app.bots.errors import FatalBotError, IdentifyDeferred, ShardingRequired, TokenMismatch
+from app.bots.events import FleetEvents
 from app.bots.guild_sync import GuildSync
 from app.bots.identify import IdentifyLedger, IdentifyPacer
 from app.bots.router import FleetRouter
@@ -31,7 +33,9 @@ from app.logs import (
     public_reason,
 )
 from app.music.config import LavalinkNodeSpec
+from app.music.scheduler import MusicScheduler
 from app.music.service import MusicConfig
+from app.open_files import out_of_files, out_of_files_reason
 from app.settings import Settings
 from app.shutdown import cancel_bounded, run_bounded
 from app.tokens import InvalidTokenFormat, TokenCipher, TokenDecryptionError, client_id_from_token
@@ -74,10 +78,12 @@ class BotRunner:
         login_gate: asyncio.Semaphore,
         lavalink_nodes: Sequence[LavalinkNodeSpec] = (),
         router: FleetRouter,
+        scheduler: MusicScheduler,
         manager: BotManager | None = None,
         on_failed: Callable[[BotRunner, str], None] | None = None,
         epoch: int = 0,
         on_change: Callable[[int], None] | None = None,
+        events: FleetEvents | None = None,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
         self.record = record
@@ -90,8 +96,10 @@ class BotRunner:
         self._login_gate = login_gate
         self._lavalink_nodes = lavalink_nodes
         self._router = router
+        self._scheduler = scheduler  # the worker's: every bot's periodic music work
         self._manager = manager
         self._on_failed = on_failed
+        self._events = events  # the dashboard's recent fleet events
         self.client: MusicBotClient | None = None
         self.state = BotState.STARTING
         self.since: datetime = utcnow()
@@ -134,6 +142,11 @@ class BotRunner:
         return self.record.name
 
     def start(self) -> None:
+        # Started in a context naming the bot: every task of it, and all they start (discord.py's,
+        # wavelink's), log with its bot_id (LOG_FORMAT=json).
+        log_context.bot_context(self.client_id).run(self._start_tasks)
+
+    def _start_tasks(self) -> None:
         self._ledger.start()
         install_reconnect_log_filter()
         self._task = asyncio.create_task(self._supervise(), name=f"bot-{self.client_id}")
@@ -157,6 +170,7 @@ class BotRunner:
             [self._task, self._guilds.task, self._stability_task], timeout, what=f"Bot {self.client_id}"
         )
         await self._ledger.close(timeout=min(timeout, 2.0))
+        self._router.guilds.forget_bot(self.client_id)
         if self.state is not BotState.FAILED:
             await self._set_state(BotState.STOPPED)
 
@@ -168,6 +182,11 @@ class BotRunner:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self.client_id)
+
+    @property
+    def identify_ledger(self) -> IdentifyLedger:
+        """This bot's IDENTIFYs of the last 24 h and its budget (read by /metrics)."""
+        return self._ledger
 
     def _ready_client(self) -> MusicBotClient | None:
         return self.client if self.state is BotState.READY else None
@@ -213,7 +232,8 @@ class BotRunner:
     # -- supervision ------------------------------------------------------------------------
 
     async def _set_state(self, state: BotState, *, error: str | None = None) -> None:
-        if state is not self.state:
+        old = self.state
+        if state is not old:
             self.state = state
             self.since = utcnow()
         if state in (BotState.STARTING, BotState.RECONNECTING) and self.down_since is None:
@@ -222,12 +242,15 @@ class BotRunner:
             # Shown by /bots, /clones and the owner's DM: bounded, one line, nothing secret.
             self.last_error = public_reason(error)
         self._changed()
+        if self._events is not None and state is not old:
+            self._events.state_changed(self.client_id, self.name, old, state, self.last_error)
         async with self._state_changed:
             self._state_changed.notify_all()
 
     async def _fail(self, reason: str) -> None:
         _log.error("Bot %r (%d) failed and will not be retried: %s", self.name, self.client_id, reason)
         await self._set_state(BotState.FAILED, error=reason)
+        self._router.guilds.forget_bot(self.client_id)  # it serves no guild until restarted
         if self._on_failed is not None:
             self._on_failed(self, self.last_error or reason)
 
@@ -249,6 +272,7 @@ class BotRunner:
             before_identify=self._before_identify,
             music_config=self._music_config(),
             fleet=self._router,
+            scheduler=self._scheduler,
             manager=self._manager,
             shard_count=plan.count,
         )
@@ -259,6 +283,12 @@ class BotRunner:
             client.add_listener(self._on_shard_ready, "on_shard_ready")
         for event in ("on_guild_join", "on_guild_remove", "on_guild_available", "on_guild_unavailable"):
             client.add_listener(self._on_guild_change, event)
+        if self._events is not None:
+            self._events.watch(client, bot_id=self.client_id, name=self.name)
+        # The fleet's guild index: a guild unavailable (an outage) still has this bot as a member.
+        client.add_listener(self._on_guild_in, "on_guild_join")
+        client.add_listener(self._on_guild_in, "on_guild_available")
+        client.add_listener(self._on_guild_out, "on_guild_remove")
         return client
 
     def _music_config(self) -> MusicConfig:
@@ -274,9 +304,7 @@ class BotRunner:
             idle_timeout=settings.music_idle_timeout,
             queue_limit=record.queue_limit or settings.music_queue_limit,
             max_track_ms=max_seconds * 1000,
-            health_interval=settings.lavalink_health_interval,
             reconnect_max_delay=settings.lavalink_reconnect_max_delay,
-            snapshot_interval=settings.snapshot_interval,
             snapshot_max_age=settings.snapshot_max_age,
             lease_epoch=self.epoch,
         )
@@ -348,7 +376,12 @@ class BotRunner:
             except Exception as exc:
                 if self._stopping:
                     return
-                await self._retry_later(_first_connection_failure(exc, client))
+                failure = _first_connection_failure(exc, client)
+                if out_of_files(failure):
+                    # Retrying would only take descriptors from the bots (and the API) that have them.
+                    await self._fail(out_of_files_reason(lavalink_nodes=len(self._lavalink_nodes)))
+                    return
+                await self._retry_later(failure)
             finally:
                 with contextlib.suppress(Exception):
                     await client.close()
@@ -418,6 +451,7 @@ class BotRunner:
     async def _on_ready(self) -> None:
         # READY alone resets nothing: only a session that holds does (see `_watch_stability`).
         self._pacer.ready()
+        self._index_guilds()
         await self._set_state(BotState.READY)
         client = self.client
         _log.info("Bot %r (%d) is ready in %d guild(s)", self.name, self.client_id,
@@ -429,6 +463,7 @@ class BotRunner:
         client = self.client
         if client is not None and not client.all_shards_up:
             return  # one shard resumed; another is still away
+        self._index_guilds()
         await self._set_state(BotState.READY)
         self._watch_stability()
         self._guilds.wake()
@@ -440,6 +475,7 @@ class BotRunner:
         client = self.client
         if client is None or not client.is_ready() or not client.all_shards_up:
             return
+        self._index_guilds()
         await self._set_state(BotState.READY)
         self._watch_stability()
         self._guilds.wake()
@@ -476,6 +512,19 @@ class BotRunner:
 
     async def _on_guild_change(self, guild: discord.Guild) -> None:
         self._guilds.wake()
+
+    def _index_guilds(self) -> None:
+        """A session is (again) complete: its guild list is the truth for the fleet's index."""
+        client = self.client
+        if client is not None and not self._stopping:
+            self._router.guilds.replace(self.client_id, (guild.id for guild in client.guilds))
+
+    async def _on_guild_in(self, guild: discord.Guild) -> None:
+        if not self._stopping:
+            self._router.guilds.add(self.client_id, guild.id)
+
+    async def _on_guild_out(self, guild: discord.Guild) -> None:
+        self._router.guilds.remove(self.client_id, guild.id)
 
 
 def _first_connection_failure(exc: Exception, client: discord.Client) -> BaseException:

@@ -42,7 +42,19 @@ class MusicBot(Document):
 
     class Settings:
         name = "music_bots"
-        indexes = [IndexModel([("enabled", pymongo.ASCENDING)])]
+        indexes = [
+            IndexModel([("enabled", pymongo.ASCENDING)]),
+            # Invites walk the enabled network bots least loaded first (queries.invite_candidates).
+            IndexModel(
+                [
+                    ("enabled", pymongo.ASCENDING),
+                    ("owner_id", pymongo.ASCENDING),
+                    ("guild_count", pymongo.ASCENDING),
+                    ("created_at", pymongo.ASCENDING),
+                ],
+                name="invite_candidates",
+            ),
+        ]
 
 
 class ServerStatus(StrEnum):
@@ -75,6 +87,10 @@ class ServerMusicBot(Document):
                 name="server_bot_unique",
             ),
             IndexModel([("music_bot_id", pymongo.ASCENDING), ("status", pymongo.ASCENDING)]),
+            # Pending invites by bot (every invite), and their expiry sweep.
+            IndexModel(
+                [("status", pymongo.ASCENDING), ("music_bot_id", pymongo.ASCENDING)], name="status_bot"
+            ),
         ]
 
 
@@ -96,6 +112,8 @@ class GuildSettings(Document):
     dj_role_id: int | None = None
     announce_now_playing: bool = True
     stay_24_7: bool = False
+    # The voice channel's status shows the current track (needs Set Voice Channel Status).
+    channel_status: bool = True
     updated_at: datetime = Field(default_factory=utcnow)
 
     class Settings:
@@ -131,6 +149,10 @@ class PlayerSnapshot(Document):
     volume: int = 100
     filter_preset: str = "reset"
     paused: bool = False
+    # The last played tracks, oldest first (at most HISTORY_SIZE), for /history and /previous.
+    history: list[SavedTrack] = Field(default_factory=list)
+    # The now-playing controller message, so a restored player keeps updating the same one.
+    controller_message_id: int | None = None
     saved_at: datetime = Field(default_factory=utcnow)
     # The lease epoch of the owner that saved it: an older owner's saves are fenced off.
     epoch: int = 0
@@ -271,6 +293,49 @@ class FleetRequest(Document):
         ]
 
 
+class GuildPreferences(Document):
+    """What a guild chose for every bot of the network (unlike `GuildSettings`, not per bot)."""
+
+    guild_id: Annotated[int, Indexed(unique=True)]
+    # "en" or "th": answers in that language whatever each member's Discord language;
+    # None: each member's own Discord language.
+    language: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "guild_preferences"
+
+
+class PlaylistTrack(BaseModel):
+    """A saved track: Lavalink's encoded track and info (loading needs no search or decode call)."""
+
+    encoded: str
+    info: dict[str, Any]
+    title: str
+    uri: str | None = None
+
+
+class UserPlaylist(Document):
+    """A playlist of one Discord user: it follows them across every bot of the network."""
+
+    user_id: int
+    name: str
+    name_key: str  # casefolded name: "Chill" and "chill" are one playlist
+    tracks: list[PlaylistTrack] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "user_playlists"
+        indexes = [
+            IndexModel(
+                [("user_id", pymongo.ASCENDING), ("name_key", pymongo.ASCENDING)],
+                unique=True,
+                name="user_name_unique",
+            )
+        ]
+
+
 DOCUMENT_MODELS: list[type[Document]] = [
     MusicBot,
     ServerMusicBot,
@@ -281,4 +346,6 @@ DOCUMENT_MODELS: list[type[Document]] = [
     BotLease,
     VoiceAssignment,
     FleetRequest,
+    GuildPreferences,
+    UserPlaylist,
 ]

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
-from app.db.models import BotIdentifyLog, MusicBot, PlayerSnapshot, ServerMusicBot, ServerStatus, utcnow
+from app.db.models import (
+    BotIdentifyLog,
+    GuildPreferences,
+    MusicBot,
+    PlayerSnapshot,
+    ServerMusicBot,
+    ServerStatus,
+    utcnow,
+)
 
 IDENTIFY_WINDOW = timedelta(hours=24)
 INVITE_EXPIRED = "invite expired unused"
@@ -20,6 +29,37 @@ _IDENTIFY_LOG_CAP = 1000  # Discord's daily budget: older entries can never matt
 async def get_active_music_bots() -> list[MusicBot]:
     """Every enabled bot, oldest first."""
     return await MusicBot.find(MusicBot.enabled == True).sort("+created_at").to_list()  # noqa: E712
+
+
+@dataclass(frozen=True, slots=True)
+class InviteCandidate:
+    """What choosing a bot to invite needs of it, and nothing more (no token ciphertext)."""
+
+    id: PydanticObjectId
+    client_id: int
+    name: str
+    guild_count: int
+    guild_cap: int | None
+    created_at: datetime
+
+
+async def invite_candidates() -> AsyncIterator[InviteCandidate]:
+    """The enabled network bots (no clones), least guilds first, then oldest: the index
+    `invite_candidates` answers it, so a caller that stops early reads only what it used."""
+    cursor = MusicBot.get_pymongo_collection().find(
+        {"enabled": True, "owner_id": None},
+        {"client_id": 1, "name": 1, "guild_count": 1, "guild_cap": 1, "created_at": 1},
+        sort=[("guild_count", 1), ("created_at", 1)],
+    )
+    async for doc in cursor:
+        yield InviteCandidate(
+            id=doc["_id"],
+            client_id=doc["client_id"],
+            name=doc["name"],
+            guild_count=doc.get("guild_count", 0),
+            guild_cap=doc.get("guild_cap"),
+            created_at=doc["created_at"],
+        )
 
 
 async def get_disabled_music_bots() -> list[MusicBot]:
@@ -311,3 +351,10 @@ async def forget_player_snapshots(client_id: int) -> int:
     """
     result = await PlayerSnapshot.get_pymongo_collection().delete_many({"bot_id": client_id})
     return result.deleted_count
+
+
+async def set_guild_language(guild_id: int, language: str | None) -> None:
+    """The one write of a guild's language (`/settings language`), for every bot of the network."""
+    await GuildPreferences.get_pymongo_collection().update_one(
+        {"guild_id": guild_id}, {"$set": {"language": language, "updated_at": utcnow()}}, upsert=True
+    )

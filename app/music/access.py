@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from app.i18n import Msg
 from app.music.errors import NotAllowed, NothingPlaying, NotInVoice
 from app.music.player import ChorusPlayer, requester_id
 
@@ -21,7 +22,7 @@ VoiceLike = discord.VoiceChannel | discord.StageChannel
 
 def member_of(interaction: discord.Interaction) -> discord.Member:
     if not isinstance(interaction.user, discord.Member) or interaction.guild is None:
-        raise NotAllowed("Music commands work in servers only.")
+        raise NotAllowed("error.servers_only")
     return interaction.user
 
 
@@ -52,6 +53,11 @@ def acted(player: ChorusPlayer, text: str) -> str:
     return f"{text} · **{bot_name(player)}**"
 
 
+def dj_only(action: str) -> NotAllowed:
+    """ "Only DJs can <action>.": `action` names an `action.*` message."""
+    return NotAllowed("error.dj_only", action=Msg(f"action.{action}"))
+
+
 async def is_dj(interaction: discord.Interaction, player: ChorusPlayer) -> bool:
     """Full control: no DJ role configured, the DJ role, Manage Server, or alone with the bot.
 
@@ -68,8 +74,9 @@ async def is_dj(interaction: discord.Interaction, player: ChorusPlayer) -> bool:
 
 
 async def require_dj(interaction: discord.Interaction, player: ChorusPlayer, *, action: str) -> None:
+    """`action` names an `action.*` message ("stop" → "Only DJs can stop the music.")."""
     if not await is_dj(interaction, player):
-        raise NotAllowed(f"Only DJs can {action}.")
+        raise dj_only(action)
 
 
 async def require_dj_or_owner(

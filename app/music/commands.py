@@ -11,12 +11,15 @@ import importlib
 
 from discord.ext import commands
 
+from app.music.controller import ControllerButton
 from app.music.service import MusicService
 
 # Every music cog, loaded in this order by each bot.
 MUSIC_EXTENSIONS: tuple[str, ...] = (
     "app.music.cogs.playback",
     "app.music.cogs.queue",
+    "app.music.cogs.history",
+    "app.music.cogs.playlists",
     "app.music.cogs.settings",
 )
 
@@ -31,3 +34,5 @@ async def load_music_extensions(bot: commands.Bot, music: MusicService) -> None:
     for extension in MUSIC_EXTENSIONS:
         module = importlib.import_module(extension)
         await module.setup(bot, music)
+    # The controller's persistent buttons: any press of one, after any restart, reaches the bot.
+    bot.add_dynamic_items(ControllerButton)

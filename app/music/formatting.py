@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
+from app.music.errors import MusicError
+
 _CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2})$")
 
 
-class InvalidTime(ValueError):
-    pass
+class InvalidTime(MusicError):
+    """A /seek time that is not one (its message names the accepted forms)."""
 
 
 def parse_time(text: str) -> int:
@@ -19,16 +21,17 @@ def parse_time(text: str) -> int:
         return int(value) * 1000
     match = _CLOCK.match(value)
     if match is None:
-        raise InvalidTime(f"`{text[:20]}` is not a time: use seconds (`90`), `m:ss` (`1:30`) or `h:mm:ss`.")
+        raise InvalidTime("time.not_a_time", text=text[:20])
     hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     if seconds >= 60 or (match.group(1) is not None and minutes >= 60):
-        raise InvalidTime(f"`{text[:20]}` is not a valid time.")
+        raise InvalidTime("time.invalid", text=text[:20])
     return ((hours * 60 + minutes) * 60 + seconds) * 1000
 
 
-def format_duration(milliseconds: int | float, *, is_stream: bool = False) -> str:
+def format_duration(milliseconds: int | float, *, is_stream: bool = False, live: str = "LIVE") -> str:
+    """`1:02:03`, `4:05`; `live` (the reader's word for it) for a stream."""
     if is_stream:
-        return "LIVE"
+        return live
     total = max(0, int(milliseconds // 1000))
     hours, rest = divmod(total, 3600)
     minutes, seconds = divmod(rest, 60)
@@ -42,8 +45,8 @@ class _HasLength(Protocol):
     def is_stream(self) -> bool: ...
 
 
-def track_length(track: _HasLength) -> str:
-    return format_duration(track.length, is_stream=track.is_stream)
+def track_length(track: _HasLength, *, live: str = "LIVE") -> str:
+    return format_duration(track.length, is_stream=track.is_stream, live=live)
 
 
 def progress_bar(position: int | float, length: int | float, *, width: int = 20) -> str:

@@ -37,7 +37,9 @@ class GuildSettingsStore:
         """The database failed us less than RETRY_AFTER ago: do not wait for it again yet."""
         return self._clock() < self._unavailable_until
 
-    def _failed(self, exc: PyMongoError, what: str) -> None:
+    def note_failure(self, exc: PyMongoError, what: str) -> None:
+        """The database failed a read or write: defaults for RETRY_AFTER (shared with the
+        language store, so one outage costs one wait, not one per store)."""
         self._unavailable_until = self._clock() + RETRY_AFTER
         _log.warning("Bot %d: guild settings %s (%s); using defaults for the next %.0fs",
                      self.bot_id, what, exc, RETRY_AFTER)  # fmt: skip
@@ -54,7 +56,7 @@ class GuildSettingsStore:
                     GuildSettings.bot_id == self.bot_id, GuildSettings.guild_id == guild_id
                 )
         except PyMongoError as exc:
-            self._failed(exc, f"of guild {guild_id} unavailable")
+            self.note_failure(exc, f"of guild {guild_id} unavailable")
             return GuildSettings(bot_id=self.bot_id, guild_id=guild_id)
         settings = found or GuildSettings(bot_id=self.bot_id, guild_id=guild_id)
         self._cache[guild_id] = settings
@@ -74,7 +76,7 @@ class GuildSettingsStore:
                     {"bot_id": self.bot_id, "guild_id": guild_id}, {"$set": changes}, upsert=True
                 )
         except PyMongoError as exc:
-            self._failed(exc, f"of guild {guild_id} not saved")
+            self.note_failure(exc, f"of guild {guild_id} not saved")
             raise SettingsUnavailable() from None
         self._cache.pop(guild_id, None)
         return await self.get(guild_id)

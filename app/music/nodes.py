@@ -8,11 +8,15 @@ wavelink's websocket and its process-global `Pool`.
   node to be in it (players get `nodes=`, searches `fetch_tracks(node=...)`), and a node left in
   it by a stop that was cut short would make the bot's next client find its identifier taken.
   So our nodes are never registered there: `Pool.fetch_tracks` is the only thing used from it.
-- **Lavalink never gates Discord.** `start()` returns at once; one supervised task per node
-  connects it and keeps it connected. wavelink's own `Websocket.connect()` retries forever in a
-  task nobody holds (`Node.close()` cannot stop it) and reconnects from its reader in another
-  untracked task; here each connection attempt is made by the node's task, so cancelling it is
-  the end of that node: a stopped bot makes no further connection attempt.
+- **Lavalink never gates Discord.** `start()` returns at once; a supervised task per node
+  connects it. wavelink's own `Websocket.connect()` retries forever in a task nobody holds
+  (`Node.close()` cannot stop it) and reconnects from its reader in another untracked task; here
+  each connection attempt is made by the node's connecting task, so cancelling it is the end of
+  that node: a stopped bot makes no further connection attempt.
+- **Nothing polls a connected node.** The connecting task ends once the websocket is open; the
+  websocket's reader (wavelink's, which ends whenever the connection does: close frame, error,
+  aiohttp's heartbeat timeout) starts the next connecting task from its done-callback. A worker of
+  1,000 bots with healthy nodes therefore has no Lavalink timer at all.
 - **Backoff, logged once per episode.** A node that is down, or whose websocket keeps dying (a
   malformed event kills wavelink's reader; a Lavalink-compatible server may lack a route), is
   retried with exponential backoff up to `reconnect_max_delay`; the first problem of an episode
@@ -28,8 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import aiohttp
 import discord
@@ -55,6 +62,9 @@ class _NodeSocket(Websocket):
     node's supervisor's signal to reconnect, with its backoff.
     """
 
+    stats: wavelink.StatsEventPayload | None = None  # Lavalink's latest `stats` op on this connection
+    episode: _Episode | None = None  # told when Lavalink's `ready` op arrives
+
     async def open(self) -> None:
         node = self.node
         node._status = wavelink.NodeStatus.CONNECTING  # pyright: ignore[reportPrivateUsage]  # see class doc
@@ -70,6 +80,15 @@ class _NodeSocket(Websocket):
         """Called by wavelink's reader on a close frame: reconnecting is the supervisor's job."""
         return
 
+    def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        # wavelink passes Lavalink's `stats` op on without saying which node sent it: keep the
+        # latest here, per connection (/metrics reads players and load from it).
+        if event == "stats_update" and args and isinstance(args[0], wavelink.StatsEventPayload):
+            self.stats = args[0]
+        elif event == "node_ready" and self.episode is not None:
+            self.episode.up(self.node.session_id)
+        super().dispatch(event, *args, **kwargs)
+
     async def shut(self) -> None:
         """Stop the reader and close the socket, without wavelink's events or player cleanup."""
         reader = self.keep_alive_task
@@ -82,6 +101,14 @@ class _NodeSocket(Websocket):
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                 async with asyncio.timeout(2.0):  # a stalled server must not hold a stop
                     await self.socket.close()
+
+
+class NodeReport(NamedTuple):
+    """One bot's connection to one Lavalink server, as /metrics and the dashboard see it."""
+
+    server: str  # the name in LAVALINK_NODES
+    connected: bool
+    stats: wavelink.StatsEventPayload | None  # the server's latest `stats` op, while connected
 
 
 class _Episode:
@@ -117,6 +144,15 @@ class _Episode:
         self.problem = None
 
 
+@dataclass(slots=True)
+class _Link:
+    """One node's connection history: what its episodes and backoff remember across connections."""
+
+    episode: _Episode
+    backoff: Backoff
+    opened: float = 0.0  # loop time the current connection opened
+
+
 class BotNodes:
     def __init__(
         self,
@@ -124,16 +160,16 @@ class BotNodes:
         specs: Sequence[LavalinkNodeSpec],
         *,
         bot_id: int,
-        health_interval: float = 5.0,
         reconnect_max_delay: float = 10.0,
     ) -> None:
         self._client = client
         self._specs = list(specs)
         self._bot_id = bot_id
-        self._health_interval = health_interval
         self._reconnect_max_delay = reconnect_max_delay
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        # node identifier -> its connecting task, only while the node is not connected
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closed = False
         self.nodes: list[wavelink.Node] = []
 
@@ -152,8 +188,9 @@ class BotNodes:
     def start(self) -> None:
         """Create this bot's nodes and connect them in the background. Returns at once: whether
         Lavalink is up or not never delays the bot's Discord session."""
-        if not self._specs or self._closed or self._tasks:
+        if not self._specs or self._closed or self._started:
             return
+        self._started = True
         # wavelink never closes a session it was given: we own this one.
         self._session = aiohttp.ClientSession()
         self.nodes = [
@@ -168,22 +205,27 @@ class BotNodes:
             )
             for spec in self._specs
         ]
-        self._tasks = [
-            asyncio.create_task(self._keep_connected(node), name=f"lavalink-{node.identifier}")
-            for node in self.nodes
-        ]
+        for node in self.nodes:
+            link = _Link(
+                _Episode(node.identifier),
+                Backoff(initial=min(FIRST_RETRY_DELAY, self._reconnect_max_delay),
+                        maximum=self._reconnect_max_delay),
+            )  # fmt: skip
+            self._connect_in_background(node, link, self._connect(node, link))
 
     def stop_connecting(self) -> None:
         """Cancel every connection attempt and reconnect, now (synchronously): called first
         when the bot stops, so even a stop cut short by its timeout leaves nothing retrying."""
         self._closed = True
-        for task in self._tasks:
+        for task in self._tasks.values():
             task.cancel()
 
     async def close(self) -> None:
         self.stop_connecting()
-        await cancel_bounded(self._tasks, 2.0, what=f"Lavalink connections of bot {self._bot_id}")
-        self._tasks = []
+        await cancel_bounded(
+            list(self._tasks.values()), 2.0, what=f"Lavalink connections of bot {self._bot_id}"
+        )
+        self._tasks = {}
         for node in self.nodes:
             socket = node._websocket  # pyright: ignore[reportPrivateUsage]  # ours: a _NodeSocket
             if isinstance(socket, _NodeSocket):
@@ -209,6 +251,19 @@ class BotNodes:
         """The least-loaded healthy node of this bot."""
         return min(self.healthy(exclude=exclude), key=lambda node: len(node.players), default=None)
 
+    def reports(self) -> list[NodeReport]:
+        """Each of this bot's connections, by Lavalink server: up or not, and the server's latest
+        stats while up. Cheap (no I/O, no allocation but the tuples): /metrics asks every bot."""
+        reports: list[NodeReport] = []
+        connected = wavelink.NodeStatus.CONNECTED
+        for spec, node in zip(self._specs, self.nodes, strict=False):
+            up = node._status is connected and _socket_alive(node)  # pyright: ignore[reportPrivateUsage]  # what .status reads
+            socket = node._websocket  # pyright: ignore[reportPrivateUsage]  # ours: a _NodeSocket
+            reports.append(
+                NodeReport(spec.name, up, socket.stats if up and isinstance(socket, _NodeSocket) else None)
+            )
+        return reports
+
     def owns(self, node: wavelink.Node) -> bool:
         return any(node is own for own in self.nodes)
 
@@ -217,61 +272,79 @@ class BotNodes:
 
     # -- supervision of one node ----------------------------------------------------------------
 
-    async def _keep_connected(self, node: wavelink.Node) -> None:
-        """Connect `node`, watch it, reconnect it with backoff when it is lost. Runs until the bot
-        stops (cancelled); any unexpected error is logged and retried, never fatal to the bot."""
+    def _connect_in_background(
+        self, node: wavelink.Node, link: _Link, work: Coroutine[Any, Any, None]
+    ) -> None:
+        task = asyncio.create_task(work, name=f"lavalink-{node.identifier}")
+        self._tasks[node.identifier] = task
+        task.add_done_callback(functools.partial(self._connecting_done, node.identifier))
+
+    def _connecting_done(self, identifier: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(identifier) is task:  # connected (or stopped): no task while up
+            del self._tasks[identifier]
+
+    async def _connect(self, node: wavelink.Node, link: _Link) -> None:
+        """Connect `node`, retrying with backoff, and return once its websocket is open (its
+        reader takes over from there). Any unexpected error is logged and retried, never fatal
+        to the bot; cancelled when the bot stops."""
         loop = asyncio.get_running_loop()
-        backoff = Backoff(
-            initial=min(FIRST_RETRY_DELAY, self._reconnect_max_delay), maximum=self._reconnect_max_delay
-        )
-        episode = _Episode(node.identifier)
         while not self._closed:
             socket = _NodeSocket(node=node)
+            socket.episode = link.episode
             node._websocket = socket  # pyright: ignore[reportPrivateUsage]  # wavelink reads it there
             try:
-                try:
-                    async with asyncio.timeout(CONNECT_TIMEOUT):
-                        await socket.open()
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    node._status = wavelink.NodeStatus.DISCONNECTED  # pyright: ignore[reportPrivateUsage]
-                    episode.failed(f"cannot connect to {node.uri} ({_describe(exc)})")
-                    await asyncio.sleep(backoff.next_delay())
-                    continue
-                opened = loop.time()
-                problem = await self._until_lost(node, socket, episode)
-                await self._lost(node, socket)
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await socket.open()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                node._status = wavelink.NodeStatus.DISCONNECTED  # pyright: ignore[reportPrivateUsage]
+                link.episode.failed(f"cannot connect to {node.uri} ({_describe(exc)})")
+                await asyncio.sleep(link.backoff.next_delay())
+                continue
             except asyncio.CancelledError:
                 await socket.shut()
                 raise
             except Exception as exc:  # a bug or an odd server: never the end of the node
-                if episode.problem is None:
+                if link.episode.problem is None:
                     _log.exception("Lavalink node %s: unexpected error", node.identifier)
                 await socket.shut()
-                problem, opened = f"unexpected error ({_describe(exc)})", loop.time()
-            if loop.time() - opened >= STABLE_AFTER:
-                backoff.reset()
-                episode.stable()
-            episode.failed(problem)
-            await asyncio.sleep(backoff.next_delay())
+                link.episode.failed(f"unexpected error ({_describe(exc)})")
+                await asyncio.sleep(link.backoff.next_delay())
+                continue
+            link.opened = loop.time()
+            reader = socket.keep_alive_task
+            assert reader is not None
+            reader.add_done_callback(functools.partial(self._reader_ended, node, link, socket))
+            return
 
-    async def _until_lost(self, node: wavelink.Node, socket: _NodeSocket, episode: _Episode) -> str:
-        """Wait until the connection is lost; returns why."""
+    def _reader_ended(self, node: wavelink.Node, link: _Link, socket: _NodeSocket, _: object) -> None:
+        """The connection is over (the reader ends with it): reconnect, unless the bot stops."""
+        if self._closed or node._websocket is not socket:  # pyright: ignore[reportPrivateUsage]
+            return
         reader = socket.keep_alive_task
-        assert reader is not None
-        while True:
-            done, _ = await asyncio.wait({reader}, timeout=self._health_interval)
-            if node.status is wavelink.NodeStatus.CONNECTED:
-                episode.up(node.session_id)
-            if not socket.is_connected():
-                # wavelink's reader also dies on a close frame it does not expect: a close is a close.
-                if done and not reader.cancelled():
-                    reader.exception()  # retrieved: it is not news
-                code = socket.socket.close_code if socket.socket is not None else None
-                return f"Lavalink closed the websocket (code {code})"
-            if done:
-                error = None if reader.cancelled() else reader.exception()
-                reason = _describe(error) if error is not None else "it stopped"
-                return f"its websocket reader died ({reason})"
+        assert reader is not None and reader.done()
+        error = None if reader.cancelled() else reader.exception()  # retrieved: it is not news
+        if not socket.is_connected():
+            # wavelink's reader also dies on a close frame it does not expect: a close is a close.
+            code = socket.socket.close_code if socket.socket is not None else None
+            problem = f"Lavalink closed the websocket (code {code})"
+        else:
+            reason = _describe(error) if error is not None else "it stopped"
+            problem = f"its websocket reader died ({reason})"
+        self._connect_in_background(node, link, self._reconnect(node, link, socket, problem))
+
+    async def _reconnect(self, node: wavelink.Node, link: _Link, socket: _NodeSocket, problem: str) -> None:
+        try:
+            await self._lost(node, socket)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("Lavalink node %s: cleaning up a lost connection failed", node.identifier)
+        if asyncio.get_running_loop().time() - link.opened >= STABLE_AFTER:
+            link.backoff.reset()
+            link.episode.stable()
+        link.episode.failed(problem)
+        await asyncio.sleep(link.backoff.next_delay())
+        await self._connect(node, link)
 
     async def _lost(self, node: wavelink.Node, socket: _NodeSocket) -> None:
         """Close what is left of the connection and tell the bot's music (players fail over).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,8 @@ from app.music.errors import AudioBackendUnavailable
 
 if TYPE_CHECKING:
     from app.music.service import MusicService
+
+HISTORY_SIZE = 50  # played tracks each player remembers (/history, /previous)
 
 # What a request to Lavalink raises when the connection fails (rather than Lavalink answering an
 # error): wavelink lets these through as they are.
@@ -61,6 +64,16 @@ class ChorusPlayer(wavelink.Player):
         self.idle_since: float | None = time.monotonic()
         # Set when the player's node died and no other node could take it: where to resume.
         self.stranded_position: int | None = None
+        # Played tracks, oldest first; the last one is the current track once it started.
+        self.history: deque[wavelink.Playable] = deque(maxlen=HISTORY_SIZE)
+        # The now-playing controller in the text channel: one message per player, edited.
+        self.controller_message_id: int | None = None
+
+    def record_played(self, track: wavelink.Playable) -> None:
+        """Remember a track that started (a repeat of the same track, as in track loop, once)."""
+        if self.history and self.history[-1].encoded == track.encoded:
+            return
+        self.history.append(track)
 
     @property
     def current_requester_id(self) -> int | None:

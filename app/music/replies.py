@@ -7,11 +7,14 @@ import logging
 
 import discord
 
+from app.i18n import DEFAULT_LANGUAGE, text
 from app.music.errors import MusicError
+from app.music.language import language
 
 _log = logging.getLogger(__name__)
 
-UNEXPECTED = "Something went wrong on my side. It has been logged; please try again."
+UNEXPECTED_KEY = "error.unexpected"
+UNEXPECTED = text(DEFAULT_LANGUAGE, UNEXPECTED_KEY)  # the English text, for code that logs it
 
 
 def describe(interaction: discord.Interaction) -> str:
@@ -66,14 +69,28 @@ async def _answer(interaction: discord.Interaction, message: str, *, view: disco
     await interaction.followup.send(message, ephemeral=True, view=view)
 
 
+async def reply_failure(
+    interaction: discord.Interaction, error: Exception, *, lang: str | None = None
+) -> None:
+    """Answer a failure in the reader's language: a MusicError says what, anything else is
+    logged and answered "something went wrong". Never raises."""
+    lang = lang or language(interaction)
+    if isinstance(error, MusicError):
+        await reply_error(interaction, error.render(lang))
+        return
+    _log.error("%s failed", describe(interaction), exc_info=error)
+    await reply_error(interaction, text(lang, UNEXPECTED_KEY))
+
+
 class AnsweringView(discord.ui.View):
-    """A view whose failures answer the user (discord.py's default only logs them)."""
+    """A view whose failures answer the user (discord.py's default only logs them), in the
+    language of the message it belongs to."""
+
+    def __init__(self, *, timeout: float | None = 180.0, language: str | None = None) -> None:
+        super().__init__(timeout=timeout)
+        self.language = language
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[discord.ui.View]
     ) -> None:
-        if isinstance(error, MusicError):
-            await reply_error(interaction, str(error))
-            return
-        _log.error("A component of %s failed", describe(interaction), exc_info=error)
-        await reply_error(interaction, UNEXPECTED)
+        await reply_failure(interaction, error, lang=self.language)

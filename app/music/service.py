@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,17 +15,25 @@ import wavelink
 from discord.ext import commands
 from pymongo.errors import PyMongoError
 
+from app.i18n import Tr
+from app.music.channel_status import ChannelStatus
 from app.music.config import LavalinkNodeSpec
+from app.music.controller import Controllers
 from app.music.errors import AudioBackendUnavailable, MissingVoicePermission, MusicError, NoResults
 from app.music.fleet import MusicFleet
-from app.music.formatting import format_duration, track_length
+from app.music.formatting import format_duration
 from app.music.guild_settings import GuildSettingsStore
+from app.music.language import LanguageStore
 from app.music.nodes import BotNodes, fetch_tracks
-from app.music.player import ChorusPlayer, requester_name
+from app.music.player import ChorusPlayer
+from app.music.scheduler import MusicScheduler
+from app.music.search_cache import SearchCache
 from app.music.snapshots import SnapshotKeeper
 from app.shutdown import cancel_bounded, run_bounded
 
 _log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT = 10.0  # seconds Discord has to confirm a voice join (VOICE_STATE + VOICE_SERVER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +43,7 @@ class MusicConfig:
     idle_timeout: float = 300.0
     queue_limit: int = 500
     max_track_ms: int = 0  # 0: no limit
-    health_interval: float = 5.0
     reconnect_max_delay: float = 10.0
-    snapshot_interval: float = 10.0
     snapshot_max_age: float = 3600.0
     # The epoch of the bot's lease (docs/SCALING.md): player snapshots carry it and are fenced by
     # it, so an owner that lost the bot never overwrites its successor's. None: not fenced.
@@ -46,9 +51,18 @@ class MusicConfig:
 
 
 class MusicService:
-    def __init__(self, client: commands.Bot, config: MusicConfig, *, bot_id: int, fleet: MusicFleet) -> None:
+    def __init__(
+        self,
+        client: commands.Bot,
+        config: MusicConfig,
+        *,
+        bot_id: int,
+        fleet: MusicFleet,
+        scheduler: MusicScheduler,
+    ) -> None:
         """Created with its client, before login (nothing starts until `start`): the cogs are
-        built with it, so they never look it up on the client."""
+        built with it, so they never look it up on the client. `scheduler` is the worker's: it
+        does this bot's periodic work (idle players, snapshots) along with every other bot's."""
         self.client = client
         self.config = config
         self.bot_id = bot_id
@@ -56,18 +70,21 @@ class MusicService:
             client,
             config.nodes,
             bot_id=bot_id,
-            health_interval=config.health_interval,
             reconnect_max_delay=config.reconnect_max_delay,
         )
         self.guild_settings = GuildSettingsStore(self.bot_id)
+        self.languages = LanguageStore(self.guild_settings)
+        self.controllers = Controllers(self)
+        self.channel_status = ChannelStatus(self)
+        self.autocomplete = SearchCache()
         self.fleet = fleet
-        self._idle_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._chores: set[asyncio.Task[None]] = set()  # cleanups after a player left
+        self.scheduler = scheduler
         # Ours, not discord.py's `voice_clients`: a re-identify (op 9, close 4009) clears those
         # while Lavalink keeps playing, and the players must survive it.
         self._players: dict[int, ChorusPlayer] = {}
-        self.snapshots = SnapshotKeeper(
-            self, interval=config.snapshot_interval, max_age=config.snapshot_max_age
-        )
+        self.snapshots = SnapshotKeeper(self, max_age=config.snapshot_max_age)
         self.node_ready = asyncio.Event()
         self.tracks_played = 0  # set when any of this bot's nodes first becomes ready
         # Its lease is lost: close without saving players or leaving voice (the next owner resumes
@@ -91,8 +108,8 @@ class MusicService:
         self.client.add_listener(self._on_track_start, "on_wavelink_track_start")
         self.client.add_listener(self._on_track_exception, "on_wavelink_track_exception")
         self.nodes.start()
-        self._idle_task = asyncio.create_task(self._idle_loop(), name=f"music-idle-{self.bot_id}")
         self.snapshots.start()
+        self.scheduler.add(self)
 
     def abandon(self) -> None:
         """The fleet took the bot away: the next `close` writes nothing and leaves no channel."""
@@ -106,20 +123,22 @@ class MusicService:
         Abandoned (its lease is lost): only the tasks and the nodes close.
         """
         self.nodes.stop_connecting()
+        self._closing = True  # leaving voice to restart: controllers and statuses stay for the resume
+        self.scheduler.remove(self)  # this bot's last save is its own, below
         try:
-            await cancel_bounded([self._idle_task], 2.0, what=f"Idle loop of bot {self.bot_id}")
             await self.snapshots.stop()
             if self.abandoned:
                 return
             await run_bounded(self._save_for_restart(), 5.0, what=f"Saving the players of bot {self.bot_id}")
             for player in self.players():
                 await run_bounded(player.disconnect(), 5.0, what=f"Leaving voice (bot {self.bot_id})")
+            await cancel_bounded(list(self._chores), 2.0, what=f"Player cleanups of bot {self.bot_id}")
         finally:
             await self.nodes.close()
 
     async def _save_for_restart(self) -> None:
         try:
-            saved = await self.snapshots.save_all(prune=False)
+            saved = await self.snapshots.save_all()
         except PyMongoError as exc:
             _log.warning("Bot %d: players not saved on shutdown (%s)", self.bot_id, exc)
             return
@@ -136,16 +155,33 @@ class MusicService:
 
     def forget_player(self, player: ChorusPlayer) -> None:
         """The player ended (left voice, destroyed): see `ChorusPlayer.cleanup`. Its voice
-        assignment is released (not when the bot was taken away: its next owner cleans up)."""
-        for guild_id, known in list(self._players.items()):
-            if known is player:
+        assignment is released (not when the bot was taken away: its next owner cleans up); its
+        controller message and its voice channel status go too (not when the bot stops to restart)."""
+        known = False
+        for guild_id, mine in list(self._players.items()):
+            if mine is player:
                 del self._players[guild_id]
                 if not self.abandoned:
                     self.fleet.release_voice(self, guild_id)
+                known = True
+        if known and not self._closing:
+            task = asyncio.get_running_loop().create_task(
+                self._after_leave(player), name=f"music-left-{self.bot_id}"
+            )
+            self._chores.add(task)
+            task.add_done_callback(self._chores.discard)
+
+    async def _after_leave(self, player: ChorusPlayer) -> None:
+        try:
+            await self.channel_status.clear(player)
+            await self.controllers.remove(player)
+        except Exception:
+            _log.exception("Bot %d: cleaning up after a player of guild %s failed", self.bot_id, _gid(player))
 
     async def leave(self, player: ChorusPlayer) -> None:
         """A deliberate leave: nothing to resume after a restart."""
         guild_id = player.guild.id if player.guild is not None else None
+        await self.channel_status.clear(player)  # while still in the channel (Discord wants that)
         await player.disconnect()
         if guild_id is not None:
             await self.snapshots.forget(guild_id)
@@ -169,7 +205,7 @@ class MusicService:
             and len(channel.voice_states) >= channel.user_limit
             and not permissions.move_members
         ):
-            raise MusicError(f"{channel.mention} is full.")
+            raise MusicError("error.channel_full", channel=channel.mention)
 
     def _new_player(self, client: discord.Client, channel: discord.abc.Connectable) -> ChorusPlayer:
         return ChorusPlayer(client, channel, service=self)
@@ -182,15 +218,27 @@ class MusicService:
         if node is None:
             raise AudioBackendUnavailable()
         try:
-            player = await channel.connect(cls=self._new_player, self_deaf=True, timeout=10.0)
-        except BaseException:
+            player = await channel.connect(cls=self._new_player, self_deaf=True, timeout=JOIN_TIMEOUT)
+        except BaseException as exc:
             # discord.py keeps a voice client whose connect failed registered: without this, every
             # later join in the guild would fail with "Already connected".
             stray = channel.guild.voice_client
             if isinstance(stray, ChorusPlayer) and self.get_player(channel.guild.id) is not stray:
                 await run_bounded(stray.disconnect(), 5.0, what=f"Dropping a failed join (bot {self.bot_id})")
+            if isinstance(exc, wavelink.ChannelTimeoutException):
+                # Discord never confirmed the join (an outage, or a channel changed under us): the
+                # caller learns that, not "something went wrong".
+                _log.warning(
+                    "Bot %d: Discord did not confirm joining voice %d in guild %d within %.0f s",
+                    self.bot_id,
+                    channel.id,
+                    channel.guild.id,
+                    JOIN_TIMEOUT,
+                )
+                raise MusicError("error.join_timeout", channel=channel.mention) from None
             raise
         self._players[channel.guild.id] = player
+        self.scheduler.wake(self)
         player.autoplay = wavelink.AutoPlayMode.partial  # wavelink advances the queue: the one mechanism
         player.text_channel_id = text_channel_id
         player.queue.mode = wavelink.QueueMode.normal
@@ -214,18 +262,21 @@ class MusicService:
         try:
             result = await fetch_tracks(node, identifier)
         except wavelink.LavalinkLoadException as exc:
-            raise MusicError(f"Couldn't load that: {exc.error[:150]}") from None
+            raise MusicError("error.load_failed", reason=exc.error[:150]) from None
         except (wavelink.LavalinkException, wavelink.NodeException, aiohttp.ClientError) as exc:
             _log.warning("Bot %d: search on node %s failed: %s", self.bot_id, node.identifier, exc)
             raise AudioBackendUnavailable() from None
         if not result:
+            service = _mirrored_service(query)
+            if service is not None:  # such links only resolve through the LavaSrc plugin
+                raise MusicError("error.link_needs_plugin", service=service)
             raise NoResults(query)
         return result
 
     def check_track(self, track: wavelink.Playable) -> None:
         limit = self.config.max_track_ms
         if limit and not track.is_stream and track.length > limit:
-            raise MusicError(f"**{track.title[:80]}** is longer than the limit of {format_duration(limit)}.")
+            raise MusicError("error.track_too_long", title=track.title[:80], limit=format_duration(limit))
 
     def queue_room(self, player: ChorusPlayer) -> int:
         return max(0, self.config.queue_limit - len(player.queue))
@@ -341,24 +392,13 @@ class MusicService:
             return
         player.skip_votes.clear()
         player.idle_since = None
+        player.record_played(payload.track)
         self.tracks_played += 1
-        if player.text_channel_id is None:
-            return
-        settings = await self.guild_settings.get(player.guild.id)
-        if not settings.announce_now_playing:
-            return
-        channel = player.guild.get_channel(player.text_channel_id)
-        if not isinstance(channel, discord.abc.Messageable):
-            return
-        track = payload.track
-        embed = discord.Embed(title="Now playing", description=f"**{track.title}** by {track.author}")
-        embed.add_field(name="Length", value=track_length(track))
-        if who := requester_name(track):
-            embed.add_field(name="Requested by", value=who)
-        try:
-            await channel.send(embed=embed)
-        except discord.HTTPException as exc:
-            _log.info("Bot %d: cannot announce in channel %d: %s", self.bot_id, player.text_channel_id, exc)
+        for show in (self.channel_status.show, self.controllers.show):
+            try:
+                await show(player, payload.track)
+            except Exception:  # one of them failing never stops the other, nor the music
+                _log.exception("Bot %d: now-playing update of guild %d failed", self.bot_id, player.guild.id)
 
     async def _on_track_exception(self, payload: wavelink.TrackExceptionEventPayload) -> None:
         guild_id = payload.player.guild.id if payload.player and payload.player.guild else None
@@ -372,20 +412,17 @@ class MusicService:
 
     # -- idleness -----------------------------------------------------------------------------
 
-    async def _idle_loop(self) -> None:
-        """Leave after `idle_timeout` of nothing playing or nobody listening, unless 24/7."""
+    async def check_idle(self, now: float) -> None:
+        """Leave after `idle_timeout` of nothing playing or nobody listening, unless 24/7.
+        Called by the worker's scheduler every `idle_check_interval` while this bot has players."""
         timeout = self.config.idle_timeout
-        interval = min(5.0, max(0.05, timeout / 4)) if timeout else 5.0
-        while True:
-            await asyncio.sleep(interval)
-            if not timeout:
-                continue
-            now = time.monotonic()
-            for player in self.players():
-                try:
-                    await self._check_idle(player, now, timeout)
-                except Exception:
-                    _log.exception("Bot %d: idle check failed", self.bot_id)
+        if not timeout:
+            return
+        for player in self.players():
+            try:
+                await self._check_idle(player, now, timeout)
+            except Exception:
+                _log.exception("Bot %d: idle check failed", self.bot_id)
 
     async def _check_idle(self, player: ChorusPlayer, now: float, timeout: float) -> None:
         if player.guild is None:
@@ -404,12 +441,11 @@ class MusicService:
         channel = player.channel
         _log.info("Bot %d leaves guild %d after %.0fs idle", self.bot_id, player.guild.id, timeout)
         text_channel = player.guild.get_channel(player.text_channel_id or 0)
+        t = Tr(await self.languages.for_guild(player.guild))
         await self.leave(player)
         if isinstance(text_channel, discord.abc.Messageable) and channel is not None:
             with contextlib.suppress(discord.HTTPException):
-                await text_channel.send(
-                    f"Left {channel.mention}: nothing was playing or nobody was listening."
-                )
+                await text_channel.send(t("idle.left", channel=channel.mention))
 
 
 def _gid(player: ChorusPlayer) -> int | None:
@@ -417,7 +453,24 @@ def _gid(player: ChorusPlayer) -> int | None:
 
 
 _SEARCH_PREFIX = re.compile(r"^[a-z]{2,12}search:", re.IGNORECASE)
+# Links that play through LavaSrc (mirrored to a playable source): hosts -> the service's name.
+_MIRRORED = {
+    "open.spotify.com": "Spotify",
+    "spotify.link": "Spotify",
+    "music.apple.com": "Apple Music",
+    "deezer.com": "Deezer",
+    "www.deezer.com": "Deezer",
+    "deezer.page.link": "Deezer",
+    "link.deezer.com": "Deezer",
+}
 
 
 def _is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
+
+
+def _mirrored_service(text: str) -> str | None:
+    if not _is_url(text):
+        return None
+    host = text.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0].lower()
+    return _MIRRORED.get(host)

@@ -1,9 +1,21 @@
 """Resume after restart: each bot's players are saved to MongoDB and restored on startup.
 
-Saved every `SNAPSHOT_INTERVAL` seconds and on shutdown (before leaving voice), so a crash loses
-at most one interval. A restarted bot rejoins its channel, plays the saved track from the saved
-position and restores the queue and its modes: Discord's voice session did not survive the
-restart (voice close 4014), so "resume" is "rejoin, play, seek".
+Saved by the worker's `MusicScheduler` every `SNAPSHOT_INTERVAL` seconds and on shutdown (before
+leaving voice), so a crash loses at most one interval. Only what changed is written, all bots'
+changes in one bulk write per sweep (`write_snapshots`, the one place the collection is written):
+
+- a player new to this process: its whole document (upsert);
+- a changed track, queue, history, mode, volume, filter, pause or channel: a `$set` of the small
+  fields plus only the changed lists (a track ending is a `$pop` of the queue and a `$push` to
+  the history, never the whole queue again);
+- a playing player with nothing else changed: its position and `saved_at` only (the position is
+  derivable from them, so this is all a crash needs); a paused or silent player with nothing
+  changed: nothing, but `saved_at` is refreshed every `SNAPSHOT_MAX_AGE / 4` so it stays resumable;
+- a player that ended: a delete. Nothing else is ever deleted by a sweep; an idle bot writes nothing.
+
+A restarted bot rejoins its channel, plays the saved track from the saved position and restores
+the queue and its modes: Discord's voice session did not survive the restart (voice close 4014),
+so "resume" is "rejoin, play, seek".
 
 Restoring respects the fleet: it waits for one of the bot's Lavalink nodes (however long that
 takes: Lavalink does not gate the bot), skips snapshots older than `SNAPSHOT_MAX_AGE`, and joins
@@ -16,17 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import discord
 import wavelink
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import DeleteOne, ReplaceOne, UpdateOne
+from pymongo.errors import BulkWriteError, PyMongoError
 
-from app.db.models import PlayerSnapshot, SavedTrack, utcnow
+from app.db.models import PlayerSnapshot, utcnow
+from app.metrics import SNAPSHOT_WRITES
 from app.music.filters import PRESETS, preset_filters
 from app.music.fleet import ActsElsewhere
-from app.music.player import ChorusPlayer
+from app.music.snapshot_state import GONE, PlayerState, restored_track, take_snapshot, update_for
 from app.shutdown import cancel_bounded
 
 if TYPE_CHECKING:
@@ -37,60 +53,153 @@ _log = logging.getLogger(__name__)
 VoiceLike = discord.VoiceChannel | discord.StageChannel
 
 
-def _saved(track: wavelink.Playable) -> SavedTrack:
-    return SavedTrack(data=dict(track.raw_data), extras=dict(track.extras))
+@dataclass(slots=True, eq=False)
+class SnapshotWrite:
+    """One write of one bot's snapshot in one guild: `document` replaces it (upsert), `update`
+    updates it, neither deletes it. `state`: the player's state it writes (None: a delete)."""
+
+    keeper: SnapshotKeeper
+    guild_id: int
+    document: dict[str, Any] | None = None
+    update: dict[str, Any] | None = None
+    state: PlayerState | None = None
+
+    @property
+    def kind(self) -> str:
+        return "replace" if self.document is not None else "update" if self.update is not None else "delete"
 
 
-def _track(saved: SavedTrack) -> wavelink.Playable:
-    track = wavelink.Playable(saved.data)  # pyright: ignore[reportArgumentType]  # Lavalink's own payload
-    track.extras = saved.extras
-    return track
+async def write_snapshots(writes: Sequence[SnapshotWrite]) -> list[SnapshotWrite]:
+    """Send `writes` (of any bots) in one unordered bulk write, then tell each keeper what is
+    stored now. The one place the snapshot collection is written: every filter is built here.
+    Returns the writes that landed.
+
+    Every filter carries the writing owner's lease epoch (docs/SCALING.md, "Fencing"): once a
+    newer owner of the bot wrote a guild's snapshot, an older owner's update or delete matches
+    nothing and its upsert collides with the unique (bot, guild) index. Both mean "not ours"
+    (the keeper is told, the fleet checks the lease), never an error. Updates stamp the epoch,
+    so the first write of a new owner fences the old one off.
+
+    The keepers recorded each write as done when they made it (so a second write made
+    meanwhile, by a bot's shutdown save, builds on it and never repeats a `$pop`); on failure
+    they are told, and the next sweep writes those players' whole documents again (and deletes
+    again), which is always correct."""
+    if not writes:
+        return []
+    requests: list[ReplaceOne[Any] | UpdateOne | DeleteOne] = []
+    for write in writes:
+        where = {"bot_id": write.keeper.bot_id, "guild_id": write.guild_id, **write.keeper.fence()}
+        if write.document is not None:
+            requests.append(ReplaceOne(where, write.document, upsert=True))
+        elif write.update is not None:
+            update = {**write.update, "$set": {**write.update.get("$set", {}), "epoch": write.keeper.epoch}}
+            requests.append(UpdateOne(where, update))
+        else:
+            requests.append(DeleteOne(where))
+    collection = PlayerSnapshot.get_pymongo_collection()
+    fenced: set[int] = set()  # indexes into `writes`
+    failed: set[int] = set()
+    error: PyMongoError | None = None
+    try:
+        result = await collection.bulk_write(requests, ordered=False)
+        matched = result.matched_count + result.upserted_count
+    except BulkWriteError as exc:
+        for write_error in exc.details.get("writeErrors", []):
+            duplicate = write_error.get("code") == _DUPLICATE_KEY
+            (fenced if duplicate else failed).add(write_error["index"])
+        matched = exc.details.get("nMatched", 0) + exc.details.get("nUpserted", 0)
+        if failed or exc.details.get("writeConcernErrors"):
+            error = exc
+    except PyMongoError:
+        for write in writes:
+            write.keeper.write_failed(write)
+        raise
+    finally:
+        SNAPSHOT_WRITES.inc(len(requests))
+    # A fenced (or vanished) update matches nothing, and a bulk write counts matches only in
+    # total: read back which, only when fewer matched than were sent (rare: a takeover).
+    sent = [i for i, write in enumerate(writes) if write.state is not None and i not in fenced | failed]
+    if matched < len(sent):
+        missed = await _missed_updates([writes[i] for i in sent if writes[i].update is not None])
+        for i in sent:
+            if writes[i] in missed:
+                (fenced if missed[writes[i]] else failed).add(i)
+    landed: list[SnapshotWrite] = []
+    for i, write in enumerate(writes):
+        if i in fenced:
+            write.keeper.fenced(write)
+        elif i in failed:
+            write.keeper.write_failed(write)
+        else:
+            write.keeper.written(write)
+            landed.append(write)
+    if error is not None:
+        raise error
+    return landed
 
 
-def take_snapshot(bot_id: int, player: ChorusPlayer, *, epoch: int = 0) -> PlayerSnapshot | None:
-    if player.guild is None or player.channel is None:
-        return None
-    return PlayerSnapshot(
-        epoch=epoch,
-        bot_id=bot_id,
-        guild_id=player.guild.id,
-        voice_channel_id=player.channel.id,
-        text_channel_id=player.text_channel_id,
-        current=_saved(player.current) if player.current is not None else None,
-        position_ms=int(player.position) if player.stranded_position is None else player.stranded_position,
-        queue=[_saved(track) for track in player.queue],
-        queue_mode=player.queue.mode.name,
-        autoplay=player.autoplay.name,
-        volume=player.volume,
-        filter_preset=player.filter_preset,
-        paused=player.paused,
-        saved_at=utcnow(),
-    )
+_DUPLICATE_KEY = 11000
+
+
+async def _missed_updates(updates: list[SnapshotWrite]) -> dict[SnapshotWrite, bool]:
+    """Of `updates`, those whose snapshot a newer owner holds (True) or that is gone (False)."""
+    if not updates:
+        return {}
+    keys = [{"bot_id": write.keeper.bot_id, "guild_id": write.guild_id} for write in updates]
+    projection = {"bot_id": 1, "guild_id": 1, "epoch": 1, "_id": 0}
+    stored = {
+        (document["bot_id"], document["guild_id"]): document.get("epoch", 0)
+        async for document in PlayerSnapshot.get_pymongo_collection().find({"$or": keys}, projection)
+    }
+    missed: dict[SnapshotWrite, bool] = {}
+    for write in updates:
+        epoch = stored.get((write.keeper.bot_id, write.guild_id))
+        if epoch is None:
+            missed[write] = False
+        elif epoch > write.keeper.epoch:
+            missed[write] = True
+    return missed
 
 
 class SnapshotKeeper:
-    """Saves and restores the players of one bot."""
+    """Saves and restores the players of one bot; the worker's scheduler asks it what changed."""
 
-    def __init__(self, service: MusicService, *, interval: float, max_age: float) -> None:
+    def __init__(self, service: MusicService, *, max_age: float) -> None:
         self._service = service
-        self._interval = interval
         self._max_age = timedelta(seconds=max_age)
-        self._tasks: list[asyncio.Task[None]] = []
-        self.restored = asyncio.Event()  # set once restoring is over; until then nothing is pruned
-        # Guilds saved by the last pass, None before the first prune: pruning is one delete per
-        # bot, so it runs only when a guild stopped playing (an idle bot writes nothing; 2,000
-        # idle bots used to send 200 deletes a second).
-        self._saved: set[int] | None = None
+        # A paused or silent player with nothing changed still refreshes `saved_at` this often,
+        # so that it is not discarded as too old when the bot restarts.
+        self._refresh_after = max_age / 4
+        # guild -> what the database holds, as our writes (once done) leave it
+        self._stored: dict[int, PlayerState] = {}
+        self._broken: set[int] = set()  # guilds whose last write failed: written whole next time
+        self._restore_task: asyncio.Task[None] | None = None
+        self.restored = asyncio.Event()  # set once restoring is over
+
+    @property
+    def bot_id(self) -> int:
+        return self._service.bot_id
+
+    @property
+    def epoch(self) -> int:
+        """The lease epoch this bot runs under (0 outside a fleet with leases)."""
+        return self._service.config.lease_epoch or 0
+
+    def fence(self) -> dict[str, Any]:
+        """The filter that matches only snapshots no newer owner of the bot wrote."""
+        epoch = self._service.config.lease_epoch
+        return {} if epoch is None else {"epoch": {"$not": {"$gt": epoch}}}
 
     def start(self) -> None:
-        bot_id = self._service.bot_id
-        self._tasks = [
-            asyncio.create_task(self._restore_when_ready(), name=f"snapshots-restore-{bot_id}"),
-            asyncio.create_task(self._save_loop(), name=f"snapshots-{bot_id}"),
-        ]
+        name = f"snapshots-restore-{self.bot_id}"
+        self._restore_task = asyncio.create_task(self._restore_when_ready(), name=name)
 
     async def stop(self) -> None:
-        await cancel_bounded(self._tasks, 2.0, what=f"Snapshots of bot {self._service.bot_id}")
+        await cancel_bounded([self._restore_task], 2.0, what=f"Snapshots of bot {self.bot_id}")
+
+    def has_work(self) -> bool:
+        """Anything a sweep may have to write: a player, or a stored snapshot (it may have ended)."""
+        return bool(self._stored) or bool(self._service.players())
 
     async def _restore_when_ready(self) -> None:
         await self._service.client.wait_until_ready()
@@ -102,60 +211,71 @@ class SnapshotKeeper:
         # older owner of the bot left is stale.
         await self._service.fleet.clean_voice(self._service)
 
-    async def _save_loop(self) -> None:
-        # Saving does not wait for restoring (which waits for Lavalink): players started meanwhile
-        # by /play are saved too; pruning waits until restoring is over.
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.save_all()
-            except PyMongoError as exc:
-                _log.warning("Bot %d: player snapshots not saved (%s)", self._service.bot_id, exc)
-
-    def _fence(self) -> dict[str, Any]:
-        """Only snapshots no newer owner of the bot wrote (docs/SCALING.md, "Fencing")."""
-        epoch = self._service.config.lease_epoch
-        return {} if epoch is None else {"epoch": {"$not": {"$gt": epoch}}}
-
-    async def save_all(self, *, prune: bool = True) -> int:
-        """Upsert a snapshot per player; drop snapshots of guilds where nothing plays any more.
-
-        Fenced by the lease epoch: when a newer owner saved the guild first, the upsert collides
-        with the unique (bot, guild) index instead of overwriting it; that is logged, nothing more
-        is saved, and the fleet checks the lease (this owner is stale and stops)."""
-        service = self._service
-        bot_id, epoch = service.bot_id, service.config.lease_epoch
-        collection = PlayerSnapshot.get_pymongo_collection()
-        saved: list[int] = []
-        for player in service.players():
-            snapshot = take_snapshot(bot_id, player, epoch=epoch or 0)
-            if snapshot is None:
+    def changes(self, now: float, *, deletions: bool = True) -> list[SnapshotWrite]:
+        """What to write so the database matches this bot's players (cheap when nothing changed:
+        comparisons only, no serialisation). `deletions=False`: players that ended are kept."""
+        writes: list[SnapshotWrite] = []
+        seen: set[int] = set()
+        for player in self._service.players():
+            state = PlayerState.of(player, now)
+            if state is None or player.guild is None:
                 continue
-            document = snapshot.model_dump(exclude={"id", "revision_id"})
-            try:
-                await collection.replace_one(
-                    {"bot_id": bot_id, "guild_id": snapshot.guild_id, **self._fence()}, document, upsert=True
-                )
-            except DuplicateKeyError:
-                _log.warning("Bot %d: the snapshot of guild %d was fenced off (epoch %s): a newer owner "
-                             "runs this bot", bot_id, snapshot.guild_id, epoch)  # fmt: skip
-                service.fleet.lease_fenced(bot_id)
-                return len(saved)
-            saved.append(snapshot.guild_id)
-        if prune and self.restored.is_set() and (self._saved is None or self._saved - set(saved)):
-            await collection.delete_many({"bot_id": bot_id, "guild_id": {"$nin": saved}, **self._fence()})
-            self._saved = set(saved)
-        elif self._saved is not None:
-            self._saved = set(saved)
-        return len(saved)
+            guild_id = player.guild.id
+            seen.add(guild_id)
+            old = self._stored.get(guild_id)
+            if old is None or old is GONE or guild_id in self._broken:
+                snapshot = take_snapshot(self.bot_id, player, epoch=self.epoch)
+                if snapshot is not None:
+                    document = snapshot.model_dump(exclude={"id", "revision_id"})
+                    writes.append(SnapshotWrite(self, guild_id, document=document, state=state))
+                    self._stored[guild_id] = state
+                continue
+            update = update_for(old, state, now, refresh_after=self._refresh_after)
+            if update is not None:
+                writes.append(SnapshotWrite(self, guild_id, update=update, state=state))
+                self._stored[guild_id] = state
+        if not deletions:
+            return writes
+        # Players that ended (left, destroyed) since the last sweep.
+        for guild_id in self._stored.keys() - seen:
+            writes.append(SnapshotWrite(self, guild_id))
+            del self._stored[guild_id]
+        return writes
+
+    def written(self, write: SnapshotWrite) -> None:
+        if write.document is not None or write.state is None:  # whole again, or gone
+            self._broken.discard(write.guild_id)
+
+    def fenced(self, write: SnapshotWrite) -> None:
+        """A newer owner of the bot holds this snapshot: this one is stale (the fleet checks)."""
+        _log.warning("Bot %d: the snapshot of guild %d was fenced off (epoch %d): a newer owner "
+                     "runs this bot", self.bot_id, write.guild_id, self.epoch)  # fmt: skip
+        if write.state is not None:
+            self._broken.add(write.guild_id)  # written whole if it is ours again
+        self._service.fleet.lease_fenced(self.bot_id)
+
+    def write_failed(self, write: SnapshotWrite) -> None:
+        if write.state is not None:
+            self._broken.add(write.guild_id)  # unknown now: written whole next time
+        elif write.guild_id not in self._stored:
+            self._stored[write.guild_id] = GONE  # deleted again next time
+
+    async def save_all(self) -> int:
+        """Write this bot's changes now, to resume after a restart: never a deletion (its players
+        leaving voice to restart have not ended; a stop cut short may save twice). Returns how
+        many players were written."""
+        writes = self.changes(asyncio.get_running_loop().time(), deletions=False)
+        landed = await write_snapshots(writes)
+        return sum(1 for write in landed if write.state is not None)
 
     async def forget(self, guild_id: int) -> None:
+        """Nothing to resume in the guild (a deliberate leave, a discarded snapshot)."""
+        self._stored.pop(guild_id, None)
         try:
-            await PlayerSnapshot.get_pymongo_collection().delete_one(
-                {"bot_id": self._service.bot_id, "guild_id": guild_id, **self._fence()}
-            )
+            await write_snapshots([SnapshotWrite(self, guild_id)])
         except PyMongoError as exc:
-            _log.warning("Bot %d: snapshot of guild %d not deleted (%s)", self._service.bot_id, guild_id, exc)
+            _log.warning("Bot %d: snapshot of guild %d not deleted (%s)", self.bot_id, guild_id, exc)
+            self._service.scheduler.wake(self._service)  # the sweeps delete it again
 
     async def restore(self) -> int:
         service = self._service
@@ -178,6 +298,8 @@ class SnapshotKeeper:
                 resumed += await self._restore_one(snapshot)
             except Exception:
                 _log.exception("Bot %d: resuming guild %d failed", service.bot_id, snapshot.guild_id)
+                if service.get_player(snapshot.guild_id) is None:
+                    await self.forget(snapshot.guild_id)  # it would fail again at every start
         return resumed
 
     async def _restore_one(self, snapshot: PlayerSnapshot) -> bool:
@@ -229,14 +351,16 @@ class SnapshotKeeper:
         guild = channel.guild
         player = await service.join(channel, text_channel_id=snapshot.text_channel_id)
         service.fleet.mark_used(service, guild.id)
-        player.queue.put([_track(saved) for saved in snapshot.queue])
+        player.queue.put([restored_track(saved) for saved in snapshot.queue])
         player.queue.mode = _enum(wavelink.QueueMode, snapshot.queue_mode, wavelink.QueueMode.normal)
         player.autoplay = _enum(wavelink.AutoPlayMode, snapshot.autoplay, wavelink.AutoPlayMode.partial)
         preset = snapshot.filter_preset if snapshot.filter_preset in PRESETS else "reset"
         player.filter_preset = preset
+        player.history.extend(restored_track(saved) for saved in snapshot.history)
+        player.controller_message_id = snapshot.controller_message_id
         if snapshot.current is not None:
             await player.play(
-                _track(snapshot.current),
+                restored_track(snapshot.current),
                 start=snapshot.position_ms,
                 volume=snapshot.volume,
                 paused=snapshot.paused,
@@ -245,6 +369,12 @@ class SnapshotKeeper:
             )
         else:
             await player.set_volume(snapshot.volume)
+        # The database holds this already: the next sweep writes only what changes from here (a
+        # paused player's `saved_at` is refreshed as if it had been written when it was saved).
+        age = (utcnow() - snapshot.saved_at).total_seconds()
+        state = PlayerState.of(player, asyncio.get_running_loop().time() - age)
+        if state is not None:
+            self._stored.setdefault(guild.id, state)
         queued = len(snapshot.queue)
         _log.info("Bot %d resumed guild %d in channel %d at %dms with %d queued",
                   service.bot_id, guild.id, channel.id, snapshot.position_ms, queued)  # fmt: skip

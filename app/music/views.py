@@ -1,56 +1,103 @@
-"""Interactive pieces: the queue paginator and the search picker."""
+"""Interactive pieces: pages (queue, history, lyrics, playlists) and the search picker."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import discord
 import wavelink
 
+from app.i18n import Tr
 from app.music.errors import MusicError
 from app.music.formatting import format_duration, page_count, track_length
 from app.music.options import check_pick
 from app.music.player import ChorusPlayer, requester_name
 from app.music.replies import AnsweringView
 
-QUEUE_PAGE_SIZE = 10
+PAGE_SIZE = 10
+QUEUE_PAGE_SIZE = PAGE_SIZE
 
 
-def queue_embed(player: ChorusPlayer, page: int) -> discord.Embed:
+def _line(t: Tr, number: int, track: wavelink.Playable) -> str:
+    who = requester_name(track)
+    line = f"`{number}.` {track.title[:70]} ({track_length(track, live=t('track.live'))})"
+    return line + (f" · {who}" if who else "")
+
+
+def queue_embed(player: ChorusPlayer, page: int, t: Tr) -> discord.Embed:
+    """One page of the queue: the current track, 10 queued tracks with their requester, and the
+    total duration of the queue."""
     tracks = list(player.queue)
-    pages = page_count(len(tracks), QUEUE_PAGE_SIZE)
+    pages = page_count(len(tracks), PAGE_SIZE)
     page = max(0, min(page, pages - 1))
-    embed = discord.Embed(title="Queue")
+    embed = discord.Embed(title=t("queue.title"))
     current = player.current
     if current is not None:
         embed.add_field(
-            name="Now playing",
-            value=f"**{current.title[:90]}** ({track_length(current)})",
+            name=t("queue.now_playing"),
+            value=f"**{current.title[:90]}** ({track_length(current, live=t('track.live'))})",
             inline=False,
         )
-    start = page * QUEUE_PAGE_SIZE
-    lines = [
-        f"`{start + i + 1}.` {track.title[:70]} ({track_length(track)})"
-        + (f" · {who}" if (who := requester_name(track)) else "")
-        for i, track in enumerate(tracks[start : start + QUEUE_PAGE_SIZE])
-    ]
-    embed.description = "\n".join(lines) if lines else "The queue is empty."
-    total_ms = sum(t.length for t in tracks if not t.is_stream)
-    embed.set_footer(text=f"Page {page + 1}/{pages} · {len(tracks)} track(s) · {format_duration(total_ms)}")
+    start = page * PAGE_SIZE
+    lines = [_line(t, start + i + 1, track) for i, track in enumerate(tracks[start : start + PAGE_SIZE])]
+    embed.description = "\n".join(lines) if lines else t("queue.empty")
+    total_ms = sum(track.length for track in tracks if not track.is_stream)
+    embed.set_footer(
+        text=t("queue.footer", page=page + 1, pages=pages, count=len(tracks), total=format_duration(total_ms))
+    )
     return embed
 
 
-class QueueView(AnsweringView):
-    """◀ ▶ over the live queue: each press re-reads it, so pages never show stale tracks."""
+def history_embed(player: ChorusPlayer, page: int, t: Tr) -> discord.Embed:
+    """The player's last tracks, the most recent first."""
+    tracks = list(reversed(player.history))
+    pages = page_count(len(tracks), PAGE_SIZE)
+    page = max(0, min(page, pages - 1))
+    start = page * PAGE_SIZE
+    lines = [_line(t, start + i + 1, track) for i, track in enumerate(tracks[start : start + PAGE_SIZE])]
+    embed = discord.Embed(title=t("history.title"), description="\n".join(lines) or t("history.empty"))
+    embed.set_footer(text=t("pages.footer", page=page + 1, pages=pages))
+    return embed
 
-    def __init__(self, player: ChorusPlayer, *, page: int = 0, timeout: float = 180.0) -> None:
-        super().__init__(timeout=timeout)
-        self.player = player
+
+def text_pages_embed(title: str, pages: Sequence[str], page: int, t: Tr) -> discord.Embed:
+    page = max(0, min(page, len(pages) - 1))
+    embed = discord.Embed(title=title[:250], description=pages[page] or "…")
+    embed.set_footer(text=t("pages.footer", page=page + 1, pages=len(pages)))
+    return embed
+
+
+class Pager(AnsweringView):
+    """◀ ▶ over pages rendered on each press (a live queue never shows stale tracks)."""
+
+    def __init__(
+        self,
+        render: Callable[[int], discord.Embed],
+        pages: Callable[[], int],
+        *,
+        language: str,
+        prefix: str = "pages",
+        page: int = 0,
+        timeout: float = 180.0,
+    ) -> None:
+        super().__init__(timeout=timeout, language=language)
+        self._render = render
+        self._pages = pages
         self.page = page
+        self.previous: discord.ui.Button[Pager] = discord.ui.Button(
+            label="◀", style=discord.ButtonStyle.secondary, custom_id=f"{prefix}:previous"
+        )
+        self.next: discord.ui.Button[Pager] = discord.ui.Button(
+            label="▶", style=discord.ButtonStyle.secondary, custom_id=f"{prefix}:next"
+        )
+        self.previous.callback = self._back
+        self.next.callback = self._forward
+        self.add_item(self.previous)
+        self.add_item(self.next)
         self._sync_buttons()
 
-    def _pages(self) -> int:
-        return page_count(len(self.player.queue), QUEUE_PAGE_SIZE)
+    def embed(self) -> discord.Embed:
+        return self._render(self.page)
 
     def _sync_buttons(self) -> None:
         self.previous.disabled = self.page <= 0
@@ -59,15 +106,23 @@ class QueueView(AnsweringView):
     async def _show(self, interaction: discord.Interaction, page: int) -> None:
         self.page = max(0, min(page, self._pages() - 1))
         self._sync_buttons()
-        await interaction.response.edit_message(embed=queue_embed(self.player, self.page), view=self)
+        await interaction.response.edit_message(embed=self.embed(), view=self)
 
-    @discord.ui.button(label="◀", style=discord.ButtonStyle.secondary, custom_id="queue:previous")
-    async def previous(self, interaction: discord.Interaction, button: discord.ui.Button[QueueView]) -> None:
+    async def _back(self, interaction: discord.Interaction) -> None:
         await self._show(interaction, self.page - 1)
 
-    @discord.ui.button(label="▶", style=discord.ButtonStyle.secondary, custom_id="queue:next")
-    async def next(self, interaction: discord.Interaction, button: discord.ui.Button[QueueView]) -> None:
+    async def _forward(self, interaction: discord.Interaction) -> None:
         await self._show(interaction, self.page + 1)
+
+
+def queue_pager(player: ChorusPlayer, t: Tr, *, page: int = 0) -> Pager:
+    return Pager(
+        lambda number: queue_embed(player, number, t),
+        lambda: page_count(len(player.queue), PAGE_SIZE),
+        language=t.language,
+        prefix="queue",
+        page=page,
+    )
 
 
 PickHandler = Callable[[discord.Interaction, wavelink.Playable], Awaitable[None]]
@@ -86,6 +141,7 @@ class SearchView(AnsweringView):
         owner_id: int,
         tracks: list[wavelink.Playable],
         on_pick: PickHandler,
+        t: Tr,
         bot_id: int,
         guild_id: int,
     ) -> None:
@@ -93,17 +149,18 @@ class SearchView(AnsweringView):
         to the application the interaction was for, which is another bot when the command was
         forwarded from another worker: the custom id names this one, so the pick is forwarded
         here too (docs/SCALING.md, "Forwarding")."""
-        super().__init__(timeout=60.0)
+        super().__init__(timeout=60.0, language=t.language)
         self.owner_id = owner_id
         self.tracks = tracks
         self.on_pick = on_pick
+        self.t = t
         select: discord.ui.Select[SearchView] = discord.ui.Select(
-            placeholder="Pick a track",
+            placeholder=t("search.placeholder"),
             custom_id=search_custom_id(bot_id, guild_id),
             options=[
                 discord.SelectOption(
-                    label=track.title[:100] or "Untitled",
-                    description=f"{track.author[:80]} · {track_length(track)}",
+                    label=track.title[:100] or t("track.untitled"),
+                    description=f"{track.author[:80]} · {track_length(track, live=t('track.live'))}",
                     value=str(index),
                 )
                 for index, track in enumerate(tracks)
@@ -115,7 +172,7 @@ class SearchView(AnsweringView):
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id != self.owner_id:
-            await interaction.response.send_message("Only the member who searched can pick.", ephemeral=True)
+            await interaction.response.send_message(self.t("search.not_yours"), ephemeral=True)
             return False
         return True
 
@@ -123,7 +180,7 @@ class SearchView(AnsweringView):
         try:
             track = self.tracks[check_pick(self.select.values[0], len(self.tracks))]
         except MusicError as exc:  # a forged value: a View's errors never reach the command tree
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.response.send_message(exc.render(self.t.language), ephemeral=True)
             return
         self.stop()
         await self.on_pick(interaction, track)

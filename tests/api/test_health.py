@@ -64,7 +64,6 @@ async def test_no_connected_lavalink_node_degrades_health(
             discord_gateway_url=fake_discord.gateway_url,
             identify_interval=0.0,
             lavalink_nodes=f"main={lavalink.uri}={lavalink.password}",
-            lavalink_health_interval=0.2,
         )
         bots = [fake_discord.add_bot(name=f"Music {i}") for i in range(2)]
         for bot in bots:

@@ -26,7 +26,11 @@ TINY = [
     "--play-users", "4",
     "--play-warm-rounds", "1",
     "--reload-inserts", "2",
-    "--only", "fleet,http,commands,hot_reload",
+    "--metrics-bots", "2",
+    "--metrics-scrapes", "3",
+    "--large-sizes", "2,3",
+    "--large-idle", "0.5",
+    "--only", "fleet,http,commands,hot_reload,metrics,large_fleet",
     "--no-chart",
     "--quiet-wait", "0",
 ]  # fmt: skip
@@ -69,11 +73,16 @@ def test_tiny_benchmark_writes_the_report(tmp_path: Path) -> None:
     assert commands["all"]["errors"] == 0 and commands["all"]["p95_ms"] > 0
     reload = data["results"]["hot_reload"]["variants"]["grt=0.1"]["summary"]
     assert reload["inserts"] == 2 and reload["ready_p50_ms"] > 0
+    metrics = data["results"]["metrics"]["summary"]
+    assert metrics["bots"] == 2 and metrics["scrapes"] == 3 and metrics["p50_ms"] > 0 and metrics["bytes"] > 0
+    large = data["results"]["large_fleet"]["rows"]
+    assert [r["bots"] for r in large] == [2, 3]
+    assert all(r["threads"] > r["bots"] and r["endpoint"]["page_ms"]["p50"] > 0 for r in large)
     assert not any(t["verdict"] == "pending" for t in data["targets"])
 
     report = (out / "PERFORMANCE.md").read_text()
     for heading in ("## Targets", "## 1. Fleet size", "## 2. HTTP", "## 3. Commands", "## 4. Hot reload",
-                    "## Command lines"):  # fmt: skip
+                    "Monitoring", "A large fleet on one worker", "## Command lines"):  # fmt: skip
         assert heading in report
     assert "pending" not in report.lower()
     assert "<generated>" in report  # the encryption key is masked in the command lines

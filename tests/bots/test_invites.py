@@ -42,3 +42,23 @@ async def test_a_pending_clone_invite_is_not_offered_again() -> None:
     await stored(2, guilds=3)
     invite = await invite_for(1000, default_guild_cap=100)
     assert invite is not None and invite.client_id == 2
+
+
+async def test_pending_invites_count_as_load_and_full_bots_are_skipped() -> None:
+    """Candidates are read least guilds first; pending invites still count, caps still hold."""
+    busy = await stored(1, guilds=1)
+    assert busy.id is not None
+    for guild_id in (2001, 2002, 2003):  # three pending invites: load 4
+        await queries.record_pending_invite(busy.id, guild_id)
+    full = await stored(2, guilds=2)
+    full.guild_cap = 2
+    await full.save()
+    await stored(3, guilds=3)  # load 3: the least loaded with room
+    await stored(4, guilds=3)  # as loaded, but newer
+    await stored(5, guilds=50)
+    invite = await invite_for(1000, default_guild_cap=100)
+    assert invite is not None and invite.client_id == 3
+    # Bot 3 now has a pending invite too (load 4, like bot 1); bot 4 (load 3) is excluded: the
+    # oldest of the least loaded wins, and bot 5 (50 guilds) is never needed to decide.
+    invite = await invite_for(1001, default_guild_cap=100, excluded=lambda client_id: client_id == 4)
+    assert invite is not None and invite.client_id == 1

@@ -234,8 +234,14 @@ async def test_the_shard_count_override_and_the_guild_count_check(
         # A changed override restarts that bot (found by the hot reload) with the new count.
         records = mongo[settings.mongodb_database][MusicBot.Settings.name]
         await records.update_one({"client_id": forced.client_id}, {"$set": {"shard_count": 3}})
+        # The restart replaces the runner: for a moment there is none, then one whose client
+        # may not exist yet.
         async with asyncio.timeout(WAIT):
-            while (client := runner_of(running, forced).client) is None or client.shards_total != 3:
+            while (
+                (runner := running.manager.get_runner(forced.client_id)) is None
+                or (client := runner.client) is None
+                or client.shards_total != 3
+            ):
                 await asyncio.sleep(0.05)
         await running.wait_for(forced, BotState.READY, timeout=WAIT)
         assert forced.identify_shards[-3:] == [(0, 3), (1, 3), (2, 3)]

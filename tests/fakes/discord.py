@@ -85,9 +85,9 @@ __all__ = [
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_"
 # @everyone: view channel, send messages, embed links, read history, connect, speak, use VAD,
-# use application commands.
+# use application commands, set voice channel status.
 _EVERYONE_PERMISSIONS = (
-    (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 20) | (1 << 21) | (1 << 25) | (1 << 31)
+    (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 20) | (1 << 21) | (1 << 25) | (1 << 31) | (1 << 48)
 )
 # Close codes after which Discord does not allow a RESUME.
 _NON_RESUMABLE_CODES = frozenset({4007, 4009})
@@ -214,6 +214,8 @@ class FakeGuild:
     # A Discord outage for this guild: READY lists it unavailable and no GUILD_CREATE follows
     # until end_guild_outage() (discord.py keeps it with `unavailable=True`, `me` None).
     outage: bool = False
+    # The community's language (guild.preferred_locale; interactions' guild_locale).
+    preferred_locale: str = "en-US"
 
     def __post_init__(self) -> None:
         if not self.owner_id:
@@ -308,7 +310,7 @@ class FakeGuild:
             "nsfw_level": 0,
             "premium_tier": 0,
             "premium_subscription_count": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": self.preferred_locale,
             "afk_channel_id": None,
             "afk_timeout": 300,
             "system_channel_id": None,
@@ -461,6 +463,8 @@ class FakeDiscord(InteractionsMixin):
         self.voice_state_updates: list[VoiceStateUpdate] = []
         # Op 4s sent on a shard that does not hold their guild (ignored, as by Discord).
         self.misrouted_voice_updates: list[VoiceStateUpdate] = []
+        # Voice channels whose joins Discord never confirms (an outage seen from one channel).
+        self.unconfirmed_voice_channels: set[int] = set()
         self._bots_by_token: dict[str, FakeBot] = {}
         self._commands: dict[tuple[int, int | None], list[_Json]] = {}
         self._fail_429: list[_Fail429] = []
@@ -563,6 +567,7 @@ class FakeDiscord(InteractionsMixin):
         name: str | None = None,
         member_count: int = 10,
         shard: tuple[int, int] | None = None,
+        preferred_locale: str = "en-US",
     ) -> FakeGuild:
         """A guild; ``shard=(shard_id, num_shards)`` picks an id that lands on that shard."""
         if guild_id is None:
@@ -574,7 +579,12 @@ class FakeDiscord(InteractionsMixin):
             raise ValueError(f"guild {guild_id} is not on shard {shard}")
         if guild_id in self.guilds:
             raise ValueError(f"guild {guild_id} already exists")
-        guild = FakeGuild(id=guild_id, name=name or f"Fake Guild {next(_counter)}", member_count=member_count)
+        guild = FakeGuild(
+            id=guild_id,
+            name=name or f"Fake Guild {next(_counter)}",
+            member_count=member_count,
+            preferred_locale=preferred_locale,
+        )
         self.guilds[guild_id] = guild
         return guild
 
@@ -929,6 +939,14 @@ class FakeDiscord(InteractionsMixin):
             conn.session = None
             await conn.send_json({"op": 9, "d": False})
 
+    async def send_heartbeat_ack(self, bot: FakeBot, *, shard: int | None = None) -> int:
+        """An unsolicited HEARTBEAT_ACK (op 11) on the bot's live connection(s): what a client
+        sees when an ACK is duplicated, or arrives before it recorded its heartbeat as sent.
+        Returns the number of connections it went to."""
+        conns = [s.conn for s in self._shard_sessions(bot, shard) if s.conn is not None]
+        sent = await asyncio.gather(*(conn.send_json({"op": 11, "d": None}) for conn in conns))
+        return sum(sent)
+
     async def dispatch(self, bot: FakeBot, event: str, data: _Json) -> int:
         """Send a dispatch (op 0) event to ``bot``: to the shard of its ``guild_id`` (shard 0
         without one), or to every session of an unsharded bot; returns the number of sessions."""
@@ -1252,6 +1270,8 @@ class FakeDiscord(InteractionsMixin):
             await self._notify()
             return
         channel_id = update.channel_id
+        if channel_id is not None and channel_id in self.unconfirmed_voice_channels:
+            return
         if channel_id is not None:
             channel = guild.channel(channel_id)
             if channel is None or channel["type"] not in _VOICE_CHANNEL_TYPES:

@@ -199,6 +199,8 @@ class InteractionsMixin:
 
         def _ensure_member(self, guild: FakeGuild, user: FakeUser | FakeBot) -> None: ...
 
+        def _broadcast_soon(self, guild_id: int, event: str, data: Json) -> None: ...
+
     def _init_interactions(self) -> None:
         self.interactions: list[FakeInteraction] = []
         self.channel_messages: defaultdict[int, list[FakeMessage]] = defaultdict(list)
@@ -211,6 +213,7 @@ class InteractionsMixin:
         # off by default so a loaded machine does not fail unrelated tests).
         self.interaction_deadline: float | None = None
         self._odd_callbacks = 0
+        self.voice_status_updates: list[tuple[int, str | None]] = []  # (channel, status) accepted
 
     def answer_callbacks_oddly(self, times: int = 1) -> None:
         """Accept the next ``times`` interaction callbacks but answer them with a plain-text body
@@ -226,6 +229,7 @@ class InteractionsMixin:
             ("PATCH", message, self._rest_edit_message),
             ("DELETE", message, self._rest_delete_message),
             ("GET", re.compile(_CHANNEL), self._rest_get_channel),
+            ("PUT", re.compile(_CHANNEL + "/voice-status"), self._rest_put_voice_status),
             ("POST", re.compile(r"/users/@me/channels"), self._rest_create_dm),
             ("GET", re.compile(r"/users/(?P<user>\d+)"), self._rest_get_user),
         ]
@@ -344,13 +348,13 @@ class InteractionsMixin:
         return await self._send_interaction(bot, 4, guild_id, channel_id, user, data, locale=locale)
 
     async def click_button(
-        self, bot: FakeBot, message: FakeMessage, custom_id: str, *, user: FakeUser
+        self, bot: FakeBot, message: FakeMessage, custom_id: str, *, user: FakeUser, locale: str = "en-US"
     ) -> FakeInteraction:
         """The user clicks the button ``custom_id`` of ``message`` (INTERACTION_CREATE type 3)."""
         component = self._clickable(bot, message, custom_id, (2,))
         data: Json = {"custom_id": custom_id, "component_type": 2, "id": component.get("id")}
         return await self._send_interaction(
-            bot, 3, message.guild_id, message.channel_id, user, data, message=message
+            bot, 3, message.guild_id, message.channel_id, user, data, message=message, locale=locale
         )
 
     async def select(
@@ -549,7 +553,7 @@ class InteractionsMixin:
             "type": interaction_type,
             "data": data,
             "guild_id": str(guild_id),
-            "guild": {"id": str(guild_id), "locale": "en-US", "features": []},
+            "guild": {"id": str(guild_id), "locale": guild.preferred_locale, "features": []},
             "channel_id": str(channel_id),
             "channel": channel,
             "member": member.payload(user.user_payload(), permissions=user_perms),
@@ -557,7 +561,7 @@ class InteractionsMixin:
             "version": 1,
             "app_permissions": str(guild.permissions_of(bot.client_id, channel_id)),
             "locale": locale,
-            "guild_locale": "en-US",
+            "guild_locale": guild.preferred_locale,
             "entitlements": [],
             "authorizing_integration_owners": {"0": str(guild_id)},
             "context": 0,
@@ -860,6 +864,40 @@ class InteractionsMixin:
         if guild.id not in bot.guild_ids:
             return error(403, "Missing Access", 50001)
         return json_response(guild.channel_payload(channel_id))
+
+    def _rest_put_voice_status(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
+        """Discord's voice channel status: the bot must be in the channel (or have Manage
+        Channels) and have Set Voice Channel Status; up to 500 characters, null clears it."""
+        channel_id = int(match["channel"])
+        guild, channel = self._find_channel(channel_id)
+        if guild is None or channel is None:
+            return error(404, "Unknown Channel", 10003)
+        if guild.id not in bot.guild_ids:
+            return error(403, "Missing Access", 50001)
+        if channel.get("type") != 2:
+            return error(400, "Cannot execute action on this channel type", 50024)
+        status = body.get("status") if isinstance(body, dict) else None
+        if status is not None and (not isinstance(status, str) or len(status) > 500):
+            return form_error(
+                {"status": field_error("BASE_TYPE_MAX_LENGTH", "Must be 500 or fewer in length.")}
+            )
+        perms = guild.permissions_of(bot.client_id, channel_id)
+        state = guild.voice_state(bot.client_id)
+        in_channel = state is not None and int(state["channel_id"]) == channel_id
+        if not perms & Permission.SET_VOICE_CHANNEL_STATUS or not (
+            in_channel or perms & Permission.MANAGE_CHANNELS
+        ):
+            return error(403, "Missing Permissions", 50013)
+        channel["status"] = status
+        self.voice_status_updates.append((channel_id, status))
+        payload: Json = {"id": str(channel_id), "guild_id": str(guild.id), "status": status}
+        self._broadcast_soon(guild.id, "VOICE_CHANNEL_STATUS_UPDATE", payload)
+        return web.Response(status=204)
+
+    def voice_status(self, channel_id: int) -> str | None:
+        """The status a voice channel shows now (None: none)."""
+        _, channel = self._find_channel(channel_id)
+        return None if channel is None else channel.get("status")
 
     def _rest_get_user(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
         user_id = int(match["user"])

@@ -54,6 +54,7 @@ class Permission(enum.IntFlag):
     MOVE_MEMBERS = 1 << 24
     USE_VAD = 1 << 25
     USE_APPLICATION_COMMANDS = 1 << 31
+    SET_VOICE_CHANNEL_STATUS = 1 << 48
 
 
 ALL_PERMISSIONS = (1 << 53) - 1

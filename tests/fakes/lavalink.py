@@ -30,6 +30,13 @@ servers), ``keep_sessions`` (every session resumable without asking), ``omit_plu
 (events whose track lacks ``pluginInfo``), :meth:`FakeLavalink.send_raw`, ``refused_users``
 (handshakes answered 503), :meth:`FakeLavalink.drop_next_play`, :meth:`FakeLavalink.stall_rest`;
 ``connection_attempts`` counts websocket handshakes per ``User-Id``.
+
+Plugins (off by default, like a bare Lavalink): ``lyrics_plugin`` serves LavaLyrics' routes
+(``GET /v4/lyrics?track=`` and ``GET /v4/sessions/{sid}/players/{guildId}/track/lyrics``: 200
+with a lyrics object, 204 when :meth:`FakeLavalink.add_lyrics` has none for the track; without
+the plugin both are 404 like any unknown route); ``lavasrc`` lets Spotify, Apple Music and
+Deezer links resolve (their tracks are registered with ``source="spotify"`` etc.); without it
+such links load ``empty``, as on a server without LavaSrc.
 """
 
 from __future__ import annotations
@@ -69,6 +76,8 @@ _SEARCH_PREFIX = re.compile(r"^(?P<source>[a-z]+)search:(?P<query>.*)$", re.DOTA
 _SESSION_ALPHABET = string.ascii_lowercase + string.digits
 _ENCODED_MAGIC = "fakelavalink"
 _BODY: web.RequestKey[Any] = web.RequestKey("fake_lavalink_json_body")
+# Hosts of links that only LavaSrc resolves (mirrored to a playable source).
+_LAVASRC_HOSTS = ("open.spotify.com", "music.apple.com", "www.deezer.com", "deezer.com")
 
 _INFO: Json = {
     "version": {"semver": VERSION, "major": 4, "minor": 2, "patch": 2, "preRelease": None, "build": None},
@@ -281,8 +290,13 @@ class FakeLavalink:
         autoclock: bool = False,
         session_patch: bool = True,
         keep_sessions: bool = False,
+        lyrics_plugin: bool = False,
+        lavasrc: bool = False,
     ) -> None:
         self.password = password
+        self.lyrics_plugin = lyrics_plugin
+        self.lavasrc = lavasrc
+        self._lyrics: dict[str, Json] = {}  # track identifier -> LavaLyrics' lyrics object
         self.autoclock = autoclock
         self.session_patch = session_patch  # False: no PATCH /v4/sessions/{sid} route (404)
         self.port: int = 0
@@ -391,6 +405,9 @@ class FakeLavalink:
         app.router.add_get(player_path, self._get_player)
         app.router.add_patch(player_path, self._patch_player)
         app.router.add_delete(player_path, self._delete_player)
+        if self.lyrics_plugin:
+            app.router.add_get("/v4/lyrics", self._get_lyrics)
+            app.router.add_get(player_path + "/track/lyrics", self._get_player_lyrics)
 
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -436,6 +453,7 @@ class FakeLavalink:
         uri: str | None = None,
         is_stream: bool = False,
         source: str = "youtube",
+        plugin_info: Json | None = None,
     ) -> Json:
         """Register a track and return its track json (a copy); ``encoded`` decodes back (``decode``)."""
         if uri is None:
@@ -455,9 +473,34 @@ class FakeLavalink:
             "sourceName": source,
         }
         encoded = self._encode(info)
-        track: Json = {"encoded": encoded, "info": info, "pluginInfo": {}, "userData": {}}
+        track: Json = {
+            "encoded": encoded,
+            "info": info,
+            "pluginInfo": dict(plugin_info or {}),
+            "userData": {},
+        }
         self._tracks[encoded] = track
         return copy.deepcopy(track)
+
+    def add_lyrics(
+        self,
+        identifier: str,
+        *,
+        lines: list[str] | None = None,
+        text: str | None = None,
+        provider: str = "LRCLIB",
+    ) -> None:
+        """Lyrics LavaLyrics finds for the track ``identifier`` (timed ``lines``, or plain ``text``)."""
+        self._lyrics[identifier] = {
+            "sourceName": "lrclib",
+            "provider": provider,
+            "text": text,
+            "lines": [
+                {"timestamp": 5000 * index, "duration": 5000, "line": line, "plugin": {}}
+                for index, line in enumerate(lines or [])
+            ],
+            "plugin": {},
+        }
 
     def add_playlist(self, url: str, name: str, tracks: list[Json], selected: int = -1) -> None:
         """Register a playlist answered for ``loadtracks?identifier=<url>``."""
@@ -493,6 +536,8 @@ class FakeLavalink:
                 "cause": f"java.lang.RuntimeException: {self._failures[identifier]}",
             }
             return {"loadType": "error", "data": error}
+        if not self.lavasrc and identifier.startswith(tuple(f"https://{h}/" for h in _LAVASRC_HOSTS)):
+            return {"loadType": "empty", "data": {}}  # no source manager knows such links
         for track in self._tracks.values():
             if identifier in (track["info"]["identifier"], track["info"]["uri"]):
                 return {"loadType": "track", "data": self._fresh(track)}
@@ -853,7 +898,32 @@ class FakeLavalink:
         return web.Response(text=VERSION)
 
     async def _get_info(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(_INFO)
+        info = copy.deepcopy(_INFO)
+        if self.lyrics_plugin:
+            info["plugins"].append({"name": "lavalyrics-plugin", "version": "1.0.0"})
+        if self.lavasrc:
+            info["plugins"].append({"name": "lavasrc-plugin", "version": "4.8.3"})
+            info["sourceManagers"] += ["spotify", "applemusic", "deezer"]
+        return web.json_response(info)
+
+    def _lyrics_response(self, track: Json) -> web.StreamResponse:
+        found = self._lyrics.get(track["info"]["identifier"])
+        return web.Response(status=204) if found is None else web.json_response(found)
+
+    async def _get_lyrics(self, request: web.Request) -> web.StreamResponse:
+        encoded = request.query.get("track")
+        if encoded is None:
+            raise _ApiError(400, "Required request parameter 'track' is not present")
+        return self._lyrics_response(self._decode_or_400(encoded))
+
+    async def _get_player_lyrics(self, request: web.Request) -> web.StreamResponse:
+        session = self._session(request)
+        player = session.players.get(self._guild_id(request))
+        if player is None:
+            raise _ApiError(404, "Player not found")
+        if player.track is None:
+            raise _ApiError(404, "No track playing")
+        return self._lyrics_response(player.track)
 
     async def _get_stats(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.stats())

@@ -160,6 +160,8 @@ async def make_world(
             lavalink_options: dict[str, Any] | None = None,
             guild_shard: tuple[int, int] | None = None,
             extra_guilds: Sequence[tuple[int, int] | None] = (),
+            guild_name: str | None = None,
+            guild_locale: str = "en-US",
             **overrides: Any,
         ) -> World:
             """`lavalink_up=False`: the Lavalink nodes are configured but not listening yet (the
@@ -178,11 +180,12 @@ async def make_world(
                 "discord_gateway_url": fake_discord.gateway_url,
                 "identify_interval": 0.0,
                 "lavalink_nodes": ",".join(f"node{i}={n.uri}={n.password}" for i, n in enumerate(nodes)),
-                "lavalink_health_interval": 0.2,
                 "lavalink_reconnect_max_delay": 1.0,
             }
             settings = make_settings(**(values | overrides))
-            guild = fake_discord.add_guild(member_count=5, shard=guild_shard)
+            guild = fake_discord.add_guild(
+                member_count=5, shard=guild_shard, name=guild_name, preferred_locale=guild_locale
+            )
             others = [fake_discord.add_guild(shard=shard) for shard in extra_guilds]
             fake_bots = [fake_discord.add_bot(name=f"Chorus {i + 1}") for i in range(bots)]
             for bot in fake_bots:

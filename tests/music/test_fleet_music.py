@@ -135,9 +135,9 @@ async def test_dj_rules_and_vote_skip(make_world: WorldFactory) -> None:
     assert refused.ephemeral and "Only DJs" in refused.text
     refused = await world.run(alice, "clear")
     assert refused.ephemeral and "Only DJs" in refused.text
-    own = await world.run(alice, "remove", position=1)  # Song 2 is Alice's own
+    own = await world.run(alice, "remove", positions="1")  # Song 2 is Alice's own
     assert "Removed **Song 2**" in own.text
-    not_own = await world.run(alice, "remove", position=1)  # Song 3 is Bob's
+    not_own = await world.run(alice, "remove", positions="1")  # Song 3 is Bob's
     assert not_own.ephemeral and "Only DJs" in not_own.text
 
     # Three listeners: a skip needs two votes.

@@ -49,9 +49,9 @@ async def test_out_of_range_options_change_nothing(make_world: WorldFactory) -> 
 
     for count in (0, 101, -5):
         _refused(await world.run(user, "skip", count=count), "from 1 to 100")
-    for position in (0, -1, 10_001):
-        _refused(await world.run(user, "remove", position=position), "queue position")
-    backwards: dict[str, Any] = {"from": 1, "to": 0}  # `from` is a keyword: the options by name
+    for positions in ("0", "-1", "10001", "7-3", "1-x", "1" * 30):
+        _refused(await world.run(user, "remove", positions=positions), "queue position")
+    backwards: dict[str, Any] = {"from": "1", "to": 0}  # `from` is a keyword: the options by name
     _refused(await world.run(user, "move", **backwards), "queue position")
     _refused(await world.run(user, "seek", time="1" * 40), "at most 12 characters")
     assert [track.title for track in player.queue] == ["Song 2"]

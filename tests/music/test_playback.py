@@ -195,11 +195,11 @@ async def test_loop_autoplay_filter_and_queue_editing(make_world: WorldFactory) 
     await world.run(user, "filter", preset="reset")
     await until(lambda: not lavalink_player.filters.get("timescale"))
 
-    positions: dict[str, Any] = {"from": 3, "to": 1}  # "from" is a Python keyword
+    positions: dict[str, Any] = {"from": "3", "to": 1}  # "from" is a Python keyword
     assert "Moved **Song 4** to position 1" in (await world.run(user, "move", **positions)).text
     assert [t.title for t in player.queue] == ["Song 4", "Song 2", "Song 3"]
-    assert "Removed **Song 2**" in (await world.run(user, "remove", position=2)).text
-    missing = await world.run(user, "remove", position=9)
+    assert "Removed **Song 2**" in (await world.run(user, "remove", positions="2")).text
+    missing = await world.run(user, "remove", positions="9")
     assert missing.ephemeral and "no track at position 9" in missing.text
     assert "Shuffled 2" in (await world.run(user, "shuffle")).text
     assert "Cleared 2" in (await world.run(user, "clear")).text

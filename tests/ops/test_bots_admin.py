@@ -74,6 +74,9 @@ async def test_add_rejects_a_bad_token_and_never_takes_one_from_argv(
     assert misplaced.code == 2 and "[REDACTED]" in misplaced.stderr, misplaced
     seed_extra = await chorus("seed", "bots.json", bot.token)
     assert seed_extra.code == 2 and "[REDACTED]" in seed_extra.stderr, seed_extra
+    for command in ("serve", "gen-key"):  # the service's own commands too
+        extra = await chorus(command, bot.token)
+        assert extra.code == 2 and "[REDACTED]" in extra.stderr, extra
     # Nor as the name: it would be stored in plaintext and shown by every listing.
     as_name = await chorus("bots", "add", bot.token, stdin=bot.token + "\n")
     assert as_name.code == 1 and "field 'name': looks like" in as_name.stderr, as_name

@@ -50,6 +50,10 @@ async def test_dry_run_sends_nothing_then_deploy_reaches_every_enabled_bot(
         (bot.client_id, f"/applications/{bot.client_id}/commands") for bot in bots
     )
     assert all(r.json == payload and r.status == 200 for r in puts)
+    # The localisations go with it: Thai names and descriptions for commands and options.
+    play = next(command for command in puts[0].json if command["name"] == "play")
+    assert play["name_localizations"] == {"th": "เล่น"} and play["description_localizations"]["th"]
+    assert play["options"][0]["name_localizations"]["th"] == "คำค้นหา"
     assert "Deployed 3 of 3 bot(s); 0 failed." in run.stdout
     assert "can take up to an hour" in run.stdout
     # REST only: the bots logged in with GET /users/@me and never opened a gateway session.

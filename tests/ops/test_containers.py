@@ -63,6 +63,12 @@ def test_lavalink_runs_4_2_with_the_repository_config_and_a_password_from_env() 
     dependencies = [plugin["dependency"] for plugin in config["lavalink"]["plugins"]]
     assert any(re.fullmatch(r"dev\.lavalink\.youtube:youtube-plugin:\d+\.\d+\.\d+", d) for d in dependencies)
     assert config["plugins"]["youtube"]["enabled"] is True
+    # LavaSrc is configured but off (each source needs credentials); LavaLyrics serves /lyrics.
+    assert any(d.startswith("com.github.topi314.lavasrc:lavasrc-plugin:") for d in dependencies)
+    assert any(d.startswith("com.github.topi314.lavalyrics:lavalyrics-plugin:") for d in dependencies)
+    assert config["plugins"]["lavasrc"]["sources"] == {"spotify": False, "applemusic": False, "deezer": False}
+    assert config["plugins"]["lavalyrics"]["sources"][0] == "lrcLib"
+    assert config["plugins"]["lavasrc"]["lyrics-sources"]["lrcLib"] is True
 
 
 def test_chorus_is_wired_to_both_services_with_its_environment_from_dotenv() -> None:
@@ -93,8 +99,9 @@ def test_chorus_is_wired_to_both_services_with_its_environment_from_dotenv() -> 
     assert not settings.uses_embedded_database
     lavalink_port = yaml.safe_load(LAVALINK_CONFIG.read_text())["server"]["port"]
     assert f"http://lavalink:{lavalink_port}=" in env["LAVALINK_NODES"]
-    assert set(compose["services"]) == {"mongo", "lavalink", "chorus", "proxy"}
-    assert set(compose["volumes"]) == {"mongo-data", "lavalink-plugins"}
+    # Plus Prometheus and Grafana in the `monitoring` profile (tests/ops/test_monitoring.py).
+    assert set(compose["services"]) == {"mongo", "lavalink", "chorus", "proxy", "prometheus", "grafana"}
+    assert set(compose["volumes"]) == {"mongo-data", "lavalink-plugins", "prometheus-data", "grafana-data"}
 
 
 def _seconds(duration: str) -> float:
@@ -120,7 +127,10 @@ def test_chorus_scales_behind_the_proxy_and_each_replica_registers_its_own_addre
     assert set(chorus["environment"]) <= known_settings()
     assert _seconds(chorus["stop_grace_period"]) >= HANDOVER_SECONDS
 
-    published = [name for name, service in services.items() if service.get("ports")]
+    # Of the services that always run (the `monitoring` profile's publish on loopback too).
+    published = [
+        name for name, service in services.items() if service.get("ports") and "profiles" not in service
+    ]
     assert published == ["proxy"]
     assert re.fullmatch(r"nginx:\d+\.\d+\.\d+-alpine", proxy["image"]), "pin the proxy by version"
     (mapping,) = proxy["ports"]
@@ -161,7 +171,7 @@ def test_the_proxy_config_is_accepted_by_nginx(tmp_path: Path) -> None:
 
 def test_every_variable_the_compose_file_interpolates_is_in_env_example() -> None:
     names = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", COMPOSE.read_text()))
-    assert names == {"LAVALINK_PASSWORD", "TOKEN_ENCRYPTION_KEYS"}
+    assert names == {"LAVALINK_PASSWORD", "TOKEN_ENCRYPTION_KEYS", "GRAFANA_ADMIN_PASSWORD"}
     documented = (ROOT / ".env.example").read_text()
     for name in names:
         assert re.search(rf"^{name}=", documented, re.MULTILINE), f"{name} is not in .env.example"

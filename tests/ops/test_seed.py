@@ -15,7 +15,7 @@ from tests.fakes.discord import FakeDiscord, make_fake_token
 from tests.fleet import store_bot
 from tests.ops.conftest import ROOT, Chorus, Run, stored_bots
 
-PERMISSIONS = "permissions=3165184"
+PERMISSIONS = "permissions=281474979875840"
 
 
 def result_of(run: Run, client_id: int) -> str:

@@ -126,9 +126,13 @@ def test_the_template_is_valid_json_with_placeholders_that_are_not_token_shaped(
 
 
 def test_invite_url_asks_for_exactly_what_a_music_bot_needs() -> None:
-    assert MUSIC_BOT_PERMISSIONS.value == (1 << 10) | (1 << 11) | (1 << 14) | (1 << 20) | (1 << 21) == 3165184
+    assert (
+        MUSIC_BOT_PERMISSIONS.value
+        == (1 << 10) | (1 << 11) | (1 << 14) | (1 << 20) | (1 << 21) | (1 << 48)
+        == 281474979875840
+    )
     assert invite_url(42) == (
-        "https://discord.com/oauth2/authorize?client_id=42&scope=bot+applications.commands&permissions=3165184"
+        "https://discord.com/oauth2/authorize?client_id=42&scope=bot+applications.commands&permissions=281474979875840"
     )
 
 

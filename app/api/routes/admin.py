@@ -29,7 +29,7 @@ from app.bots.command_sync import SyncTarget, sync_commands
 from app.bots.commands import command_payloads
 from app.bots.manager import BotManager
 from app.bots.registry import NAME_MAX, DuplicateBot, RegistrationError, register_bot
-from app.bots.status import BotState, BotStatus
+from app.bots.status import BotState, stored_status
 from app.db import queries
 from app.db.connection import interactive
 from app.db.models import MusicBot
@@ -117,19 +117,7 @@ def _public(manager: BotManager, bot: MusicBot) -> BotPublic:
     status = manager.status_of(bot.client_id)
     if status is not None:
         return BotPublic.from_status(status)
-    return BotPublic.from_status(
-        BotStatus(
-            client_id=bot.client_id,
-            name=bot.name,
-            state=BotState.STOPPED,
-            since=bot.updated_at,
-            guilds=bot.guild_count,
-            users=bot.user_count,
-            latency_ms=None,
-            last_error=None,
-            identifies_24h=0,
-        )
-    )
+    return BotPublic.from_status(stored_status(bot, BotState.STOPPED))
 
 
 @router.post(

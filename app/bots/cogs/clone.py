@@ -26,11 +26,13 @@ from app.bots.status import BotState
 from app.db import queries
 from app.db.connection import interactive
 from app.db.models import MusicBot
+from app.i18n import Tr
 from app.invite_urls import invite_url
 from app.music.access import member_of
 from app.music.errors import MusicError, NotAllowed
+from app.music.language import tr
 from app.music.options import TEXT_MAX, check_text
-from app.music.replies import UNEXPECTED, reply_error
+from app.music.replies import reply_failure
 from app.music.service import MusicService
 from app.tokens import InvalidTokenFormat, client_id_from_token
 
@@ -41,8 +43,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-UNAVAILABLE = "Cloning isn't available on this bot."
-DATABASE_DOWN = "Clones are unavailable right now (the database is not answering); please try again shortly."
 # How long the answer to the modal waits for the new bot to be ready (or to fail) before saying
 # it is still starting. Discord allows 15 minutes of followups after the defer.
 START_WAIT = 5.0
@@ -63,12 +63,12 @@ def _database(what: str) -> Iterator[None]:
             yield
     except PyMongoError as exc:
         _log.warning("%s: database unavailable (%s)", what, exc)
-        raise MusicError(DATABASE_DOWN) from None
+        raise MusicError("clone.database_down") from None
 
 
 def _clone_settings(manager: BotManager) -> BotManager:
     if not manager.settings.clone_enabled:
-        raise MusicError(UNAVAILABLE)
+        raise MusicError("clone.unavailable")
     return manager
 
 
@@ -79,13 +79,13 @@ async def _require_can_clone(manager: BotManager, bot_id: int) -> None:
     with _database("/clone"):
         record = await queries.get_music_bot_by_client_id(bot_id)
     if record is None or not record.can_clone:
-        raise MusicError(UNAVAILABLE)
+        raise MusicError("clone.unavailable")
 
 
 def _require_clone_permission(settings: Settings, member: discord.Member) -> None:
     roles = [role.id for role in member.roles]
     if not may_clone(member.id, roles, owners=settings.owner_id_set, allowed=settings.clone_allowed_id_set):
-        raise NotAllowed("You are not allowed to clone this bot. Ask the bot's owners for access.")
+        raise NotAllowed("clone.not_allowed")
 
 
 async def _require_room_for_one_more(
@@ -99,7 +99,7 @@ async def _require_room_for_one_more(
         return
     cap = settings.clone_max_per_user
     if cap == 0:
-        raise NotAllowed("Cloning is reserved to the bot's owners.")
+        raise NotAllowed("clone.owners_only")
     with _database("/clone"):
         records = await MusicBot.find(MusicBot.owner_id == user_id, MusicBot.enabled == True).to_list()  # noqa: E712
     running = sum(
@@ -111,10 +111,7 @@ async def _require_room_for_one_more(
         )
     )
     if running >= cap:
-        raise NotAllowed(
-            f"You already have {running} clone(s) running, the most allowed per user ({cap}). "
-            "Stop one with /clone_stop first."
-        )
+        raise NotAllowed("clone.cap_reached", running=running, cap=cap)
 
 
 async def _own_application(token: str, user_id: int) -> int | None:
@@ -136,56 +133,57 @@ async def _visible_clones(user_id: int, *, every: bool, enabled_only: bool = Fal
     return await MusicBot.find(query).sort("+created_at").to_list()
 
 
-def _status_text(manager: BotManager, record: MusicBot) -> str:
+def _status_text(manager: BotManager, record: MusicBot, t: Tr) -> str:
     if not record.enabled:
-        return "stopped"
+        return t("clone.status_stopped")
     status = manager.status_of(record.client_id)  # wherever in the fleet it runs
     if status is None or status.worker is None:
-        return "not running yet"
+        return t("clone.status_not_running")
     if status.state is BotState.FAILED:
-        return f"failed: {status.last_error or 'unknown reason'}"
+        return t("clone.status_failed", reason=status.last_error or t("clone.unknown_reason"))
     return status.state.value
 
 
-def _invite_view(name: str, client_id: int) -> discord.ui.View:
+def _invite_view(name: str, client_id: int, t: Tr) -> discord.ui.View:
     view = discord.ui.View()
-    view.add_item(discord.ui.Button(label=f"Invite {name}"[:80], url=invite_url(client_id)))
+    view.add_item(discord.ui.Button(label=t("invite.button", name=name)[:80], url=invite_url(client_id)))
     return view
 
 
 # -- the modal ---------------------------------------------------------------------------------
 
 
-class CloneModal(discord.ui.Modal, title="Clone this bot"):
+class CloneModal(discord.ui.Modal):
     """The token field. Its custom id stays random: discord.py keys open modals by custom id
     alone, so a fixed one would let two users' modals replace each other."""
 
-    def __init__(self, manager: BotManager) -> None:
-        super().__init__(timeout=MODAL_TIMEOUT)
+    def __init__(self, manager: BotManager, t: Tr) -> None:
+        super().__init__(title=t("clone.modal_title"), timeout=MODAL_TIMEOUT)
         self._manager = manager
+        self._t = t
         self.token_input: discord.ui.TextInput[CloneModal] = discord.ui.TextInput(
             custom_id="clone:token",
             style=discord.TextStyle.short,
             min_length=50,
             max_length=100,
             required=True,
-            placeholder="Paste your bot's token",
+            placeholder=t("clone.token_placeholder"),
         )
         self.name_input: discord.ui.TextInput[CloneModal] = discord.ui.TextInput(
             custom_id="clone:name",
             style=discord.TextStyle.short,
             max_length=NAME_MAX,
             required=False,
-            placeholder="Default: the bot's Discord username",
+            placeholder=t("clone.name_placeholder"),
         )
         self.add_item(
             discord.ui.Label(
-                text="Bot token",
-                description="Developer Portal → your application → Bot → Reset Token",
+                text=t("clone.token_label"),
+                description=t("clone.token_help"),
                 component=self.token_input,
             )
         )
-        self.add_item(discord.ui.Label(text="Name (optional)", component=self.name_input))
+        self.add_item(discord.ui.Label(text=t("clone.name_label"), component=self.name_input))
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         # Validation calls Discord (GET /users/@me): acknowledge within the 3 s first.
@@ -208,16 +206,18 @@ class CloneModal(discord.ui.Modal, title="Clone this bot"):
             )
         except InvalidBotToken as exc:
             reason = str(exc).removeprefix("token: ")
-            raise MusicError(_safe(f"That token doesn't work: {reason}.", token)) from None
+            raise MusicError("clone.token_invalid", reason=_safe(reason, token)) from None
         except DuplicateBot as exc:
-            raise MusicError(_safe(f"That bot is already part of the network: {exc}.", token)) from None
+            raise MusicError("clone.duplicate", reason=_safe(str(exc), token)) from None
         except RegistrationError as exc:
-            raise MusicError(_safe(f"The clone can't be registered: {exc}.", token)) from None
+            raise MusicError("clone.not_registered", reason=_safe(str(exc), token)) from None
         except PyMongoError as exc:
             _log.warning("/clone: database unavailable (%s)", exc)
-            raise MusicError(DATABASE_DOWN) from None
+            raise MusicError("clone.database_down") from None
         await interaction.followup.send(
-            await self._started(record), view=_invite_view(record.name, record.client_id), ephemeral=True
+            await self._started(record),
+            view=_invite_view(record.name, record.client_id, self._t),
+            ephemeral=True,
         )
 
     async def _started(self, record: MusicBot) -> str:
@@ -226,18 +226,17 @@ class CloneModal(discord.ui.Modal, title="Clone this bot"):
         await self._manager.sync_bot(record.client_id, record)
         runner = self._manager.get_runner(record.client_id)
         deployed, _ = await asyncio.gather(self._deploy_commands(record), _wait_started(runner))
-        invite = "Invite it to your server with the button below."
+        t = self._t
         if runner is not None and runner.state is BotState.READY:
-            text = f"✅ **{record.name}** is online. {invite}"
+            text = t("clone.online", name=record.name)
         elif runner is not None and runner.state is BotState.FAILED:
-            text = (
-                f"❌ **{record.name}** was registered but could not start: "
-                f"{runner.last_error or 'unknown reason'}. See /clones for its status."
+            text = t(
+                "clone.start_failed", name=record.name, reason=runner.last_error or t("clone.unknown_reason")
             )
         else:
-            text = f"⏳ **{record.name}** is starting. {invite} See /clones for its status."
+            text = t("clone.starting", name=record.name)
         if deployed is not None and not (runner is not None and runner.state is BotState.FAILED):
-            text += f"\n⚠️ Its slash commands could not be set up ({deployed}); ask the bot's owners."
+            text += "\n" + t("clone.commands_failed", reason=deployed)
         return text
 
     async def _deploy_commands(self, record: MusicBot) -> str | None:
@@ -249,17 +248,7 @@ class CloneModal(discord.ui.Modal, title="Clone this bot"):
         return None if result.ok else result.detail
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        if isinstance(error, MusicError):
-            await reply_error(interaction, str(error))
-            return
-        _log.error(
-            "The /clone modal failed (bot %s, guild %s, user %s)",
-            interaction.client.user and interaction.client.user.id,
-            interaction.guild_id,
-            interaction.user.id,
-            exc_info=error,
-        )
-        await reply_error(interaction, UNEXPECTED)
+        await reply_failure(interaction, error, lang=self._t.language)
 
 
 async def _wait_started(runner: BotRunner | None) -> None:
@@ -296,34 +285,33 @@ class Clones(commands.Cog):
         await _require_can_clone(manager, self.music.bot_id)
         _require_clone_permission(manager.settings, member)
         await _require_room_for_one_more(manager, member.id)
-        await interaction.response.send_modal(CloneModal(manager))
+        await interaction.response.send_modal(CloneModal(manager, tr(interaction)))
 
     @app_commands.command(name="clones", description="Your clones and their status")
     @app_commands.guild_only()
     async def clones(self, interaction: discord.Interaction) -> None:
         manager = self.manager
         every = interaction.user.id in manager.settings.owner_id_set
+        t = tr(interaction)
         with _database("/clones"):
             records = await _visible_clones(interaction.user.id, every=every)
         if not records:
-            await interaction.response.send_message(
-                "You have no clones yet. /clone makes one with your own bot token.", ephemeral=True
-            )
+            await interaction.response.send_message(t("clone.none"), ephemeral=True)
             return
         lines: list[str] = []
         for index, record in enumerate(records):
-            line = f"**{record.name}** · `{record.client_id}` · {_status_text(manager, record)}"
-            line += f" · {record.guild_count} server(s)"
+            line = f"**{record.name}** · `{record.client_id}` · {_status_text(manager, record, t)}"
+            line += " · " + t("clone.servers", count=record.guild_count)
             if every:
-                line += f" · owner <@{record.owner_id}>"
+                line += " · " + t("clone.owner", owner=f"<@{record.owner_id}>")
             if sum(len(x) + 1 for x in lines) + len(line) > EMBED_LIMIT - 40:
-                lines.append(f"… and {len(records) - index} more")
+                lines.append(t("clone.and_more", count=len(records) - index))
                 break
             lines.append(line)
-        title = "Every clone" if every else "Your clones"
+        title = t("clone.every_title") if every else t("clone.yours_title")
         embed = discord.Embed(title=title, description="\n".join(lines))
         if not every:
-            embed.set_footer(text=f"Running clones per user: at most {manager.settings.clone_max_per_user}")
+            embed.set_footer(text=t("clone.cap_footer", cap=manager.settings.clone_max_per_user))
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="clone_stop", description="Stop and disable one of your clones")
@@ -332,33 +320,29 @@ class Clones(commands.Cog):
     async def clone_stop(
         self, interaction: discord.Interaction, bot: app_commands.Range[str, 1, 100]
     ) -> None:
-        check_text(bot, what="The bot")
+        check_text(bot, what="bot")
         manager = self.manager
         user_id = interaction.user.id
         owner = user_id in manager.settings.owner_id_set
         with _database("/clone_stop"):
             record = await _find_clone(bot, user_id, every=owner)
             if record is None:
-                raise MusicError("No clone of yours goes by that name or id. /clones lists them.")
+                raise MusicError("clone.stop_unknown")
             if record.owner_id is None:
-                raise NotAllowed(f"**{record.name}** is not a clone: /clone_stop stops clones only.")
+                raise NotAllowed("clone.stop_not_a_clone", name=record.name)
             if record.owner_id != user_id and not owner:
-                raise NotAllowed("Only the clone's owner (or one of the bot's owners) can stop it.")
+                raise NotAllowed("clone.stop_not_owner")
             if not record.enabled:
-                raise MusicError(f"**{record.name}** is already stopped.")
+                raise MusicError("clone.stop_already", name=record.name)
             stopped, _ = await queries.update_music_bot(record.client_id, enabled=False)
         if stopped is None:
-            raise MusicError("That clone was just removed.")
+            raise MusicError("clone.stop_removed")
         record = stopped
         # Stopping leaves voice channels and closes the gateway: it may take longer than 3 s.
         await interaction.response.defer(ephemeral=True, thinking=True)
         await manager.sync_bot(record.client_id, record)
         _log.info("Clone %r (%d) stopped by user %d", record.name, record.client_id, user_id)
-        await interaction.followup.send(
-            f"Stopped **{record.name}**: it is offline and will not start again. "
-            "It no longer counts toward your clone limit.",
-            ephemeral=True,
-        )
+        await interaction.followup.send(tr(interaction)("clone.stopped", name=record.name), ephemeral=True)
 
     @clone_stop.autocomplete("bot")
     async def clone_stop_autocomplete(
@@ -392,16 +376,22 @@ class Clones(commands.Cog):
         states = [
             f"{state.value}: {stats.by_state[state]}" for state in BotState if stats.by_state.get(state)
         ]
+        t = tr(interaction)
         if disabled:
-            states.append(f"disabled: {disabled}")
-        embed = discord.Embed(title="Network statistics")
-        embed.add_field(name="Bots", value=", ".join(states) or "none", inline=False)
+            states.append(f"{t('clone.stats_disabled')}: {disabled}")
+        embed = discord.Embed(title=t("clone.stats_title"))
+        embed.add_field(
+            name=t("clone.stats_bots"), value=", ".join(states) or t("clone.stats_none"), inline=False
+        )
         if clones is not None:
-            embed.add_field(name="Clones", value=str(clones))
-        embed.add_field(name="Servers", value=f"{stats.servers} ({stats.memberships} bot memberships)")
-        embed.add_field(name="Active players", value=str(stats.players))
-        embed.add_field(name="Tracks played", value=str(stats.tracks_played))
-        embed.add_field(name="Uptime", value=format_uptime(stats.uptime))
+            embed.add_field(name=t("clone.stats_clones"), value=str(clones))
+        embed.add_field(
+            name=t("clone.stats_servers"),
+            value=t("clone.stats_servers_value", servers=stats.servers, memberships=stats.memberships),
+        )
+        embed.add_field(name=t("clone.stats_players"), value=str(stats.players))
+        embed.add_field(name=t("clone.stats_tracks"), value=str(stats.tracks_played))
+        embed.add_field(name=t("clone.stats_uptime"), value=format_uptime(stats.uptime))
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
 

@@ -15,6 +15,7 @@ from app.db.connection import interactive
 from app.db.models import MusicBot, ServerStatus
 from app.music.access import member_of
 from app.music.errors import MusicError
+from app.music.language import tr
 from app.music.service import MusicService
 
 if TYPE_CHECKING:
@@ -31,16 +32,18 @@ class Fleet(commands.Cog):
     @app_commands.guild_only()
     async def bots(self, interaction: discord.Interaction) -> None:
         guild = member_of(interaction).guild
+        t = tr(interaction)
         lines: dict[int, str] = {}
         for service in self.music.fleet.services_in_guild(guild.id):
             player = service.get_player(guild.id)
             if player is not None and player.channel is not None:
                 what = "paused" if player.paused else ("playing" if player.current else "idle")
-                lines[service.bot_id] = f"🎶 **{service.name}**: {what} in {player.channel.mention}"
+                where = player.channel.mention
+                lines[service.bot_id] = t(f"bots.{what}", bot=service.name, channel=where)
             elif service.nodes.best() is None:
-                lines[service.bot_id] = f"⚠️ **{service.name}**: audio backend unavailable"
+                lines[service.bot_id] = t("bots.no_backend", bot=service.name)
             else:
-                lines[service.bot_id] = f"✅ **{service.name}**: free"
+                lines[service.bot_id] = t("bots.free", bot=service.name)
         try:
             with interactive():
                 assignments = await queries.guild_assignments(guild.id)
@@ -53,15 +56,14 @@ class Fleet(commands.Cog):
                 with interactive():
                     bot = await MusicBot.get(assignment.music_bot_id)
                 if bot is not None:
-                    lines[bot.client_id] = (
-                        f"❌ **{bot.name}**: failed ({assignment.reason or 'unknown reason'})"
-                    )
+                    reason = assignment.reason or t("clone.unknown_reason")
+                    lines[bot.client_id] = t("bots.failed", bot=bot.name, reason=reason)
         except PyMongoError as exc:
             _log.warning("/bots: assignments unavailable (%s)", exc)
         if not lines:
-            raise MusicError("None of our bots is ready in this server right now.")
-        embed = discord.Embed(title="Music bots here", description="\n".join(lines.values()))
-        embed.set_footer(text="Any of them answers /play; the free one joins your channel.")
+            raise MusicError("bots.none_ready")
+        embed = discord.Embed(title=t("bots.title"), description="\n".join(lines.values()))
+        embed.set_footer(text=t("bots.footer"))
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="invite", description="Invite one more music bot, for one more voice channel")
@@ -73,14 +75,13 @@ class Fleet(commands.Cog):
                 invite = await self.music.fleet.invite_for(guild.id)
         except PyMongoError as exc:
             _log.warning("/invite: database unavailable (%s)", exc)
-            raise MusicError("Invites are unavailable right now; please try again shortly.") from None
+            raise MusicError("invite.unavailable") from None
         if invite is None:
-            raise MusicError("Every bot of the network is already here or full.")
+            raise MusicError("invite.none_left")
+        t = tr(interaction)
         view = discord.ui.View()
-        view.add_item(discord.ui.Button(label=f"Invite {invite.name}"[:80], url=invite.url))
-        await interaction.response.send_message(
-            f"Add **{invite.name}** to play music in one more voice channel at a time.", view=view
-        )
+        view.add_item(discord.ui.Button(label=t("invite.button", name=invite.name)[:80], url=invite.url))
+        await interaction.response.send_message(t("invite.offer", name=invite.name), view=view)
 
 
 async def setup(bot: commands.Bot, music: MusicService, manager: BotManager | None) -> None:

@@ -45,6 +45,9 @@ DRAIN_WRITE_TIMEOUT = 5.0
 DRAIN_HAND_OVER_SECONDS = 15.0
 
 
+LEASE_STATES = ("held", "expired", "unowned")
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerView:
     """One worker as `GET /workers` shows it."""
@@ -176,6 +179,21 @@ class FleetCoordinator:
                 connected += record.lavalink_connected
                 total += record.lavalink_total
         return connected, total
+
+    def lease_states(self) -> dict[str, int]:
+        """The enabled bots by the state of their lease, fleet-wide, from the mirror (what
+        `chorus_leases{state}` exports): `held` by a live worker, `expired` (its owner was observed
+        dead: it is up for takeover) or `unowned` (released, or never claimed)."""
+        counts = dict.fromkeys(LEASE_STATES, 0)
+        for client_id in self._host.wanted():
+            lease = self.view.lease(client_id)
+            if lease is None or lease.owner is None:
+                counts["unowned"] += 1
+            elif self.view.is_live(lease.owner):
+                counts["held"] += 1
+            else:
+                counts["expired"] += 1
+        return counts
 
     def live_workers(self) -> int:
         return sum(1 for record in self.view.workers() if self.view.is_live(record.id)) or 1

@@ -9,28 +9,22 @@ import wavelink
 from discord import app_commands
 from discord.ext import commands
 
-from app.music.access import acted, controlled_player, require_dj, require_dj_or_owner
-from app.music.errors import MusicError
+from app.i18n import Msg
+from app.music import actions
+from app.music.access import acted, controlled_player, dj_only, is_dj, require_dj
 from app.music.filters import PRESETS, preset_filters
-from app.music.options import check_choice, check_position
-from app.music.player import requester_id
+from app.music.language import tr
+from app.music.options import RANGE_MAX, check_choice, check_position, check_range
+from app.music.player import ChorusPlayer, requester_id
 from app.music.service import MusicService
-from app.music.views import QueueView, queue_embed
-
-LOOP_MODES: dict[str, wavelink.QueueMode] = {
-    "off": wavelink.QueueMode.normal,
-    "track": wavelink.QueueMode.loop,
-    "queue": wavelink.QueueMode.loop_all,
-}
+from app.music.views import queue_pager
 
 FilterName = Literal["bassboost", "nightcore", "vaporwave", "karaoke", "8d", "reset"]
 assert set(FilterName.__args__) == set(PRESETS), "the /filter choices and the presets must match"
 
 
-def _position(player_queue_length: int, position: int, *, what: str = "position") -> int:
-    if not 1 <= position <= player_queue_length:
-        raise MusicError(f"There is no track at {what} {position} (the queue has {player_queue_length}).")
-    return position - 1
+def _answer(interaction: discord.Interaction, player: ChorusPlayer, message: Msg) -> str:
+    return acted(player, message.render(tr(interaction).language))
 
 
 class Queue(commands.Cog):
@@ -41,100 +35,114 @@ class Queue(commands.Cog):
     @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction) -> None:
         player = controlled_player(self.music, interaction)
-        view = QueueView(player)
-        await interaction.response.send_message(embed=queue_embed(player, 0), view=view)
+        pager = queue_pager(player, tr(interaction))
+        await interaction.response.send_message(embed=pager.embed(), view=pager)
 
     @app_commands.command(description="Shuffle the queue")
     @app_commands.guild_only()
     async def shuffle(self, interaction: discord.Interaction) -> None:
         player = controlled_player(self.music, interaction)
-        await require_dj(interaction, player, action="shuffle the queue")
-        if len(player.queue) < 2:
-            raise MusicError("Nothing to shuffle.")
-        player.queue.shuffle()
-        await interaction.response.send_message(acted(player, f"Shuffled {len(player.queue)} tracks 🔀"))
+        done = await actions.shuffle(interaction, player)
+        await interaction.response.send_message(_answer(interaction, player, done))
 
-    @app_commands.command(description="Remove a track from the queue")
-    @app_commands.describe(position="Its position in /queue")
+    @app_commands.command(description="Remove a track, or a range of tracks, from the queue")
+    @app_commands.describe(positions="A position in /queue (3) or a range (3-7)")
     @app_commands.guild_only()
     async def remove(
-        self, interaction: discord.Interaction, position: app_commands.Range[int, 1, 10_000]
+        self, interaction: discord.Interaction, positions: app_commands.Range[str, 1, RANGE_MAX]
     ) -> None:
-        check_position(position)
+        first, last = check_range(positions)
         player = controlled_player(self.music, interaction)
-        index = _position(len(player.queue), position)
-        track = player.queue[index]
-        await require_dj_or_owner(
-            interaction, player, requester_id(track), action="remove other members' tracks"
-        )
-        player.queue.delete(index)
-        await interaction.response.send_message(acted(player, f"Removed **{track.title[:90]}**."))
+        start, end = actions.queue_slice(player, first, last)
+        tracks = [player.queue[index] for index in range(start, end)]
+        # Members without DJ rights remove only tracks they added themselves.
+        if any(requester_id(track) != interaction.user.id for track in tracks) and not await is_dj(
+            interaction, player
+        ):
+            raise dj_only("remove_others")
+        for _ in tracks:
+            player.queue.delete(start)
+        if len(tracks) == 1:
+            done = Msg("done.removed", title=tracks[0].title[:90])
+        else:
+            done = Msg("done.removed_many", count=len(tracks), first=first, last=last)
+        await interaction.response.send_message(_answer(interaction, player, done))
+        await player.service.controllers.refresh(player)
 
-    @app_commands.command(name="move", description="Move a track to another position in the queue")
-    @app_commands.describe(source="Its position now", destination="Its new position")
+    @app_commands.command(name="move", description="Move a track, or a range of tracks, to another position")
+    @app_commands.describe(source="Its position now (3) or a range (3-7)", destination="The new position")
     @app_commands.rename(source="from", destination="to")
     @app_commands.guild_only()
     async def move(
         self,
         interaction: discord.Interaction,
-        source: app_commands.Range[int, 1, 10_000],
+        source: app_commands.Range[str, 1, RANGE_MAX],
         destination: app_commands.Range[int, 1, 10_000],
     ) -> None:
-        check_position(source)
+        first, last = check_range(source)
         check_position(destination)
         player = controlled_player(self.music, interaction)
-        await require_dj(interaction, player, action="reorder the queue")
-        length = len(player.queue)
-        src = _position(length, source, what="position")
-        dst = _position(length, destination, what="position")
-        track = player.queue[src]
-        player.queue.delete(src)
-        player.queue.put_at(dst, track)
-        await interaction.response.send_message(
-            acted(player, f"Moved **{track.title[:90]}** to position {destination}.")
-        )
+        await require_dj(interaction, player, action="move")
+        start, end = actions.queue_slice(player, first, last)
+        moved = [player.queue[index] for index in range(start, end)]
+        rest = len(player.queue) - len(moved)
+        target = actions.queue_index(player, destination) if rest else 0
+        target = min(target, rest)  # positions after the moved block count without it
+        for _ in moved:
+            player.queue.delete(start)
+        for offset, track in enumerate(moved):
+            player.queue.put_at(target + offset, track)
+        if len(moved) == 1:
+            done = Msg("done.moved", title=moved[0].title[:90], position=target + 1)
+        else:
+            done = Msg("done.moved_many", count=len(moved), position=target + 1)
+        await interaction.response.send_message(_answer(interaction, player, done))
 
     @app_commands.command(description="Remove every upcoming track")
     @app_commands.guild_only()
     async def clear(self, interaction: discord.Interaction) -> None:
         player = controlled_player(self.music, interaction)
-        await require_dj(interaction, player, action="clear the queue")
+        await require_dj(interaction, player, action="clear")
         count = len(player.queue)
         player.queue.clear()
-        await interaction.response.send_message(acted(player, f"Cleared {count} track(s) from the queue."))
+        await interaction.response.send_message(
+            _answer(interaction, player, Msg("done.cleared", count=count))
+        )
+        await player.service.controllers.refresh(player)
 
     @app_commands.command(description="Repeat the track, the queue, or nothing")
     @app_commands.describe(mode="off, track or queue")
     @app_commands.guild_only()
     async def loop(self, interaction: discord.Interaction, mode: Literal["off", "track", "queue"]) -> None:
-        check_choice(mode, LOOP_MODES, what="The loop mode")
+        check_choice(mode, actions.LOOP_MODES, what="loop")
         player = controlled_player(self.music, interaction)
-        await require_dj(interaction, player, action="change the loop mode")
-        player.queue.mode = LOOP_MODES[mode]
-        await interaction.response.send_message(acted(player, f"Loop: **{mode}** 🔁"))
+        done = await actions.set_loop(interaction, player, mode)
+        await interaction.response.send_message(_answer(interaction, player, done))
+        await player.service.controllers.refresh(player)
 
     @app_commands.command(description="Keep playing related tracks when the queue ends")
     @app_commands.describe(state="on or off")
     @app_commands.guild_only()
     async def autoplay(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
-        check_choice(state, ("on", "off"), what="The state")
+        check_choice(state, ("on", "off"), what="state")
         player = controlled_player(self.music, interaction)
-        await require_dj(interaction, player, action="change autoplay")
+        await require_dj(interaction, player, action="autoplay")
         # Both modes let wavelink advance the queue; `enabled` also adds recommendations.
         player.autoplay = wavelink.AutoPlayMode.enabled if state == "on" else wavelink.AutoPlayMode.partial
-        await interaction.response.send_message(acted(player, f"Autoplay **{state}**."))
+        done = Msg("done.autoplay", state=Msg(f"state.{state}"))
+        await interaction.response.send_message(_answer(interaction, player, done))
 
     @app_commands.command(name="filter", description="Apply an audio filter preset")
     @app_commands.describe(preset="bassboost, nightcore, vaporwave, karaoke, 8d, or reset")
     @app_commands.guild_only()
     async def filter_(self, interaction: discord.Interaction, preset: FilterName) -> None:
-        check_choice(preset, PRESETS, what="The filter")
+        check_choice(preset, PRESETS, what="filter")
         player = controlled_player(self.music, interaction)
-        await require_dj(interaction, player, action="change filters")
+        await require_dj(interaction, player, action="filter")
         await player.set_filters(preset_filters(preset), seek=True)
         player.filter_preset = preset
-        message = "Filters cleared." if preset == "reset" else f"Filter **{preset}** on 🎛️"
-        await interaction.response.send_message(acted(player, message))
+        done = Msg("done.filters_cleared") if preset == "reset" else Msg("done.filter", preset=preset)
+        await interaction.response.send_message(_answer(interaction, player, done))
 
 
 async def setup(bot: commands.Bot, music: MusicService) -> None:

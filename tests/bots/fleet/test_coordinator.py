@@ -129,3 +129,30 @@ async def test_a_drain_out_of_time_closes_the_rest_and_keeps_their_leases(
     assert owners == {bot.client_id: me for bot in bots}
     assert await database[WorkerRecord.Settings.name].count_documents({"_id": me}) == 1
     assert all(bot.max_concurrent_sessions == 1 for bot in bots)
+
+
+async def test_leases_are_counted_held_and_unowned_for_metrics(
+    fake_discord: FakeDiscord, make_settings: Any, mongo: Mongo
+) -> None:
+    """`chorus_leases{state}`: a worker at its WORKER_CAPACITY leaves the second bot unowned, which
+    is what the ChorusBotNoLiveOwner alert reads; bot ids never become labels."""
+    settings: Settings = make_settings(
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        identify_interval=0.0,
+        worker_capacity=1,
+    )
+    bots = [fake_discord.add_bot(), fake_discord.add_bot()]
+    for bot in bots:
+        await store_bot(mongo, settings, bot)
+    async with running_app(settings) as running:
+        fleet = running.manager.fleet
+        await until(lambda: fleet.lease_states()["held"] == 1, what="one bot held")
+        assert fleet.lease_states() == {"held": 1, "expired": 0, "unowned": 1}
+        text = (await running.http.get("/metrics")).text
+        lines = [line for line in text.splitlines() if line.startswith("chorus_leases{")]
+        assert sorted(lines) == [
+            'chorus_leases{state="expired"} 0.0',
+            'chorus_leases{state="held"} 1.0',
+            'chorus_leases{state="unowned"} 1.0',
+        ]

@@ -1,0 +1,213 @@
+"""Benchmark 6, periodic work (issue 14 items 1-2): an idle fleet, and snapshot volume with players.
+
+Each measurement runs twice in the same run: on this tree ("scheduler") and on a checkout of
+the code before the worker scheduler (`BASELINE_REF`, "per-bot loops", put first on PYTHONPATH
+of the same virtualenv), so the ratios compare like with like on a machine whose load changes.
+
+- **Idle fleet**: `chorus serve` with N bots ready, each connected to one fake Lavalink node, no
+  player anywhere. After its start-up work is done (CPU below 10% for a second), the harness reads
+  the service's CPU time and the database's write counters (`serverStatus` opcounters: inserts,
+  updates, deletes) over `--runs` windows of `--periodic-window` seconds; medians are reported.
+- **Snapshot volume**: `benchmarks/snapshot_volume.py` drives each version's snapshot keeper
+  against the database with P players of 50 queued tracks (simulated clock: one sweep per
+  `SNAPSHOT_INTERVAL`, every player playing, 3-minute tracks), and sums the BSON bytes of the
+  write commands (a PyMongo command listener) after the first sweep, which writes every player
+  whole in both versions.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+
+from benchmarks.context import BenchContext
+from benchmarks.metrics_scrape import wait_until_idle
+from benchmarks.processes import PYTHON, REPO, BenchError, base_env, cpu_seconds
+from benchmarks.service import (
+    ServiceOptions,
+    drop_database,
+    new_database_name,
+    seed_bots,
+    start_chorus,
+    start_fake_lavalink,
+)
+from benchmarks.targets import Target, verdict
+
+NAME = "periodic"
+TITLE = "Periodic work: an idle fleet, and snapshot volume with players"
+# The last commit with per-bot idle/snapshot loops and per-node watchdogs (integ before issue 14).
+BASELINE_REF = "16e8f9e"
+IDLE_CPU_GOAL = 0.01  # share of one core
+GOAL_BOTS = 1000
+
+
+def _baseline_checkout(ctx: BenchContext) -> Path | None:
+    target = ctx.work_dir / "baseline"
+    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), BASELINE_REF],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    if done.returncode != 0:
+        ctx.progress(f"  periodic: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
+        return None
+    return target
+
+
+def _remove_checkout(path: Path) -> None:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
+                   capture_output=True, timeout=120, check=False)  # fmt: skip
+
+
+def _database_writes(url: str) -> int:
+    client: MongoClient[dict[str, Any]] = MongoClient(url)
+    try:
+        counters = client.admin.command("serverStatus")["opcounters"]
+    finally:
+        client.close()
+    return int(counters["insert"]) + int(counters["update"]) + int(counters["delete"])
+
+
+def _window(ctx: BenchContext, pid: int) -> dict[str, float]:
+    """The service's CPU share and the database's writes/s over one window."""
+    ctx.wait_for_quiet()
+    cpu, writes, started = cpu_seconds(pid), _database_writes(ctx.database_url), time.monotonic()
+    time.sleep(ctx.config.periodic_window)
+    elapsed = time.monotonic() - started
+    return {"cpu_share": (cpu_seconds(pid) - cpu) / elapsed,
+            "db_writes_per_s": (_database_writes(ctx.database_url) - writes) / elapsed}  # fmt: skip
+
+
+def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: bool = True) -> dict[str, Any]:
+    bots = ctx.world.bots[: ctx.config.periodic_bots]
+    node = start_fake_lavalink(ctx.children, ctx.work_dir, tracks=1) if lavalink else None
+    database = new_database_name("periodic")
+    seed_bots(ctx.database_url, database, ctx.key, bots)
+    try:
+        nodes = node.lavalink_nodes if node is not None else ""
+        options = ServiceOptions(guild_ready_timeout=0.1, lavalink_nodes=nodes, code_dir=code)
+        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
+                               key=ctx.key, options=options)  # fmt: skip
+        ctx.record_command(f"periodic: chorus serve ({label})", service.command)
+        try:
+            service.wait_http(timeout=120)
+            service.wait_ready(len(bots), timeout=900)
+            settled = wait_until_idle(service.child.pid)
+            ctx.progress(f"  periodic ({label}): {len(bots)} bots ready, idle {settled:.1f} s later")
+            windows = [_window(ctx, service.child.pid) for _ in range(ctx.config.runs)]
+        finally:
+            ctx.children.stop(service.child)
+    finally:
+        drop_database(ctx.database_url, database)
+        if node is not None:
+            ctx.children.stop(node.child)
+    row = {"code": label, "bots": len(bots), "window_s": ctx.config.periodic_window, "windows": windows,
+           "cpu_share": statistics.median(w["cpu_share"] for w in windows),
+           "db_writes_per_s": statistics.median(w["db_writes_per_s"] for w in windows)}  # fmt: skip
+    ctx.progress(f"  periodic ({label}): {row['cpu_share'] * 100:.2f}% of a core, "
+                 f"{row['db_writes_per_s']:.1f} database writes/s")  # fmt: skip
+    return row
+
+
+def _snapshot_volume(ctx: BenchContext, code: Path | None, label: str) -> dict[str, Any]:
+    out = ctx.work_dir / f"volume-{label.replace(' ', '-')}.json"
+    database = new_database_name("volume")
+    env = base_env()
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    argv = [PYTHON, str(REPO / "benchmarks" / "snapshot_volume.py"), "--url", ctx.database_url,
+            "--database", database, "--players", str(ctx.config.snapshot_players),
+            "--bots", str(max(1, ctx.config.snapshot_players // 10)),
+            "--sweeps", str(ctx.config.snapshot_sweeps), "--out", str(out)]  # fmt: skip
+    ctx.wait_for_quiet()
+    # Run as a script from the work directory: `app` comes from PYTHONPATH (this tree or the baseline).
+    done = subprocess.run(argv, env=env, cwd=ctx.work_dir, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise BenchError(f"snapshot volume ({label}) failed: {done.stderr[-1500:]}")
+    row = json.loads(out.read_text())
+    row["code"] = label
+    ctx.progress(f"  periodic ({label}): {row['players']} players x {row['queue']} queued: "
+                 f"{row['bytes_per_s'] / 1000:.1f} kB/s, {row['writes_per_s']:.1f} writes/s")  # fmt: skip
+    return row
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    baseline = _baseline_checkout(ctx)
+    variants: list[tuple[Path | None, str]] = [(None, "scheduler")]
+    if baseline is not None:
+        variants.insert(0, (baseline, "per-bot loops"))
+    try:
+        idle = [_idle_fleet(ctx, code, label) for code, label in variants]
+        # What is left once the periodic work is gone: the connections' own keepalives. Without
+        # Lavalink, only the gateway's heartbeats remain.
+        idle.append(_idle_fleet(ctx, None, "scheduler, no Lavalink", lavalink=False))
+        volume = [_snapshot_volume(ctx, code, label) for code, label in variants]
+    finally:
+        if baseline is not None:
+            _remove_checkout(baseline)
+    return {"baseline_ref": BASELINE_REF if baseline is not None else None, "idle": idle, "volume": volume}
+
+
+def _current(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(row for row in rows if row["code"] == "scheduler")
+
+
+def targets(result: dict[str, Any]) -> list[Target]:
+    idle = _current(result["idle"])
+    measured_at = idle["bots"] >= GOAL_BOTS
+    note = "" if measured_at else f"measured at {idle['bots']} bots, not {GOAL_BOTS}"
+    return [
+        Target(f"idle fleet of {GOAL_BOTS} bots < 1% of a core", f"{idle['cpu_share'] * 100:.2f}%",
+               verdict(idle["cpu_share"] < IDLE_CPU_GOAL if measured_at else None), note),
+        Target(f"idle fleet of {GOAL_BOTS} bots: 0 database writes/s", f"{idle['db_writes_per_s']:.2f}/s",
+               verdict(idle["db_writes_per_s"] == 0 if measured_at else None), note),
+    ]  # fmt: skip
+
+
+def _ratio(before: float, after: float) -> str:
+    if after == 0:
+        return "∞" if before else "-"
+    return f"{before / after:.0f}x"
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [
+        "Each row pair is measured in the same run: the code before the worker scheduler "
+        f"(`{result['baseline_ref'] or 'not available'}`, per-bot idle and snapshot loops, per-node "
+        "Lavalink watchdogs; run with that checkout first on `PYTHONPATH`, same virtualenv) and this tree.",
+        "",
+        "**Idle fleet** (every bot ready and connected to a fake Lavalink node, no player; the last row "
+        "without Lavalink, to show what the Lavalink connections' own keepalives cost):",
+        "",
+        "| code | bots | windows x s | CPU, % of a core (median) | database writes/s (median) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in result["idle"]:
+        cpu, writes = row["cpu_share"] * 100, row["db_writes_per_s"]
+        spans = f"{len(row['windows'])} x {row['window_s']:g}"
+        lines.append(f"| {row['code']} | {row['bots']} | {spans} | {cpu:.2f} | {writes:.2f} |")
+    lines += [
+        "",
+        "**Snapshot volume** (players of 50 queued tracks, all playing, 3-minute tracks, one sweep per "
+        "10 s of simulated time, after the first sweep):",
+        "",
+        "| code | players | simulated s | bytes/s to the database | write statements/s | commands/s "
+        "| CPU per sweep ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["volume"]:
+        cells = [row["code"], str(row["players"]), f"{row['simulated_s']:.0f}", f"{row['bytes_per_s']:,.0f}",
+                 f"{row['writes_per_s']:.1f}", f"{row['commands_per_s']:.1f}",
+                 f"{row['cpu_per_sweep_ms']:.1f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(result["volume"]) == 2 and len(result["idle"]) >= 2:
+        (old_idle, new_idle), (old_volume, new_volume) = result["idle"][:2], result["volume"]
+        cpu = _ratio(old_idle["cpu_share"], new_idle["cpu_share"])
+        writes = _ratio(old_idle["db_writes_per_s"], new_idle["db_writes_per_s"])
+        volume = _ratio(old_volume["bytes_per_s"], new_volume["bytes_per_s"])
+        lines += ["", f"Same-run ratios (before / after): idle CPU {cpu}, idle database writes {writes}, "
+                  f"snapshot bytes/s {volume}."]  # fmt: skip
+    return "\n".join(lines)
