@@ -400,9 +400,8 @@ class BotManager:
 
     def disabled_count(self) -> int:
         """Stored bots with `enabled: false` that no runner of this worker runs."""
-        return sum(
-            1 for client_id, record in self._records.items() if not record.enabled and client_id not in self._runners
-        )
+        records = self._records.items()
+        return sum(1 for client_id, record in records if not (record.enabled or client_id in self._runners))
 
     def known_client_ids(self) -> frozenset[int]:
         """Every bot the manager knows of: stored (enabled or disabled) or running here."""

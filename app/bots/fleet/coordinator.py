@@ -184,7 +184,7 @@ class FleetCoordinator:
         """The enabled bots by the state of their lease, fleet-wide, from the mirror (what
         `chorus_leases{state}` exports): `held` by a live worker, `expired` (its owner was observed
         dead: it is up for takeover) or `unowned` (released, or never claimed)."""
-        counts = dict.fromkeys(LEASE_STATES, 0)
+        counts: dict[str, int] = dict.fromkeys(LEASE_STATES, 0)
         for client_id in self._host.wanted():
             lease = self.view.lease(client_id)
             if lease is None or lease.owner is None:
