@@ -77,8 +77,9 @@ async def write_snapshots(writes: Sequence[SnapshotWrite]) -> list[SnapshotWrite
     Every filter carries the writing owner's lease epoch (docs/SCALING.md, "Fencing"): once a
     newer owner of the bot wrote a guild's snapshot, an older owner's update or delete matches
     nothing and its upsert collides with the unique (bot, guild) index. Both mean "not ours"
-    (the keeper is told, the fleet checks the lease), never an error. Updates stamp the epoch,
-    so the first write of a new owner fences the old one off.
+    (the keeper is told, the fleet checks the lease), never an error. A keeper's first update of
+    a snapshot it did not write whole stamps its epoch, so a new owner's first write fences the
+    old one off.
 
     The keepers recorded each write as done when they made it (so a second write made
     meanwhile, by a bot's shutdown save, builds on it and never repeats a `$pop`); on failure
@@ -92,8 +93,7 @@ async def write_snapshots(writes: Sequence[SnapshotWrite]) -> list[SnapshotWrite
         if write.document is not None:
             requests.append(ReplaceOne(where, write.document, upsert=True))
         elif write.update is not None:
-            update = {**write.update, "$set": {**write.update.get("$set", {}), "epoch": write.keeper.epoch}}
-            requests.append(UpdateOne(where, update))
+            requests.append(UpdateOne(where, write.update))
         else:
             requests.append(DeleteOne(where))
     collection = PlayerSnapshot.get_pymongo_collection()
@@ -173,6 +173,9 @@ class SnapshotKeeper:
         # guild -> what the database holds, as our writes (once done) leave it
         self._stored: dict[int, PlayerState] = {}
         self._broken: set[int] = set()  # guilds whose last write failed: written whole next time
+        # guilds whose stored snapshot carries this owner's epoch (written whole, or stamped by an
+        # update): the others' next update sets it (a restored player's snapshot has an older one)
+        self._stamped: set[int] = set()
         self._restore_task: asyncio.Task[None] | None = None
         self.restored = asyncio.Event()  # set once restoring is over
 
@@ -229,9 +232,13 @@ class SnapshotKeeper:
                     document = snapshot.model_dump(exclude={"id", "revision_id"})
                     writes.append(SnapshotWrite(self, guild_id, document=document, state=state))
                     self._stored[guild_id] = state
+                    self._stamped.add(guild_id)
                 continue
             update = update_for(old, state, now, refresh_after=self._refresh_after)
             if update is not None:
+                if guild_id not in self._stamped:
+                    update["$set"]["epoch"] = self.epoch
+                    self._stamped.add(guild_id)
                 writes.append(SnapshotWrite(self, guild_id, update=update, state=state))
                 self._stored[guild_id] = state
         if not deletions:
@@ -240,6 +247,7 @@ class SnapshotKeeper:
         for guild_id in self._stored.keys() - seen:
             writes.append(SnapshotWrite(self, guild_id))
             del self._stored[guild_id]
+            self._stamped.discard(guild_id)
         return writes
 
     def written(self, write: SnapshotWrite) -> None:
@@ -271,6 +279,7 @@ class SnapshotKeeper:
     async def forget(self, guild_id: int) -> None:
         """Nothing to resume in the guild (a deliberate leave, a discarded snapshot)."""
         self._stored.pop(guild_id, None)
+        self._stamped.discard(guild_id)
         try:
             await write_snapshots([SnapshotWrite(self, guild_id)])
         except PyMongoError as exc:
