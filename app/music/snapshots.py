@@ -120,7 +120,12 @@ async def write_snapshots(writes: Sequence[SnapshotWrite]) -> list[SnapshotWrite
     # total: read back which, only when fewer matched than were sent (rare: a takeover).
     sent = [i for i, write in enumerate(writes) if write.state is not None and i not in fenced | failed]
     if matched < len(sent):
-        missed = await _missed_updates([writes[i] for i in sent if writes[i].update is not None])
+        updates = [writes[i] for i in sent if writes[i].update is not None]
+        try:
+            missed = await _missed_updates(updates)
+        except PyMongoError as exc:  # unknown which: every update is written whole next time
+            missed = dict.fromkeys(updates, False)
+            error = error or exc
         for i in sent:
             if writes[i] in missed:
                 (fenced if missed[writes[i]] else failed).add(i)
