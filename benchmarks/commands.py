@@ -434,13 +434,15 @@ def _analysis(result: dict[str, Any]) -> list[str]:
             f"- Warm bursts differ: their own p95s range from {p95s[0]:.0f} to {p95s[-1]:.0f} ms "
             f"(median {statistics.median(p95s):.0f} ms); the slowest took {slowest['wall_s'] * 1000:.0f} ms "
             f"with {slowest['service_cpu_s'] * 1000:.0f} ms of service CPU. The pooled warm p95 is that of "
-            "the slow bursts. Periodic work of the service that lands on a burst (the queue snapshots "
-            "written to the database every `SNAPSHOT_INTERVAL`, 10 s; `pymongo` shows in the profile) and "
-            "other processes' CPU are the likely causes; the harness does not separate them."
+            "the slow bursts. A burst is slow when something else holds the service's one event loop "
+            "(a full pass of the garbage collector took about 100 ms before `chorus serve` froze its "
+            "start-up objects: the baseline's slow bursts, about one per service) or other processes "
+            "take the CPU; the harness does not separate them."
         )
     if cold and warm:
+        cold_cpu = statistics.median(b["service_cpu_s"] for b in cold)
         notes.append(
-            f"- Cold: {cold[0]['service_cpu_s'] * 1000:.0f} ms of service CPU for the first burst. Each "
+            f"- Cold: {cold_cpu * 1000:.0f} ms of service CPU for the first burst (median). Each "
             "channel's first /play also makes a bot join voice (op 4 → VOICE_STATE_UPDATE + "
             "VOICE_SERVER_UPDATE → wavelink's PATCH of the player on the node) while the channel's other "
             "users wait on that join."

@@ -89,7 +89,8 @@ class Playback(commands.Cog):
 
         async def picked(pick_interaction: discord.Interaction, track: wavelink.Playable) -> None:
             await pick_interaction.response.defer()
-            # The picker may have moved since the search: routed again, answered in its language.
+            # The picker may have moved since the search: resolved and routed again (answered in the
+            # language of the /search).
             pick = MusicRequest.of(request.receiving, pick_interaction, language=request.language)
             answer = await enqueue(pick, [track])
             await pick_interaction.edit_original_response(content=answer, view=None)
