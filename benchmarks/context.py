@@ -36,6 +36,8 @@ class BenchConfig:
     play_bots: int = 10  # commands: bots in the guild, one voice channel each
     play_users: int = 50  # concurrent /play users, spread evenly over the voice channels
     play_warm_rounds: int = 5  # bursts after every channel has a bot playing
+    # commands: the same bursts on this git ref, in the same run ("" for none), `runs` times each
+    play_baseline: str = "c08997c"
     reload_inserts: int = 20  # hot reload: bots inserted one after the other, per variant
     workers_bots: int = 2000  # several workers: the fleet spread over `worker_counts` workers
     worker_counts: tuple[int, ...] = (1, 2)
