@@ -45,11 +45,63 @@ async def test_a_lease_taken_by_another_worker_stops_the_bot_at_once(
     async with running_app(fleet_settings) as running:
         await running.wait_for(bot, BotState.READY)
         first = epoch(running, bot)
-        assert first is not None
+        old = running.manager.get_runner(bot.client_id)
+        assert first is not None and old is not None
         await leases.update_one(
             {"_id": bot.client_id}, {"$set": {"owner": "elsewhere:1:0"}, "$inc": {"epoch": 1}}
         )
-        await until(lambda: not fake_discord.is_connected(bot), what="the bot to stop")
+        # The runner of the lost epoch stops. (Not "the fake sees no session": the bot may be
+        # claimed and connected again before a poll would see the gap.)
+        await old.wait_for_state(BotState.STOPPED, timeout=WAIT)
+        await until(lambda: (epoch(running, bot) or 0) >= first + 2, what="the bot to be claimed again")
+        await running.wait_for(bot, BotState.READY)
+    assert bot.max_concurrent_sessions == 1
+
+
+async def test_a_reload_racing_the_stream_keeps_the_stream_version(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: Mongo, monkeypatch: Any
+) -> None:
+    """A full reload of the leases whose read predates a change the stream has just applied (the
+    race behind the test above failing now and then): the mirror keeps the stream's version, so
+    the foreign owner stays visible, its lease is freed once its worker is confirmed gone, and the
+    bot comes back here. (Before, the stale read put the old lease back; nothing freed the bot
+    until the next periodic reload, 30 s later.)"""
+    bot = fake_discord.add_bot()
+    await store_bot(mongo, fleet_settings, bot)
+    leases = mongo[fleet_settings.mongodb_database][BotLease.Settings.name]
+    async with running_app(fleet_settings) as running:
+        await running.wait_for(bot, BotState.READY)
+        first = epoch(running, bot)
+        assert first is not None
+        view, balancer = running.manager.fleet.view, running.manager.fleet.balancer
+        real_read, real_reload = lease_db.all_leases, view.reload_leases
+        reading, release, reloaded = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def slow_read() -> list[BotLease]:
+            read = await real_read()
+            monkeypatch.setattr(lease_db, "all_leases", real_read)  # only this one read is slow
+            reading.set()
+            await release.wait()
+            return read
+
+        async def reload() -> None:
+            await real_reload()
+            reloaded.set()
+
+        monkeypatch.setattr(lease_db, "all_leases", slow_read)
+        monkeypatch.setattr(view, "reload_leases", reload)
+        view.needs_reload()
+        async with asyncio.timeout(WAIT):
+            await reading.wait()
+            old = running.manager.get_runner(bot.client_id)
+            assert old is not None
+            async with balancer._lock:  # no round until the reload has ended
+                await leases.update_one(
+                    {"_id": bot.client_id}, {"$set": {"owner": "elsewhere:1:0"}, "$inc": {"epoch": 1}}
+                )
+                await old.wait_for_state(BotState.STOPPED, timeout=WAIT)  # the stream saw it
+                release.set()  # the reload ends with what it read before the change
+                await reloaded.wait()
         await until(lambda: (epoch(running, bot) or 0) >= first + 2, what="the bot to be claimed again")
         await running.wait_for(bot, BotState.READY)
     assert bot.max_concurrent_sessions == 1
