@@ -45,7 +45,7 @@ DRAIN_PROBE_TIMEOUT = 1.0
 # Closing sessions without a hand-over (abandon: nothing written): this many at once, and all
 # of them within DRAIN_CLOSE_SECONDS (the process exit closes whatever socket is left).
 CLOSE_CONCURRENCY = 64
-DRAIN_CLOSE_SECONDS = 8.0
+DRAIN_CLOSE_SECONDS = 5.0
 # With the database unreachable, how long the heartbeat, the mirror and the relay get to end by
 # themselves (their calls fail after the driver's server selection timeout, 5 s) before being
 # cancelled inside the driver, which can break its client so that closing it hangs.

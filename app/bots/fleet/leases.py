@@ -31,6 +31,9 @@ RELEASE_BATCH_EVERY = 0.25
 # starved its own event loop (and its heartbeat) with 2,000 closes at once; the first bots are
 # also released sooner when they do not all wait on each other.
 HAND_OVER_CONCURRENCY = 64
+# Hand-overs already under way at the deadline get this long to finish; after that the caller
+# goes on (their bots keep their leases and are taken over after LEASE_TTL, as after a crash).
+HAND_OVER_OVERRUN = 5.0
 
 
 @dataclass(slots=True)
@@ -100,9 +103,10 @@ class LeaseBook:
         keeps its lease; so does a batch whose release failed (its bots are stopped: this worker
         may run them again, or the others take them once it is gone). `deadline` (monotonic):
         no bot's hand-over starts after it; those bots are left running, lease held, for the
-        caller to drop. Once a release finds the database unreachable (`unreachable`), no
-        further graceful hand-over starts either (its saves could not be written): those bots
-        are left to the caller too."""
+        caller to drop; and HAND_OVER_OVERRUN after it, this returns even if some stops are
+        still under way (they finish on their own; their leases are not released). Once a
+        release finds the database unreachable (`unreachable`), no further graceful hand-over
+        starts either (its saves could not be written): those bots are left to the caller too."""
         stopped: list[int] = []
         released: set[int] = set()
         gate = asyncio.Semaphore(HAND_OVER_CONCURRENCY)
@@ -138,7 +142,12 @@ class LeaseBook:
                 await asyncio.wait({stops}, timeout=RELEASE_BATCH_EVERY)
                 if not self.unreachable:
                     await flush()
-            await stops
+                if deadline is not None and time.monotonic() >= deadline + HAND_OVER_OVERRUN:
+                    _log.warning("Hand-overs still under way %.0fs after the deadline; leaving them",
+                                 HAND_OVER_OVERRUN)  # fmt: skip
+                    break
+            else:
+                await stops
             if not self.unreachable:
                 await flush()
         finally:

@@ -18,6 +18,7 @@ class SlowProxy:
         self.delay = 0.0  # seconds added to every request (client to server), from now on
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     @property
@@ -28,9 +29,15 @@ class SlowProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    async def cut(self) -> None:
+        """The database becomes unreachable: open connections drop, new ones are refused."""
+        await self.close()
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        for writer in list(self._writers):
+            writer.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -50,6 +57,7 @@ class SlowProxy:
         except OSError:
             client_writer.close()
             return
+        self._writers.update((client_writer, server_writer))
         self._spawn(self._pump(client_reader, server_writer, delayed=True))
         self._spawn(self._pump(server_reader, client_writer, delayed=False))
 
