@@ -101,6 +101,7 @@ class Heart:
         self.expired = False  # the renew deadline passed; bots stopped until a heartbeat succeeds
         self._registered = False
         self._failing = False
+        self._slow = False
         self._deadline_moved = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -258,9 +259,10 @@ class Heart:
                 await self._on_reaped()
             return False
         took = self._clock() - sent
-        if took > self.timing.interval:
+        if took > self.timing.interval and not self._slow:  # once per slow spell, not every beat
             _log.info("Heartbeat of worker %s took %.1fs (the database is slow); it still counts from "
                       "when it was sent", identity.id, took)  # fmt: skip
+        self._slow = took > self.timing.interval
         self._succeeded(sent)
         self._recovered()
         return True
