@@ -46,9 +46,9 @@ DRAIN_PROBE_TIMEOUT = 1.0
 # of them within DRAIN_CLOSE_SECONDS (the process exit closes whatever socket is left).
 CLOSE_CONCURRENCY = 64
 DRAIN_CLOSE_SECONDS = 5.0
-# With the database unreachable, how long the heartbeat, the mirror and the relay get to end by
-# themselves (their calls fail after the driver's server selection timeout, 5 s) before being
-# cancelled inside the driver, which can break its client so that closing it hangs.
+# How long the heartbeat, the mirror and the relay get to end by themselves at a drain (with the
+# database unreachable their calls fail after the driver's server selection timeout, 5 s) before
+# being cancelled inside the driver, which can break its client so that closing it hangs.
 STOP_PATIENCE = 6.0
 # A SIGTERMed worker starts graceful hand-overs (save, leave voice, close, release) for this
 # long; the bots it has not reached by then are closed without a save and taken over after
@@ -299,13 +299,14 @@ class FleetCoordinator:
             _log.warning("Worker %s: %d bot(s) not handed over; closing them without a save",
                          me, len(late))  # fmt: skip
         await self.drop_bots(late, deadline=time.monotonic() + DRAIN_CLOSE_SECONDS)
-        # With the database unreachable, the background loops are inside the driver's server
-        # selection: let them fail and end by themselves (bounded) rather than cancel them there.
-        patience = 0.0 if reachable and not self.book.unreachable else STOP_PATIENCE
+        # The background loops end by themselves (a stream comes back every second to look; a
+        # call to an unreachable database fails after the driver's server selection) before
+        # anything is cancelled: a task cancelled inside the driver's server selection can break
+        # the client's topology lock, and closing the client then hangs.
         await asyncio.gather(
-            self.heart.stop(patience=patience),
-            self.view.stop(patience=patience),
-            self.relay.stop(patience=patience),
+            self.heart.stop(patience=STOP_PATIENCE),
+            self.view.stop(patience=STOP_PATIENCE),
+            self.relay.stop(patience=STOP_PATIENCE),
         )
         if reachable and not self.book.unreachable and len(released) == len(held):
             await self._bounded(lease_db.remove_worker(me, collection=workers), "leaving the fleet")
