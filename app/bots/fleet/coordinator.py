@@ -398,6 +398,14 @@ class FleetCoordinator:
 
     def _lease_changed(self, client_id: int, before: BotLease | None, after: BotLease | None) -> None:
         held = self.book.held.get(client_id)
+        if (
+            held is not None
+            and client_id in self.book.releasing
+            and after is not None
+            and after.owner is None
+            and after.epoch == held.epoch
+        ):
+            held = None  # our own hand-over's release, seen before the book forgot the lease
         if held is not None:
             if (
                 after is None
