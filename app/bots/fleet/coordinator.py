@@ -47,9 +47,10 @@ DRAIN_PROBE_TIMEOUT = 1.0
 CLOSE_CONCURRENCY = 64
 DRAIN_CLOSE_SECONDS = 5.0
 # How long the heartbeat, the mirror and the relay get to end by themselves at a drain (with the
-# database unreachable their calls fail after the driver's server selection timeout, 5 s) before
-# being cancelled inside the driver, which can break its client so that closing it hangs.
-STOP_PATIENCE = 6.0
+# database unreachable a call fails after the driver's server selection timeout, 5 s, and a change
+# stream retries once: 10 s) before being cancelled inside the driver, which can break its client
+# so that closing it hangs. A healthy stream looks every second, so this is rarely waited for.
+STOP_PATIENCE = 12.0
 # A SIGTERMed worker starts graceful hand-overs (save, leave voice, close, release) for this
 # long; the bots it has not reached by then are closed without a save and taken over after
 # LEASE_TTL. With the bounded stops already under way, the drain fits the 30 s handover time

@@ -29,10 +29,6 @@ class SlowProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def cut(self) -> None:
-        """The database becomes unreachable: open connections drop, new ones are refused."""
-        await self.close()
-
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()

@@ -11,7 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from app.bots.status import BotState
-from app.db.models import BotLease, WorkerRecord
+from app.db.models import WorkerRecord
 from app.settings import Settings
 from tests.bots.fleet.slow_database import SlowProxy
 from tests.fakes.discord import FakeDiscord
@@ -90,37 +90,4 @@ async def test_slow_but_timely_heartbeats_keep_every_bot_running(
     finally:
         await proxy.close()
     assert not [r for r in caplog.records if "renew deadline" in r.getMessage()]
-    assert all(bot.max_concurrent_sessions == 1 for bot in bots)
-
-
-async def test_sigterm_with_the_database_gone_closes_every_session_and_keeps_the_leases(
-    fake_discord: FakeDiscord, make_settings: Any, mongodb_url: str, mongo: Mongo
-) -> None:
-    """The database becomes unreachable, then the worker drains: no hand-over is possible (no save,
-    no release can be written), so every session is closed without one and the leases stay with
-    the worker (the others take the bots after LEASE_TTL, as after a crash). The drain does not
-    wait on writes that cannot land."""
-    proxy = SlowProxy(mongodb_url)
-    await proxy.start()
-    settings: Settings = make_settings(
-        mongodb_url=proxy.url,
-        discord_api_base=fake_discord.api_base,
-        discord_gateway_url=fake_discord.gateway_url,
-        identify_interval=0.0,
-    )
-    bots = [fake_discord.add_bot(name=f"Cut {n}") for n in range(3)]
-    for bot in bots:
-        await store_bot(mongo, settings, bot)
-    leases = mongo[settings.mongodb_database][BotLease.Settings.name]
-    try:
-        async with running_app(settings) as running:
-            for bot in bots:
-                await running.wait_for(bot, BotState.READY)
-            me = running.manager.fleet.me
-            await proxy.cut()
-        assert not any(fake_discord.is_connected(bot) for bot in bots)
-        owners = {doc["_id"]: doc["owner"] async for doc in leases.find({})}
-        assert owners == {bot.client_id: me for bot in bots}
-    finally:
-        await proxy.close()
     assert all(bot.max_concurrent_sessions == 1 for bot in bots)
