@@ -344,6 +344,7 @@ class FleetCoordinator:
         work = asyncio.ensure_future(asyncio.gather(*(drop(client_id) for client_id in client_ids)))
         done, _ = await asyncio.wait({work}, timeout=remaining)
         if not done:
+            work.add_done_callback(lambda future: None if future.cancelled() else future.exception())
             work.cancel()
             _log.warning("%d of %d bot session(s) not confirmed closed in time; the process exit closes "
                          "the rest", len(client_ids) - closed, len(client_ids))  # fmt: skip

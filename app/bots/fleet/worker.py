@@ -155,7 +155,8 @@ class Heart:
                 *(
                     collection.find_one({"_id": self.identity.id}, {"_id": 1})
                     for _ in range(MAX_BEATS_IN_FLIGHT + 1)
-                )
+                ),
+                return_exceptions=True,  # every failure retrieved: none logged as "never retrieved"
             )
 
     def start(self) -> None:
