@@ -159,7 +159,7 @@ class BotManager:
         previous = self._runners.pop(bot.client_id, None)
         if previous is not None:
             await previous.stop()
-        if not self.fleet.may_run():
+        if not self.fleet.may_run(bot.client_id, epoch):
             return None
         runner = BotRunner(
             bot,

@@ -104,8 +104,12 @@ class DatabaseMonitor:
         self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> bool:
+        # PyMongo's own timeout, not asyncio.wait_for: a cancel landing while PyMongo selects a
+        # server can be lost (the ping then fails later with nobody to collect it) and can leave
+        # its topology lock held, so a later client close hangs.
         try:
-            await asyncio.wait_for(self._client.admin.command("ping"), timeout=min(self._interval, 2.0))
+            with pymongo.timeout(min(self._interval, 2.0)):
+                await self._client.admin.command("ping")
         except (PyMongoError, TimeoutError) as exc:
             if self.reachable:
                 _log.warning("Database unreachable: %s", exc)

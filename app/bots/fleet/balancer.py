@@ -22,6 +22,7 @@ from app.db import leases as lease_db
 if TYPE_CHECKING:
     from app.bots.fleet.host import BotHost
     from app.bots.fleet.leases import LeaseBook
+    from app.bots.fleet.starts import StartPacer
     from app.bots.fleet.view import FleetView
     from app.bots.fleet.worker import Heart
 
@@ -125,10 +126,12 @@ class Balancer:
         view: FleetView,
         book: LeaseBook,
         heart: Heart,
+        pacer: StartPacer,
         interval: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._host = host
+        self._pacer = pacer
         self._view = view
         self._book = book
         self._heart = heart
@@ -227,6 +230,11 @@ class Balancer:
                 continue
             if await lease_db.reap_worker(worker_id, heartbeat=counter):
                 _log.warning("Worker %s stopped heartbeating for %.0fs: reaped", worker_id, view.ttl)
+            elif await lease_db.worker_exists(worker_id):
+                # Its heartbeat landed after our read: it is alive, and its leases are its own.
+                # (Freeing them now would let another worker start bots it still runs.)
+                _log.info("Worker %s heartbeated again before it could be reaped", worker_id)
+                continue
             view.forget_worker(worker_id)
             freed = await lease_db.release_orphans(worker_id)
             if freed:
@@ -268,11 +276,12 @@ class Balancer:
                     self._book.adopt(lease.id, epoch=lease.epoch, restarts=lease.restarts)
 
     async def _run_held(self) -> None:
-        """Every lease this worker holds has a running bot (after a suspension, a restart)."""
+        """Every lease this worker holds has a running bot (after a suspension, a restart), each
+        started through the pacer."""
         running = set(self._host.running())
         for client_id, held in list(self._book.held.items()):
-            if client_id not in running and not await self._host.run_bot(client_id, held.epoch):
-                await self._book.release(client_id)
+            if client_id not in running and not self._pacer.pending(client_id):
+                await self._pacer.begin(client_id, held.epoch)
 
     async def _claim(self, client_ids: Sequence[int]) -> None:
         won = await self._book.claim(client_ids)
@@ -284,10 +293,10 @@ class Balancer:
             return
         _log.info("Claimed %d bot(s)", len(won))
         for client_id, held in won.items():
-            if not await self._host.run_bot(client_id, held.epoch):
-                await self._book.release(client_id)
+            await self._pacer.begin(client_id, held.epoch)
 
     async def _release(self, client_ids: Sequence[int]) -> None:
         _log.info("Handing over %d bot(s) to rebalance the fleet", len(client_ids))
+        self._pacer.discard(client_ids)
         released = await self._book.hand_over(self._host, client_ids, write_timeout=self._interval * 2)
         _log.info("Handed over %d of %d bot(s)", len(released), len(client_ids))

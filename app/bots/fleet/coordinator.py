@@ -14,7 +14,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ from app.bots.fleet.balancer import Balancer
 from app.bots.fleet.host import BotHost
 from app.bots.fleet.leases import LeaseBook
 from app.bots.fleet.requests import RequestRelay
+from app.bots.fleet.starts import StartPacer
 from app.bots.fleet.status import StatusPublisher
 from app.bots.fleet.view import FleetView
 from app.bots.fleet.worker import Heart, LeaseTiming
@@ -38,6 +39,18 @@ _log = logging.getLogger(__name__)
 # How long a draining worker waits for one database write before giving up on it (the others
 # then take its bots over once its heartbeat has stood still for LEASE_TTL).
 DRAIN_WRITE_TIMEOUT = 5.0
+# The same first write when the driver already knows the database is unreachable (or this
+# worker's heartbeat is failing): a short probe, then the drain goes straight to closing.
+DRAIN_PROBE_TIMEOUT = 1.0
+# Closing sessions without a hand-over (abandon: nothing written): this many at once, and all
+# of them within DRAIN_CLOSE_SECONDS (the process exit closes whatever socket is left).
+CLOSE_CONCURRENCY = 64
+DRAIN_CLOSE_SECONDS = 5.0
+# How long the heartbeat, the mirror and the relay get to end by themselves at a drain (with the
+# database unreachable a call fails after the driver's server selection timeout, 5 s, and a change
+# stream retries once: 10 s) before being cancelled inside the driver, which can break its client
+# so that closing it hangs. A healthy stream looks every second, so this is rarely waited for.
+STOP_PATIENCE = 12.0
 # A SIGTERMed worker starts graceful hand-overs (save, leave voice, close, release) for this
 # long; the bots it has not reached by then are closed without a save and taken over after
 # LEASE_TTL. With the bounded stops already under way, the drain fits the 30 s handover time
@@ -99,6 +112,7 @@ class FleetCoordinator:
             workers=coordination.workers,
         )
         self.book = LeaseBook(lambda: self.heart.worker_id)
+        self.pacer = StartPacer(host=host, still_held=self.book.may_start, refused=self._refused)
         self.view = FleetView(
             ttl=timing.ttl,
             interval=timing.interval,
@@ -109,7 +123,12 @@ class FleetCoordinator:
             workers=coordination.workers,
         )
         self.balancer = Balancer(
-            host=host, view=self.view, book=self.book, heart=self.heart, interval=timing.interval
+            host=host,
+            view=self.view,
+            book=self.book,
+            heart=self.heart,
+            pacer=self.pacer,
+            interval=timing.interval,
         )
         # Interactions forwarded to this worker's bots, and forwarded from here (docs/SCALING.md).
         self.relay = RequestRelay(
@@ -150,8 +169,13 @@ class FleetCoordinator:
     def epoch_of(self, client_id: int) -> int | None:
         return self.book.epoch_of(client_id)
 
-    def may_run(self) -> bool:
-        return self.heart.is_current() and not self.draining
+    def may_run(self, client_id: int | None = None, epoch: int | None = None) -> bool:
+        """This worker may run bots now (heartbeat current, not draining); with a bot and an
+        epoch, also: it holds that bot's lease at that epoch and is not handing it over. The
+        host asks this after the last await of a start, so no start outlives its lease."""
+        if not (self.heart.is_current() and not self.draining):
+            return False
+        return client_id is None or epoch is None or self.book.may_start(client_id, epoch)
 
     def workers(self) -> list[WorkerView]:
         counts = self.view.lease_counts()
@@ -225,6 +249,7 @@ class FleetCoordinator:
 
     def status_changed(self, client_id: int) -> None:
         self.publisher.changed(client_id)
+        self.pacer.status_changed(client_id)
 
     async def give_up(self, client_id: int, *, deleted: bool) -> None:
         """The bot was disabled (its lease is released, kept with its epoch) or deleted (its
@@ -251,46 +276,119 @@ class FleetCoordinator:
 
     async def drain(self) -> None:
         """SIGTERM: stop taking bots, hand every bot over (snapshot, leave voice, close, release at
-        once, so the others claim it at once), then leave the fleet."""
+        once, so the others claim it at once), then leave the fleet.
+
+        Bounded: graceful hand-overs start for DRAIN_HAND_OVER_SECONDS at most, and with the
+        database unreachable none starts at all (its saves and releases could not be written):
+        the sessions are closed at once, CLOSE_CONCURRENCY at a time, leases kept, and the
+        others take the bots after LEASE_TTL as after a crash."""
+        started = time.monotonic()
         self.draining = True
         await self.balancer.stop()
+        await self.pacer.stop()
         await self.publisher.stop()
         me = self.me
         workers = self._coordination.workers
-        await self._bounded(lease_db.set_worker_state(me, WorkerState.DRAINING, collection=workers),
-                            "marking it draining")  # fmt: skip
-        held = list(self.book.held)
-        if held:
-            _log.info("Worker %s drains: handing over %d bot(s)", me, len(held))
-        released = await self.book.hand_over(
-            self._host,
-            held,
-            write_timeout=DRAIN_WRITE_TIMEOUT,
-            collection=self._coordination.leases,
-            deadline=time.monotonic() + DRAIN_HAND_OVER_SECONDS,
+        probe = DRAIN_WRITE_TIMEOUT if self._database_looks_reachable() else DRAIN_PROBE_TIMEOUT
+        reachable = await self._bounded(
+            lease_db.set_worker_state(me, WorkerState.DRAINING, collection=workers),
+            "marking it draining",
+            timeout=probe,
         )
+        held = list(self.book.held)
+        released: set[int] = set()
+        if not reachable:
+            _log.warning("Worker %s drains with the database unreachable: closing its %d bot(s) without "
+                         "a hand-over; the others take them after LEASE_TTL", me, len(held))  # fmt: skip
+        elif held:
+            _log.info("Worker %s drains: handing over %d bot(s)", me, len(held))
+            released = await self.book.hand_over(
+                self._host,
+                held,
+                write_timeout=DRAIN_WRITE_TIMEOUT,
+                collection=self._coordination.leases,
+                deadline=started + DRAIN_HAND_OVER_SECONDS,
+            )
         late = [client_id for client_id in held if client_id not in released]
-        if late:
-            # Out of time for graceful hand-overs (or a close not proven): close their sessions
-            # now, without a save, keeping the leases: the others take them after LEASE_TTL, as
-            # after a crash, and resume them from their last snapshots.
-            _log.warning("Worker %s: %d bot(s) not handed over in %.0fs; closing them without a save",
-                         me, len(late), DRAIN_HAND_OVER_SECONDS)  # fmt: skip
-            await asyncio.gather(*(self._host.drop_bot(client_id) for client_id in late))
-        await self.heart.stop()
-        await self.view.stop()
-        await self.relay.stop()
-        if len(released) == len(held):
+        if late and reachable:
+            # Out of time for graceful hand-overs (or a close not proven, or the database went
+            # meanwhile): close their sessions now, without a save, keeping the leases: the
+            # others take them after LEASE_TTL, as after a crash, and resume them from their
+            # last snapshots.
+            _log.warning("Worker %s: %d bot(s) not handed over; closing them without a save",
+                         me, len(late))  # fmt: skip
+        await self.drop_bots(late, deadline=time.monotonic() + DRAIN_CLOSE_SECONDS)
+        # The background loops end by themselves (a stream comes back every second to look; a
+        # call to an unreachable database fails after the driver's server selection) before
+        # anything is cancelled: a task cancelled inside the driver's server selection can break
+        # the client's topology lock, and closing the client then hangs.
+        await asyncio.gather(
+            self.heart.stop(patience=STOP_PATIENCE),
+            self.view.stop(patience=STOP_PATIENCE),
+            self.relay.stop(patience=STOP_PATIENCE),
+        )
+        if reachable and not self.book.unreachable and len(released) == len(held):
             await self._bounded(lease_db.remove_worker(me, collection=workers), "leaving the fleet")
-        else:
+        elif reachable:
             _log.warning("Worker %s: %d bot(s) not handed over; the others take them after LEASE_TTL",
                          me, len(held) - len(released))  # fmt: skip
+        _log.info("Worker %s drained in %.1fs", me, time.monotonic() - started)
         for task in list(self._background):
             task.cancel()
 
-    async def _bounded(self, write: Coroutine[Any, Any, Any], what: str) -> bool:
+    async def drop_bots(
+        self,
+        client_ids: Collection[int],
+        *,
+        deadline: float | None = None,
+        concurrency: int | None = CLOSE_CONCURRENCY,
+    ) -> int:
+        """End these bots' sessions without touching the database, `concurrency` at a time (a
+        thousand closes at once starve the event loop, the heartbeat's included; None: all at
+        once, for the renew deadline, where every socket must start closing now). Returns how
+        many were confirmed closed by `deadline` (monotonic)."""
+        if not client_ids:
+            return 0
+        gate = asyncio.Semaphore(concurrency or len(client_ids))
+        closed = 0
+
+        async def drop(client_id: int) -> None:
+            nonlocal closed
+            async with gate:
+                await self._host.drop_bot(client_id)
+                closed += 1
+
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        work = asyncio.ensure_future(asyncio.gather(*(drop(client_id) for client_id in client_ids)))
+        done, _ = await asyncio.wait({work}, timeout=remaining)
+        if not done:
+            work.add_done_callback(lambda future: None if future.cancelled() else future.exception())
+            work.cancel()
+            _log.warning("%d of %d bot session(s) not confirmed closed in time; the process exit closes "
+                         "the rest", len(client_ids) - closed, len(client_ids))  # fmt: skip
+        elif (error := work.exception()) is not None:
+            _log.warning("Closing bot sessions failed: %r", error)
+        return closed
+
+    def _database_looks_reachable(self) -> bool:
+        """What the driver already knows, without a round trip: a server it can write to, and a
+        heartbeat that is not failing."""
+        if self.heart.failing:
+            return False
+        collection = self._coordination.workers
+        if collection is None:
+            collection = WorkerRecord.get_pymongo_collection()
         try:
-            with pymongo.timeout(DRAIN_WRITE_TIMEOUT):
+            return collection.database.client.topology_description.has_writable_server()
+        except Exception:  # an unopened client: let the write decide
+            return True
+
+    async def _bounded(
+        self, write: Coroutine[Any, Any, Any], what: str, *, timeout: float = DRAIN_WRITE_TIMEOUT
+    ) -> bool:
+        """False: the write failed or did not finish in time."""
+        try:
+            with pymongo.timeout(timeout):
                 await write
         except PyMongoError as exc:
             _log.warning("Worker %s: %s failed (%s)", self.me, what, exc)
@@ -303,20 +401,31 @@ class FleetCoordinator:
         await self.view.refresh_workers()
 
     async def _expired(self) -> None:
-        await self._host_drop_all()
+        self.pacer.clear()
+        await self.drop_bots(list(self._host.running()), concurrency=None)
 
     async def _reaped(self) -> None:
         self.book.clear()
-        await self._host_drop_all()
+        self.pacer.clear()
+        await self.drop_bots(list(self._host.running()), concurrency=None)
 
-    async def _host_drop_all(self) -> None:
-        await asyncio.gather(*(self._host.drop_bot(client_id) for client_id in list(self._host.running())))
+    async def _refused(self, client_id: int) -> None:
+        """The host will not run the bot (disabled meanwhile): its lease goes back."""
+        await self.book.release(client_id)
 
     def _membership_changed(self) -> None:
         self.balancer.wake()
 
     def _lease_changed(self, client_id: int, before: BotLease | None, after: BotLease | None) -> None:
         held = self.book.held.get(client_id)
+        if (
+            held is not None
+            and client_id in self.book.releasing
+            and after is not None
+            and after.owner is None
+            and after.epoch == held.epoch
+        ):
+            held = None  # our own hand-over's release, seen before the book forgot the lease
         if held is not None:
             if (
                 after is None
@@ -324,6 +433,7 @@ class FleetCoordinator:
                 or (after.epoch == held.epoch and after.owner != self.me)
             ):
                 self.book.drop(client_id)
+                self.pacer.discard([client_id])
                 now = "gone" if after is None else f"{after.owner} epoch {after.epoch}"
                 _log.warning("Bot %d: its lease (epoch %d) is now %s; stopping it at once",
                              client_id, held.epoch, now)  # fmt: skip

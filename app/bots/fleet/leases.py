@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pymongo
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from app.db import leases as lease_db
 from app.db.leases import LeasesCollection
@@ -31,6 +31,9 @@ RELEASE_BATCH_EVERY = 0.25
 # starved its own event loop (and its heartbeat) with 2,000 closes at once; the first bots are
 # also released sooner when they do not all wait on each other.
 HAND_OVER_CONCURRENCY = 64
+# Hand-overs already under way at the deadline get this long to finish; after that the caller
+# goes on (their bots keep their leases and are taken over after LEASE_TTL, as after a crash).
+HAND_OVER_OVERRUN = 5.0
 
 
 @dataclass(slots=True)
@@ -43,9 +46,18 @@ class LeaseBook:
     def __init__(self, worker_id: Callable[[], str]) -> None:
         self._worker_id = worker_id  # changes when the worker registers again after being reaped
         self.held: dict[int, Held] = {}
+        # Bots being handed over: stopped, about to be released; nothing may start them again.
+        self.releasing: set[int] = set()
+        # A hand-over's release found the database unreachable (the drain stops being graceful).
+        self.unreachable = False
 
     def holds(self, client_id: int) -> bool:
         return client_id in self.held
+
+    def may_start(self, client_id: int, epoch: int) -> bool:
+        """The lease is held at exactly that epoch and is not being handed over."""
+        held = self.held.get(client_id)
+        return held is not None and held.epoch == epoch and client_id not in self.releasing
 
     def epoch_of(self, client_id: int) -> int | None:
         held = self.held.get(client_id)
@@ -91,14 +103,18 @@ class LeaseBook:
         keeps its lease; so does a batch whose release failed (its bots are stopped: this worker
         may run them again, or the others take them once it is gone). `deadline` (monotonic):
         no bot's hand-over starts after it; those bots are left running, lease held, for the
-        caller to drop."""
+        caller to drop; and HAND_OVER_OVERRUN after it, this returns even if some stops are
+        still under way (they finish on their own; their leases are not released). Once a
+        release finds the database unreachable (`unreachable`), no further graceful hand-over
+        starts either (its saves could not be written): those bots are left to the caller too."""
         stopped: list[int] = []
         released: set[int] = set()
         gate = asyncio.Semaphore(HAND_OVER_CONCURRENCY)
+        self.releasing.update(client_ids)
 
         async def stop(client_id: int) -> None:
             async with gate:
-                if deadline is not None and time.monotonic() >= deadline:
+                if self.unreachable or (deadline is not None and time.monotonic() >= deadline):
                     return
                 if await host.hand_over(client_id):
                     stopped.append(client_id)
@@ -113,17 +129,29 @@ class LeaseBook:
                     await lease_db.release_many(batch, worker_id=self._worker_id(), collection=collection)
             except PyMongoError as exc:
                 _log.warning("%d stopped bot(s) not released (%s)", len(batch), exc)
+                if isinstance(exc, ConnectionFailure):  # unreachable, or too slow for one write
+                    self.unreachable = True
                 return
             for client_id in batch:
                 self.held.pop(client_id, None)
             released.update(batch)
 
-        stops = asyncio.ensure_future(asyncio.gather(*(stop(client_id) for client_id in client_ids)))
-        while not stops.done():
-            await asyncio.wait({stops}, timeout=RELEASE_BATCH_EVERY)
-            await flush()
-        await stops
-        await flush()
+        try:
+            stops = asyncio.ensure_future(asyncio.gather(*(stop(client_id) for client_id in client_ids)))
+            while not stops.done():
+                await asyncio.wait({stops}, timeout=RELEASE_BATCH_EVERY)
+                if not self.unreachable:
+                    await flush()
+                if deadline is not None and time.monotonic() >= deadline + HAND_OVER_OVERRUN:
+                    _log.warning("Hand-overs still under way %.0fs after the deadline; leaving them",
+                                 HAND_OVER_OVERRUN)  # fmt: skip
+                    break
+            else:
+                await stops
+            if not self.unreachable:
+                await flush()
+        finally:
+            self.releasing.difference_update(client_ids)
         return released
 
     def adopt(self, client_id: int, *, epoch: int, restarts: int) -> None:

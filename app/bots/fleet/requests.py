@@ -10,6 +10,7 @@ and the receiver's "cancelled" lands first decides, atomically, who answers the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -50,6 +51,7 @@ class RequestRelay:
         # Checked by the loops too: a cancellation can be lost inside the driver's server selection
         # while the database is down (asyncio.wait_for on Python 3.11), and the loop would go on.
         self._stopping = False
+        self._stopped = asyncio.Event()
         self.mode: Literal["change_stream", "poll"] | None = None
 
     # -- the receiving side -------------------------------------------------------------------------
@@ -85,10 +87,15 @@ class RequestRelay:
 
     def start(self, *, mode: str = "auto") -> None:
         self._stopping = False
+        self._stopped.clear()
         self._task = asyncio.create_task(self._run(poll=mode == "poll"), name="fleet-requests")
 
-    async def stop(self) -> None:
+    async def stop(self, *, patience: float = 0.0) -> None:
+        """`patience`: as `FleetView.stop` (let the loop end by itself before cancelling it)."""
         self._stopping = True
+        self._stopped.set()
+        if self._task is not None and not self._task.done() and patience > 0:
+            await asyncio.wait({self._task}, timeout=patience)
         await cancel_bounded([self._task, *self._claims], 1.0, what="Forwarded requests")
         self._task = None
 
@@ -102,7 +109,7 @@ class RequestRelay:
                     self._claim(request.id, request.target_bot)
             except PyMongoError as exc:
                 _log.debug("Reading forwarded requests failed (%s)", exc)
-            await asyncio.sleep(POLL_INTERVAL)
+            await self._sleep(POLL_INTERVAL)
 
     async def _follow(self) -> None:
         """Returns only when the database has no change streams (then the caller polls)."""
@@ -136,7 +143,13 @@ class RequestRelay:
     async def _pause(self, backoff: Backoff, exc: BaseException) -> None:
         delay = backoff.next_delay()
         _log.debug("Change stream on fleet_requests interrupted (%s); reopening in %.1fs", exc, delay)
-        await asyncio.sleep(delay)
+        await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep, or less if the relay stops meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._stopped.wait()
 
     def _claim(self, request_id: Any, target_bot: int) -> None:
         if not self._can_deliver(target_bot):

@@ -73,11 +73,17 @@ class FleetView:
         self._voice: dict[Any, VoiceAssignment] = {}
         self._voice_by_channel: dict[tuple[int, int], VoiceAssignment] = {}
         self._reload = asyncio.Event()
+        # What the change streams applied, in order: a reload keeps what they changed during
+        # its read (see `reload_leases`).
+        self._stream_seq = 0
+        self._streamed: dict[int, int] = {}
+        self._voice_streamed: dict[Any, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.mode: Literal["change_stream", "poll"] | None = None
         # Checked by the loops too: a cancellation can be lost inside the driver's server selection
         # while the database is down (asyncio.wait_for on Python 3.11), and a loop would go on.
         self._stopping = False
+        self._stopped = asyncio.Event()
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -85,7 +91,10 @@ class FleetView:
         """Read every worker (after each heartbeat): the observer's evidence. False: the read
         failed, and observation starts again from zero."""
         try:
-            with pymongo.timeout(max(0.5, self._interval)):
+            # As long as a heartbeat may take: a slow read is still evidence (its time is noted
+            # when it returns, which only shortens what it proves), and a read cut short makes
+            # the driver drop its connection, so the next heartbeat would pay for a new one.
+            with pymongo.timeout(max(0.5, self.ttl * 2 / 3)):
                 records = await lease_db.all_workers(self._workers_collection)
         except PyMongoError as exc:
             self.observer.lost_sight()
@@ -99,7 +108,18 @@ class FleetView:
         return True
 
     async def reload_leases(self) -> None:
-        leases = {lease.id: lease for lease in await lease_db.all_leases()}
+        """Read every lease again. A lease the change stream updated while the read was under way
+        keeps the stream's version: the read may predate it, and the stream will not deliver
+        that change again (a stale read kept would hide, say, another worker's claim until the
+        next reload; the stream delivers every later change, so its version is never stuck)."""
+        mark = self._stream_seq
+        read = {lease.id: lease for lease in await lease_db.all_leases()}
+        streamed = {client_id for client_id, seq in self._streamed.items() if seq > mark}
+        leases = {client_id: lease for client_id, lease in read.items() if client_id not in streamed}
+        leases.update(
+            {client_id: self._leases[client_id] for client_id in streamed if client_id in self._leases}
+        )
+        self._streamed = {client_id: seq for client_id, seq in self._streamed.items() if seq > mark}
         old, self._leases = self._leases, leases
         for client_id in old.keys() | leases.keys():
             before, after = old.get(client_id), leases.get(client_id)
@@ -107,9 +127,19 @@ class FleetView:
                 self._on_lease(client_id, before, after)
 
     async def reload_voice(self) -> None:
+        """Read every assignment again (the mirror stays whole meanwhile); as for the leases, an
+        assignment the stream changed during the read keeps the stream's version."""
+        mark = self._stream_seq
+        read = await routing_db.all_voice()
+        streamed = {doc_id for doc_id, seq in self._voice_streamed.items() if seq > mark}
+        current = {doc_id: self._voice[doc_id] for doc_id in streamed if doc_id in self._voice}
+        self._voice_streamed = {doc_id: seq for doc_id, seq in self._voice_streamed.items() if seq > mark}
         self._voice = {}
         self._voice_by_channel = {}
-        for assignment in await routing_db.all_voice():
+        for assignment in read:
+            if assignment.id not in streamed:
+                self._put_voice(assignment)
+        for assignment in current.values():
             self._put_voice(assignment)
 
     def _put_voice(self, assignment: VoiceAssignment) -> None:
@@ -135,6 +165,7 @@ class FleetView:
     def start(self, *, mode: str = "auto") -> None:
         """`mode` is RELOAD_MODE: "poll" reads the leases every interval instead of streaming."""
         self._stopping = False
+        self._stopped.clear()
         self._tasks = [asyncio.create_task(self._refresh_leases(), name="fleet-leases-refresh")]
         if mode != "poll":
             self._tasks += [
@@ -156,8 +187,16 @@ class FleetView:
         else:
             self.mode = "poll"
 
-    async def stop(self) -> None:
+    async def stop(self, *, patience: float = 0.0) -> None:
+        """Stop following. `patience`: seconds to let the loops notice and end by themselves
+        before they are cancelled (with the database unreachable they are inside the driver's
+        server selection, and a task cancelled there can leave the client's topology lock
+        broken, so that closing the client later hangs)."""
         self._stopping = True
+        self._stopped.set()
+        pending = [task for task in self._tasks if not task.done()]
+        if pending and patience > 0:
+            await asyncio.wait(pending, timeout=patience)
         await cancel_bounded(self._tasks, 1.0, what="The fleet mirror")
         self._tasks = []
 
@@ -166,7 +205,9 @@ class FleetView:
             every = self._interval if self.mode == "poll" else self._interval * RELOAD_EVERY_INTERVALS
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(every):
-                    await self._reload.wait()
+                    await self._first(self._reload)
+            if self._stopping:
+                return
             self._reload.clear()
             try:
                 await self.reload_leases()
@@ -181,14 +222,18 @@ class FleetView:
         backoff = Backoff(initial=0.5, maximum=10.0)
         while not self._stopping:
             try:
-                stream = await collection.watch(full_document="updateLookup", resume_after=resume_token)
+                stream = await collection.watch(
+                    full_document="updateLookup", resume_after=resume_token, max_await_time_ms=1000
+                )
                 async with stream:
                     self.mode = "change_stream"
                     self._reload.set()  # catch up on what changed while no stream was open
                     backoff.reset()
-                    async for change in stream:
+                    while not self._stopping:
+                        change = await stream.try_next()  # back every max_await to see a stop
                         resume_token = stream.resume_token
-                        apply(change)
+                        if change is not None:
+                            apply(change)
             except OperationFailure as exc:
                 if exc.code in _UNSUPPORTED_CODES or "replica set" in str(exc).lower():
                     _log.warning("No change streams (%s): polling %s every %.1fs", exc, what, self._interval)
@@ -202,7 +247,18 @@ class FleetView:
     async def _pause(self, backoff: Backoff, what: str, exc: BaseException) -> None:
         delay = backoff.next_delay()
         _log.debug("Change stream on %s interrupted (%s); reopening in %.1fs", what, exc, delay)
-        await asyncio.sleep(delay)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._stopped.wait()
+
+    async def _first(self, event: asyncio.Event) -> None:
+        """Wait for `event`, or for the mirror to stop."""
+        waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stopped.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def _apply_worker(self, change: dict[str, Any]) -> None:
         worker_id = change.get("documentKey", {}).get("_id")
@@ -226,6 +282,8 @@ class FleetView:
         if not isinstance(client_id, int):
             return
         document = change.get("fullDocument")
+        self._stream_seq += 1
+        self._streamed[client_id] = self._stream_seq
         before = self._leases.get(client_id)
         if document is None:
             self._leases.pop(client_id, None)
@@ -238,6 +296,8 @@ class FleetView:
     def _apply_voice(self, change: dict[str, Any]) -> None:
         document_id = change.get("documentKey", {}).get("_id")
         document = change.get("fullDocument")
+        self._stream_seq += 1
+        self._voice_streamed[document_id] = self._stream_seq
         if document is None:
             self._drop_voice(document_id)
         else:

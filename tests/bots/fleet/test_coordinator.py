@@ -9,6 +9,7 @@ from pymongo import AsyncMongoClient
 
 from app.bots.fleet import coordinator
 from app.bots.status import BotState
+from app.db import leases as lease_db
 from app.db.models import BotLease, WorkerRecord
 from app.settings import Settings
 from tests.fakes.discord import FakeBot, FakeDiscord
@@ -44,11 +45,63 @@ async def test_a_lease_taken_by_another_worker_stops_the_bot_at_once(
     async with running_app(fleet_settings) as running:
         await running.wait_for(bot, BotState.READY)
         first = epoch(running, bot)
-        assert first is not None
+        old = running.manager.get_runner(bot.client_id)
+        assert first is not None and old is not None
         await leases.update_one(
             {"_id": bot.client_id}, {"$set": {"owner": "elsewhere:1:0"}, "$inc": {"epoch": 1}}
         )
-        await until(lambda: not fake_discord.is_connected(bot), what="the bot to stop")
+        # The runner of the lost epoch stops. (Not "the fake sees no session": the bot may be
+        # claimed and connected again before a poll would see the gap.)
+        await old.wait_for_state(BotState.STOPPED, timeout=WAIT)
+        await until(lambda: (epoch(running, bot) or 0) >= first + 2, what="the bot to be claimed again")
+        await running.wait_for(bot, BotState.READY)
+    assert bot.max_concurrent_sessions == 1
+
+
+async def test_a_reload_racing_the_stream_keeps_the_stream_version(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: Mongo, monkeypatch: Any
+) -> None:
+    """A full reload of the leases whose read predates a change the stream has just applied (the
+    race behind the test above failing now and then): the mirror keeps the stream's version, so
+    the foreign owner stays visible, its lease is freed once its worker is confirmed gone, and the
+    bot comes back here. (Before, the stale read put the old lease back; nothing freed the bot
+    until the next periodic reload, 30 s later.)"""
+    bot = fake_discord.add_bot()
+    await store_bot(mongo, fleet_settings, bot)
+    leases = mongo[fleet_settings.mongodb_database][BotLease.Settings.name]
+    async with running_app(fleet_settings) as running:
+        await running.wait_for(bot, BotState.READY)
+        first = epoch(running, bot)
+        assert first is not None
+        view, balancer = running.manager.fleet.view, running.manager.fleet.balancer
+        real_read, real_reload = lease_db.all_leases, view.reload_leases
+        reading, release, reloaded = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def slow_read() -> list[BotLease]:
+            read = await real_read()
+            monkeypatch.setattr(lease_db, "all_leases", real_read)  # only this one read is slow
+            reading.set()
+            await release.wait()
+            return read
+
+        async def reload() -> None:
+            await real_reload()
+            reloaded.set()
+
+        monkeypatch.setattr(lease_db, "all_leases", slow_read)
+        monkeypatch.setattr(view, "reload_leases", reload)
+        view.needs_reload()
+        async with asyncio.timeout(WAIT):
+            await reading.wait()
+            old = running.manager.get_runner(bot.client_id)
+            assert old is not None
+            async with balancer._lock:  # no round until the reload has ended
+                await leases.update_one(
+                    {"_id": bot.client_id}, {"$set": {"owner": "elsewhere:1:0"}, "$inc": {"epoch": 1}}
+                )
+                await old.wait_for_state(BotState.STOPPED, timeout=WAIT)  # the stream saw it
+                release.set()  # the reload ends with what it read before the change
+                await reloaded.wait()
         await until(lambda: (epoch(running, bot) or 0) >= first + 2, what="the bot to be claimed again")
         await running.wait_for(bot, BotState.READY)
     assert bot.max_concurrent_sessions == 1
@@ -129,6 +182,48 @@ async def test_a_drain_out_of_time_closes_the_rest_and_keeps_their_leases(
     assert owners == {bot.client_id: me for bot in bots}
     assert await database[WorkerRecord.Settings.name].count_documents({"_id": me}) == 1
     assert all(bot.max_concurrent_sessions == 1 for bot in bots)
+
+
+async def test_a_reap_that_misses_frees_nothing(
+    fake_discord: FakeDiscord, make_settings: Any, mongo: Mongo, monkeypatch: Any
+) -> None:
+    """This worker observed another's counter stand still for LEASE_TTL, but that worker's
+    heartbeat lands just before the reap: the reap misses, so that worker is alive and its leases
+    stay its own (freeing them would let this worker start a bot the other still runs). Once it
+    really stays silent, it is reaped and its bot taken over here."""
+    settings: Settings = make_settings(
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        identify_interval=0.0,
+        lease_ttl=3.0,
+    )
+    bot = fake_discord.add_bot()
+    await store_bot(mongo, settings, bot)
+    database = mongo[settings.mongodb_database]
+    workers = database[WorkerRecord.Settings.name]
+    leases = database[BotLease.Settings.name]
+    other = "elsewhere:1:0"
+    await workers.insert_one({"_id": other, "address": "http://127.0.0.1:9", "host": "elsewhere", "pid": 1,
+                              "heartbeat": 0, "state": "active", "bots": 1})  # fmt: skip
+    await leases.insert_one({"_id": bot.client_id, "owner": other, "epoch": 1, "restarts": 0})
+    owners_seen_at_reap: list[str | None] = []
+    real_reap = lease_db.reap_worker
+
+    async def reap(worker_id: str, *, heartbeat: int) -> bool:
+        lease = await leases.find_one({"_id": bot.client_id})
+        assert lease is not None
+        owners_seen_at_reap.append(lease["owner"])
+        if len(owners_seen_at_reap) == 1:  # its heartbeat lands between our read and our reap
+            await workers.update_one({"_id": worker_id}, {"$inc": {"heartbeat": 1}})
+        return await real_reap(worker_id, heartbeat=heartbeat)
+
+    monkeypatch.setattr(lease_db, "reap_worker", reap)
+    async with running_app(settings) as running:
+        await until(lambda: running.manager.get_runner(bot.client_id) is not None, what="the takeover")
+        await running.wait_for(bot, BotState.READY)
+        assert owners_seen_at_reap[:2] == [other, other]  # the missed reap freed nothing
+        assert epoch(running, bot) == 2
+    assert bot.max_concurrent_sessions == 1
 
 
 async def test_leases_are_counted_held_and_unowned_for_metrics(
