@@ -16,7 +16,7 @@ import discord.voice_client
 import yarl
 from pymongo import AsyncMongoClient
 
-from app.db.connection import connect_database, make_client
+from app.db.connection import close_client, connect_database, make_client
 from app.embedded import EmbeddedDatabase, embedded_database
 from app.key_file import load_or_create_keys
 from app.settings import Settings
@@ -105,8 +105,8 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
         client = await connect_database(
             url, settings.mongodb_database, timeout=settings.database_startup_timeout
         )
-        stack.push_async_callback(client.close)
+        stack.push_async_callback(close_client, client)
         coordination = make_client(url, maxPoolSize=4, appname="chorus-fleet")
-        stack.push_async_callback(coordination.close)
+        stack.push_async_callback(close_client, coordination)
         yield Store(client=client, database=settings.mongodb_database, cipher=cipher, embedded=embedded,
                     coordination_client=coordination)  # fmt: skip
