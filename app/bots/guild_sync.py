@@ -31,12 +31,17 @@ class GuildSync:
         client_id: int,
         record: Callable[[], MusicBot],
         ready_client: Callable[[], MusicBotClient | None],
+        recorded: frozenset[int] | None = None,
     ) -> None:
         self.client_id = client_id
         self._record = record  # the runner's current record (hot reload may replace it)
         self._ready_client = ready_client  # the bot's client while it is ready, else None
         self._wanted = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.passes = 0  # passes that saw the bot ready (a test waits for the first)
+        # The bot's active guild records as read for the fleet's start: the first pass needs no
+        # read of its own. Later passes read (other writers may have changed the records).
+        self._recorded = recorded
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._guild_sync_loop(), name=f"bot-{self.client_id}-guilds")
@@ -50,7 +55,7 @@ class GuildSync:
             await self._wanted.wait()
             self._wanted.clear()
             try:
-                await self._sync()
+                synced = await self._sync()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -65,11 +70,13 @@ class GuildSync:
                 self._wanted.set()
                 continue
             backoff.reset()
+            self.passes += synced
 
-    async def _sync(self) -> None:
+    async def _sync(self) -> bool:
+        """One pass; False: the bot is not ready (nothing to compare with)."""
         client = self._ready_client()
         if client is None:
-            return
+            return False
         # A guild still unavailable after READY (a Discord outage) has no data yet (`me` is None):
         # it keeps its record until its GUILD_CREATE arrives and wakes this loop again.
         unavailable = [guild.id for guild in client.guilds if guild.unavailable or guild.me is None]
@@ -81,16 +88,20 @@ class GuildSync:
                       self.client_id, len(unavailable))  # fmt: skip
         record = self._record()
         assert record.id is not None
+        recorded, self._recorded = self._recorded, None
         activated, removed = await queries.reconcile_bot_guilds(
-            record.id, guild_ids, failed=failed, unavailable=unavailable
+            record.id, guild_ids, failed=failed, unavailable=unavailable, recorded=recorded
         )
         guild_count = len(guild_ids) + len(unavailable)
-        record.guild_count, record.user_count = guild_count, client.user_count
-        await queries.update_bot_guild_count(
-            self.client_id, guild_count=guild_count, user_count=client.user_count
-        )
+        if (record.guild_count, record.user_count) != (guild_count, client.user_count):
+            # Written only when they changed: a restart of an unchanged fleet writes nothing here.
+            await queries.update_bot_guild_count(
+                self.client_id, guild_count=guild_count, user_count=client.user_count
+            )
+            record.guild_count, record.user_count = guild_count, client.user_count
         if activated or removed:
             _log.info("Bot %d guilds: %d activated, %d removed", self.client_id, activated, removed)
+        return True
 
 
 def _cannot_play_in(guild: discord.Guild) -> str | None:

@@ -10,9 +10,13 @@ client after an error), so that hook is where the retry policy lives:
   A sharded bot sends one IDENTIFY per shard: the spacing is the bot's (Discord's
   `max_concurrency` 1 puts every shard in one bucket), the backoff follows each shard's own
   session, so the shards of one launch are spaced, not backed off.
-* `IdentifyLedger` counts IDENTIFYs of the last 24 h (every shard's) in memory. It is loaded from
-  `bot_identify_log` in the background and persisted in the background with retries: a
-  database that is down or hangs never holds an IDENTIFY back.
+* `IdentifyLedger` counts IDENTIFYs of the last 24 h (every shard's). A bot's first IDENTIFY
+  after its start is claimed in the database in ONE atomic round trip that checks the budget
+  against the persisted log and logs the IDENTIFY (`queries.claim_identify`): that is the only
+  database operation of a bot's start. Its answer loads the log into memory; every later
+  IDENTIFY (reconnects) is decided from memory and persisted in the background with retries. A
+  database that is down or hangs holds the first IDENTIFY back at most `FIRST_CLAIM_WAIT`
+  seconds, then the ledger goes on from memory (loading and persisting in the background).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ DISCORD_DAILY_IDENTIFY_LIMIT = 1000
 WINDOW = timedelta(hours=24)
 # One attempt to read or write the log; a hung database fails the attempt, which is retried.
 _ATTEMPT_TIMEOUT = 5.0
+# How long a bot's first IDENTIFY waits for its claim in the database before deciding from memory.
+FIRST_CLAIM_WAIT = 2.0
 
 
 def identify_budget(share: float) -> int:
@@ -114,35 +120,24 @@ class IdentifyPacer:
 
 
 class IdentifyLedger:
-    """One bot's IDENTIFYs of the last 24 h, decided from memory, persisted in the background."""
+    """One bot's IDENTIFYs of the last 24 h: claimed in the database at the first IDENTIFY (one
+    round trip), then decided from memory and persisted in the background."""
 
-    def __init__(self, client_id: int, *, budget_share: float) -> None:
+    def __init__(
+        self, client_id: int, *, budget_share: float, first_claim_wait: float = FIRST_CLAIM_WAIT
+    ) -> None:
         self.client_id = client_id
         self.budget_share = budget_share
         self.budget = identify_budget(budget_share)
+        self._first_claim_wait = first_claim_wait
         self._started_at = _ms(utcnow())
         self._earlier: list[datetime] = []  # logged before this ledger started (loaded)
         self._mine: list[datetime] = []  # made through this ledger
         self._unsaved: list[datetime] = []
         self._wake = asyncio.Event()
-        self.loaded = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._load_and_persist(), name=f"identify-log-{self.client_id}")
-
-    async def wait_loaded(self, timeout: float) -> bool:
-        """Wait (at most `timeout`) for the persisted count; the caller goes on without it if late."""
-        try:
-            await asyncio.wait_for(self.loaded.wait(), timeout)
-        except TimeoutError:
-            _log.warning(
-                "Bot %d: its IDENTIFY log is not loaded yet (database slow or down); "
-                "counting from memory until it is",
-                self.client_id,
-            )
-            return False
-        return True
+        self.loaded = asyncio.Event()  # the persisted log is known (claimed or loaded)
+        self._claiming = asyncio.Lock()  # one claim at a time (the shards of one bot)
+        self._task: asyncio.Task[None] | None = None  # loads (if needed) and persists in the background
 
     def count(self, *, now: datetime | None = None) -> int:
         """IDENTIFYs of the 24 h before `now` (default: now). Both lists are kept sorted: a
@@ -155,7 +150,7 @@ class IdentifyLedger:
 
     def check(self, needed: int = 1) -> None:
         """Raise IdentifyBudgetExceeded when `needed` more IDENTIFYs (one per shard) would pass
-        the budget."""
+        the budget, as far as memory knows (nothing before the first claim)."""
         count = self.count()
         if count + needed > self.budget:
             raise IdentifyBudgetExceeded(
@@ -164,23 +159,64 @@ class IdentifyLedger:
                 "Discord does not reset the token. Fix the cause, then restart the bot."
             )
 
-    def record(self) -> None:
+    async def claim(self) -> None:
+        """An IDENTIFY is about to be sent: check the budget and count it, or raise
+        IdentifyBudgetExceeded. The first claim asks the database (one round trip, bounded by
+        `FIRST_CLAIM_WAIT`); later ones are decided from memory."""
+        async with self._claiming:
+            if not self.loaded.is_set() and self._task is None and await self._claim_in_database():
+                return
+            self.check()
+            self._record()
+
+    async def _claim_in_database(self) -> bool:
+        """True: the database decided (and logged it when allowed). False: it did not answer in
+        time; the caller decides from memory and the log is loaded in the background."""
+        at = _ms(utcnow())
+        try:
+            with pymongo.timeout(self._first_claim_wait):
+                allowed, logged = await queries.claim_identify(self.client_id, at=at, budget=self.budget)
+        except PyMongoError as exc:
+            # A claim that timed out after the server applied it is counted twice (here and in
+            # the background write): that errs on the side of the token.
+            _log.warning(
+                "Bot %d: its IDENTIFY budget could not be checked in the database (%s); "
+                "counting from memory until it answers",
+                self.client_id,
+                exc,
+            )
+            return False
+        if allowed:
+            logged.remove(at)
+            self._mine.append(at)
+            IDENTIFIES.inc()
+        self._earlier = logged
+        self.loaded.set()
+        if self._earlier:
+            _log.info("Bot %d: %d IDENTIFY(s) in the last 24 h before this start",
+                      self.client_id, len(self._earlier))  # fmt: skip
+        if not allowed:
+            self.check()  # raises: the persisted log is full
+        return True
+
+    def _record(self) -> None:
         """Count one IDENTIFY now; it is written to the database in the background."""
         now = _ms(utcnow())
         since = now - WINDOW
         self._mine = [at for at in self._mine if at >= since]
         bisect.insort(self._mine, now)  # sorted even if the wall clock stepped back
         self._unsaved.append(now)
-        self._wake.set()
         IDENTIFIES.inc()
+        if self._task is None:
+            self._task = asyncio.create_task(self._load_and_persist(), name=f"identify-log-{self.client_id}")
+        self._wake.set()
 
     async def close(self, timeout: float) -> None:
         """Write what is still unsaved (bounded: a database that is down loses at most these)."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         if not self._unsaved:
             return
         try:
@@ -190,7 +226,8 @@ class IdentifyLedger:
                          self.client_id, len(self._unsaved), exc)  # fmt: skip
 
     async def _load_and_persist(self) -> None:  # a name the benchmarks' profiles look for
-        await self._load()
+        if not self.loaded.is_set():
+            await self._load()
         while True:
             await self._wake.wait()
             self._wake.clear()

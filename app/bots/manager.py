@@ -16,6 +16,7 @@ from app.bots.events import FleetEvents
 from app.bots.reload import FleetWatcher
 from app.bots.router import FleetRouter
 from app.bots.runner import BotRunner
+from app.bots.startup import FleetStartFacts, StartFacts
 from app.bots.status import BotState, BotStatus, stored_status
 from app.db import queries
 from app.db.models import MusicBot, utcnow
@@ -67,8 +68,9 @@ class BotManager:
         prepare_for_fleet(bots=len(bots), lavalink_nodes=len(self._lavalink_nodes))
         _log.info("Starting %d bot(s); %d disabled", len(bots), len(self._disabled))
         self.scheduler.start()
+        facts = await FleetStartFacts.read(bots)  # what each bot's start would read for itself
         for bot in bots:
-            await self.start_bot(bot)
+            await self.start_bot(bot, facts=facts.take(bot) if facts is not None else None)
         self._invite_sweeper = asyncio.create_task(self._sweep_invites(), name="invite-expiry")
         self.watcher.start()
 
@@ -87,12 +89,13 @@ class BotManager:
         and the hot-reload watcher may act on the same change), while other bots never wait."""
         return self._locks.setdefault(client_id, asyncio.Lock())
 
-    async def start_bot(self, bot: MusicBot) -> BotRunner:
-        """Start (or restart) one bot. Returns at once; the bot logs in in the background."""
+    async def start_bot(self, bot: MusicBot, *, facts: StartFacts | None = None) -> BotRunner:
+        """Start (or restart) one bot. Returns at once; the bot logs in in the background.
+        `facts`: its share of what was read for the whole fleet at its start."""
         async with self._bot_lock(bot.client_id):
-            return await self._start(bot)
+            return await self._start(bot, facts)
 
-    async def _start(self, bot: MusicBot) -> BotRunner:
+    async def _start(self, bot: MusicBot, facts: StartFacts | None = None) -> BotRunner:
         previous = self._runners.pop(bot.client_id, None)
         if previous is not None:
             await previous.stop()
@@ -107,6 +110,7 @@ class BotManager:
             manager=self,
             on_failed=self._bot_failed,
             events=self.events,
+            start_facts=facts,
         )
         self._runners[bot.client_id] = runner
         runner.start()

@@ -40,6 +40,8 @@ _RELEVANT = [
         }
     }
 ]
+# Fields of a bot's record its own guild sync writes while it runs: they never call for a sync.
+_WRITTEN_BY_THE_BOT = {"guild_count", "user_count", "updated_at"}
 _UNSUPPORTED_CODES = {40573, 40324, 303}
 AWAIT_MS = 500  # longest a change-stream getMore waits on the server
 STOP_TIMEOUT = 1.0  # change streams need a replica set / are not supported
@@ -151,8 +153,21 @@ class FleetWatcher:
         records = await MusicBot.find_all().to_list()
         self._client_ids = {r.id: r.client_id for r in records if r.id is not None}
         stored = [r.client_id for r in records]
-        for client_id in [*stored, *sorted(self._manager.known_client_ids() - set(stored))]:
+        # A bot running exactly as read needs nothing (doing nothing cannot undo a concurrent
+        # change): no read of its own. At a fleet's start that is every bot: no N reads.
+        pending = [r.client_id for r in records if not self._running_as(r)]
+        for client_id in [*pending, *sorted(self._manager.known_client_ids() - set(stored))]:
             await self._sync(client_id)
+
+    def _running_as(self, record: MusicBot) -> bool:
+        """The bot runs with this record already, but for the counts its own guild sync writes."""
+        runner = self._manager.get_runner(record.client_id)
+        return (
+            runner is not None
+            and record.enabled
+            and runner.record.model_dump(exclude=_WRITTEN_BY_THE_BOT)
+            == record.model_dump(exclude=_WRITTEN_BY_THE_BOT)
+        )
 
     async def _sync(self, client_id: int) -> None:
         try:

@@ -23,6 +23,7 @@ from app.bots.guild_sync import GuildSync
 from app.bots.identify import IdentifyLedger, IdentifyPacer
 from app.bots.router import FleetRouter
 from app.bots.sharding import PLAIN, ShardPlan, ShardPlanner
+from app.bots.startup import StartFacts
 from app.bots.status import BotState, BotStatus
 from app.db.models import MusicBot, utcnow
 from app.logs import (
@@ -49,8 +50,6 @@ _log = logging.getLogger(__name__)
 # (discord.py allows the whole handshake 60 s). A longer wait drops the socket and is waited
 # out by the supervisor, which then starts a fresh client.
 HANDSHAKE_WAIT_MAX = 10.0
-# How long a start waits for the persisted IDENTIFY count before deciding from memory alone.
-LEDGER_LOAD_WAIT = 2.0
 
 # Gateway close codes after which reconnecting with the same settings cannot succeed.
 FATAL_CLOSE_CODES: dict[int, str] = {
@@ -82,6 +81,7 @@ class BotRunner:
         manager: BotManager | None = None,
         on_failed: Callable[[BotRunner, str], None] | None = None,
         events: FleetEvents | None = None,
+        start_facts: StartFacts | None = None,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
         self.record = record
@@ -102,8 +102,13 @@ class BotRunner:
         self.down_since: float | None = time.monotonic()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # Read for the whole fleet at its start (None: this bot reads its own).
+        self._start_facts = start_facts
         self._guilds = GuildSync(
-            client_id=self.client_id, record=lambda: self.record, ready_client=self._ready_client
+            client_id=self.client_id,
+            record=lambda: self.record,
+            ready_client=self._ready_client,
+            recorded=start_facts.active_guilds if start_facts is not None else None,
         )
         self._state_changed = asyncio.Condition()
         self._pacer = IdentifyPacer(
@@ -137,7 +142,6 @@ class BotRunner:
         log_context.bot_context(self.client_id).run(self._start_tasks)
 
     def _start_tasks(self) -> None:
-        self._ledger.start()
         install_reconnect_log_filter()
         self._task = asyncio.create_task(self._supervise(), name=f"bot-{self.client_id}")
         self._guilds.start()
@@ -160,6 +164,11 @@ class BotRunner:
     def identify_ledger(self) -> IdentifyLedger:
         """This bot's IDENTIFYs of the last 24 h and its budget (read by /metrics)."""
         return self._ledger
+
+    @property
+    def guild_sync_passes(self) -> int:
+        """Passes of this bot's guild-record sync done (tests wait for the one after READY)."""
+        return self._guilds.passes
 
     def _ready_client(self) -> MusicBotClient | None:
         return self.client if self.state is BotState.READY else None
@@ -300,14 +309,17 @@ class BotRunner:
         except (TokenDecryptionError, FatalBotError) as exc:
             await self._fail(str(exc))
             return
-        await self._ledger.wait_loaded(LEDGER_LOAD_WAIT)
         while not self._stopping:
             await self._wait_before_identify()
             plan = self._shard_plan = await self._shard_planner.plan(self.record, token)
             client = self.client = self._new_client(plan)
+            facts, self._start_facts = self._start_facts, None  # the first client's only
+            if facts is not None and not facts.has_saved_players:
+                client.music.snapshots.nothing_saved()
             self._identified = False
             try:
-                self._ledger.check(needed=plan.count or 1)  # every shard's, before any socket exists
+                # Every shard's, before any socket exists (from memory: nothing before the first claim).
+                self._ledger.check(needed=plan.count or 1)
                 async with self._login_gate:
                     await client.login(token)
                 self._login_backoff.reset()
@@ -402,8 +414,8 @@ class BotRunner:
 
     async def _before_identify(self, shard_id: int | None, initial: bool) -> None:
         """Every IDENTIFY of this bot (of each shard), from either reconnect loop, passes here:
-        pace it, then count it against the budget. Decided from memory: the database is never
-        waited for."""
+        pace it, then count it against the budget: the bot's first IDENTIFY in the database (one
+        bounded round trip, its only one at start), later ones from memory."""
         wait = self._pacer.delay(shard_id)
         if wait > HANDSHAKE_WAIT_MAX:
             raise IdentifyDeferred(wait)
@@ -411,9 +423,8 @@ class BotRunner:
             if self._pacer.backing_off:  # not when only spaced (a sharded bot's launch)
                 await self._set_state(self.state, error=self._pacing_reason(wait))
             await asyncio.sleep(wait)
-        self._ledger.check()
+        await self._ledger.claim()  # the first: one database round trip; later ones: memory
         self._pacer.identified(shard_id)
-        self._ledger.record()
         self._identified = True
         self._cause = None  # a new session: how the last one ended no longer applies
 

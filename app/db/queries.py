@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from beanie import PydanticObjectId
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from app.db.models import (
@@ -244,21 +245,46 @@ async def active_guild_ids(music_bot_id: PydanticObjectId) -> set[int]:
     return {doc["server_id"] async for doc in cursor}
 
 
+async def active_guild_ids_of_bots(
+    music_bot_ids: Collection[PydanticObjectId],
+) -> dict[PydanticObjectId, set[int]]:
+    """`active_guild_ids` of many bots in one query (a fleet's start): every bot asked for has
+    an entry, empty when it is active nowhere."""
+    found: dict[PydanticObjectId, set[int]] = {bot_id: set() for bot_id in music_bot_ids}
+    cursor = ServerMusicBot.get_pymongo_collection().find(
+        {"status": ServerStatus.ACTIVE.value, "music_bot_id": {"$in": list(found)}},
+        {"music_bot_id": 1, "server_id": 1, "_id": 0},
+    )
+    async for doc in cursor:
+        found[doc["music_bot_id"]].add(doc["server_id"])
+    return found
+
+
+async def bots_with_player_snapshots(client_ids: Collection[int]) -> set[int]:
+    """Which of these bots have saved players (to resume): one query for a fleet's start."""
+    ids = await PlayerSnapshot.get_pymongo_collection().distinct(
+        "bot_id", {"bot_id": {"$in": list(client_ids)}}
+    )
+    return set(ids)
+
+
 async def reconcile_bot_guilds(
     music_bot_id: PydanticObjectId,
     guild_ids: Collection[int],
     *,
     failed: Mapping[int, str] | None = None,
     unavailable: Collection[int] = (),
+    recorded: Collection[int] | None = None,
 ) -> tuple[int, int]:
     """Make the records match the guilds the bot is in now. Returns (activated, removed).
 
     `failed` maps guilds the bot is in but cannot work in to the reason; they become FAILED.
     `unavailable` guilds (a Discord outage: the bot is in them, their data has not arrived)
-    keep whatever record they have.
+    keep whatever record they have. `recorded`: the bot's active guilds when the caller knows
+    them (read for the whole fleet at its start); None: read here.
     """
     failed = failed or {}
-    recorded = await active_guild_ids(music_bot_id)
+    recorded = set(recorded) if recorded is not None else await active_guild_ids(music_bot_id)
     current = set(guild_ids)
     for guild_id, reason in failed.items():
         await mark_bot_failed_in_guild(music_bot_id, guild_id, reason=reason)
@@ -290,6 +316,40 @@ async def record_identifies(client_id: int, timestamps: Sequence[datetime]) -> N
         {"$push": {"timestamps": {"$each": list(timestamps), "$slice": -_IDENTIFY_LOG_CAP}}},
         upsert=True,
     )
+
+
+async def claim_identify(
+    client_id: int, *, at: datetime, budget: int, needed: int = 1
+) -> tuple[bool, list[datetime]]:
+    """Check the bot's IDENTIFY budget and, when `needed` more fit in it, log one at `at`: one
+    atomic round trip (a pipeline update), so a start costs one operation, not a read and a write.
+
+    Returns (allowed, the log of the last 24 h after the claim, oldest first; it holds `at` when
+    allowed). Entries older than 24 h are dropped by the same update. `at` must be truncated to
+    milliseconds (BSON dates hold no more) so the caller can find it in the log.
+    """
+    since = int((at - IDENTIFY_WINDOW).timestamp() * 1000)
+    # Dates compared as epoch milliseconds (`$toLong`): SecantusDB mis-compares dates directly.
+    recent = {
+        "$filter": {
+            "input": {"$ifNull": ["$timestamps", []]},
+            "as": "at",
+            "cond": {"$gte": [{"$toLong": "$$at"}, since]},
+        }
+    }
+    fits = {"$lte": [{"$add": [{"$size": "$timestamps"}, needed]}, budget]}
+    logged = {"$slice": [{"$concatArrays": ["$timestamps", [at]]}, -_IDENTIFY_LOG_CAP]}
+    doc = await BotIdentifyLog.get_pymongo_collection().find_one_and_update(
+        {"client_id": client_id},
+        [
+            {"$set": {"timestamps": recent}},
+            {"$set": {"timestamps": {"$cond": [fits, logged, "$timestamps"]}}},
+        ],
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    timestamps: list[datetime] = sorted((doc or {}).get("timestamps", []))
+    return at in timestamps, timestamps
 
 
 async def identify_timestamps(client_id: int) -> list[datetime]:

@@ -112,10 +112,15 @@ class SnapshotKeeper:
         self._broken: set[int] = set()  # guilds whose last write failed: written whole next time
         self._restore_task: asyncio.Task[None] | None = None
         self.restored = asyncio.Event()  # set once restoring is over
+        self._nothing_saved = False  # known (read for the whole fleet): restore reads nothing
 
     @property
     def bot_id(self) -> int:
         return self._service.bot_id
+
+    def nothing_saved(self) -> None:
+        """The fleet's start found no saved player of this bot: its restore skips its read."""
+        self._nothing_saved = True
 
     def start(self) -> None:
         name = f"snapshots-restore-{self.bot_id}"
@@ -195,6 +200,9 @@ class SnapshotKeeper:
 
     async def restore(self) -> int:
         service = self._service
+        if self._nothing_saved:
+            self._nothing_saved = False  # true once, at the fleet's start
+            return 0
         try:
             snapshots = await PlayerSnapshot.find(PlayerSnapshot.bot_id == service.bot_id).to_list()
         except PyMongoError as exc:

@@ -140,3 +140,24 @@ async def test_delete_music_bot_takes_its_guild_records_and_players_along() -> N
     assert await ServerMusicBot.find(ServerMusicBot.music_bot_id == kept.id).count() == 1
     assert [s.bot_id for s in await PlayerSnapshot.find_all().to_list()] == [2]
     assert await queries.delete_music_bot(1) is None
+
+
+async def test_an_identify_claim_checks_the_budget_and_logs_in_one_operation() -> None:
+    now = utcnow().replace(microsecond=0)
+    await queries.record_identifies(7, [now - timedelta(hours=25), now - timedelta(minutes=2)])
+    allowed, logged = await queries.claim_identify(7, at=now - timedelta(minutes=1), budget=3)
+    assert allowed and logged == [
+        now - timedelta(minutes=2),
+        now - timedelta(minutes=1),
+    ]  # the old one dropped
+    allowed, logged = await queries.claim_identify(7, at=now, budget=3)
+    assert allowed and len(logged) == 3
+    allowed, logged = await queries.claim_identify(7, at=now + timedelta(seconds=1), budget=3)
+    assert not allowed and len(logged) == 3  # refused, and not logged
+    allowed, logged = await queries.claim_identify(8, at=now, budget=3)  # a bot never logged before
+    assert allowed and logged == [now]
+    assert await queries.identify_timestamps(7) == [
+        now - timedelta(minutes=2),
+        now - timedelta(minutes=1),
+        now,
+    ]
