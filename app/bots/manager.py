@@ -13,6 +13,7 @@ from pymongo.errors import PyMongoError
 
 from app.bots.client import MusicBotClient
 from app.bots.events import FleetEvents
+from app.bots.fleet_stop import stop_runners
 from app.bots.reload import FleetWatcher
 from app.bots.router import FleetRouter
 from app.bots.runner import BotRunner
@@ -299,7 +300,8 @@ class BotManager:
         runners, self._runners = list(self._runners.values()), {}
         if runners:
             _log.info("Stopping %d bot(s)", len(runners))
-        await asyncio.gather(*(runner.stop() for runner in runners), return_exceptions=True)
+        # Paced and bounded: one batched save of every player, a few closes at a time, a deadline.
+        await stop_runners(runners, deadline=self._settings.shutdown_timeout)
         await self.scheduler.stop()
 
     async def _ensure_development_bot(self, token: str) -> None:

@@ -170,6 +170,10 @@ class FakeBot:
     identify_shards: list[tuple[int, int] | None] = field(default_factory=list)
     # IDENTIFYs refused with 4011 (sharding required).
     sharding_required_closes: int = 0
+    # How the client ended each of its connections that had a session, in order: the close code
+    # of its close frame (4000 is what discord.py sends when it closes while reading), 1006 when
+    # the socket dropped without one; None when the fake closed it.
+    client_closes: list[int | None] = field(default_factory=list)
 
     @property
     def id(self) -> int:
@@ -1066,6 +1070,7 @@ class FakeDiscord(InteractionsMixin):
         if session is not None and session.conn is conn:
             session.conn = None
             client_code = conn.ws.close_code if conn.server_close_code is None else None
+            session.bot.client_closes.append(client_code)
             if client_code in _CLIENT_CLEAN_CLOSE_CODES:  # the client logged out: session is over
                 session.bot.sessions.pop(session.session_id, None)
             _log.debug("fake gateway: bot %s disconnected", session.bot.client_id)
