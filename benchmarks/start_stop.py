@@ -9,10 +9,12 @@ For each code and each N (300 and 1,000 by default), `--start-stop-runs` times, 
 database where the fleet has already started once (unmeasured: the measured start is a restart,
 with the bots' guilds recorded and their IDENTIFY logs written, the common case):
 
-- `chorus serve` with N bots (one guild each, `GUILD_READY_TIMEOUT=0.1`): the process's CPU time
+- `chorus serve` with N bots (one guild each, `GUILD_READY_TIMEOUT=0.1`, each bot connected to one
+  fake Lavalink node, no player): the process's CPU time
   when every bot is ready, and once its start-up work is over (CPU below 10% for a second: guild
-  records, saved players); the database's round trips over the same time (`serverStatus`
-  opcounters: the service's own start-up reads are included, and are the same for every N);
+  records, saved players); the database commands it sent until then (one per round trip, counted
+  by a PyMongo command listener: `benchmarks/counted_serve.py`; the service's own start-up reads
+  are included, and are the same for every N);
 - then SIGTERM: the seconds until the process exits (capped; past the cap it is killed), whether
   it logged bots cut off at its deadline, and how each bot's gateway connection ended, as the fake
   Discord saw it (a close frame, or dropped by the exit).
@@ -35,8 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pymongo import MongoClient
-
 from benchmarks.context import BenchContext
 from benchmarks.metrics_scrape import wait_until_idle
 from benchmarks.periodic import _remove_checkout  # pyright: ignore[reportPrivateUsage]
@@ -48,6 +48,7 @@ from benchmarks.service import (
     post_json,
     seed_bots,
     start_chorus,
+    start_fake_lavalink,
 )
 from benchmarks.targets import Target, verdict
 
@@ -60,18 +61,6 @@ STOP_CAP = 120.0  # seconds a stopping process is given before it is killed
 _IDLE_FRAMES = ("run (asyncio/runners.py", "select (selectors.py", "_run_once (asyncio/base_events.py")
 
 
-def _database_ops(url: str) -> int:
-    """Commands the database has answered: SecantusDB counts every command (find, update,
-    findAndModify, getMore...) once in `opcounters.command` (MongoDB counts CRUD apart), so the
-    difference of two readings is the round trips in between (plus the one reading)."""
-    client: MongoClient[dict[str, Any]] = MongoClient(url)
-    try:
-        counters = client.admin.command("serverStatus")["opcounters"]
-    finally:
-        client.close()
-    return int(counters["command"])
-
-
 def _baseline_checkout(ctx: BenchContext) -> Path | None:
     target = ctx.work_dir / "baseline-start-stop"
     done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), BASELINE_REF],
@@ -82,10 +71,10 @@ def _baseline_checkout(ctx: BenchContext) -> Path | None:
     return target
 
 
-def _first_start(ctx: BenchContext, code: Path | None, database: str, n: int) -> None:
+def _first_start(ctx: BenchContext, code: Path | None, database: str, n: int, nodes: str) -> None:
     """Start the fleet once, unmeasured, and stop it: the measured start is a restart (the bots'
     guilds recorded, their IDENTIFY logs written), the common case."""
-    options = ServiceOptions(guild_ready_timeout=0.1, code_dir=code)
+    options = ServiceOptions(guild_ready_timeout=0.1, code_dir=code, lavalink_nodes=nodes)
     service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
                            key=ctx.key, options=options)  # fmt: skip
     try:
@@ -96,15 +85,17 @@ def _first_start(ctx: BenchContext, code: Path | None, database: str, n: int) ->
         ctx.children.stop(service.child, timeout=STOP_CAP)
 
 
-def _measure(ctx: BenchContext, code: Path | None, label: str, n: int) -> dict[str, Any]:
+def _measure(ctx: BenchContext, code: Path | None, label: str, n: int, nodes: str) -> dict[str, Any]:
     bots = ctx.world.bots[:n]
     ctx.wait_for_quiet()
     database = new_database_name("startstop")
     seed_bots(ctx.database_url, database, ctx.key, bots)
-    options = ServiceOptions(guild_ready_timeout=0.1, code_dir=code)
-    _first_start(ctx, code, database, n)
+    _first_start(ctx, code, database, n, nodes)
     ctx.wait_for_quiet()
-    ops_before = _database_ops(ctx.database_url)
+    counted = ctx.work_dir / f"{database}-commands.json"
+    options = ServiceOptions(
+        guild_ready_timeout=0.1, code_dir=code, lavalink_nodes=nodes, count_commands=counted
+    )
     service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
                            key=ctx.key, options=options)  # fmt: skip
     ctx.record_command(f"start/stop: chorus serve ({label})", service.command)
@@ -117,7 +108,9 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, n: int) -> dict[s
         cpu_ready = cpu_seconds(pid)
         wait_until_idle(pid)
         cpu_settled = cpu_seconds(pid)
-        ops = _database_ops(ctx.database_url) - ops_before
+        os.kill(pid, signal.SIGUSR1)  # the database commands sent so far
+        wait_until(counted.exists, timeout=60, interval=0.05, what="the command count", watch=[service.child])
+        ops = int(json.loads(counted.read_text())["commands"])
         # SIGTERM to exit.
         stop_started = time.monotonic()
         service.child.process.send_signal(signal.SIGTERM)
@@ -161,14 +154,16 @@ def _median_row(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def _profile(ctx: BenchContext, n: int) -> dict[str, Any]:
+def _profile(ctx: BenchContext, n: int, nodes: str) -> dict[str, Any]:
     """pyinstrument from the first line until every bot is ready and the start-up work is over."""
     database = new_database_name("startstop_profile")
     out = ctx.work_dir / f"{database}.json"
     ctx.wait_for_quiet()
     seed_bots(ctx.database_url, database, ctx.key, ctx.world.bots[:n])
-    _first_start(ctx, None, database, n)
-    options = ServiceOptions(guild_ready_timeout=0.1, profile="startup", profile_out=out)
+    _first_start(ctx, None, database, n, nodes)
+    options = ServiceOptions(
+        guild_ready_timeout=0.1, lavalink_nodes=nodes, profile="startup", profile_out=out
+    )
     service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
                            key=ctx.key, options=options)  # fmt: skip
     ctx.record_command("start/stop: chorus serve under the profiler", service.command)
@@ -207,22 +202,24 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     if baseline is not None:
         variants.insert(0, (baseline, "before"))
     rows: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
+    node = start_fake_lavalink(ctx.children, ctx.work_dir, tracks=1)  # every bot has a node to close
     try:
         # Interleaved (before, after, before, after...) so a change in the machine's load hits both.
         for n in sizes:
             samples: dict[str, list[dict[str, Any]]] = {label: [] for _, label in variants}
             for _ in range(ctx.config.start_stop_runs):
                 for code, label in variants:
-                    samples[label].append(_measure(ctx, code, label, n))
+                    samples[label].append(_measure(ctx, code, label, n, node.lavalink_nodes))
             rows += [_median_row(samples[label]) for _, label in variants]
+        if ctx.config.profile and importlib.util.find_spec("pyinstrument") is not None and len(sizes) >= 2:
+            for n in (sizes[0], sizes[-1]):
+                ctx.progress(f"  start/stop: profiling the start of {n} bots")
+                profiles.append(_profile(ctx, n, node.lavalink_nodes))
     finally:
+        ctx.children.stop(node.child)
         if baseline is not None:
             _remove_checkout(baseline)
-    profiles: list[dict[str, Any]] = []
-    if ctx.config.profile and importlib.util.find_spec("pyinstrument") is not None and len(sizes) >= 2:
-        for n in (sizes[0], sizes[-1]):
-            ctx.progress(f"  start/stop: profiling the start of {n} bots")
-            profiles.append(_profile(ctx, n))
     return {"baseline_ref": BASELINE_REF if baseline is not None else None, "rows": rows,
             "profiles": profiles, "stop_cap_s": STOP_CAP}  # fmt: skip
 
@@ -267,11 +264,12 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         "Each code runs in the same run, interleaved: the code before "
         f"(`{result['baseline_ref'] or 'not available'}`, run with that checkout first on `PYTHONPATH`, "
-        "same virtualenv) and this tree. Every bot is in one guild; `GUILD_READY_TIMEOUT=0.1`; each "
+        "same virtualenv) and this tree. Every bot is in one guild and has one fake Lavalink node (no "
+        "player); `GUILD_READY_TIMEOUT=0.1`; each "
         "measured start is a restart (the fleet started once before on that database, unmeasured). "
         f"Medians of {rows[0]['runs'] if rows else 0} run(s). *CPU settled*: once the start-up work after "
-        "READY is done. *Database round trips*: the commands the database answered from the spawn until "
-        f"settled (SecantusDB's `opcounters.command`; the service's fixed start-up reads included). "
+        "READY is done. *Database round trips*: the commands the service sent from its first line until "
+        "settled (a PyMongo command listener; its fixed start-up reads included). "
         f"A stop not over after {result['stop_cap_s']:.0f} s is killed (counted as that).",
         "",
         "| code | bots | ready (s) | CPU to ready (s) | CPU settled (s) | database round trips "
