@@ -16,7 +16,8 @@ client after an error), so that hook is where the retry policy lives:
   database operation of a bot's start. Its answer loads the log into memory; every later
   IDENTIFY (reconnects) is decided from memory and persisted in the background with retries. A
   database that is down or hangs holds the first IDENTIFY back at most `FIRST_CLAIM_WAIT`
-  seconds, then the ledger goes on from memory (loading and persisting in the background).
+  seconds, then the ledger goes on from memory, and one background write (retried) both
+  persists what it counted and loads the log.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ WINDOW = timedelta(hours=24)
 # One attempt to read or write the log; a hung database fails the attempt, which is retried.
 _ATTEMPT_TIMEOUT = 5.0
 # How long a bot's first IDENTIFY waits for its claim in the database before deciding from memory.
-FIRST_CLAIM_WAIT = 2.0
+FIRST_CLAIM_WAIT = 5.0
 
 
 def identify_budget(share: float) -> int:
@@ -225,38 +226,40 @@ class IdentifyLedger:
             _log.warning("Bot %d: %d IDENTIFY(s) not written to its log (%s)",
                          self.client_id, len(self._unsaved), exc)  # fmt: skip
 
+    def take_unsaved(self) -> list[datetime]:
+        """The IDENTIFYs not written yet, handed to a caller that writes many bots' at once (a
+        fleet's stop); `give_back` them if that write fails."""
+        batch, self._unsaved = self._unsaved, []
+        return batch
+
+    def give_back(self, batch: list[datetime]) -> None:
+        self._unsaved[:0] = batch
+
     async def _load_and_persist(self) -> None:  # a name the benchmarks' profiles look for
-        if not self.loaded.is_set():
-            await self._load()
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self._unsaved:
+            if self._unsaved or not self.loaded.is_set():
                 await self._save(attempts=None)
 
-    async def _load(self) -> None:
-        logged: list[datetime] = []
-        async for attempt in _retrying(attempts=None):
-            with attempt, pymongo.timeout(_ATTEMPT_TIMEOUT):
-                logged = await queries.identify_timestamps(self.client_id)
-        # What this ledger wrote itself is in `_mine` already (a late load can see some of it).
-        self._earlier = sorted(_aware(at) for at in logged if _aware(at) < self._started_at)
-        self.loaded.set()
-        if self._earlier:
-            _log.info(
-                "Bot %d: %d IDENTIFY(s) in the last 24 h before this start",
-                self.client_id,
-                len(self._earlier),
-            )
-
     async def _save(self, *, attempts: int | None) -> None:
+        """Write what is unsaved and read the log back in the same round trip (the log is loaded
+        by the first that succeeds, when the first claim could not be made)."""
         batch = list(self._unsaved)
+        logged: list[datetime] = []
         async for attempt in _retrying(attempts=attempts):
             with attempt, pymongo.timeout(_ATTEMPT_TIMEOUT):
                 # A write that timed out after the server applied it is written twice: the log
                 # then over-counts, which errs on the side of the token.
-                await queries.record_identifies(self.client_id, batch)
+                logged = await queries.record_identifies(self.client_id, batch)
         del self._unsaved[: len(batch)]
+        if not self.loaded.is_set():
+            # What this ledger counted itself is in `_mine` already.
+            self._earlier = sorted(_aware(at) for at in logged if _aware(at) < self._started_at)
+            self.loaded.set()
+            if self._earlier:
+                _log.info("Bot %d: %d IDENTIFY(s) in the last 24 h before this start",
+                          self.client_id, len(self._earlier))  # fmt: skip
 
 
 def _retrying(*, attempts: int | None) -> AsyncIterator[stamina.Attempt]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from beanie import PydanticObjectId
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from app.db.models import (
@@ -307,15 +307,32 @@ async def reconcile_bot_guilds(
     return activated, removed
 
 
-async def record_identifies(client_id: int, timestamps: Sequence[datetime]) -> None:
-    """Append IDENTIFYs of the bot to its log (the newest `_IDENTIFY_LOG_CAP` are kept)."""
-    if not timestamps:
-        return
-    await BotIdentifyLog.get_pymongo_collection().update_one(
+async def record_identifies(client_id: int, timestamps: Sequence[datetime]) -> list[datetime]:
+    """Append IDENTIFYs of the bot to its log (the newest `_IDENTIFY_LOG_CAP` are kept) and
+    return its log of the last 24 hours, oldest first: one round trip writes and reads."""
+    doc = await BotIdentifyLog.get_pymongo_collection().find_one_and_update(
         {"client_id": client_id},
         {"$push": {"timestamps": {"$each": list(timestamps), "$slice": -_IDENTIFY_LOG_CAP}}},
         upsert=True,
+        return_document=ReturnDocument.AFTER,
     )
+    since = utcnow() - IDENTIFY_WINDOW
+    return sorted(ts for ts in (doc or {}).get("timestamps", []) if ts >= since)
+
+
+async def record_identifies_of_bots(timestamps: Mapping[int, Sequence[datetime]]) -> None:
+    """`record_identifies` of many bots in one bulk write (a fleet's stop), reading nothing."""
+    requests = [
+        UpdateOne(
+            {"client_id": client_id},
+            {"$push": {"timestamps": {"$each": list(batch), "$slice": -_IDENTIFY_LOG_CAP}}},
+            upsert=True,
+        )
+        for client_id, batch in timestamps.items()
+        if batch
+    ]
+    if requests:
+        await BotIdentifyLog.get_pymongo_collection().bulk_write(requests, ordered=False)
 
 
 async def claim_identify(
@@ -350,15 +367,6 @@ async def claim_identify(
     )
     timestamps: list[datetime] = sorted((doc or {}).get("timestamps", []))
     return at in timestamps, timestamps
-
-
-async def identify_timestamps(client_id: int) -> list[datetime]:
-    """The bot's logged IDENTIFYs of the last 24 hours, oldest first."""
-    doc = await BotIdentifyLog.get_pymongo_collection().find_one({"client_id": client_id})
-    if doc is None:
-        return []
-    since = utcnow() - IDENTIFY_WINDOW
-    return sorted(ts for ts in doc["timestamps"] if ts >= since)
 
 
 async def forget_player_snapshots(client_id: int) -> int:

@@ -1,8 +1,8 @@
 """The paced stop of many bots: bounded concurrency, one deadline, what was cut off is logged.
 
-The runners here are stand-ins with the three things `stop_runners` uses (`stop`, `client_id`,
-`client.gateway_sockets()`/`client.music.snapshots`): a real bot's stop cannot be made to hang
-on purpose. The stop of real bots is tested end to end in tests/test_serve_process.py."""
+The runners here are stand-ins with what `stop_runners` uses (`stop`, `client_id`,
+`identify_ledger`, `client.gateway_sockets()`/`client.music.snapshots`): a real bot's stop cannot
+be made to hang on purpose. The stop of real bots is tested end to end in tests/test_serve_process.py."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ class _Runner:
     stopped: bool = False
 
     def __post_init__(self) -> None:
+        self.identify_ledger = SimpleNamespace(take_unsaved=list, give_back=lambda batch: None)
         snapshots = SimpleNamespace(changes=lambda now, deletions: [])
         self.client = SimpleNamespace(
             music=SimpleNamespace(snapshots=snapshots), gateway_sockets=lambda: [self.socket]

@@ -101,12 +101,14 @@ async def test_bot_for_guild_and_counts() -> None:
 
 
 async def test_identify_log_keeps_the_last_day() -> None:
-    assert await queries.identify_timestamps(5) == []
-    now = utcnow()
-    await queries.record_identifies(5, [now - timedelta(hours=25), now - timedelta(minutes=1)])
-    await queries.record_identifies(5, [now])
-    assert len(await queries.identify_timestamps(5)) == 2  # the one older than 24 h no longer counts
-    assert await queries.identify_timestamps(6) == []
+    now = utcnow().replace(microsecond=0)
+    logged = await queries.record_identifies(5, [now - timedelta(hours=25), now - timedelta(minutes=1)])
+    assert logged == [now - timedelta(minutes=1)]  # the one older than 24 h no longer counts
+    assert await queries.record_identifies(5, [now]) == [now - timedelta(minutes=1), now]
+    await queries.record_identifies_of_bots({5: [now + timedelta(seconds=1)], 6: [now], 7: []})
+    assert len(await queries.record_identifies(5, [])) == 3
+    assert await queries.record_identifies(6, []) == [now]
+    assert await queries.record_identifies(8, []) == []
 
 
 async def test_update_music_bot_writes_only_real_changes() -> None:
@@ -156,7 +158,7 @@ async def test_an_identify_claim_checks_the_budget_and_logs_in_one_operation() -
     assert not allowed and len(logged) == 3  # refused, and not logged
     allowed, logged = await queries.claim_identify(8, at=now, budget=3)  # a bot never logged before
     assert allowed and logged == [now]
-    assert await queries.identify_timestamps(7) == [
+    assert await queries.record_identifies(7, []) == [
         now - timedelta(minutes=2),
         now - timedelta(minutes=1),
         now,
