@@ -298,6 +298,20 @@ def render(result: dict[str, Any]) -> str:
             "-" if cells[3] is None else f"{cells[3] * 1000:.1f}",
         ]
         lines.append(f"| {code} | " + " | ".join(shown) + " |")
+    lines += [
+        "",
+        "- *Database round trips per bot*: before, a bot's start read its IDENTIFY log, wrote its "
+        "IDENTIFY, read its guild records, wrote its guild count, read its saved players, and the "
+        "hot-reload watcher's catch-up pass read its record again; this tree claims the IDENTIFY in one "
+        "atomic operation (budget checked and IDENTIFY logged) and reads the guild records and saved "
+        "players once for the whole fleet. `tests/bots/test_start_round_trips.py` asserts exactly one "
+        "command per bot at a restart; what is left above 1 here is the service's periodic work during "
+        "the start (the database ping, the scheduler) growing with its duration.",
+        "- *SIGTERM to exit*: before, every bot's stop was gathered at once; this tree saves every "
+        "player and every unsaved IDENTIFY in one bulk write each, closes 32 bots at a time and cuts "
+        "off what is left after `SHUTDOWN_TIMEOUT` (40 s), logging which bots. The last column is how "
+        "the fake Discord saw each bot's gateway connection end (a close frame, or dropped by the exit).",
+    ]
     before, after = _slope(rows, "before", "cpu_ready_s"), _slope(rows, "this tree", "cpu_ready_s")
     if before and after:
         lines += [

@@ -146,6 +146,20 @@ class BotRunner:
         self._task = asyncio.create_task(self._supervise(), name=f"bot-{self.client_id}")
         self._guilds.start()
 
+    def begin_stop(self) -> None:
+        """The bot is about to be stopped (a fleet's paced stop, which stops a few at a time):
+        from now on it reconnects no more, so a bot waiting its turn cannot start a new session."""
+        self._stopping = True
+
+    def abandon(self) -> None:
+        """The shutdown deadline passed before this bot's stop ended: cancel its tasks without
+        waiting (the process is exiting; its gateway socket was sent a close frame)."""
+        self._stopping = True
+        for task in (self._task, self._guilds.task, self._stability_task):
+            if task is not None:
+                task.cancel()
+        self._ledger.abandon()
+
     async def stop(self, *, timeout: float = 10.0) -> None:
         """Close the bot cleanly; idempotent, and bounded: a stuck piece is abandoned, logged."""
         self._stopping = True

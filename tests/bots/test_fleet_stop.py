@@ -1,7 +1,7 @@
 """The paced stop of many bots: bounded concurrency, one deadline, what was cut off is logged.
 
-The runners here are stand-ins with what `stop_runners` uses (`stop`, `client_id`,
-`identify_ledger`, `client.gateway_sockets()`/`client.music.snapshots`): a real bot's stop cannot
+The runners here are stand-ins with what `stop_runners` uses (`begin_stop`, `stop`, `abandon`,
+`client_id`, `identify_ledger`, `client.gateway_sockets()`/`client.music.snapshots`): a real bot's stop cannot
 be made to hang on purpose. The stop of real bots is tested end to end in tests/test_serve_process.py."""
 
 from __future__ import annotations
@@ -33,9 +33,17 @@ class _Runner:
     gauge: dict[str, int]
     socket: _Socket = field(default_factory=_Socket)
     stopped: bool = False
+    stopping: bool = False
+    abandoned: bool = False
+
+    def begin_stop(self) -> None:
+        self.stopping = True
+
+    def abandon(self) -> None:
+        self.abandoned = True
 
     def __post_init__(self) -> None:
-        self.identify_ledger = SimpleNamespace(take_unsaved=list, give_back=lambda batch: None)
+        self.identify_ledger = SimpleNamespace(take_unsaved=list)
         snapshots = SimpleNamespace(changes=lambda now, deletions: [])
         self.client = SimpleNamespace(
             music=SimpleNamespace(snapshots=snapshots), gateway_sockets=lambda: [self.socket]
@@ -60,6 +68,8 @@ async def test_stops_a_few_at_a_time_and_cuts_off_the_rest_at_the_deadline(
     with caplog.at_level(logging.INFO, logger="app.bots.fleet_stop"):
         outcome = await stop_runners(fleet, deadline=2.0, concurrency=4)
     assert gauge["most"] == 4  # never more closes at once than allowed
+    assert all(runner.stopping for runner in runners)  # all marked first: none reconnects meanwhile
+    assert [runner.client_id for runner in runners if runner.abandoned] == [3, 17]
     assert outcome.stopped == 38 and sorted(outcome.abandoned) == [3, 17]
     assert all(runner.stopped for runner in runners if not runner.hangs)
     # The two cut off: their gateway sockets get a close frame anyway; the others were closed by
