@@ -248,9 +248,10 @@ def targets(result: dict[str, Any]) -> list[Target]:
                        else per_bot < (_slope(rows, "before", "cpu_ready_s") or 0)),
                "slope of the median CPU to ready between the two N, same run"),
         Target("one database round trip per bot at start",
-               "-" if ops is None else f"{ops:.2f} round trips/bot",
-               verdict(None if ops is None else ops < 1.5),
-               "slope of the database's operations between the two N, at a restart"),
+               "-" if ops is None else f"{ops:.2f} commands/bot counted (see section 7)",
+               verdict(None),
+               "asserted (exactly 1 at a restart) by tests/bots/test_start_round_trips.py; the bench "
+               "counts only commands that got a pooled connection"),
     ]  # fmt: skip
     if large is not None:
         stopped = large["stops_killed"] == 0 and large["stop_s"] < 60
@@ -307,11 +308,28 @@ def render(result: dict[str, Any]) -> str:
         "players once for the whole fleet. `tests/bots/test_start_round_trips.py` asserts exactly one "
         "command per bot at a restart; what is left above 1 here is the service's periodic work during "
         "the start (the database ping, the scheduler) growing with its duration.",
+        "- *Counting caveat*: a command is counted when PyMongo starts it. When most first claims "
+        "fail to get one of the pool's 100 connections within `FIRST_CLAIM_WAIT` (2 s), they are never "
+        "started and the bot falls back to memory (then one background write); the slope then "
+        "under-counts. SecantusDB answers `findAndModify` on an existing document at ~150/s on these "
+        "machines (`update_one` ~900/s; a pymongo snippet, in-process), so a 1,000-bot restart against "
+        "it falls back for most bots (the log says so per bot); MongoDB answers both alike.",
         "- *SIGTERM to exit*: before, every bot's stop was gathered at once; this tree saves every "
         "player and every unsaved IDENTIFY in one bulk write each, closes 32 bots at a time and cuts "
         "off what is left after `SHUTDOWN_TIMEOUT` (40 s), logging which bots. The last column is how "
         "the fake Discord saw each bot's gateway connection end (a close frame, or dropped by the exit).",
     ]
+    troubled = [r for r in rows if r["code"] == "this tree" and (r["stops_killed"] or r["cut_off"])]
+    if troubled:
+        sizes = ", ".join(str(r["bots"]) for r in troubled)
+        lines.append(
+            f"- **Not solved**: at {sizes} bots this tree's stop reached its deadline (the log names the "
+            "bots cut off) and in the runs counted as killed the process had not exited "
+            f"{result['stop_cap_s']:.0f} s after SIGTERM, although every bot had closed its gateway "
+            "connection. In those runs most first claims had fallen back to memory (see above), so the "
+            "database was busy with the fallback writes and their retries while the bots stopped; what "
+            "holds the process after the cut-off is not diagnosed yet (issue 14)."
+        )
     before, after = _slope(rows, "before", "cpu_ready_s"), _slope(rows, "this tree", "cpu_ready_s")
     if before and after:
         lines += [
