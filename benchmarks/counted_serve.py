@@ -9,6 +9,7 @@ started since the process began (one per round trip to the database).
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import signal
 import sys
@@ -47,6 +48,7 @@ def main() -> None:
         partial.replace(out)
 
     signal.signal(signal.SIGUSR1, dump)
+    faulthandler.register(signal.SIGUSR2, all_threads=False)  # a stack dump of a stuck process (debugging)
     from app.cli import main as chorus_main
 
     sys.argv = ["chorus", "serve"]
