@@ -17,7 +17,13 @@ from app.embedded import EmbeddedDatabaseError
 from app.music.config import InvalidNodeSpec, parse_lavalink_nodes
 from app.ops.cli import register as register_operator_commands
 from app.ops.no_echo import NoEchoCommand
-from app.runtime import ConfigurationError, apply_discord_endpoints, open_store, resolve_cipher
+from app.runtime import (
+    ConfigurationError,
+    apply_discord_endpoints,
+    freeze_startup_objects,
+    open_store,
+    resolve_cipher,
+)
 from app.settings import Settings
 from app.tokens import InvalidEncryptionKey, InvalidTokenFormat, client_id_from_token, generate_key
 
@@ -156,6 +162,8 @@ def serve() -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    frozen = freeze_startup_objects()
+    _log.debug("%d objects of the start-up kept out of full garbage collections", frozen)
     try:
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
             runner.run(_serve(server, app, settings, sock))

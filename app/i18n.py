@@ -63,7 +63,11 @@ def catalogue(language: str) -> Mapping[str, str]:
 
 def language_of_locale(locale: discord.Locale | str | None) -> str:
     """Our language for a Discord locale (`th` → Thai; anything else → English)."""
-    value = locale.value if isinstance(locale, discord.Locale) else (locale or "")
+    return _language_of_value(locale.value if isinstance(locale, discord.Locale) else (locale or ""))
+
+
+@functools.lru_cache(maxsize=128)  # Discord has a few dozen locales; asked for every command
+def _language_of_value(value: str) -> str:
     for language, locales in LANGUAGES.items():
         if any(value == known.value or value.split("-")[0] == known.value for known in locales):
             return language

@@ -24,14 +24,17 @@ import math
 import os
 import signal
 import statistics
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pymongo import MongoClient
+
 from benchmarks.context import BenchContext
 from benchmarks.fake_lavalink_server import track_uri
-from benchmarks.processes import BenchError, cpu_seconds, wait_until
+from benchmarks.processes import REPO, BenchError, cpu_seconds, wait_until
 from benchmarks.service import (
     ServiceOptions,
     drop_database,
@@ -129,11 +132,37 @@ def _kind_of(text: str) -> str:
     return text
 
 
-def run(ctx: BenchContext) -> dict[str, Any]:
+def _database_reads(url: str) -> int:
+    """The database's count of queries (finds) so far, from `serverStatus`."""
+    client: MongoClient[dict[str, Any]] = MongoClient(url)
+    try:
+        return int(client.admin.command("serverStatus")["opcounters"]["query"])
+    finally:
+        client.close()
+
+
+def _baseline_checkout(ctx: BenchContext, ref: str) -> Path | None:
+    target = ctx.work_dir / "commands-baseline"
+    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), ref],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    if done.returncode != 0:
+        ctx.progress(f"  commands: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
+        return None
+    return target
+
+
+def _remove_checkout(path: Path) -> None:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
+                   capture_output=True, timeout=120, check=False)  # fmt: skip
+
+
+def _measure(ctx: BenchContext, code: Path | None, label: str, *, profile: bool) -> dict[str, Any]:
+    """One service of the `code` checkout (None: this tree) in a fresh guild and database: the cold
+    burst, the warm ones, and (with `profile`) a profiling window over more warm bursts."""
     config = ctx.config
     bots = ctx.world.bots[-config.play_bots :]
     per_channel = max(1, config.play_users // len(bots))
-    profiled = importlib.util.find_spec("pyinstrument") is not None
+    profiled = profile and importlib.util.find_spec("pyinstrument") is not None
     tracks = (config.play_warm_rounds + 1 + PROFILED_BURSTS) * 100
     node = start_fake_lavalink(ctx.children, ctx.work_dir, tracks=tracks)
     ctx.record_command("fake Lavalink", node.command)
@@ -142,7 +171,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         world = post_json(ctx.world.control_url + "/bench/voice-guild",
                           {"bots": [b.client_id for b in bots], "channels": len(bots),
                            "users_per_channel": per_channel}, timeout=30)  # fmt: skip
-        users: list[dict[str, int]] = world["users"]
         seed_bots(ctx.database_url, database, ctx.key, bots)
         out = ctx.work_dir / f"{database}.profile.json"
         options = ServiceOptions(
@@ -150,11 +178,12 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             lavalink_nodes=node.lavalink_nodes,
             profile="window" if profiled else None,
             profile_out=out if profiled else None,
+            code_dir=code,
         )
-        profile: dict[str, Any] | None = None
+        profile_document: dict[str, Any] | None = None
         service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
                                key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command("commands: chorus serve", service.command)
+        ctx.record_command(f"commands: chorus serve ({label})", service.command)
         try:
             service.wait_http(timeout=60)
             service.wait_ready(len(bots), timeout=60)
@@ -163,43 +192,117 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             for burst in range(1 + config.play_warm_rounds):
                 kind = "cold" if burst == 0 else "warm"
                 ctx.wait_for_quiet()
-                cpu_before = cpu_seconds(service.child.pid)
+                cpu_before, reads_before = cpu_seconds(service.child.pid), _database_reads(ctx.database_url)
                 started = time.monotonic()
                 samples = _burst(ctx, world, bots, burst)
                 wall = time.monotonic() - started
                 summary = summarize(samples)
-                ctx.progress(f"  /play burst {burst + 1} ({kind}): p50 {ms(summary['p50_ms'])} ms, "
+                ctx.progress(f"  /play burst {burst + 1} ({kind}, {label}): p50 {ms(summary['p50_ms'])} ms, "
                              f"p95 {ms(summary['p95_ms'])} ms, {summary['errors']} error(s)")  # fmt: skip
                 bursts.append({"kind": kind, "wall_s": round(wall, 3), "summary": summary,
                                "service_cpu_s": round(cpu_seconds(service.child.pid) - cpu_before, 3),
+                               "db_reads": _database_reads(ctx.database_url) - reads_before,
                                "samples": samples})  # fmt: skip
                 time.sleep(0.3)  # let the last callbacks' followups (now-playing messages) pass
             if profiled:
-                ctx.progress(f"  profiling {PROFILED_BURSTS} more warm bursts")
-                profile = _profile_warm(ctx, service, world, bots, len(bursts), out)
+                ctx.progress(f"  profiling {PROFILED_BURSTS} more warm bursts ({label})")
+                profile_document = _profile_warm(ctx, service, world, bots, len(bursts), out)
         finally:
-            code = ctx.children.stop(service.child)
-        if code not in (0, None):
-            _log.warning("chorus serve exited with %s:\n%s", code, service.child.tail())
+            exit_code = ctx.children.stop(service.child)
+        if exit_code not in (0, None):
+            _log.warning("chorus serve exited with %s:\n%s", exit_code, service.child.tail())
     finally:
         ctx.children.stop(node.child)
         drop_database(ctx.database_url, database)
+    return {"users": len(world["users"]), "users_per_channel": per_channel, "sessions": sessions,
+            "bursts": bursts, "profile": profile_document}  # fmt: skip
+
+
+def _rep_summary(rep: dict[str, Any]) -> dict[str, Any]:
+    """One service's numbers: its cold burst, its warm bursts pooled, CPU and reads per /play."""
+    cold = [s for b in rep["bursts"] if b["kind"] == "cold" for s in b["samples"]]
+    warm_bursts = [b for b in rep["bursts"] if b["kind"] == "warm"]
+    warm = [s for b in warm_bursts for s in b["samples"]]
+    cold_bursts = [b for b in rep["bursts"] if b["kind"] == "cold"]
+    return {
+        "cold": summarize(cold),
+        "warm": summarize(warm),
+        "cold_cpu_ms": sum(b["service_cpu_s"] for b in cold_bursts) * 1000,
+        "warm_cpu_ms_per_play": sum(b["service_cpu_s"] for b in warm_bursts) * 1000 / max(1, len(warm)),
+        "cold_db_reads": sum(b["db_reads"] for b in cold_bursts),
+        "warm_db_reads_per_burst": statistics.mean(b["db_reads"] for b in warm_bursts) if warm_bursts else 0,
+    }
+
+
+COMPARED = (  # (key, label): medians over the runs, this tree against the baseline
+    ("cold.p50_ms", "cold p50 (ms)"),
+    ("cold.p95_ms", "cold p95 (ms)"),
+    ("warm.p50_ms", "warm p50 (ms)"),
+    ("warm.p95_ms", "warm p95 (ms)"),
+    ("cold_cpu_ms", "service CPU, cold burst (ms)"),
+    ("warm_cpu_ms_per_play", "service CPU per warm /play (ms)"),
+    ("cold_db_reads", "database reads, cold burst"),
+    ("warm_db_reads_per_burst", "database reads per warm burst"),
+)
+
+
+def _value(summary: dict[str, Any], key: str) -> float | None:
+    value: Any = summary
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _medians(reps: list[dict[str, Any]]) -> dict[str, float | None]:
+    medians: dict[str, float | None] = {}
+    for key, _ in COMPARED:
+        values = [v for r in reps if (v := _value(r, key)) is not None]
+        medians[key] = statistics.median(values) if values else None
+    return medians
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    config = ctx.config
+    baseline = _baseline_checkout(ctx, config.play_baseline) if config.play_baseline else None
+    variants: list[tuple[Path | None, str]] = [(None, "this tree")]
+    if baseline is not None:
+        variants.append((baseline, f"baseline {config.play_baseline}"))
+    runs = max(1, config.runs)
+    reps: dict[str, list[dict[str, Any]]] = {label: [] for _, label in variants}
+    try:
+        # Alternating, so that a change in the machine's load lands on both alike.
+        for number in range(runs):
+            for code, label in variants:
+                reps[label].append(_measure(ctx, code, label, profile=number == runs - 1))
+    finally:
+        if baseline is not None:
+            _remove_checkout(baseline)
+    ours = reps["this tree"]
+    bursts = [dict(b, run=n + 1) for n, rep in enumerate(ours) for b in rep["bursts"]]
     cold = [s for b in bursts if b["kind"] == "cold" for s in b["samples"]]
     warm = [s for b in bursts if b["kind"] == "warm" for s in b["samples"]]
     texts = Counter(_kind_of(s.get("text") or s.get("error") or "") for s in cold + warm)
+    comparison: list[dict[str, Any]] = []
+    for _, label in variants:
+        summaries = [_rep_summary(rep) for rep in reps[label]]
+        comparison.append({"label": label, "runs": summaries, "median": _medians(summaries),
+                           "profile": reps[label][-1]["profile"]})  # fmt: skip
     return {
-        "bots": len(bots),
-        "users": len(users),
-        "users_per_channel": per_channel,
+        "bots": min(config.play_bots, len(ctx.world.bots)),
+        "users": ours[0]["users"],
+        "users_per_channel": ours[0]["users_per_channel"],
         "warm_rounds": config.play_warm_rounds,
-        "lavalink_sessions": sessions,
+        "runs": runs,
+        "baseline_ref": config.play_baseline if baseline is not None else None,
+        "lavalink_sessions": min(rep["sessions"] for rep in ours),
         "service_guild_ready_timeout": STARTUP_READY_TIMEOUT,
         "cold": summarize(cold),
         "warm": summarize(warm),
         "all": summarize(cold + warm),
         "bursts": bursts,
         "responses": [{"text": text, "count": count} for text, count in texts.most_common(8)],
-        "profile": profile,
+        "profile": ours[-1]["profile"],
+        "comparison": comparison,
     }
 
 
@@ -222,8 +325,10 @@ def render(result: dict[str, Any]) -> str:
         f"channel), {result['bots']} bots, all in one guild; every burst sends one `/play <url>` per user "
         f"at once. Latency is INTERACTION_CREATE dispatch → first callback, measured inside the fake "
         f"Discord process. One cold burst (no bot in voice: includes the joins), then "
-        f"{result['warm_rounds']} warm bursts (every channel has a bot playing). "
+        f"{result['warm_rounds']} warm bursts (every channel has a bot playing), on "
+        f"{result.get('runs', 1)} fresh service(s) (a new guild and database each); the tables pool them. "
         f"{result['lavalink_sessions']} of {result['bots']} bots had a session on the fake Lavalink.",
+        *_comparison(result),
         "",
         "| Burst | /play | answered | errors | deferred (type 5) | p50 ms | p95 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -235,13 +340,18 @@ def render(result: dict[str, Any]) -> str:
         lines.append(counts + times)
     lines += [
         "",
-        "| # | kind | wall s | service CPU s | p50 ms | p95 ms | p99 ms |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| run | # | kind | wall s | service CPU s | database reads | p50 ms | p95 ms | p99 ms |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for index, burst in enumerate(result["bursts"], 1):
+    numbers: Counter[int] = Counter()
+    for burst in result["bursts"]:
         s = burst["summary"]
-        lines.append(f"| {index} | {burst['kind']} | {burst['wall_s']:.2f} | {burst['service_cpu_s']:.2f} | "
-                     f"{ms(s['p50_ms'])} | {ms(s['p95_ms'])} | {ms(s['p99_ms'])} |")  # fmt: skip
+        run = burst.get("run", 1)
+        numbers[run] += 1
+        reads = burst.get("db_reads", "")
+        lines.append(f"| {run} | {numbers[run]} | {burst['kind']} | {burst['wall_s']:.2f} | "
+                     f"{burst['service_cpu_s']:.2f} | {reads} | {ms(s['p50_ms'])} | {ms(s['p95_ms'])} | "
+                     f"{ms(s['p99_ms'])} |")  # fmt: skip
     lines += ["", *_analysis(result)]
     lines += ["", "Answers (first callback's text):", ""]
     lines += [f"- {r['count']} x {r['text'][:100] or '(no text)'}" for r in result["responses"]]
@@ -255,7 +365,46 @@ def render(result: dict[str, Any]) -> str:
         lines += _own_time_table(profile, "by_package", "own time in")
         lines += [""]
         lines += _own_time_table(profile, "by_function", "own time in function")
+    baseline = next((row for row in result.get("comparison", [])[1:] if row.get("profile")), None)
+    if baseline is not None:
+        other = baseline["profile"]
+        play = other["play"]
+        lines += ["", f"The same window on the {baseline['label']} ({play['count']} /play, p95 "
+                  f"{ms(play['p95_ms'])} ms under the profiler; window {other['duration']:.2f} s wall, "
+                  f"{other.get('cpu', 0):.2f} s CPU):", ""]  # fmt: skip
+        lines += _own_time_table(other, "by_package", "own time in")
+        lines += [""]
+        lines += _own_time_table(other, "by_function", "own time in function")
     return "\n".join(lines)
+
+
+def _comparison(result: dict[str, Any]) -> list[str]:
+    """This tree against the baseline measured in the same run: medians over the runs, and ratios."""
+    rows = result.get("comparison") or []
+    if len(rows) < 2:
+        return []
+    ours, baseline = rows[0], rows[1]
+    lines = [
+        "",
+        f"**This tree against {baseline['label']}**, measured in the same run on the same machine, "
+        f"alternating ({result.get('runs', 1)} services each): medians over the services of each "
+        "one's own percentiles (its cold burst; its warm bursts pooled). Read the ratios: the absolute "
+        "numbers move with the machine's load.",
+        "",
+        f"| | this tree | {baseline['label']} | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, label in COMPARED:
+        mine, theirs = ours["median"].get(key), baseline["median"].get(key)
+        ratio = f"{mine / theirs:.2f}x" if mine is not None and theirs else "n/a"
+        lines.append(f"| {label} | {_number(mine)} | {_number(theirs)} | {ratio} |")
+    return lines
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.0f}" if value >= 100 or float(value).is_integer() else f"{value:.2f}"
 
 
 def _analysis(result: dict[str, Any]) -> list[str]:
@@ -285,13 +434,15 @@ def _analysis(result: dict[str, Any]) -> list[str]:
             f"- Warm bursts differ: their own p95s range from {p95s[0]:.0f} to {p95s[-1]:.0f} ms "
             f"(median {statistics.median(p95s):.0f} ms); the slowest took {slowest['wall_s'] * 1000:.0f} ms "
             f"with {slowest['service_cpu_s'] * 1000:.0f} ms of service CPU. The pooled warm p95 is that of "
-            "the slow bursts. Periodic work of the service that lands on a burst (the queue snapshots "
-            "written to the database every `SNAPSHOT_INTERVAL`, 10 s; `pymongo` shows in the profile) and "
-            "other processes' CPU are the likely causes; the harness does not separate them."
+            "the slow bursts. A burst is slow when something else holds the service's one event loop "
+            "(a full pass of the garbage collector took about 100 ms before `chorus serve` froze its "
+            "start-up objects: the baseline's slow bursts, about one per service) or other processes "
+            "take the CPU; the harness does not separate them."
         )
     if cold and warm:
+        cold_cpu = statistics.median(b["service_cpu_s"] for b in cold)
         notes.append(
-            f"- Cold: {cold[0]['service_cpu_s'] * 1000:.0f} ms of service CPU for the first burst. Each "
+            f"- Cold: {cold_cpu * 1000:.0f} ms of service CPU for the first burst (median). Each "
             "channel's first /play also makes a bot join voice (op 4 → VOICE_STATE_UPDATE + "
             "VOICE_SERVER_UPDATE → wavelink's PATCH of the player on the node) while the channel's other "
             "users wait on that join."

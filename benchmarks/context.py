@@ -36,6 +36,8 @@ class BenchConfig:
     play_bots: int = 10  # commands: bots in the guild, one voice channel each
     play_users: int = 50  # concurrent /play users, spread evenly over the voice channels
     play_warm_rounds: int = 5  # bursts after every channel has a bot playing
+    # commands: the same bursts on this git ref, in the same run ("" for none), `runs` times each
+    play_baseline: str = "c08997c"
     reload_inserts: int = 20  # hot reload: bots inserted one after the other, per variant
     metrics_bots: int = 1000  # monitoring: the goal is a cheap /metrics at 1,000 bots
     metrics_scrapes: int = 50

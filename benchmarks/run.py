@@ -106,6 +106,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="commands: concurrent /play users (50)")  # fmt: skip
     parser.add_argument("--play-warm-rounds", type=int, default=defaults.play_warm_rounds,
                         help="commands: warm bursts after the cold one (5)")  # fmt: skip
+    parser.add_argument("--play-baseline", default=defaults.play_baseline,
+                        help="commands: git ref measured in the same run for the ratios; 'none' to skip "
+                             f"({defaults.play_baseline})")  # fmt: skip
     parser.add_argument("--metrics-bots", type=int, default=defaults.metrics_bots,
                         help="monitoring: bots connected while /metrics is scraped (1000)")  # fmt: skip
     parser.add_argument("--metrics-scrapes", type=int, default=defaults.metrics_scrapes,
@@ -169,6 +172,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         play_bots=args.play_bots,
         play_users=args.play_users,
         play_warm_rounds=args.play_warm_rounds,
+        play_baseline="" if args.play_baseline in ("", "none") else args.play_baseline,
         reload_inserts=args.reload_inserts,
         metrics_bots=args.metrics_bots,
         metrics_scrapes=args.metrics_scrapes,

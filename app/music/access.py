@@ -1,7 +1,7 @@
 """Who may do what with which player, across the whole fleet.
 
-A command may reach any of our bots in a guild; these helpers find the player that owns music
-in the caller's voice channel, whichever bot it belongs to, and apply that bot's DJ rules.
+A command may reach any of our bots in a guild; `controlled` finds the player that owns music in
+the caller's voice channel, whichever bot it belongs to, and the DJ rules are that bot's.
 """
 
 from __future__ import annotations
@@ -11,37 +11,39 @@ from typing import TYPE_CHECKING
 import discord
 
 from app.i18n import Msg
-from app.music.errors import NotAllowed, NothingPlaying, NotInVoice
+from app.music.errors import NotAllowed, NothingPlaying
 from app.music.player import ChorusPlayer, requester_id
+from app.music.request import ControlRequest, MusicRequest, VoiceLike, member_of
 
 if TYPE_CHECKING:
     from app.music.service import MusicService
 
-VoiceLike = discord.VoiceChannel | discord.StageChannel
+__all__ = (
+    "VoiceLike",
+    "acted",
+    "bot_name",
+    "controlled",
+    "current_requester",
+    "dj_only",
+    "is_dj",
+    "member_of",
+    "require_dj",
+    "require_dj_or_owner",
+)
 
 
-def member_of(interaction: discord.Interaction) -> discord.Member:
-    if not isinstance(interaction.user, discord.Member) or interaction.guild is None:
-        raise NotAllowed("error.servers_only")
-    return interaction.user
-
-
-def caller_channel(interaction: discord.Interaction) -> VoiceLike:
-    voice = member_of(interaction).voice
-    if voice is None or not isinstance(voice.channel, VoiceLike):
-        raise NotInVoice()
-    return voice.channel
-
-
-def controlled_player(receiving: MusicService, interaction: discord.Interaction) -> ChorusPlayer:
-    """The player of whichever of our bots is in the caller's voice channel (`receiving` is the
-    music of the bot that got the command; the player may belong to another bot of the fleet)."""
-    channel = caller_channel(interaction)
-    player = receiving.fleet.player_in_channel(channel.guild.id, channel.id)
+def controlled(
+    receiving: MusicService, interaction: discord.Interaction, *, language: str | None = None
+) -> ControlRequest:
+    """The caller's request, with the player of whichever of our bots is in the caller's voice
+    channel (`receiving` is the music of the bot running the command; the player may belong to
+    another bot of the fleet)."""
+    caller = MusicRequest.of(receiving, interaction, language=language)
+    player = receiving.fleet.player_in_channel(caller.guild_id, caller.channel_id)
     if player is None:
         raise NothingPlaying()
     player.service.ensure_backend(player)
-    return player
+    return caller.controlling(player)
 
 
 def bot_name(player: ChorusPlayer) -> str:
@@ -58,34 +60,32 @@ def dj_only(action: str) -> NotAllowed:
     return NotAllowed("error.dj_only", action=Msg(f"action.{action}"))
 
 
-async def is_dj(interaction: discord.Interaction, player: ChorusPlayer) -> bool:
+async def is_dj(request: ControlRequest) -> bool:
     """Full control: no DJ role configured, the DJ role, Manage Server, or alone with the bot.
 
     The DJ role is the acting bot's setting for this guild (settings are per bot).
     """
-    member = member_of(interaction)
+    member = request.member
     if member.guild_permissions.manage_guild:
         return True
-    service = player.service
-    settings = await service.guild_settings.get(member.guild.id)
+    service = request.acting
+    settings = await service.guild_settings.get(request.guild_id)
     if settings.dj_role_id is None or any(role.id == settings.dj_role_id for role in member.roles):
         return True
-    return service.listeners(player) == [member.id]
+    return service.listeners(request.player) == [member.id]
 
 
-async def require_dj(interaction: discord.Interaction, player: ChorusPlayer, *, action: str) -> None:
+async def require_dj(request: ControlRequest, *, action: str) -> None:
     """`action` names an `action.*` message ("stop" → "Only DJs can stop the music.")."""
-    if not await is_dj(interaction, player):
+    if not await is_dj(request):
         raise dj_only(action)
 
 
-async def require_dj_or_owner(
-    interaction: discord.Interaction, player: ChorusPlayer, track_requester: int | None, *, action: str
-) -> None:
+async def require_dj_or_owner(request: ControlRequest, track_requester: int | None, *, action: str) -> None:
     """DJs control everything; others only the tracks they added."""
-    if track_requester == interaction.user.id:
+    if track_requester == request.user_id:
         return
-    await require_dj(interaction, player, action=action)
+    await require_dj(request, action=action)
 
 
 def current_requester(player: ChorusPlayer) -> int | None:

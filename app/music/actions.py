@@ -1,19 +1,20 @@
 """What the music controls do, and who may do it: one place for the slash commands and the
 now-playing controller's buttons, so both obey the same DJ and vote rules.
 
-Each action checks the rules, changes the player and returns the answer as a `Msg` (rendered in
+Each action takes the caller's `ControlRequest` (the player in their voice channel, resolved
+once), checks the rules, changes the player and returns the answer as a `Msg` (rendered in
 the reader's language by the caller, which also names the bot that acted).
 """
 
 from __future__ import annotations
 
-import discord
 import wavelink
 
 from app.i18n import Msg
 from app.music.access import current_requester, is_dj, require_dj, require_dj_or_owner
 from app.music.errors import MusicError, NothingPlaying
 from app.music.player import ChorusPlayer
+from app.music.request import ControlRequest
 
 LOOP_MODES: dict[str, wavelink.QueueMode] = {
     "off": wavelink.QueueMode.normal,
@@ -31,9 +32,10 @@ def _title(track: wavelink.Playable) -> str:
     return track.title[:90]
 
 
-async def set_paused(interaction: discord.Interaction, player: ChorusPlayer, paused: bool) -> Msg:
+async def set_paused(request: ControlRequest, paused: bool) -> Msg:
+    player = request.player
     action = "pause_others" if paused else "resume_others"
-    await require_dj_or_owner(interaction, player, current_requester(player), action=action)
+    await require_dj_or_owner(request, current_requester(player), action=action)
     if paused:
         if player.current is None:
             raise NothingPlaying()
@@ -45,21 +47,22 @@ async def set_paused(interaction: discord.Interaction, player: ChorusPlayer, pau
     return Msg("done.paused" if paused else "done.resumed")
 
 
-async def toggle_pause(interaction: discord.Interaction, player: ChorusPlayer) -> Msg:
-    return await set_paused(interaction, player, not player.paused)
+async def toggle_pause(request: ControlRequest) -> Msg:
+    return await set_paused(request, not request.player.paused)
 
 
-async def skip(interaction: discord.Interaction, player: ChorusPlayer, *, count: int = 1) -> Msg:
+async def skip(request: ControlRequest, *, count: int = 1) -> Msg:
     """DJs and the track's requester skip at once; others vote (a majority of the listeners)."""
+    player = request.player
     if player.current is None:
         raise NothingPlaying()
     title = _title(player.current)
-    own = current_requester(player) == interaction.user.id
-    if not own and not await is_dj(interaction, player):
+    own = current_requester(player) == request.user_id
+    if not own and not await is_dj(request):
         if count > 1:
             raise MusicError("error.skip_many_dj_only")
         listeners = set(player.service.listeners(player))
-        player.skip_votes.add(interaction.user.id)
+        player.skip_votes.add(request.user_id)
         votes = len(player.skip_votes & listeners)
         required = len(listeners) // 2 + 1
         if votes < required:
@@ -72,9 +75,10 @@ async def skip(interaction: discord.Interaction, player: ChorusPlayer, *, count:
     return Msg("done.skipped", title=title)
 
 
-async def skip_to(interaction: discord.Interaction, player: ChorusPlayer, position: int) -> Msg:
+async def skip_to(request: ControlRequest, position: int) -> Msg:
     """Drop the tracks before queue position `position` and play that one (DJs)."""
-    await require_dj(interaction, player, action="skipto")
+    player = request.player
+    await require_dj(request, action="skipto")
     index = queue_index(player, position)
     for _ in range(index):
         player.queue.delete(0)
@@ -87,8 +91,9 @@ async def skip_to(interaction: discord.Interaction, player: ChorusPlayer, positi
     return Msg("done.skipped_to", title=target, position=position)
 
 
-async def stop(interaction: discord.Interaction, player: ChorusPlayer) -> Msg:
-    await require_dj(interaction, player, action="stop")
+async def stop(request: ControlRequest) -> Msg:
+    player = request.player
+    await require_dj(request, action="stop")
     player.queue.clear()
     player.autoplay = wavelink.AutoPlayMode.partial
     if player.current is not None:
@@ -97,29 +102,31 @@ async def stop(interaction: discord.Interaction, player: ChorusPlayer) -> Msg:
     return Msg("done.stopped")
 
 
-async def set_loop(interaction: discord.Interaction, player: ChorusPlayer, mode: str) -> Msg:
-    await require_dj(interaction, player, action="loop")
-    player.queue.mode = LOOP_MODES[mode]
+async def set_loop(request: ControlRequest, mode: str) -> Msg:
+    await require_dj(request, action="loop")
+    request.player.queue.mode = LOOP_MODES[mode]
     return Msg("done.loop", mode=Msg(f"loop.{mode}"))
 
 
-async def cycle_loop(interaction: discord.Interaction, player: ChorusPlayer) -> Msg:
+async def cycle_loop(request: ControlRequest) -> Msg:
     """off → track → queue → off (the controller's loop button)."""
-    following = _LOOP_CYCLE[(_LOOP_CYCLE.index(loop_name(player)) + 1) % len(_LOOP_CYCLE)]
-    return await set_loop(interaction, player, following)
+    following = _LOOP_CYCLE[(_LOOP_CYCLE.index(loop_name(request.player)) + 1) % len(_LOOP_CYCLE)]
+    return await set_loop(request, following)
 
 
-async def shuffle(interaction: discord.Interaction, player: ChorusPlayer) -> Msg:
-    await require_dj(interaction, player, action="shuffle")
+async def shuffle(request: ControlRequest) -> Msg:
+    player = request.player
+    await require_dj(request, action="shuffle")
     if len(player.queue) < 2:
         raise MusicError("error.nothing_to_shuffle")
     player.queue.shuffle()
     return Msg("done.shuffled", count=len(player.queue))
 
 
-async def previous(interaction: discord.Interaction, player: ChorusPlayer) -> Msg:
+async def previous(request: ControlRequest) -> Msg:
     """Play the track before the current one; the current one comes next (DJs)."""
-    await require_dj(interaction, player, action="previous")
+    player = request.player
+    await require_dj(request, action="previous")
     history = player.history
     current = player.current
     playing_last = current is not None and bool(history) and history[-1].encoded == current.encoded
@@ -144,12 +151,13 @@ async def previous(interaction: discord.Interaction, player: ChorusPlayer) -> Ms
     return Msg("done.previous", title=_title(target))
 
 
-async def replay(interaction: discord.Interaction, player: ChorusPlayer) -> Msg:
+async def replay(request: ControlRequest) -> Msg:
     """The current track from its start (DJs, or its requester)."""
+    player = request.player
     track = player.current
     if track is None:
         raise NothingPlaying()
-    await require_dj_or_owner(interaction, player, current_requester(player), action="replay_others")
+    await require_dj_or_owner(request, current_requester(player), action="replay_others")
     if track.is_stream or not track.is_seekable:
         raise MusicError("error.not_seekable")
     await player.seek(0)

@@ -24,7 +24,7 @@ import wavelink
 
 from app.i18n import Msg, Tr
 from app.music import actions
-from app.music.access import acted, controlled_player
+from app.music.access import controlled
 from app.music.errors import PlayerEnded
 from app.music.formatting import track_length
 from app.music.player import ChorusPlayer, requester_name
@@ -117,25 +117,26 @@ async def press(
 ) -> None:
     if _own_player(music, bot_id, guild_id) is None:
         raise PlayerEnded()
-    player = controlled_player(music, interaction)
+    request = controlled(music, interaction, language=t.language)
+    player = request.player
     if kind == "queue":
         pager = queue_pager(player, t)
         await interaction.response.send_message(embed=pager.embed(), view=pager, ephemeral=True)
         return
     done: Msg
     if kind == "pause":
-        done = await actions.toggle_pause(interaction, player)
+        done = await actions.toggle_pause(request)
     elif kind == "skip":
-        done = await actions.skip(interaction, player)
+        done = await actions.skip(request)
     elif kind == "stop":
-        done = await actions.stop(interaction, player)
+        done = await actions.stop(request)
     elif kind == "loop":
-        done = await actions.cycle_loop(interaction, player)
+        done = await actions.cycle_loop(request)
     elif kind == "shuffle":
-        done = await actions.shuffle(interaction, player)
+        done = await actions.shuffle(request)
     else:
-        done = await actions.previous(interaction, player)
-    await interaction.response.send_message(acted(player, done.render(t.language)), ephemeral=True)
+        done = await actions.previous(request)
+    await interaction.response.send_message(request.answer(done), ephemeral=True)
     if kind in ("pause", "loop", "shuffle", "stop"):  # a new track refreshes it anyway
         await player.service.controllers.refresh(player)
 

@@ -9,6 +9,7 @@ time; the bot that wrote it sees it at once. Reads are bounded like every read b
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ class LanguageStore:
         self._settings = settings  # its outage backoff is shared: one outage, one wait
         self._clock = clock
         self._cache: dict[int, tuple[float, str | None]] = {}
+        self._reading: dict[int, asyncio.Future[str | None]] = {}
 
     async def chosen(self, guild_id: int) -> str | None:
         now = self._clock()
@@ -41,6 +43,16 @@ class LanguageStore:
             return cached[1]
         if self._settings.unavailable:
             return cached[1] if cached is not None else None
+        # One read per guild at a time: a burst of commands arriving together (the first ones
+        # after a start, or after the cache expired) shares it instead of each reading.
+        reading = self._reading.get(guild_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(guild_id, now, cached))
+            self._reading[guild_id] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(guild_id, None))
+        return await asyncio.shield(reading)  # one caller cancelled leaves the read to the others
+
+    async def _read(self, guild_id: int, now: float, cached: tuple[float, str | None] | None) -> str | None:
         try:
             with interactive():
                 found = await GuildPreferences.find_one(GuildPreferences.guild_id == guild_id)
@@ -48,6 +60,9 @@ class LanguageStore:
             self._settings.note_failure(exc, f"(language) of guild {guild_id} unavailable")
             return cached[1] if cached is not None else None
         language = found.language if found is not None and found.language in LANGUAGES else None
+        latest = self._cache.get(guild_id)
+        if latest is not cached and latest is not None:  # `choose` wrote while this read was out
+            return latest[1]
         self._cache[guild_id] = (now, language)
         return language
 

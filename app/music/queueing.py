@@ -16,9 +16,9 @@ from pymongo.errors import PyMongoError
 
 from app.db.connection import interactive
 from app.i18n import Tr
-from app.music.access import VoiceLike, caller_channel, member_of
 from app.music.errors import AllBotsBusy, AudioBackendUnavailable, MusicError
 from app.music.formatting import track_length
+from app.music.request import MusicRequest, PlayRequest, VoiceLike
 from app.music.service import MusicService
 
 _log = logging.getLogger(__name__)
@@ -32,20 +32,18 @@ def describe_track(track: wavelink.Playable, t: Tr) -> str:
     return f"**{track.title[:90]}** ({track_length(track, live=t('track.live'))})"
 
 
-async def route_play(
-    receiving: MusicService, interaction: discord.Interaction
-) -> tuple[MusicService, VoiceLike]:
-    """Which bot will play for the caller; checks that must pass before anything is deferred
-    (so their errors stay ephemeral). Returns the acting bot's service and the caller's channel."""
-    channel = caller_channel(interaction)
-    acting = receiving.fleet.choose_for_play(receiving, channel.guild.id, channel.id)
+async def route_play(receiving: MusicService, interaction: discord.Interaction) -> PlayRequest:
+    """Resolve the caller once and pick the bot that will play for them, with the checks that must
+    pass before anything is deferred (so their errors stay ephemeral)."""
+    caller = MusicRequest.of(receiving, interaction)
+    acting = receiving.fleet.choose_for_play(receiving, caller.guild_id, caller.channel_id)
     if acting is None:
-        raise await all_busy(receiving, channel.guild.id)
-    player = acting.get_player(channel.guild.id)
+        raise await all_busy(receiving, caller.guild_id)
+    player = acting.get_player(caller.guild_id)
     if player is None:
-        acting.check_can_join(as_seen_by(acting, channel))
+        acting.check_can_join(as_seen_by(acting, caller.channel))
     acting.ensure_backend(player)
-    return acting, channel
+    return caller.routed(acting)
 
 
 def as_seen_by(service: MusicService, channel: VoiceLike) -> VoiceLike:
@@ -78,30 +76,40 @@ def _fits(service: MusicService, track: wavelink.Playable) -> bool:
     return True
 
 
+def _still_serving(request: MusicRequest) -> MusicService | None:
+    """The bot routed for `request` when it still plays in the caller's channel: the router's
+    first rule would pick it again (one bot per channel), so it need not be asked twice."""
+    if not isinstance(request, PlayRequest):
+        return None
+    player = request.acting.get_player(request.guild_id)
+    if player is not None and player.channel is not None and player.channel.id == request.channel_id:
+        return request.acting
+    return None
+
+
 async def enqueue(
-    interaction: discord.Interaction,
-    receiving: MusicService,
-    tracks: Sequence[wavelink.Playable],
-    t: Tr,
-    *,
-    collection: str | None = None,
+    request: MusicRequest, tracks: Sequence[wavelink.Playable], *, collection: str | None = None
 ) -> str:
     """Join if needed, queue `tracks` (a playlist's, `collection` names it), start playing.
     Returns the answer. Under the fleet-wide guild lock: two /play at once in one channel get one
-    bot and one queue."""
-    member = member_of(interaction)
-    channel = caller_channel(interaction)
+    bot and one queue. The bot chosen when the command arrived is confirmed here (the search
+    took time: another /play may have brought a bot into the channel, or taken this one)."""
+    receiving = request.receiving
     fleet = receiving.fleet
-    async with fleet.lock(member.guild.id):
-        acting = fleet.choose_for_play(receiving, member.guild.id, channel.id)
+    guild_id = request.guild_id
+    async with fleet.lock(guild_id):
+        acting = _still_serving(request) or fleet.choose_for_play(receiving, guild_id, request.channel_id)
         if acting is None:
-            raise await all_busy(receiving, member.guild.id)
-        player = acting.get_player(member.guild.id)
+            raise await all_busy(receiving, guild_id)
+        player = acting.get_player(guild_id)
         if player is None:
-            player = await acting.join(as_seen_by(acting, channel), text_channel_id=interaction.channel_id)
-        fleet.mark_used(acting, member.guild.id)
+            player = await acting.join(
+                as_seen_by(acting, request.channel), text_channel_id=request.text_channel_id
+            )
+        fleet.mark_used(acting, guild_id)
+        requester = {"requester_id": str(request.user_id), "requester": request.member.display_name}
         for track in tracks:
-            track.extras = {"requester_id": str(member.id), "requester": member.display_name}
+            track.extras = requester
         playable = [track for track in tracks if _fits(acting, track)]
         if not playable:
             acting.check_track(tracks[0])  # raises the length error
@@ -117,6 +125,7 @@ async def enqueue(
             except AudioBackendUnavailable:
                 player.queue.put_at(0, first)  # still first in line once the backend is back
                 raise
+    t = request.t
     skipped = len(tracks) - len(added)
     if collection is not None:
         answer = t("play.added_collection", count=len(added), name=collection[:80])
@@ -126,7 +135,7 @@ async def enqueue(
         answer = t("play.added", track=describe_track(added[0], t), position=len(player.queue))
     if skipped:
         answer += " " + t("play.skipped", count=skipped)
-    where = player.channel.mention if player.channel else channel.mention
+    where = player.channel.mention if player.channel else request.channel.mention
     return f"**{acting.name}** · {where}: {answer}"
 
 

@@ -25,6 +25,7 @@ TINY = [
     "--play-bots", "2",
     "--play-users", "4",
     "--play-warm-rounds", "1",
+    "--play-baseline", "none",  # no git checkout of another ref in a unit test
     "--reload-inserts", "2",
     "--metrics-bots", "2",
     "--metrics-scrapes", "3",

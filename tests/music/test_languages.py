@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from beanie import init_beanie
+from pymongo import monitoring
+
+from app.db.connection import make_client
+from app.db.models import DOCUMENT_MODELS, GuildPreferences
+from app.music.guild_settings import GuildSettingsStore
+from app.music.language import LanguageStore
 from tests.fakes.discord import FakeUser
 from tests.fakes.discord_interactions import FakeInteraction
 from tests.music.conftest import World, WorldFactory
@@ -87,3 +95,49 @@ async def test_a_thai_community_gets_a_thai_controller(make_world: WorldFactory)
     await world.run(user, "play", query="Song 1")  # the member's own client is in English
     controller = await world.discord.wait_for_channel_message(world.text_channel, lambda m: bool(m.buttons))
     assert "กำลังเล่น" in controller.text and "Song 1" in controller.text
+
+
+class _Finds(monitoring.CommandListener):
+    """Counts the `find` commands sent to one collection."""
+
+    def __init__(self, collection: str) -> None:
+        self.collection = collection
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find" and event.command.get("find") == self.collection:
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_commands_arriving_together_share_one_language_read(
+    mongodb_url: str, database_name: str
+) -> None:
+    """The first commands after a start (or after the cache expired) come in bursts: one read of
+    the guild's choice serves them all, instead of one read per command."""
+    finds = _Finds(GuildPreferences.Settings.name)
+    client = make_client(mongodb_url, event_listeners=[finds])
+    try:
+        await init_beanie(database=client[database_name], document_models=DOCUMENT_MODELS)
+        await GuildPreferences(guild_id=42, language="th").insert()
+        store = LanguageStore(GuildSettingsStore(bot_id=1))
+        assert await asyncio.gather(*(store.chosen(42) for _ in range(20))) == ["th"] * 20
+        assert finds.count == 1
+        assert await store.chosen(42) == "th" and finds.count == 1  # then from the cache
+        # A guild without a choice: also one read, and every member's own language.
+        assert await asyncio.gather(*(store.chosen(43) for _ in range(5))) == [None] * 5
+        assert finds.count == 2
+        # A choice written while a read is out is not overwritten by that read's older answer.
+        reading = asyncio.ensure_future(store.chosen(44))
+        await asyncio.sleep(0)  # the read is sent
+        await store.choose(44, "th")
+        assert await reading in (None, "th")  # whichever finished first
+        assert await store.chosen(44) == "th"
+    finally:
+        await client.drop_database(database_name)
+        await client.close()

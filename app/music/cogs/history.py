@@ -8,7 +8,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from app.music import actions
-from app.music.access import acted, controlled_player
+from app.music.access import controlled
 from app.music.errors import AudioBackendUnavailable, NothingPlaying
 from app.music.formatting import page_count
 from app.music.language import tr
@@ -26,8 +26,8 @@ class History(commands.Cog):
     @app_commands.command(description="The tracks played here lately (the last 50)")
     @app_commands.guild_only()
     async def history(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(self.music, interaction)
-        t = tr(interaction)
+        request = controlled(self.music, interaction)
+        player, t = request.player, request.t
         pager = Pager(
             lambda page: history_embed(player, page, t),
             lambda: page_count(len(player.history), PAGE_SIZE),
@@ -39,9 +39,9 @@ class History(commands.Cog):
     @app_commands.command(description="Play the previous track again (the current one comes next)")
     @app_commands.guild_only()
     async def previous(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(self.music, interaction)
-        done = await actions.previous(interaction, player)
-        await interaction.response.send_message(acted(player, done.render(tr(interaction).language)))
+        request = controlled(self.music, interaction)
+        done = await actions.previous(request)
+        await interaction.response.send_message(request.answer(done))
 
     @app_commands.command(description="The lyrics of the current track, or of a song you name")
     @app_commands.describe(query="A song to look up (default: what plays in your voice channel)")
@@ -64,7 +64,7 @@ class History(commands.Cog):
 
             title, found = await within_deadline(interaction, look_up())
         else:
-            player = controlled_player(self.music, interaction)
+            player = controlled(self.music, interaction).player
             current = player.current
             if current is None:
                 raise NothingPlaying()

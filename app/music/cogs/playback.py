@@ -10,18 +10,10 @@ from discord.ext import commands
 
 from app.i18n import Msg
 from app.music import actions
-from app.music.access import (
-    acted,
-    bot_name,
-    controlled_player,
-    current_requester,
-    require_dj,
-    require_dj_or_owner,
-)
+from app.music.access import bot_name, controlled, current_requester, require_dj, require_dj_or_owner
 from app.music.controller import controller_view
 from app.music.errors import MusicError, NothingPlaying
 from app.music.formatting import format_duration, parse_time, progress_bar
-from app.music.language import tr
 from app.music.options import (
     QUERY_MAX,
     SEARCH_QUERY_MAX,
@@ -31,18 +23,14 @@ from app.music.options import (
     check_time,
     check_volume,
 )
-from app.music.player import ChorusPlayer, requester_name
+from app.music.player import requester_name
 from app.music.queueing import describe_track, enqueue, route_play, send, within_deadline
+from app.music.request import MusicRequest
 from app.music.search_cache import Suggestion
 from app.music.service import MusicService
 from app.music.views import SearchView
 
 SEARCH_RESULTS = 5
-
-
-def _done(interaction: discord.Interaction, player: ChorusPlayer, message: Msg) -> str:
-    """The answer in the reader's language, naming the bot that acted."""
-    return acted(player, message.render(tr(interaction).language))
 
 
 class Playback(commands.Cog):
@@ -54,15 +42,13 @@ class Playback(commands.Cog):
     @app_commands.guild_only()
     async def play(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 500]) -> None:
         check_query(query)
-        receiving = self.music
-        acting, _ = await route_play(receiving, interaction)
-        t = tr(interaction)
+        request = await route_play(self.music, interaction)
 
         async def search_and_enqueue() -> str:
-            result = await acting.search(query)
+            result = await request.acting.search(query)
             if isinstance(result, wavelink.Playlist):
-                return await enqueue(interaction, receiving, list(result.tracks), t, collection=result.name)
-            return await enqueue(interaction, receiving, [result[0]], t)
+                return await enqueue(request, list(result.tracks), collection=result.name)
+            return await enqueue(request, [result[0]])
 
         await send(interaction, await within_deadline(interaction, search_and_enqueue()))
 
@@ -96,15 +82,17 @@ class Playback(commands.Cog):
     @app_commands.guild_only()
     async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 1, 200]) -> None:
         check_query(query, limit=SEARCH_QUERY_MAX)
-        receiving = self.music
-        acting, _ = await route_play(receiving, interaction)
-        t = tr(interaction)
-        result = await within_deadline(interaction, acting.search(query), ephemeral=True)
+        request = await route_play(self.music, interaction)
+        t = request.t
+        result = await within_deadline(interaction, request.acting.search(query), ephemeral=True)
         tracks = (result.tracks if isinstance(result, wavelink.Playlist) else result)[:SEARCH_RESULTS]
 
         async def picked(pick_interaction: discord.Interaction, track: wavelink.Playable) -> None:
             await pick_interaction.response.defer()
-            answer = await enqueue(pick_interaction, receiving, [track], t)
+            # The picker may have moved since the search: resolved and routed again (answered in the
+            # language of the /search).
+            pick = MusicRequest.of(request.receiving, pick_interaction, language=request.language)
+            answer = await enqueue(pick, [track])
             await pick_interaction.edit_original_response(content=answer, view=None)
 
         view = SearchView(owner_id=interaction.user.id, tracks=tracks, on_pick=picked, t=t)
@@ -117,18 +105,18 @@ class Playback(commands.Cog):
     @app_commands.command(description="Pause the music")
     @app_commands.guild_only()
     async def pause(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(self.music, interaction)
-        done = await actions.set_paused(interaction, player, True)
-        await interaction.response.send_message(_done(interaction, player, done))
-        await player.service.controllers.refresh(player)
+        request = controlled(self.music, interaction)
+        done = await actions.set_paused(request, True)
+        await interaction.response.send_message(request.answer(done))
+        await request.acting.controllers.refresh(request.player)
 
     @app_commands.command(description="Resume the music")
     @app_commands.guild_only()
     async def resume(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(self.music, interaction)
-        done = await actions.set_paused(interaction, player, False)
-        await interaction.response.send_message(_done(interaction, player, done))
-        await player.service.controllers.refresh(player)
+        request = controlled(self.music, interaction)
+        done = await actions.set_paused(request, False)
+        await interaction.response.send_message(request.answer(done))
+        await request.acting.controllers.refresh(request.player)
 
     @app_commands.command(description="Skip the current track (a vote for non-DJs)")
     @app_commands.describe(count="How many tracks to skip (DJs only for more than one)")
@@ -137,12 +125,12 @@ class Playback(commands.Cog):
         self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 100] = 1
     ) -> None:
         check_count(count)
-        player = controlled_player(self.music, interaction)
-        done = await actions.skip(interaction, player, count=count)
+        request = controlled(self.music, interaction)
+        done = await actions.skip(request, count=count)
         if done.key == "done.skip_vote":
-            await interaction.response.send_message(done.render(tr(interaction).language))
+            await interaction.response.send_message(done.render(request.language))
             return
-        await interaction.response.send_message(_done(interaction, player, done))
+        await interaction.response.send_message(request.answer(done))
 
     @app_commands.command(description="Skip to a track of the queue (the ones before it are dropped)")
     @app_commands.describe(position="Its position in /queue")
@@ -151,37 +139,39 @@ class Playback(commands.Cog):
         self, interaction: discord.Interaction, position: app_commands.Range[int, 1, 10_000]
     ) -> None:
         check_position(position)
-        player = controlled_player(self.music, interaction)
-        done = await actions.skip_to(interaction, player, position)
-        await interaction.response.send_message(_done(interaction, player, done))
+        request = controlled(self.music, interaction)
+        done = await actions.skip_to(request, position)
+        await interaction.response.send_message(request.answer(done))
 
     @app_commands.command(description="Stop the music and clear the queue")
     @app_commands.guild_only()
     async def stop(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(self.music, interaction)
-        done = await actions.stop(interaction, player)
-        await interaction.response.send_message(_done(interaction, player, done))
-        await player.service.controllers.refresh(player)
+        request = controlled(self.music, interaction)
+        done = await actions.stop(request)
+        await interaction.response.send_message(request.answer(done))
+        await request.acting.controllers.refresh(request.player)
 
     @app_commands.command(description="Leave the voice channel")
     @app_commands.guild_only()
     async def leave(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(self.music, interaction)
-        await require_dj(interaction, player, action="leave")
+        request = controlled(self.music, interaction)
+        player = request.player
+        await require_dj(request, action="leave")
         channel, name = player.channel, bot_name(player)
         await player.service.leave(player)
-        t = tr(interaction)
+        t = request.t
         where = channel.mention if channel else t("leave.the_channel")
         await interaction.response.send_message(t("done.left", bot=name, channel=where))
 
     @app_commands.command(description="Show the current track and its position")
     @app_commands.guild_only()
     async def nowplaying(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(self.music, interaction)
+        request = controlled(self.music, interaction)
+        player = request.player
         track = player.current
         if track is None:
             raise NothingPlaying()
-        t = tr(interaction)
+        t = request.t
         embed = discord.Embed(
             title=track.title[:250], url=track.uri, description=t("nowplaying.by", author=track.author[:100])
         )
@@ -208,11 +198,12 @@ class Playback(commands.Cog):
     @app_commands.guild_only()
     async def seek(self, interaction: discord.Interaction, time: app_commands.Range[str, 1, 12]) -> None:
         check_time(time)
-        player = controlled_player(self.music, interaction)
+        request = controlled(self.music, interaction)
+        player = request.player
         track = player.current
         if track is None:
             raise NothingPlaying()
-        await require_dj_or_owner(interaction, player, current_requester(player), action="seek_others")
+        await require_dj_or_owner(request, current_requester(player), action="seek_others")
         position = parse_time(time)
         if track.is_stream or not track.is_seekable:
             raise MusicError("error.not_seekable")
@@ -220,24 +211,24 @@ class Playback(commands.Cog):
             raise MusicError("error.seek_past_end", length=format_duration(track.length))
         await player.seek(position)
         done = Msg("done.seeked", time=format_duration(position))
-        await interaction.response.send_message(_done(interaction, player, done))
+        await interaction.response.send_message(request.answer(done))
 
     @app_commands.command(description="Play the current track again from its start")
     @app_commands.guild_only()
     async def replay(self, interaction: discord.Interaction) -> None:
-        player = controlled_player(self.music, interaction)
-        done = await actions.replay(interaction, player)
-        await interaction.response.send_message(_done(interaction, player, done))
+        request = controlled(self.music, interaction)
+        done = await actions.replay(request)
+        await interaction.response.send_message(request.answer(done))
 
     @app_commands.command(description="Set the volume (0-150)")
     @app_commands.describe(level="Volume in percent")
     @app_commands.guild_only()
     async def volume(self, interaction: discord.Interaction, level: app_commands.Range[int, 0, 150]) -> None:
         check_volume(level)
-        player = controlled_player(self.music, interaction)
-        await require_dj(interaction, player, action="volume")
-        await player.set_volume(level)
-        await interaction.response.send_message(_done(interaction, player, Msg("done.volume", level=level)))
+        request = controlled(self.music, interaction)
+        await require_dj(request, action="volume")
+        await request.player.set_volume(level)
+        await interaction.response.send_message(request.answer(Msg("done.volume", level=level)))
 
 
 async def setup(bot: commands.Bot, music: MusicService) -> None:

@@ -20,7 +20,7 @@ from app.db import playlists as store
 from app.db.connection import interactive
 from app.db.models import PlaylistTrack, UserPlaylist
 from app.i18n import Tr
-from app.music.access import controlled_player, member_of
+from app.music.access import controlled, member_of
 from app.music.errors import MusicError
 from app.music.formatting import format_duration, page_count
 from app.music.language import tr
@@ -101,7 +101,7 @@ class PlaylistGroup(app_commands.Group, name="playlist", description="Your saved
     @app_commands.describe(name="The playlist's name")
     async def save(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100]) -> None:
         name = _name(name)
-        player = controlled_player(self.music, interaction)
+        player = controlled(self.music, interaction).player
         tracks = ([player.current] if player.current is not None else []) + list(player.queue)
         if not tracks:
             raise MusicError("error.nothing_playing")
@@ -116,19 +116,16 @@ class PlaylistGroup(app_commands.Group, name="playlist", description="Your saved
     @app_commands.describe(name="The playlist's name")
     async def load(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100]) -> None:
         name = _name(name)
-        receiving = self.music
-        await route_play(receiving, interaction)  # in voice, a bot free for the caller: before any read
+        # In voice, with a bot free for the caller: checked before any read.
+        request = await route_play(self.music, interaction)
         with _database():
             playlist = await store.get_playlist(interaction.user.id, name)
         if playlist is None:
             raise MusicError("playlist.not_found", name=name)
         if not playlist.tracks:
             raise MusicError("playlist.empty_cannot_load", name=playlist.name)
-        t = tr(interaction)
         tracks = [playable(track) for track in playlist.tracks]
-        answer = await within_deadline(
-            interaction, enqueue(interaction, receiving, tracks, t, collection=playlist.name)
-        )
+        answer = await within_deadline(interaction, enqueue(request, tracks, collection=playlist.name))
         await send(interaction, answer)
 
     @app_commands.command(name="list", description="Your playlists")
