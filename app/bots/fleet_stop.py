@@ -7,13 +7,16 @@ competing for the loop and the database, each bot's own timeout running while it
 
 1. saves every bot's players in ONE bulk write (`write_snapshots`), first, so a stop cut short
    still resumes every player (each bot's own save in its stop then finds nothing left to write),
-   and every bot's IDENTIFYs not written yet in another;
+   and the IDENTIFYs still queued of every bot (their `IdentifyLogBook`, one for a worker) in
+   another;
 2. stops the bots `concurrency` at a time, each bounded by its own timeout;
 3. gives up waiting at `deadline`: the bots not stopped yet have their gateway sockets closed
    without waiting for the close handshake and their tasks cancelled, and what was not done is
    logged.
 
-Every bot is marked as stopping first, so that none waiting for its turn reconnects.
+Every bot is marked as stopping first, so that none waiting for its turn reconnects. What holds
+the process after the deadline is `chorus serve`'s concern: it exits by itself `EXIT_GRACE` later
+(`app/shutdown.ExitDeadline`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from typing import TYPE_CHECKING
 
 from pymongo.errors import PyMongoError
 
-from app.db import queries
 from app.music.snapshots import SnapshotWrite, write_snapshots
 from app.shutdown import cancel_bounded
 
@@ -36,9 +38,10 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-# Bots closing at the same time: enough to overlap the network round trips of their closes,
-# few enough that each finishes within its own timeout on a busy loop.
-STOP_CONCURRENCY = 32
+# Bots closing at the same time. A bot's close is mostly waiting (its gateway close handshake, its
+# Lavalink node's), not CPU: 32 at a time made 1,000 bots take 31 rounds of those waits (10-40 s);
+# 256 overlap them, and still keep each close within its own timeout on a busy loop.
+STOP_CONCURRENCY = 256
 # The batched save of every player gets at most this share of the deadline.
 _SAVE_SHARE = 0.25
 # After the deadline: how long the sockets of the bots not stopped get to send their close frame,
@@ -137,20 +140,10 @@ async def _save_all_players(runners: Sequence[BotRunner], *, timeout: float) -> 
 
 
 async def _save_all_identifies(runners: Sequence[BotRunner], *, timeout: float) -> None:
-    """The IDENTIFYs not written yet of every bot in one bulk write (each bot's stop would write
-    its own, one round trip each, on a database that a large fleet keeps busy)."""
-    batches = {runner.client_id: runner.identify_ledger.take_unsaved() for runner in runners}
-    batches = {client_id: batch for client_id, batch in batches.items() if batch}
-    if not batches:
-        return
-    try:
-        async with asyncio.timeout(timeout):
-            await queries.record_identifies_of_bots(batches)
-    except (TimeoutError, PyMongoError) as exc:
-        # Not retried bot by bot: on a database this slow, 1,000 more writes would only hold the
-        # stop up. The next start's counts miss these (Discord's own limit is twice the budget).
-        lost = sum(len(batch) for batch in batches.values())
-        _log.warning("%d IDENTIFY(s) of %d bot(s) not written to their logs (%r)", lost, len(batches), exc)
+    """The IDENTIFYs still queued (their write failed or is due) of every bot: their books (one
+    for a worker's fleet) write them in one bulk write each."""
+    books = {id(runner.identify_ledger.book): runner.identify_ledger.book for runner in runners}
+    await asyncio.gather(*(book.close(timeout) for book in books.values()))
 
 
 async def _close_sockets_now(runners: Sequence[BotRunner]) -> int:

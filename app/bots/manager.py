@@ -14,6 +14,7 @@ from pymongo.errors import PyMongoError
 from app.bots.client import MusicBotClient
 from app.bots.events import FleetEvents
 from app.bots.fleet_stop import stop_runners
+from app.bots.identify import IdentifyLogBook
 from app.bots.reload import FleetWatcher
 from app.bots.router import FleetRouter
 from app.bots.runner import BotRunner
@@ -41,6 +42,7 @@ class BotManager:
         self._disabled: dict[int, MusicBot] = {}
         # Bounded concurrency for logins: 100 bots starting must not be 100 simultaneous REST bursts.
         self._login_gate = asyncio.Semaphore(settings.bot_login_concurrency)
+        self._identify_log = IdentifyLogBook()  # every bot's IDENTIFY log, written in batches
         self._locks: dict[int, asyncio.Lock] = {}
         self._background: set[asyncio.Task[bool]] = set()
         self._lavalink_nodes = parse_lavalink_nodes(settings.lavalink_nodes)
@@ -112,6 +114,7 @@ class BotManager:
             on_failed=self._bot_failed,
             events=self.events,
             start_facts=facts,
+            identify_log=self._identify_log,
         )
         self._runners[bot.client_id] = runner
         runner.start()
@@ -302,6 +305,7 @@ class BotManager:
             _log.info("Stopping %d bot(s)", len(runners))
         # Paced and bounded: one batched save of every player, a few closes at a time, a deadline.
         await stop_runners(runners, deadline=self._settings.shutdown_timeout)
+        await self._identify_log.close(timeout=5.0)  # queued after the stop's write, if any
         await self.scheduler.stop()
 
     async def _ensure_development_bot(self, token: str) -> None:

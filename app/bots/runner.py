@@ -20,7 +20,7 @@ from app.bots.client import MusicBotClient, ShardedMusicBotClient
 from app.bots.errors import FatalBotError, IdentifyDeferred, ShardingRequired, TokenMismatch
 from app.bots.events import FleetEvents
 from app.bots.guild_sync import GuildSync
-from app.bots.identify import IdentifyLedger, IdentifyPacer
+from app.bots.identify import IdentifyLedger, IdentifyLogBook, IdentifyPacer
 from app.bots.router import FleetRouter
 from app.bots.sharding import PLAIN, ShardPlan, ShardPlanner
 from app.bots.startup import StartFacts
@@ -82,6 +82,7 @@ class BotRunner:
         on_failed: Callable[[BotRunner, str], None] | None = None,
         events: FleetEvents | None = None,
         start_facts: StartFacts | None = None,
+        identify_log: IdentifyLogBook | None = None,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
         self.record = record
@@ -118,7 +119,12 @@ class BotRunner:
         self._login_backoff = Backoff(
             initial=settings.bot_retry_initial_delay, maximum=settings.bot_retry_max_delay
         )
-        self._ledger = IdentifyLedger(self.client_id, budget_share=settings.identify_budget_share)
+        self._ledger = IdentifyLedger(
+            self.client_id,
+            budget_share=settings.identify_budget_share,
+            book=identify_log,  # the worker's (None: this bot's own)
+            log=start_facts.identify_log if start_facts is not None else None,
+        )
         self._shard_planner = ShardPlanner(self.client_id, check_guilds=settings.shard_check_guilds)
         self._shard_plan = PLAIN  # the current client's
         self._identified = False  # the current client got as far as an IDENTIFY
@@ -166,8 +172,12 @@ class BotRunner:
         client = self.client
         if client is not None:
             await run_bounded(client.close(), timeout, what=f"Closing bot {self.client_id}")
+        # A task cancelled in the middle of a database operation can take as long as the database
+        # to give up (10 s and more on one that is behind): it is left to finish on its own.
         await cancel_bounded(
-            [self._task, self._guilds.task, self._stability_task], timeout, what=f"Bot {self.client_id}"
+            [self._task, self._guilds.task, self._stability_task],
+            min(timeout, 2.0),
+            what=f"Bot {self.client_id}",
         )
         await self._ledger.close(timeout=min(timeout, 2.0))
         self._router.guilds.forget_bot(self.client_id)
@@ -332,8 +342,7 @@ class BotRunner:
                 client.music.snapshots.nothing_saved()
             self._identified = False
             try:
-                # Every shard's, before any socket exists (from memory: nothing before the first claim).
-                self._ledger.check(needed=plan.count or 1)
+                self._ledger.check(needed=plan.count or 1)  # every shard's, before any socket exists
                 async with self._login_gate:
                     await client.login(token)
                 self._login_backoff.reset()
@@ -428,8 +437,8 @@ class BotRunner:
 
     async def _before_identify(self, shard_id: int | None, initial: bool) -> None:
         """Every IDENTIFY of this bot (of each shard), from either reconnect loop, passes here:
-        pace it, then count it against the budget: the bot's first IDENTIFY in the database (one
-        bounded round trip, its only one at start), later ones from memory."""
+        pace it, then count it against the budget (from memory) and write it to the bot's log
+        (batched with the other bots', bounded) before it is sent."""
         wait = self._pacer.delay(shard_id)
         if wait > HANDSHAKE_WAIT_MAX:
             raise IdentifyDeferred(wait)
@@ -437,7 +446,7 @@ class BotRunner:
             if self._pacer.backing_off:  # not when only spaced (a sharded bot's launch)
                 await self._set_state(self.state, error=self._pacing_reason(wait))
             await asyncio.sleep(wait)
-        await self._ledger.claim()  # the first: one database round trip; later ones: memory
+        await self._ledger.claim()  # decided from memory, written (in a batch) before it is sent
         self._pacer.identified(shard_id)
         self._identified = True
         self._cause = None  # a new session: how the last one ended no longer applies

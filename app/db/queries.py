@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from beanie import PydanticObjectId
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from app.db.models import (
@@ -307,25 +307,29 @@ async def reconcile_bot_guilds(
     return activated, removed
 
 
-async def record_identifies(client_id: int, timestamps: Sequence[datetime]) -> list[datetime]:
-    """Append IDENTIFYs of the bot to its log (the newest `_IDENTIFY_LOG_CAP` are kept) and
-    return its log of the last 24 hours, oldest first: one round trip writes and reads."""
-    doc = await BotIdentifyLog.get_pymongo_collection().find_one_and_update(
-        {"client_id": client_id},
-        {"$push": {"timestamps": {"$each": list(timestamps), "$slice": -_IDENTIFY_LOG_CAP}}},
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
-    )
-    since = utcnow() - IDENTIFY_WINDOW
-    return sorted(ts for ts in (doc or {}).get("timestamps", []) if ts >= since)
-
-
 async def record_identifies_of_bots(timestamps: Mapping[int, Sequence[datetime]]) -> None:
-    """`record_identifies` of many bots in one bulk write (a fleet's stop), reading nothing."""
+    """Append IDENTIFYs to the logs of many bots in one bulk write (the newest `_IDENTIFY_LOG_CAP`
+    of each are kept), reading nothing: a worker's IDENTIFYs of a short window, or at its stop.
+
+    Idempotent: an entry already logged is not logged again, so a write retried after a timeout
+    that the server had applied anyway does not count an IDENTIFY twice. (Dates are compared as
+    epoch milliseconds, `$toLong`: SecantusDB mis-compares dates directly.)"""
+    logged = {"$ifNull": ["$timestamps", []]}
     requests = [
         UpdateOne(
             {"client_id": client_id},
-            {"$push": {"timestamps": {"$each": list(batch), "$slice": -_IDENTIFY_LOG_CAP}}},
+            [
+                {
+                    "$set": {
+                        "timestamps": {
+                            "$slice": [
+                                {"$concatArrays": [logged, _not_in(list(batch), logged)]},
+                                -_IDENTIFY_LOG_CAP,
+                            ]
+                        }
+                    }
+                }
+            ],
             upsert=True,
         )
         for client_id, batch in timestamps.items()
@@ -335,38 +339,25 @@ async def record_identifies_of_bots(timestamps: Mapping[int, Sequence[datetime]]
         await BotIdentifyLog.get_pymongo_collection().bulk_write(requests, ordered=False)
 
 
-async def claim_identify(
-    client_id: int, *, at: datetime, budget: int, needed: int = 1
-) -> tuple[bool, list[datetime]]:
-    """Check the bot's IDENTIFY budget and, when `needed` more fit in it, log one at `at`: one
-    atomic round trip (a pipeline update), so a start costs one operation, not a read and a write.
-
-    Returns (allowed, the log of the last 24 h after the claim, oldest first; it holds `at` when
-    allowed). Entries older than 24 h are dropped by the same update. `at` must be truncated to
-    milliseconds (BSON dates hold no more) so the caller can find it in the log.
-    """
-    since = int((at - IDENTIFY_WINDOW).timestamp() * 1000)
-    # Dates compared as epoch milliseconds (`$toLong`): SecantusDB mis-compares dates directly.
-    recent = {
-        "$filter": {
-            "input": {"$ifNull": ["$timestamps", []]},
-            "as": "at",
-            "cond": {"$gte": [{"$toLong": "$$at"}, since]},
-        }
+def _not_in(dates: list[datetime], logged: Mapping[str, object]) -> dict[str, object]:
+    """The `dates` not in the array `logged` (an aggregation expression)."""
+    known = {"$map": {"input": logged, "as": "at", "in": {"$toLong": "$$at"}}}
+    return {
+        "$filter": {"input": dates, "as": "new", "cond": {"$not": [{"$in": [{"$toLong": "$$new"}, known]}]}}
     }
-    fits = {"$lte": [{"$add": [{"$size": "$timestamps"}, needed]}, budget]}
-    logged = {"$slice": [{"$concatArrays": ["$timestamps", [at]]}, -_IDENTIFY_LOG_CAP]}
-    doc = await BotIdentifyLog.get_pymongo_collection().find_one_and_update(
-        {"client_id": client_id},
-        [
-            {"$set": {"timestamps": recent}},
-            {"$set": {"timestamps": {"$cond": [fits, logged, "$timestamps"]}}},
-        ],
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
+
+
+async def identify_logs(client_ids: Collection[int]) -> dict[int, list[datetime]]:
+    """The logged IDENTIFYs of the last 24 hours of many bots, oldest first, in one query: every
+    bot asked for has an entry, empty when it never identified."""
+    since = utcnow() - IDENTIFY_WINDOW
+    logs: dict[int, list[datetime]] = {client_id: [] for client_id in client_ids}
+    cursor = BotIdentifyLog.get_pymongo_collection().find(
+        {"client_id": {"$in": list(logs)}}, {"client_id": 1, "timestamps": 1, "_id": 0}
     )
-    timestamps: list[datetime] = sorted((doc or {}).get("timestamps", []))
-    return at in timestamps, timestamps
+    async for doc in cursor:
+        logs[doc["client_id"]] = sorted(ts for ts in doc.get("timestamps", []) if ts >= since)
+    return logs
 
 
 async def forget_player_snapshots(client_id: int) -> int:

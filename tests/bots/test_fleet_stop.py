@@ -27,6 +27,15 @@ class _Socket:
 
 
 @dataclass
+class _Book:
+    async def close(self, timeout: float) -> None:
+        pass
+
+
+_BOOK = _Book()
+
+
+@dataclass
 class _Runner:
     client_id: int
     hangs: bool
@@ -43,7 +52,7 @@ class _Runner:
         self.abandoned = True
 
     def __post_init__(self) -> None:
-        self.identify_ledger = SimpleNamespace(take_unsaved=list)
+        self.identify_ledger = SimpleNamespace(book=_BOOK)
         snapshots = SimpleNamespace(changes=lambda now, deletions: [])
         self.client = SimpleNamespace(
             music=SimpleNamespace(snapshots=snapshots), gateway_sockets=lambda: [self.socket]

@@ -100,15 +100,14 @@ async def test_bot_for_guild_and_counts() -> None:
     assert stored is not None and (stored.guild_count, stored.user_count) == (3, 42)
 
 
-async def test_identify_log_keeps_the_last_day() -> None:
+async def test_identify_logs_are_written_and_read_for_many_bots_at_once() -> None:
     now = utcnow().replace(microsecond=0)
-    logged = await queries.record_identifies(5, [now - timedelta(hours=25), now - timedelta(minutes=1)])
-    assert logged == [now - timedelta(minutes=1)]  # the one older than 24 h no longer counts
-    assert await queries.record_identifies(5, [now]) == [now - timedelta(minutes=1), now]
-    await queries.record_identifies_of_bots({5: [now + timedelta(seconds=1)], 6: [now], 7: []})
-    assert len(await queries.record_identifies(5, [])) == 3
-    assert await queries.record_identifies(6, []) == [now]
-    assert await queries.record_identifies(8, []) == []
+    await queries.record_identifies_of_bots({5: [now - timedelta(hours=25), now - timedelta(minutes=1)]})
+    await queries.record_identifies_of_bots({5: [now], 6: [now], 7: []})
+    await queries.record_identifies_of_bots({5: [now], 6: [now]})  # a retried write: no double count
+    logs = await queries.identify_logs([5, 6, 7, 8])
+    # The one older than 24 h no longer counts; bots never logged have an empty log.
+    assert logs == {5: [now - timedelta(minutes=1), now], 6: [now], 7: [], 8: []}
 
 
 async def test_update_music_bot_writes_only_real_changes() -> None:
@@ -142,24 +141,3 @@ async def test_delete_music_bot_takes_its_guild_records_and_players_along() -> N
     assert await ServerMusicBot.find(ServerMusicBot.music_bot_id == kept.id).count() == 1
     assert [s.bot_id for s in await PlayerSnapshot.find_all().to_list()] == [2]
     assert await queries.delete_music_bot(1) is None
-
-
-async def test_an_identify_claim_checks_the_budget_and_logs_in_one_operation() -> None:
-    now = utcnow().replace(microsecond=0)
-    await queries.record_identifies(7, [now - timedelta(hours=25), now - timedelta(minutes=2)])
-    allowed, logged = await queries.claim_identify(7, at=now - timedelta(minutes=1), budget=3)
-    assert allowed and logged == [
-        now - timedelta(minutes=2),
-        now - timedelta(minutes=1),
-    ]  # the old one dropped
-    allowed, logged = await queries.claim_identify(7, at=now, budget=3)
-    assert allowed and len(logged) == 3
-    allowed, logged = await queries.claim_identify(7, at=now + timedelta(seconds=1), budget=3)
-    assert not allowed and len(logged) == 3  # refused, and not logged
-    allowed, logged = await queries.claim_identify(8, at=now, budget=3)  # a bot never logged before
-    assert allowed and logged == [now]
-    assert await queries.record_identifies(7, []) == [
-        now - timedelta(minutes=2),
-        now - timedelta(minutes=1),
-        now,
-    ]
