@@ -110,7 +110,10 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, n: int, nodes: st
         cpu_settled = cpu_seconds(pid)
         os.kill(pid, signal.SIGUSR1)  # the database commands sent so far
         wait_until(counted.exists, timeout=60, interval=0.05, what="the command count", watch=[service.child])
-        ops = int(json.loads(counted.read_text())["commands"])
+        counts = json.loads(counted.read_text())
+        ops = int(counts["commands"])
+        by_collection: dict[str, int] = counts.get("by_collection", {})
+        log_ops = sum(n for name, n in by_collection.items() if name.endswith(" bot_identify_log"))
         # SIGTERM to exit.
         stop_started = time.monotonic()
         service.child.process.send_signal(signal.SIGTERM)
@@ -128,7 +131,7 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, n: int, nodes: st
         drop_database(ctx.database_url, database)
     row = {
         "code": label, "bots": n, "ready_s": round(ready_s, 2), "cpu_ready_s": round(cpu_ready, 3),
-        "cpu_settled_s": round(cpu_settled, 3), "db_ops": ops,
+        "cpu_settled_s": round(cpu_settled, 3), "db_ops": ops, "log_ops": log_ops,
         "stop_s": None if stop_s is None else round(stop_s, 2), "exit_code": exit_code,
         "cut_off": "not stopped cleanly" in log, "closes": closes,
     }  # fmt: skip
@@ -141,7 +144,7 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, n: int, nodes: st
 
 def _median_row(samples: list[dict[str, Any]]) -> dict[str, Any]:
     row: dict[str, Any] = {"runs": len(samples), "code": samples[0]["code"], "bots": samples[0]["bots"]}
-    for key in ("ready_s", "cpu_ready_s", "cpu_settled_s", "db_ops"):
+    for key in ("ready_s", "cpu_ready_s", "cpu_settled_s", "db_ops", "log_ops"):
         row[key] = statistics.median(s[key] for s in samples)
     stops = [s["stop_s"] for s in samples]
     # A killed stop counts as the cap (it took at least that long).
@@ -274,16 +277,17 @@ def render(result: dict[str, Any]) -> str:
         f"A stop not over after {result['stop_cap_s']:.0f} s is killed (counted as that).",
         "",
         "| code | bots | ready (s) | CPU to ready (s) | CPU settled (s) | database round trips "
-        "| SIGTERM to exit (s) "
+        "| of which IDENTIFY log | SIGTERM to exit (s) "
         "| runs killed | runs cut off at the deadline | last run: closed with a frame / dropped / open |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         closes = row["closes"] or {}
         ended = f"{closes.get('frame', 0)} / {closes.get('dropped', 0)} / {closes.get('open', 0)}"
         lines.append(
             f"| {row['code']} | {row['bots']} | {row['ready_s']:.2f} | {row['cpu_ready_s']:.2f} "
-            f"| {row['cpu_settled_s']:.2f} | {row['db_ops']:.0f} | {row['stop_s']:.1f} "
+            f"| {row['cpu_settled_s']:.2f} | {row['db_ops']:.0f} "
+            f"| {'-' if row.get('log_ops') is None else format(row['log_ops'], '.0f')} | {row['stop_s']:.1f} "
             f"| {row['stops_killed']} | {row['cut_off']} | {ended} |"
         )
     lines += ["", "Per additional bot (slope between the two N, medians of the same run):", "",
@@ -303,20 +307,18 @@ def render(result: dict[str, Any]) -> str:
         "",
         "- *Database round trips per bot*: before, a bot's start read its IDENTIFY log, wrote its "
         "IDENTIFY, read its guild records, wrote its guild count, read its saved players, and the "
-        "hot-reload watcher's catch-up pass read its record again; this tree claims the IDENTIFY in one "
-        "atomic operation (budget checked and IDENTIFY logged) and reads the guild records and saved "
-        "players once for the whole fleet. `tests/bots/test_start_round_trips.py` asserts exactly one "
-        "command per bot at a restart; what is left above 1 here is the service's periodic work during "
-        "the start (the database ping, the scheduler) growing with its duration.",
-        "- *Counting caveat*: a command is counted when PyMongo starts it. When most first claims "
-        "fail to get one of the pool's 100 connections within `FIRST_CLAIM_WAIT` (2 s), they are never "
-        "started and the bot falls back to memory (then one background write); the slope then "
-        "under-counts. SecantusDB answers `findAndModify` on an existing document at ~150/s on these "
-        "machines (`update_one` ~900/s; a pymongo snippet, in-process), so a 1,000-bot restart against "
-        "it falls back for most bots (the log says so per bot); MongoDB answers both alike.",
+        "hot-reload watcher's catch-up pass read its record again. This tree reads the IDENTIFY logs, "
+        "guild records and saved players once for the whole fleet (three queries), decides each "
+        "IDENTIFY from memory and writes it to the bot's log before sending it, batched: the IDENTIFYs "
+        "of every bot in a 0.25 s window go in ONE bulk write, one write in flight at a time "
+        "(`IdentifyLogBook`). The count grows with the start's duration (one write per window, the "
+        "database ping, the scheduler), not with the bots: `tests/bots/test_start_round_trips.py` "
+        "asserts no command of its own per bot at a restart, `tests/bots/test_identify_log_book.py` one "
+        "write and one read for a hundred bots identifying together.",
         "- *SIGTERM to exit*: before, every bot's stop was gathered at once; this tree saves every "
-        "player and every unsaved IDENTIFY in one bulk write each, closes 32 bots at a time and cuts "
-        "off what is left after `SHUTDOWN_TIMEOUT` (40 s), logging which bots. The last column is how "
+        "player and every IDENTIFY still queued in one bulk write each, closes 256 bots at a time and "
+        "cuts off what is left after `SHUTDOWN_TIMEOUT` (40 s), logging which bots; if the process is "
+        "still there 15 s later it exits by itself (code 3, `ExitDeadline`). The last column is how "
         "the fake Discord saw each bot's gateway connection end (a close frame, or dropped by the exit).",
     ]
     troubled = [r for r in rows if r["code"] == "this tree" and (r["stops_killed"] or r["cut_off"])]
@@ -324,11 +326,7 @@ def render(result: dict[str, Any]) -> str:
         sizes = ", ".join(str(r["bots"]) for r in troubled)
         lines.append(
             f"- **Not solved**: at {sizes} bots this tree's stop reached its deadline (the log names the "
-            "bots cut off) and in the runs counted as killed the process had not exited "
-            f"{result['stop_cap_s']:.0f} s after SIGTERM, although every bot had closed its gateway "
-            "connection. In those runs most first claims had fallen back to memory (see above), so the "
-            "database was busy with the fallback writes and their retries while the bots stopped; what "
-            "holds the process after the cut-off is not diagnosed yet (issue 14)."
+            "bots cut off) or the process had to be killed."
         )
     before, after = _slope(rows, "before", "cpu_ready_s"), _slope(rows, "this tree", "cpu_ready_s")
     if before and after:
