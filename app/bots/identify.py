@@ -177,34 +177,38 @@ class IdentifyLogBook:
 
     async def _flush(self) -> bool:
         """Write every queued record, then read every log asked for; False: the database failed
-        (what was taken is queued again)."""
+        (what was not done is queued again)."""
         batch, self._queued = self._queued, {}
         written, self._next = self._next, None
         loads = [client_id for client_id, future in self._loads.items() if not future.done()]
         try:
             with pymongo.timeout(_ATTEMPT_TIMEOUT):
                 if batch:
-                    # A write that timed out after the server applied it is written again: the
-                    # log then over-counts, which errs on the side of the token.
+                    # Retried after a timeout the server had applied anyway: harmless, the write
+                    # skips entries already logged.
                     await queries.record_identifies_of_bots(batch)
                     self.writes += 1
-                logs = await queries.identify_logs(loads) if loads else {}
         except PyMongoError as exc:
             for client_id, timestamps in batch.items():
                 self._queued[client_id] = [*timestamps, *self._queued.get(client_id, [])]
             if written is not None:
                 written.set_result(False)
-            if batch or loads:
-                _log.warning("IDENTIFY logs of %d bot(s) not written or read (%s); retrying",
-                             len(batch.keys() | set(loads)), exc)  # fmt: skip
+            _log.warning("IDENTIFYs of %d bot(s) not written to their logs (%s); retrying", len(batch), exc)
             return False
-        self._backoff.reset()
         if written is not None:
             written.set_result(True)
-        for client_id, timestamps in logs.items():
-            future = self._loads.pop(client_id)
-            if not future.done():
-                future.set_result(timestamps)
+        if loads:
+            try:
+                with pymongo.timeout(_ATTEMPT_TIMEOUT):
+                    logs = await queries.identify_logs(loads)
+            except PyMongoError as exc:
+                _log.warning("IDENTIFY logs of %d bot(s) not read (%s); retrying", len(loads), exc)
+                return False
+            for client_id, timestamps in logs.items():
+                future = self._loads.pop(client_id, None)
+                if future is not None and not future.done():
+                    future.set_result(timestamps)
+        self._backoff.reset()
         return True
 
     async def close(self, timeout: float) -> None:
