@@ -318,7 +318,8 @@ def render(result: dict[str, Any]) -> str:
         "log* is the batching at work. The rest: the fixed start-up commands, guild-count writes "
         "(`update music_bots`) of bots whose guild sync had not written them in the unmeasured first "
         "start (they differ from run to run), and getMores (a separate 1,000-bot restart counted per "
-        "collection: 264 commands, 18 of them IDENTIFY-log, 60 guild counts, 165 getMores, pings and the like).",
+        "collection: 264 commands, 18 of them IDENTIFY-log, 60 guild counts, 165 getMores, pings and "
+        "the like).",
         "- *SIGTERM to exit*: before, every bot's stop was gathered at once; this tree saves every "
         "player and every IDENTIFY still queued in one bulk write each, closes 256 bots at a time and "
         "cuts off what is left after `SHUTDOWN_TIMEOUT` (40 s), logging which bots; if the process is "
