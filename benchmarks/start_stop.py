@@ -367,7 +367,7 @@ def render(result: dict[str, Any]) -> str:
         phases = [
             (name, (under_large.get(name, 0.0) - under_small.get(name, 0.0)) / extra * 1000)
             for name in ("setup_hook", "login", "connect", "before_identify_hook", "load_extension",
-                         "_guild_sync_loop", "_load_and_persist")
+                         "_guild_sync_loop", "_write_and_read_logs")
         ]  # fmt: skip
         lines += ["", "Time under each phase per additional bot (ms, wall-clock, children included): "
                   + ", ".join(f"`{name}` {value:.2f}" for name, value in phases) + "."]  # fmt: skip
