@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+from types import FrameType
 
 import typer
 import uvicorn
@@ -25,6 +26,7 @@ from app.runtime import (
     resolve_cipher,
 )
 from app.settings import Settings
+from app.shutdown import EXIT_GRACE, ExitDeadline
 from app.tokens import InvalidEncryptionKey, InvalidTokenFormat, client_id_from_token, generate_key
 
 cli = typer.Typer(help="Chorus: a fleet of Discord music bots in one process.", no_args_is_help=True)
@@ -43,7 +45,8 @@ $ HTTP_PORT=8080 LOG_LEVEL=DEBUG chorus serve
 $ curl -s localhost:3000/health                 (another terminal)
 
 Exit codes: 0 after a clean stop (Ctrl-C, SIGTERM), 2 when it cannot start (a bad setting, the
-database unreachable, the port taken), each with one line saying why.
+database unreachable, the port taken), each with one line saying why; 3 when a stop outlived
+SHUTDOWN_TIMEOUT by 15 s and the process ended itself, leaving what was still running.
 """
 
 GEN_KEY_EPILOG = """\
@@ -95,6 +98,19 @@ def _listen(settings: Settings) -> socket.socket:
         exit_unusable([f"HTTP_PORT: cannot listen on {host}:{port}: {exc.strerror or exc}"])
     sock.set_inheritable(True)
     return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, whose stop (SIGTERM, Ctrl-C) arms the process's exit deadline: the stop
+    gets SHUTDOWN_TIMEOUT for the bots and EXIT_GRACE for the rest, then the process exits."""
+
+    def __init__(self, config: uvicorn.Config, exit_deadline: ExitDeadline) -> None:
+        super().__init__(config)
+        self.exit_deadline = exit_deadline
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.exit_deadline.arm()
+        super().handle_exit(sig, frame)
 
 
 class _StartupInterrupted(Exception):
@@ -161,7 +177,7 @@ def serve() -> None:
         access_log=False,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, ExitDeadline(settings.shutdown_timeout + EXIT_GRACE))
     frozen = freeze_startup_objects()
     _log.debug("%d objects of the start-up kept out of full garbage collections", frozen)
     try:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     # Bot supervision
     bot_login_concurrency: int = Field(default=8, ge=1)
+    # Longest a stop (SIGTERM) waits for the bots to close cleanly; within the 60 s that the compose
+    # file and the Kubernetes manifest allow, with room for the rest of the shutdown.
+    shutdown_timeout: float = Field(default=40.0, gt=0)
     bot_retry_initial_delay: float = Field(default=5.0, gt=0)
     bot_retry_max_delay: float = Field(default=300.0, gt=0)
     identify_budget_share: float = Field(default=0.5, gt=0, le=1)

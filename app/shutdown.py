@@ -5,7 +5,10 @@ cannot be interrupted would then hang a bot's stop, and with it the whole shutdo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -35,3 +38,45 @@ async def cancel_bounded(tasks: Sequence[asyncio.Task[Any] | None], timeout: flo
     if pending:
         _log.warning("%s: %d task(s) did not stop within %.0fs; abandoned", what, len(pending), timeout)
     return not pending
+
+
+# What is left of a stop after the bots' deadline (SHUTDOWN_TIMEOUT): the batched writes, the
+# HTTP server's stop, the loop cancelling what remains, the interpreter joining its threads.
+EXIT_GRACE = 15.0
+EXIT_FORCED = 3  # the exit code of a stop that outlived its deadline and was ended by force
+
+
+class ExitDeadline:
+    """Ends the process by force when a stop outlives `seconds` (armed when the stop begins).
+
+    Whatever holds a stopping process (a task that ignores its cancellation, an executor thread,
+    a close that never returns), the process exits: a supervisor waiting for it would otherwise
+    kill it later, without the log line saying why. A daemon thread, so it holds nothing."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._timer: threading.Timer | None = None
+
+    def arm(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.seconds, self._expire)
+            self._timer.daemon = True
+            self._timer.name = "exit-deadline"
+            self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        _log.error(
+            "The stop did not end within %.0fs (SHUTDOWN_TIMEOUT and %.0fs for the rest); exiting now "
+            "with code %d, leaving what was still running to the exit",
+            self.seconds,
+            EXIT_GRACE,
+            EXIT_FORCED,
+        )
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        os._exit(EXIT_FORCED)

@@ -58,6 +58,8 @@ class BenchConfig:
     large_runs: int = 1  # 1,000 bots take ~20 s to start: one run per size by default
     large_idle: float = 15.0  # seconds of idle watched for threads and context switches
     large_requests: int = 200  # GET /bots per form (unpaged, pages of 100)
+    start_stop_sizes: tuple[int, ...] = (300, 1000)  # start/stop: CPU per additional bot between two N
+    start_stop_runs: int = 3
     chart: bool = True
     quiet_wait: float = 10.0  # longest wait for other processes' CPU bursts to pass before a sample
 
@@ -80,6 +82,8 @@ class BenchConfig:
             needed += self.large_sizes
         if "periodic" in benchmarks:
             needed.append(self.periodic_bots)
+        if "start_stop" in benchmarks:
+            needed += self.start_stop_sizes
         if "profiles" in benchmarks and self.profile:
             needed.append(self.profile_bots)
         return max(needed)

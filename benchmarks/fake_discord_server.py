@@ -12,7 +12,8 @@ A control channel on 127.0.0.1 (``control_url`` in the document) lets the harnes
 ``POST /bench/play`` sends ``/play`` interactions concurrently and returns, for each, the time from
 the INTERACTION_CREATE dispatch to the first callback the fake received (measured in this process,
 so the harness's own scheduling is not part of it), with the interaction's id (a forwarded one is
-found by it in the fleet's `fleet_requests`).
+found by it in the fleet's `fleet_requests`); ``POST /bench/closes`` says how bots' last gateway
+connections ended (a close frame, or dropped).
 """
 
 from __future__ import annotations
@@ -92,10 +93,27 @@ async def _play(fake: FakeDiscord, request: web.Request) -> web.Response:
     return web.json_response({"results": results})
 
 
+async def _closes(fake: FakeDiscord, request: web.Request) -> web.Response:
+    """How the given bots' last connections ended: still open, closed by the client with a close
+    frame, dropped (1006: no close frame, e.g. the process exited first), or never connected."""
+    body = await request.json()
+    counts = {"open": 0, "frame": 0, "dropped": 0, "none": 0}
+    for client_id in body["client_ids"]:
+        bot = fake.bots[int(client_id)]
+        if fake.is_connected(bot):
+            counts["open"] += 1
+        elif not bot.client_closes:
+            counts["none"] += 1
+        else:
+            counts["dropped" if bot.client_closes[-1] in (None, 1006) else "frame"] += 1
+    return web.json_response(counts)
+
+
 async def start_control(fake: FakeDiscord) -> web.AppRunner:
     app = web.Application()
     app.router.add_post("/bench/voice-guild", lambda request: _voice_guild(fake, request))
     app.router.add_post("/bench/play", lambda request: _play(fake, request))
+    app.router.add_post("/bench/closes", lambda request: _closes(fake, request))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -43,7 +43,7 @@ WATCHED_FUNCTIONS = (
     "before_identify_hook",
     "load_extension",
     "_guild_sync_loop",
-    "_load_and_persist",
+    "_write_and_read_logs",
     "statuses",
     "serialize_response",
 )

@@ -46,7 +46,7 @@ PHASES = (
     ("load_extension", "`load_extension` (inside `setup_hook`)"),
     ("connect", "discord.py `connect()`: gateway, READY, events"),
     ("before_identify_hook", "`before_identify_hook` (pacing and the in-memory identify budget)"),
-    ("_load_and_persist", "`IdentifyLedger._load_and_persist` (the identify log, in the background)"),
+    ("_write_and_read_logs", "`IdentifyLogBook._write_and_read_logs` (every bot's IDENTIFY log, batched)"),
     ("_guild_sync_loop", "`_guild_sync_loop` (guild records written after READY)"),
     ("statuses", "`BotManager.statuses` (the harness polling `/health` every 20 ms)"),
 )
@@ -227,11 +227,11 @@ def _startup_notes(startup: dict[str, Any], bots: int) -> list[str]:
             "→ `exec_module`): each bot re-runs the cogs' class bodies, their app-command decorators and "
             "signature parsing, and keeps its own copy of the modules, classes and command objects."
         )
-    database = share.get("_load_and_persist", 0) + share.get("_guild_sync_loop", 0)
+    database = share.get("_write_and_read_logs", 0) + share.get("_guild_sync_loop", 0)
     if database > SIGNIFICANT:
         notes.append(
-            f"- Database work at start: {database * 100:.0f}% of the profile (the identify log, loaded and "
-            "written in the background, then the guild records after READY): PyMongo's asyncio client "
+            f"- Database work at start: {database * 100:.0f}% of the profile (the IDENTIFY logs, read and "
+            "written in batches, then the guild records after READY): PyMongo's asyncio client "
             "spends CPU on every operation, and each bot makes several."
         )
     return notes

@@ -27,6 +27,7 @@ from benchmarks import (
     metrics_scrape,
     periodic,
     profiles,
+    start_stop,
     workers,
 )
 from benchmarks.context import BenchConfig, BenchContext
@@ -58,6 +59,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     large_fleet,
     periodic,
     workers,
+    start_stop,
     profiles,
 )
 REPORT = "PERFORMANCE.md"
@@ -144,6 +146,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="periodic: players of 50 queued tracks, snapshot volume (1000)")  # fmt: skip
     parser.add_argument("--snapshot-sweeps", type=int, default=defaults.snapshot_sweeps,
                         help="periodic: snapshot sweeps measured, 10 simulated seconds each (9)")  # fmt: skip
+    parser.add_argument("--start-stop-sizes", type=_ints, default=defaults.start_stop_sizes,
+                        help="start/stop: two or more fleet sizes (300,1000)")  # fmt: skip
+    parser.add_argument("--start-stop-runs", type=int, default=defaults.start_stop_runs,
+                        help="start/stop: runs per size and code (3)")  # fmt: skip
     parser.add_argument("--profile-bots", type=int, default=defaults.profile_bots)
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -199,7 +205,9 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         periodic_window=args.periodic_window,
         snapshot_players=args.snapshot_players,
         snapshot_sweeps=args.snapshot_sweeps,
-        profile=not args.no_profile and "profiles" in args.only.split(","),
+        start_stop_sizes=args.start_stop_sizes,
+        start_stop_runs=args.start_stop_runs,
+        profile=not args.no_profile and bool({"profiles", "start_stop"} & set(args.only.split(","))),
         profile_bots=args.profile_bots,
         chart=not args.no_chart,
         quiet_wait=args.quiet_wait,

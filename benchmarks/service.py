@@ -18,6 +18,7 @@ from app.tokens import TokenCipher, token_fingerprint
 from benchmarks.processes import (
     BIN,
     PYTHON,
+    REPO,
     BenchError,
     Child,
     Children,
@@ -195,6 +196,7 @@ class ServiceOptions:
     lavalink_nodes: str | None = None  # LAVALINK_NODES, e.g. the fake node's
     lease_ttl: float | None = None  # LEASE_TTL; None: the service's default (15 s)
     code_dir: Path | None = None  # run the `app` of this checkout (PYTHONPATH), e.g. a baseline
+    count_commands: Path | None = None  # run benchmarks/counted_serve.py: database commands to this file
 
 
 @dataclass
@@ -262,7 +264,9 @@ def start_chorus(
         env["LEASE_TTL"] = f"{options.lease_ttl:g}"
     if options.code_dir is not None:
         env["PYTHONPATH"] = str(options.code_dir)
-    if options.profile is None:
+    if options.count_commands is not None:
+        argv = [PYTHON, str(REPO / "benchmarks" / "counted_serve.py"), str(options.count_commands)]
+    elif options.profile is None:
         argv = [str(BIN / "chorus"), "serve"]
     else:
         if options.profile_out is None:
@@ -270,7 +274,7 @@ def start_chorus(
         argv = [PYTHON, "-m", "benchmarks.profiled_serve", options.profile, str(options.profile_out)]
     # The working directory is the benchmark's temporary directory: no `.env` is read.
     child = children.start(f"chorus-{database}", argv, env=env)
-    shown_argv = [*argv[:-1], "<tmp>/profile"] if options.profile else argv
+    shown_argv = [*argv[:-1], "<tmp>/profile"] if options.profile or options.count_commands else argv
     command = describe_command(
         "chorus serve", shown_argv, env, [k for k in SERVICE_ENV if k != "MONGODB_DATABASE"]
     )

@@ -130,6 +130,51 @@ async def test_serve_runs_bots_and_closes_them_on_sigterm(
     assert token_fingerprint(bot.token) not in stderr
 
 
+async def test_sigterm_with_a_fleet_closes_every_session_and_exits(
+    tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """40 bots: SIGTERM stops them in paced batches (fewer at a time than the fleet); the process
+    exits 0 and every bot closed its gateway connection with a close frame before the exit."""
+    settings: Settings = make_settings()
+    bots = [fake_discord.add_bot(name=f"Fleet bot {n}") for n in range(40)]
+    for bot in bots:
+        await store_bot(mongo, settings, bot)
+    port = _free_port()
+    assert settings.mongodb_url is not None
+    process = await asyncio.create_subprocess_exec(
+        CHORUS, "serve",
+        env=_clean_env(
+            HTTP_PORT=str(port),
+            MONGODB_URL=settings.mongodb_url.get_secret_value(),
+            MONGODB_DATABASE=settings.mongodb_database,
+            TOKEN_ENCRYPTION_KEYS=settings.encryption_keys[0],
+            DISCORD_API_BASE=fake_discord.api_base,
+            DISCORD_GATEWAY_URL=fake_discord.gateway_url,
+            GUILD_READY_TIMEOUT="0.1",
+            LOG_LEVEL="INFO",
+        ),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        while (await _wait_for_health(port, process))["activeBots"] != len(bots):
+            await asyncio.sleep(0.1)
+    assert all(fake_discord.is_connected(bot) for bot in bots)
+
+    process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(60):  # generous: the shutdown deadline is 40 s
+        _, err = await process.communicate()
+    stderr = err.decode()
+    assert process.returncode == 0, stderr
+    assert "Stopped 40 bot(s)" in stderr and "not stopped cleanly" not in stderr
+    for bot in bots:
+        assert not fake_discord.is_connected(bot)
+        # Closed with a close frame (not dropped by the exit): 1000, or the 4000 discord.py sends
+        # when its reader sees the close first.
+        assert bot.client_closes and bot.client_closes[-1] in (1000, 4000), (bot.name, bot.client_closes)
+
+
 async def test_explicit_database_without_key_refuses_to_start(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         CHORUS, "serve",

@@ -33,6 +33,7 @@ class GuildSync:
         ready_client: Callable[[], MusicBotClient | None],
         epoch: int | None = None,
         on_change: Callable[[], None] | None = None,
+        recorded: frozenset[int] | None = None,
     ) -> None:
         self.client_id = client_id
         self._epoch = epoch  # the lease epoch: records written by a newer owner are not touched
@@ -41,6 +42,10 @@ class GuildSync:
         self._ready_client = ready_client  # the bot's client while it is ready, else None
         self._wanted = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.passes = 0  # passes that saw the bot ready (a test waits for the first)
+        # The bot's active guild records as read for the fleet's start: the first pass needs no
+        # read of its own. Later passes read (other writers may have changed the records).
+        self._recorded = recorded
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._guild_sync_loop(), name=f"bot-{self.client_id}-guilds")
@@ -54,7 +59,7 @@ class GuildSync:
             await self._wanted.wait()
             self._wanted.clear()
             try:
-                await self._sync()
+                synced = await self._sync()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -69,11 +74,13 @@ class GuildSync:
                 self._wanted.set()
                 continue
             backoff.reset()
+            self.passes += synced
 
-    async def _sync(self) -> None:
+    async def _sync(self) -> bool:
+        """One pass; False: the bot is not ready (nothing to compare with)."""
         client = self._ready_client()
         if client is None:
-            return
+            return False
         # A guild still unavailable after READY (a Discord outage) has no data yet (`me` is None):
         # it keeps its record until its GUILD_CREATE arrives and wakes this loop again.
         unavailable = [guild.id for guild in client.guilds if guild.unavailable or guild.me is None]
@@ -85,21 +92,22 @@ class GuildSync:
                       self.client_id, len(unavailable))  # fmt: skip
         record = self._record()
         assert record.id is not None
+        recorded, self._recorded = self._recorded, None
         activated, removed = await queries.reconcile_bot_guilds(
-            record.id, guild_ids, failed=failed, unavailable=unavailable, epoch=self._epoch
+            record.id, guild_ids, failed=failed, unavailable=unavailable, epoch=self._epoch, recorded=recorded
         )
         guild_count = len(guild_ids) + len(unavailable)
-        if self._on_change is not None and (record.guild_count, record.user_count) != (
-            guild_count,
-            client.user_count,
-        ):
-            self._on_change()
-        record.guild_count, record.user_count = guild_count, client.user_count
-        await queries.update_bot_guild_count(
-            self.client_id, guild_count=guild_count, user_count=client.user_count
-        )
+        if (record.guild_count, record.user_count) != (guild_count, client.user_count):
+            # Written only when they changed: a restart of an unchanged fleet writes nothing here.
+            await queries.update_bot_guild_count(
+                self.client_id, guild_count=guild_count, user_count=client.user_count
+            )
+            record.guild_count, record.user_count = guild_count, client.user_count
+            if self._on_change is not None:
+                self._on_change()  # the owner publishes the new counts
         if activated or removed:
             _log.info("Bot %d guilds: %d activated, %d removed", self.client_id, activated, removed)
+        return True
 
 
 def _cannot_play_in(guild: discord.Guild) -> str | None:

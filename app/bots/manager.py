@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Collection
 from datetime import timedelta
@@ -21,10 +22,13 @@ from app.bots import overview
 from app.bots.client import MusicBotClient
 from app.bots.events import FleetEvents
 from app.bots.fleet.coordinator import FleetCoordinator
+from app.bots.fleet_stop import stop_runners
 from app.bots.forwarding import Forwarder
+from app.bots.identify import IdentifyLogBook
 from app.bots.reload import FleetWatcher
 from app.bots.router import FleetRouter
 from app.bots.runner import BotRunner
+from app.bots.startup import StartFacts, StartFactsLoader
 from app.bots.status import BotState, BotStatus
 from app.db import leases as lease_db
 from app.db import queries
@@ -56,6 +60,8 @@ class BotManager:
         self._dropping: dict[int, asyncio.Task[None]] = {}
         # Bounded concurrency for logins: 100 bots starting must not be 100 simultaneous REST bursts.
         self._login_gate = asyncio.Semaphore(settings.bot_login_concurrency)
+        self._identify_log = IdentifyLogBook()  # every bot's IDENTIFY log, written in batches
+        self._drain_deadline = 0.0  # monotonic: when the drain must be over (set at the shutdown)
         self._locks: dict[int, asyncio.Lock] = {}
         self._background: set[asyncio.Task[bool]] = set()
         self._rechecks: set[asyncio.Task[None]] = set()
@@ -72,6 +78,8 @@ class BotManager:
             self, mode=settings.reload_mode, poll_interval=settings.reload_poll_interval
         )
         self.fleet = FleetCoordinator(host=self, settings=settings, coordination=coordination)
+        # What each bot's start would read, read in batches for the bots whose leases arrived.
+        self._start_facts = StartFactsLoader(self.fleet.awaiting_start, self.record)
         self.started_at = utcnow()
         self.events = FleetEvents()  # recent fleet events, for the dashboard
 
@@ -148,11 +156,12 @@ class BotManager:
             await self._start(record, runner.epoch)
             return True
 
-    async def _start(self, bot: MusicBot, epoch: int) -> BotRunner | None:
+    async def _start(self, bot: MusicBot, epoch: int, facts: StartFacts | None = None) -> BotRunner | None:
         """A new runner under the lease of `epoch` (the previous one stopped first). None: this
         worker may not run bots right now (its renew deadline passed while the previous runner
         was stopping, or it drains): checked after the last await, so a stop of every bot at the
-        deadline can never miss a runner started meanwhile."""
+        deadline can never miss a runner started meanwhile. `facts`: what its start would read,
+        read in a batch with the other bots starting here (None: it reads its own)."""
         dropping = self._dropping.get(bot.client_id)
         if dropping is not None:  # the old session must be gone before a new one identifies
             await asyncio.wait({dropping})
@@ -174,6 +183,8 @@ class BotManager:
             epoch=epoch,
             on_change=self.fleet.status_changed,
             events=self.events,
+            start_facts=facts,
+            identify_log=self._identify_log,
         )
         self._runners[bot.client_id] = runner
         runner.start()
@@ -207,7 +218,8 @@ class BotManager:
                 return True  # the lease stays; the bot starts once the heartbeat is current
             runner = self._runners.get(client_id)
             if runner is None or runner.epoch != epoch:
-                await self._start(record, epoch)
+                facts = await self._start_facts.take(record, epoch)  # in a batch with the others'
+                await self._start(record, epoch, facts)
             return True
 
     async def hand_over(self, client_id: int) -> bool:
@@ -220,7 +232,17 @@ class BotManager:
                 return True
             await runner.stop()
             _log.info("Bot %r (%d) stopped for a hand-over", runner.name, client_id)
+            # Its IDENTIFYs in its log before the lease goes: the next owner reads the log
+            # before its first IDENTIFY of the bot, and must count them.
+            if not await self._identify_log.written(client_id):
+                _log.warning("Bot %d: its last IDENTIFY is not in its log yet; its next owner may "
+                             "under-count its daily budget by one", client_id)  # fmt: skip
             return runner.gateway_closed()
+
+    async def close_bots(self, client_ids: Collection[int], *, deadline: float, save: bool) -> None:
+        """The drain's paced stop of the bots not handed over (leases kept): the one stop path."""
+        runners = [runner for client_id in client_ids if (runner := self._runners.pop(client_id, None))]
+        await stop_runners(runners, deadline=deadline, abandon=not save)
 
     async def drop_bot(self, client_id: int) -> None:
         """No lock: this must not wait behind anything (the renew deadline is running out)."""
@@ -461,7 +483,9 @@ class BotManager:
 
     async def shutdown(self) -> None:
         """Drain: hand every bot over (save, leave voice, close, release the lease at once) so
-        the other workers take them at once, then leave the fleet."""
+        the other workers take them at once, then leave the fleet; the bots not handed over are
+        stopped by the paced stop. All of it within SHUTDOWN_TIMEOUT."""
+        self._drain_deadline = time.monotonic() + self._settings.shutdown_timeout
         await self.watcher.stop()
         if self._invite_sweeper is not None:
             self._invite_sweeper.cancel()
@@ -470,7 +494,9 @@ class BotManager:
             _log.info("Stopping %d bot(s)", len(self._runners))
         await self.fleet.drain()
         runners, self._runners = list(self._runners.values()), {}
-        await asyncio.gather(*(runner.stop() for runner in runners), return_exceptions=True)
+        if runners:  # a start that raced the drain: the same paced stop, in what time is left
+            await stop_runners(runners, deadline=max(1.0, self._drain_deadline - time.monotonic()))
+        await self._identify_log.close(timeout=5.0)  # queued after the stop's write, if any
         await self.scheduler.stop()
 
     async def _ensure_development_bot(self, token: str) -> None:

@@ -40,6 +40,8 @@ _RELEVANT = [
         }
     }
 ]
+# Fields of a bot's record its own guild sync writes while it runs: they never call for a sync.
+_WRITTEN_BY_THE_BOT = {"guild_count", "user_count", "updated_at"}
 _UNSUPPORTED_CODES = {40573, 40324, 303}
 AWAIT_MS = 500  # longest a change-stream getMore waits on the server
 STOP_TIMEOUT = 1.0  # change streams need a replica set / are not supported
@@ -151,8 +153,26 @@ class FleetWatcher:
         records = await MusicBot.find_all().to_list()
         self._client_ids = {r.id: r.client_id for r in records if r.id is not None}
         stored = [r.client_id for r in records]
-        for client_id in [*stored, *sorted(self._manager.known_client_ids() - set(stored))]:
+        # A bot running exactly as read needs nothing (doing nothing cannot undo a concurrent
+        # change): no read of its own. At a fleet's start that is every bot: no N reads.
+        pending = [r.client_id for r in records if not self._running_as(r)]
+        for client_id in [*pending, *sorted(self._manager.known_client_ids() - set(stored))]:
             await self._sync(client_id)
+
+    def _running_as(self, record: MusicBot) -> bool:
+        """Nothing to do for this bot: it runs here with this record already, or (not run here:
+        another worker's, or its lease still on its way) the manager knows it exactly so, but
+        for the counts its own guild sync writes."""
+
+        def same(known: MusicBot | None) -> bool:
+            return known is not None and known.model_dump(exclude=_WRITTEN_BY_THE_BOT) == record.model_dump(
+                exclude=_WRITTEN_BY_THE_BOT
+            )
+
+        runner = self._manager.get_runner(record.client_id)
+        if runner is not None:
+            return record.enabled and same(runner.record)
+        return same(self._manager.record(record.client_id))
 
     async def _sync(self, client_id: int) -> None:
         try:

@@ -20,9 +20,10 @@ from app.bots.client import MusicBotClient, ShardedMusicBotClient
 from app.bots.errors import FatalBotError, IdentifyDeferred, ShardingRequired, TokenMismatch
 from app.bots.events import FleetEvents
 from app.bots.guild_sync import GuildSync
-from app.bots.identify import IdentifyLedger, IdentifyPacer
+from app.bots.identify import IdentifyLedger, IdentifyLogBook, IdentifyPacer
 from app.bots.router import FleetRouter
 from app.bots.sharding import PLAIN, ShardPlan, ShardPlanner
+from app.bots.startup import StartFacts
 from app.bots.status import BotState, BotStatus
 from app.db.models import MusicBot, utcnow
 from app.logs import (
@@ -49,8 +50,6 @@ _log = logging.getLogger(__name__)
 # (discord.py allows the whole handshake 60 s). A longer wait drops the socket and is waited
 # out by the supervisor, which then starts a fresh client.
 HANDSHAKE_WAIT_MAX = 10.0
-# How long a start waits for the persisted IDENTIFY count before deciding from memory alone.
-LEDGER_LOAD_WAIT = 2.0
 
 # Gateway close codes after which reconnecting with the same settings cannot succeed.
 FATAL_CLOSE_CODES: dict[int, str] = {
@@ -84,6 +83,8 @@ class BotRunner:
         epoch: int = 0,
         on_change: Callable[[int], None] | None = None,
         events: FleetEvents | None = None,
+        start_facts: StartFacts | None = None,
+        identify_log: IdentifyLogBook | None = None,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
         self.record = record
@@ -108,12 +109,15 @@ class BotRunner:
         self.down_since: float | None = time.monotonic()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # Read for the whole fleet at its start (None: this bot reads its own).
+        self._start_facts = start_facts
         self._guilds = GuildSync(
             client_id=self.client_id,
             record=lambda: self.record,
             ready_client=self._ready_client,
             epoch=epoch,
             on_change=self._changed,
+            recorded=start_facts.active_guilds if start_facts is not None else None,
         )
         self._state_changed = asyncio.Condition()
         self._pacer = IdentifyPacer(
@@ -123,7 +127,12 @@ class BotRunner:
         self._login_backoff = Backoff(
             initial=settings.bot_retry_initial_delay, maximum=settings.bot_retry_max_delay
         )
-        self._ledger = IdentifyLedger(self.client_id, budget_share=settings.identify_budget_share)
+        self._ledger = IdentifyLedger(
+            self.client_id,
+            budget_share=settings.identify_budget_share,
+            book=identify_log,  # the worker's (None: this bot's own)
+            log=start_facts.identify_log if start_facts is not None else None,
+        )
         self._shard_planner = ShardPlanner(self.client_id, check_guilds=settings.shard_check_guilds)
         self._shard_plan = PLAIN  # the current client's
         self._identified = False  # the current client got as far as an IDENTIFY
@@ -147,10 +156,23 @@ class BotRunner:
         log_context.bot_context(self.client_id).run(self._start_tasks)
 
     def _start_tasks(self) -> None:
-        self._ledger.start()
         install_reconnect_log_filter()
         self._task = asyncio.create_task(self._supervise(), name=f"bot-{self.client_id}")
         self._guilds.start()
+
+    def begin_stop(self) -> None:
+        """The bot is about to be stopped (a fleet's paced stop, which stops a few at a time):
+        from now on it reconnects no more, so a bot waiting its turn cannot start a new session."""
+        self._stopping = True
+
+    def abandon(self) -> None:
+        """The shutdown deadline passed before this bot's stop ended: cancel its tasks without
+        waiting (the process is exiting; its gateway socket was sent a close frame)."""
+        self._stopping = True
+        for task in (self._task, self._guilds.task, self._stability_task):
+            if task is not None:
+                task.cancel()
+        self._ledger.abandon()
 
     async def stop(self, *, timeout: float = 10.0, abandon: bool = False) -> None:
         """Close the bot cleanly; idempotent, and bounded: a stuck piece is abandoned, logged.
@@ -166,8 +188,12 @@ class BotRunner:
             await run_bounded(client.close(), timeout, what=f"Closing bot {self.client_id}")
             if not client.gateway_closed():
                 await client.force_close_gateway()
+        # A task cancelled in the middle of a database operation can take as long as the database
+        # to give up (10 s and more on one that is behind): it is left to finish on its own.
         await cancel_bounded(
-            [self._task, self._guilds.task, self._stability_task], timeout, what=f"Bot {self.client_id}"
+            [self._task, self._guilds.task, self._stability_task],
+            min(timeout, 2.0),
+            what=f"Bot {self.client_id}",
         )
         await self._ledger.close(timeout=min(timeout, 2.0))
         self._router.guilds.forget_bot(self.client_id)
@@ -187,6 +213,11 @@ class BotRunner:
     def identify_ledger(self) -> IdentifyLedger:
         """This bot's IDENTIFYs of the last 24 h and its budget (read by /metrics)."""
         return self._ledger
+
+    @property
+    def guild_sync_passes(self) -> int:
+        """Passes of this bot's guild-record sync done (tests wait for the one after READY)."""
+        return self._guilds.passes
 
     def _ready_client(self) -> MusicBotClient | None:
         return self.client if self.state is BotState.READY else None
@@ -329,11 +360,15 @@ class BotRunner:
         except (TokenDecryptionError, FatalBotError) as exc:
             await self._fail(str(exc))
             return
-        await self._ledger.wait_loaded(LEDGER_LOAD_WAIT)
         while not self._stopping:
             await self._wait_before_identify()
             plan = self._shard_plan = await self._shard_planner.plan(self.record, token)
             client = self.client = self._new_client(plan)
+            facts, self._start_facts = self._start_facts, None  # the first client's only
+            if facts is not None and not facts.has_saved_players:
+                client.music.snapshots.nothing_saved()
+            if facts is not None and not facts.has_voice_assignments:
+                client.music.snapshots.nothing_assigned()
             self._identified = False
             try:
                 self._ledger.check(needed=plan.count or 1)  # every shard's, before any socket exists
@@ -431,8 +466,8 @@ class BotRunner:
 
     async def _before_identify(self, shard_id: int | None, initial: bool) -> None:
         """Every IDENTIFY of this bot (of each shard), from either reconnect loop, passes here:
-        pace it, then count it against the budget. Decided from memory: the database is never
-        waited for."""
+        pace it, then count it against the budget (from memory) and write it to the bot's log
+        (batched with the other bots', bounded) before it is sent."""
         wait = self._pacer.delay(shard_id)
         if wait > HANDSHAKE_WAIT_MAX:
             raise IdentifyDeferred(wait)
@@ -440,9 +475,8 @@ class BotRunner:
             if self._pacer.backing_off:  # not when only spaced (a sharded bot's launch)
                 await self._set_state(self.state, error=self._pacing_reason(wait))
             await asyncio.sleep(wait)
-        self._ledger.check()
+        await self._ledger.claim()  # decided from memory, written (in a batch) before it is sent
         self._pacer.identified(shard_id)
-        self._ledger.record()
         self._identified = True
         self._cause = None  # a new session: how the last one ended no longer applies
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from beanie import PydanticObjectId
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from app.db.models import (
@@ -276,6 +277,29 @@ async def active_guild_ids(music_bot_id: PydanticObjectId) -> set[int]:
     return {doc["server_id"] async for doc in cursor}
 
 
+async def active_guild_ids_of_bots(
+    music_bot_ids: Collection[PydanticObjectId],
+) -> dict[PydanticObjectId, set[int]]:
+    """`active_guild_ids` of many bots in one query (a fleet's start): every bot asked for has
+    an entry, empty when it is active nowhere."""
+    found: dict[PydanticObjectId, set[int]] = {bot_id: set() for bot_id in music_bot_ids}
+    cursor = ServerMusicBot.get_pymongo_collection().find(
+        {"status": ServerStatus.ACTIVE.value, "music_bot_id": {"$in": list(found)}},
+        {"music_bot_id": 1, "server_id": 1, "_id": 0},
+    )
+    async for doc in cursor:
+        found[doc["music_bot_id"]].add(doc["server_id"])
+    return found
+
+
+async def bots_with_player_snapshots(client_ids: Collection[int]) -> set[int]:
+    """Which of these bots have saved players (to resume): one query for a fleet's start."""
+    ids = await PlayerSnapshot.get_pymongo_collection().distinct(
+        "bot_id", {"bot_id": {"$in": list(client_ids)}}
+    )
+    return set(ids)
+
+
 async def reconcile_bot_guilds(
     music_bot_id: PydanticObjectId,
     guild_ids: Collection[int],
@@ -283,16 +307,18 @@ async def reconcile_bot_guilds(
     failed: Mapping[int, str] | None = None,
     unavailable: Collection[int] = (),
     epoch: int | None = None,
+    recorded: Collection[int] | None = None,
 ) -> tuple[int, int]:
     """Make the records match the guilds the bot is in now. Returns (activated, removed).
 
     `failed` maps guilds the bot is in but cannot work in to the reason; they become FAILED.
     `unavailable` guilds (a Discord outage: the bot is in them, their data has not arrived)
     keep whatever record they have. With `epoch` (the owner's lease epoch) every write is
-    fenced: records a newer owner wrote are left alone.
+    fenced: records a newer owner wrote are left alone. `recorded`: the bot's active guilds when
+    the caller knows them (read for the whole fleet at its start); None: read here.
     """
     failed = failed or {}
-    recorded = await active_guild_ids(music_bot_id)
+    recorded = set(recorded) if recorded is not None else await active_guild_ids(music_bot_id)
     current = set(guild_ids)
     for guild_id, reason in failed.items():
         await mark_bot_failed_in_guild(music_bot_id, guild_id, reason=reason, epoch=epoch)
@@ -323,24 +349,57 @@ async def reconcile_bot_guilds(
     return activated, removed
 
 
-async def record_identifies(client_id: int, timestamps: Sequence[datetime]) -> None:
-    """Append IDENTIFYs of the bot to its log (the newest `_IDENTIFY_LOG_CAP` are kept)."""
-    if not timestamps:
-        return
-    await BotIdentifyLog.get_pymongo_collection().update_one(
-        {"client_id": client_id},
-        {"$push": {"timestamps": {"$each": list(timestamps), "$slice": -_IDENTIFY_LOG_CAP}}},
-        upsert=True,
-    )
+async def record_identifies_of_bots(timestamps: Mapping[int, Sequence[datetime]]) -> None:
+    """Append IDENTIFYs to the logs of many bots in one bulk write (the newest `_IDENTIFY_LOG_CAP`
+    of each are kept), reading nothing: a worker's IDENTIFYs of a short window, or at its stop.
+
+    Idempotent: an entry already logged is not logged again, so a write retried after a timeout
+    that the server had applied anyway does not count an IDENTIFY twice. (Dates are compared as
+    epoch milliseconds, `$toLong`: SecantusDB mis-compares dates directly.)"""
+    logged = {"$ifNull": ["$timestamps", []]}
+    requests = [
+        UpdateOne(
+            {"client_id": client_id},
+            [
+                {
+                    "$set": {
+                        "timestamps": {
+                            "$slice": [
+                                {"$concatArrays": [logged, _not_in(list(batch), logged)]},
+                                -_IDENTIFY_LOG_CAP,
+                            ]
+                        }
+                    }
+                }
+            ],
+            upsert=True,
+        )
+        for client_id, batch in timestamps.items()
+        if batch
+    ]
+    if requests:
+        await BotIdentifyLog.get_pymongo_collection().bulk_write(requests, ordered=False)
 
 
-async def identify_timestamps(client_id: int) -> list[datetime]:
-    """The bot's logged IDENTIFYs of the last 24 hours, oldest first."""
-    doc = await BotIdentifyLog.get_pymongo_collection().find_one({"client_id": client_id})
-    if doc is None:
-        return []
+def _not_in(dates: list[datetime], logged: Mapping[str, object]) -> dict[str, object]:
+    """The `dates` not in the array `logged` (an aggregation expression)."""
+    known = {"$map": {"input": logged, "as": "at", "in": {"$toLong": "$$at"}}}
+    return {
+        "$filter": {"input": dates, "as": "new", "cond": {"$not": [{"$in": [{"$toLong": "$$new"}, known]}]}}
+    }
+
+
+async def identify_logs(client_ids: Collection[int]) -> dict[int, list[datetime]]:
+    """The logged IDENTIFYs of the last 24 hours of many bots, oldest first, in one query: every
+    bot asked for has an entry, empty when it never identified."""
     since = utcnow() - IDENTIFY_WINDOW
-    return sorted(ts for ts in doc["timestamps"] if ts >= since)
+    logs: dict[int, list[datetime]] = {client_id: [] for client_id in client_ids}
+    cursor = BotIdentifyLog.get_pymongo_collection().find(
+        {"client_id": {"$in": list(logs)}}, {"client_id": 1, "timestamps": 1, "_id": 0}
+    )
+    async for doc in cursor:
+        logs[doc["client_id"]] = sorted(ts for ts in doc.get("timestamps", []) if ts >= since)
+    return logs
 
 
 async def forget_player_snapshots(client_id: int) -> int:

@@ -8,7 +8,7 @@ workers".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from bson import ObjectId
@@ -75,6 +75,15 @@ async def clean_voice(bot_id: int, *, epoch: int) -> int:
         {"bot_id": bot_id, "epoch": {"$lt": epoch}}
     )
     return result.deleted_count
+
+
+async def bots_with_voice(bot_ids: Collection[int]) -> set[int]:
+    """Which of these bots hold voice assignments (of any epoch): one query for the bots a worker
+    starts, so that a bot holding none skips its `clean_voice`."""
+    ids = await VoiceAssignment.get_pymongo_collection().distinct(
+        "bot_id", {"bot_id": {"$in": list(bot_ids)}}
+    )
+    return set(ids)
 
 
 async def forget_voice(bot_id: int) -> int:

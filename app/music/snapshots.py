@@ -183,6 +183,8 @@ class SnapshotKeeper:
         self._stamped: set[int] = set()
         self._restore_task: asyncio.Task[None] | None = None
         self.restored = asyncio.Event()  # set once restoring is over
+        self._nothing_saved = False  # known (read for the whole fleet): restore reads nothing
+        self._nothing_assigned = False  # known: no voice assignment of an older owner to clean
 
     @property
     def bot_id(self) -> int:
@@ -197,6 +199,14 @@ class SnapshotKeeper:
         """The filter that matches only snapshots no newer owner of the bot wrote."""
         epoch = self._service.config.lease_epoch
         return {} if epoch is None else {"epoch": {"$not": {"$gt": epoch}}}
+
+    def nothing_saved(self) -> None:
+        """The fleet's start found no saved player of this bot: its restore skips its read."""
+        self._nothing_saved = True
+
+    def nothing_assigned(self) -> None:
+        """The bot's start found no voice assignment of it: nothing an older owner left to clean."""
+        self._nothing_assigned = True
 
     def start(self) -> None:
         name = f"snapshots-restore-{self.bot_id}"
@@ -216,7 +226,10 @@ class SnapshotKeeper:
         finally:
             self.restored.set()
         # Every player this owner will resume has its assignment again (under this epoch): what an
-        # older owner of the bot left is stale.
+        # older owner of the bot left is stale (nothing, when its start found no row of it).
+        if self._nothing_assigned:
+            self._nothing_assigned = False
+            return
         await self._service.fleet.clean_voice(self._service)
 
     def changes(self, now: float, *, deletions: bool = True) -> list[SnapshotWrite]:
@@ -293,6 +306,9 @@ class SnapshotKeeper:
 
     async def restore(self) -> int:
         service = self._service
+        if self._nothing_saved:
+            self._nothing_saved = False  # true once, at the fleet's start
+            return 0
         try:
             snapshots = await PlayerSnapshot.find(PlayerSnapshot.bot_id == service.bot_id).to_list()
         except PyMongoError as exc:

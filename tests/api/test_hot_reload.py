@@ -143,6 +143,11 @@ async def test_a_stale_reconcile_never_resurrects_a_bot(
         for bot in (first, victim):
             await running.wait_for(bot, BotState.READY)
         manager = running.manager
+        # Both renamed behind the manager's back: the pass has work for both (a bot running exactly
+        # as read is skipped, which could resurrect nothing).
+        records = mongo[settings.mongodb_database][MusicBot.Settings.name]
+        for bot in (first, victim):
+            await records.update_one({"client_id": bot.client_id}, {"$set": {"name": f"{bot.name} renamed"}})
         # Hold the first bot's lock: the pass reads every record, then waits on it.
         lock = manager._bot_lock(first.client_id)  # pyright: ignore[reportPrivateUsage]
         await lock.acquire()

@@ -142,3 +142,27 @@ def test_tiny_workers_benchmark_reports_ready_takeover_and_bursts(tmp_path: Path
     report = (out / "PERFORMANCE.md").read_text()
     assert "A burst of 8 `/play` over 2 workers against 1" in report
     assert "a forwarded /play answered within Discord's 3 s" in report
+
+
+@pytest.mark.timeout(300)  # about 40 s on a quiet machine (12 starts of 1-2 bots); crowded: longer
+def test_tiny_start_stop_benchmark(tmp_path: Path) -> None:
+    """The start/stop section on both codes (this tree and its baseline checkout)."""
+    out = tmp_path / "out"
+    tiny = ["--only", "start_stop", "--start-stop-sizes", "1,2", "--start-stop-runs", "1", "--no-profile",
+            "--no-chart", "--quiet-wait", "0"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--out-dir", str(out), *tiny],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "performance.json").read_text())["results"]["start_stop"]
+    rows = result["rows"]
+    codes = ("before", "this tree") if result["baseline_ref"] else ("this tree",)  # a shallow clone: none
+    assert {(r["code"], r["bots"]) for r in rows} == {(code, n) for code in codes for n in (1, 2)}
+    for row in rows:
+        assert row["cpu_ready_s"] > 0 and row["db_ops"] > 0 and row["stops_killed"] == 0
+        assert row["closes"]["frame"] == row["bots"] and row["exit_codes"] == [0]
+    assert "Per additional bot" in (out / "PERFORMANCE.md").read_text()

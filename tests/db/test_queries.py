@@ -100,13 +100,14 @@ async def test_bot_for_guild_and_counts() -> None:
     assert stored is not None and (stored.guild_count, stored.user_count) == (3, 42)
 
 
-async def test_identify_log_keeps_the_last_day() -> None:
-    assert await queries.identify_timestamps(5) == []
-    now = utcnow()
-    await queries.record_identifies(5, [now - timedelta(hours=25), now - timedelta(minutes=1)])
-    await queries.record_identifies(5, [now])
-    assert len(await queries.identify_timestamps(5)) == 2  # the one older than 24 h no longer counts
-    assert await queries.identify_timestamps(6) == []
+async def test_identify_logs_are_written_and_read_for_many_bots_at_once() -> None:
+    now = utcnow().replace(microsecond=0)
+    await queries.record_identifies_of_bots({5: [now - timedelta(hours=25), now - timedelta(minutes=1)]})
+    await queries.record_identifies_of_bots({5: [now], 6: [now], 7: []})
+    await queries.record_identifies_of_bots({5: [now], 6: [now]})  # a retried write: no double count
+    logs = await queries.identify_logs([5, 6, 7, 8])
+    # The one older than 24 h no longer counts; bots never logged have an empty log.
+    assert logs == {5: [now - timedelta(minutes=1), now], 6: [now], 7: [], 8: []}
 
 
 async def test_update_music_bot_writes_only_real_changes() -> None:

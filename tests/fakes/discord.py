@@ -178,6 +178,10 @@ class FakeBot:
     # The most sessions of this bot (of one shard) that were open at the same time, over the
     # whole run: 2 means two processes ran the bot at once, whatever happened afterwards.
     max_concurrent_sessions: int = 0
+    # How the client ended each of its connections that had a session, in order: the close code
+    # of its close frame (4000 is what discord.py sends when it closes while reading), 1006 when
+    # the socket dropped without one; None when the fake closed it.
+    client_closes: list[int | None] = field(default_factory=list)
 
     @property
     def id(self) -> int:
@@ -1082,6 +1086,7 @@ class FakeDiscord(InteractionsMixin):
         if session is not None and session.conn is conn:
             session.conn = None
             client_code = conn.ws.close_code if conn.server_close_code is None else None
+            session.bot.client_closes.append(client_code)
             if client_code in _CLIENT_CLEAN_CLOSE_CODES:  # the client logged out: session is over
                 session.bot.sessions.pop(session.session_id, None)
             _log.debug("fake gateway: bot %s disconnected", session.bot.client_id)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from app.settings import Settings
+from app.shutdown import EXIT_GRACE
 
-# A SIGTERMed worker hands its bots over within about 30 s (docs/OPERATIONS.md): each bot's stop
-# is bounded (10 s to close its client and music, 10 s for its tasks, 2 s for its IDENTIFY log),
-# 64 bots stop at a time, and no graceful hand-over starts after 15 s (DRAIN_HAND_OVER_SECONDS:
-# the rest are closed without a save). Grace periods must not be shorter.
-HANDOVER_SECONDS = 30
+# A SIGTERMed worker drains within SHUTDOWN_TIMEOUT (docs/OPERATIONS.md): graceful hand-overs
+# start for 15 s at most (DRAIN_HAND_OVER_SECONDS), the rest are closed by the paced stop, and
+# the process exits by itself EXIT_GRACE after SHUTDOWN_TIMEOUT whatever still runs. Grace
+# periods must not be shorter.
+HANDOVER_SECONDS = Settings.model_fields["shutdown_timeout"].default + EXIT_GRACE
 
 
 def setting_names() -> set[str]:

@@ -42,20 +42,18 @@ DRAIN_WRITE_TIMEOUT = 5.0
 # The same first write when the driver already knows the database is unreachable (or this
 # worker's heartbeat is failing): a short probe, then the drain goes straight to closing.
 DRAIN_PROBE_TIMEOUT = 1.0
-# Closing sessions without a hand-over (abandon: nothing written): this many at once, and all
-# of them within DRAIN_CLOSE_SECONDS (the process exit closes whatever socket is left).
-CLOSE_CONCURRENCY = 64
-DRAIN_CLOSE_SECONDS = 5.0
 # How long the heartbeat, the mirror and the relay get to end by themselves at a drain (with the
 # database unreachable a call fails after the driver's server selection timeout, 5 s, and a change
 # stream retries once: 10 s) before being cancelled inside the driver, which can break its client
 # so that closing it hangs. A healthy stream looks every second, so this is rarely waited for.
 STOP_PATIENCE = 12.0
 # A SIGTERMed worker starts graceful hand-overs (save, leave voice, close, release) for this
-# long; the bots it has not reached by then are closed without a save and taken over after
-# LEASE_TTL. With the bounded stops already under way, the drain fits the 30 s handover time
-# the deployment files allow for (tests/ops/deploy_checks.py HANDOVER_SECONDS).
+# long (at most 40% of SHUTDOWN_TIMEOUT); the bots it has not reached by then are stopped by the
+# paced stop (`fleet_stop.stop_runners`), keep their leases and are taken over after LEASE_TTL.
+# The whole drain fits SHUTDOWN_TIMEOUT (tests/ops/deploy_checks.py HANDOVER_SECONDS).
 DRAIN_HAND_OVER_SECONDS = 15.0
+_HAND_OVER_SHARE = 0.4
+_PATIENCE_SHARE = 0.25  # of SHUTDOWN_TIMEOUT at most, for the background loops to end
 
 
 LEASE_STATES = ("held", "expired", "unowned")
@@ -100,6 +98,7 @@ class FleetCoordinator:
         self._coordination = coordination
         self._host = host
         self._reload_mode = settings.reload_mode
+        self._shutdown_timeout = settings.shutdown_timeout
         self.timing = timing = LeaseTiming(settings.lease_ttl)
         self.heart = Heart(
             timing=timing,
@@ -168,6 +167,15 @@ class FleetCoordinator:
 
     def epoch_of(self, client_id: int) -> int | None:
         return self.book.epoch_of(client_id)
+
+    def awaiting_start(self) -> dict[int, int]:
+        """The bots whose lease this worker holds and that do not run here yet: bot -> epoch."""
+        running = set(self._host.running())
+        return {
+            client_id: held.epoch
+            for client_id, held in self.book.held.items()
+            if client_id not in running and client_id not in self.book.releasing
+        }
 
     def may_run(self, client_id: int | None = None, epoch: int | None = None) -> bool:
         """This worker may run bots now (heartbeat current, not draining); with a bot and an
@@ -278,11 +286,15 @@ class FleetCoordinator:
         """SIGTERM: stop taking bots, hand every bot over (snapshot, leave voice, close, release at
         once, so the others claim it at once), then leave the fleet.
 
-        Bounded: graceful hand-overs start for DRAIN_HAND_OVER_SECONDS at most, and with the
-        database unreachable none starts at all (its saves and releases could not be written):
-        the sessions are closed at once, CLOSE_CONCURRENCY at a time, leases kept, and the
-        others take the bots after LEASE_TTL as after a crash."""
+        Bounded by SHUTDOWN_TIMEOUT as a whole: graceful hand-overs start for
+        DRAIN_HAND_OVER_SECONDS at most, and with the database unreachable none starts at all
+        (its saves and releases could not be written). The bots not handed over are stopped by
+        the host's paced stop (the one `stop_runners`, a batched save first when the database is
+        reachable), leases kept, and the others take them after LEASE_TTL as after a crash. The
+        background loops get what is left (STOP_PATIENCE at most) to end."""
         started = time.monotonic()
+        total = self._shutdown_timeout
+        patience = min(STOP_PATIENCE, total * _PATIENCE_SHARE)
         self.draining = True
         await self.balancer.stop()
         await self.pacer.stop()
@@ -307,25 +319,28 @@ class FleetCoordinator:
                 held,
                 write_timeout=DRAIN_WRITE_TIMEOUT,
                 collection=self._coordination.leases,
-                deadline=started + DRAIN_HAND_OVER_SECONDS,
+                deadline=started + min(DRAIN_HAND_OVER_SECONDS, total * _HAND_OVER_SHARE),
             )
         late = [client_id for client_id in held if client_id not in released]
         if late and reachable:
             # Out of time for graceful hand-overs (or a close not proven, or the database went
-            # meanwhile): close their sessions now, without a save, keeping the leases: the
-            # others take them after LEASE_TTL, as after a crash, and resume them from their
-            # last snapshots.
-            _log.warning("Worker %s: %d bot(s) not handed over; closing them without a save",
+            # meanwhile): stop them now, keeping the leases: the others take them after
+            # LEASE_TTL, as after a crash, and resume them from the batched save.
+            _log.warning("Worker %s: %d bot(s) not handed over; stopping them, leases kept",
                          me, len(late))  # fmt: skip
-        await self.drop_bots(late, deadline=time.monotonic() + DRAIN_CLOSE_SECONDS)
+        if late:
+            remaining = started + total - patience - time.monotonic()
+            await self._host.close_bots(
+                late, deadline=max(1.0, remaining), save=reachable and not self.book.unreachable
+            )
         # The background loops end by themselves (a stream comes back every second to look; a
         # call to an unreachable database fails after the driver's server selection) before
         # anything is cancelled: a task cancelled inside the driver's server selection can break
         # the client's topology lock, and closing the client then hangs.
         await asyncio.gather(
-            self.heart.stop(patience=STOP_PATIENCE),
-            self.view.stop(patience=STOP_PATIENCE),
-            self.relay.stop(patience=STOP_PATIENCE),
+            self.heart.stop(patience=patience),
+            self.view.stop(patience=patience),
+            self.relay.stop(patience=patience),
         )
         if reachable and not self.book.unreachable and len(released) == len(held):
             await self._bounded(lease_db.remove_worker(me, collection=workers), "leaving the fleet")
@@ -336,27 +351,19 @@ class FleetCoordinator:
         for task in list(self._background):
             task.cancel()
 
-    async def drop_bots(
-        self,
-        client_ids: Collection[int],
-        *,
-        deadline: float | None = None,
-        concurrency: int | None = CLOSE_CONCURRENCY,
-    ) -> int:
-        """End these bots' sessions without touching the database, `concurrency` at a time (a
-        thousand closes at once starve the event loop, the heartbeat's included; None: all at
-        once, for the renew deadline, where every socket must start closing now). Returns how
-        many were confirmed closed by `deadline` (monotonic)."""
+    async def drop_bots(self, client_ids: Collection[int], *, deadline: float | None = None) -> int:
+        """End these bots' sessions at once, without touching the database: the renew deadline
+        passed or the worker was reaped, so every socket must start closing now (not a paced
+        stop: that is the drain's, `close_bots`). Returns how many were confirmed closed by
+        `deadline` (monotonic)."""
         if not client_ids:
             return 0
-        gate = asyncio.Semaphore(concurrency or len(client_ids))
         closed = 0
 
         async def drop(client_id: int) -> None:
             nonlocal closed
-            async with gate:
-                await self._host.drop_bot(client_id)
-                closed += 1
+            await self._host.drop_bot(client_id)
+            closed += 1
 
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         work = asyncio.ensure_future(asyncio.gather(*(drop(client_id) for client_id in client_ids)))
@@ -402,12 +409,12 @@ class FleetCoordinator:
 
     async def _expired(self) -> None:
         self.pacer.clear()
-        await self.drop_bots(list(self._host.running()), concurrency=None)
+        await self.drop_bots(list(self._host.running()))
 
     async def _reaped(self) -> None:
         self.book.clear()
         self.pacer.clear()
-        await self.drop_bots(list(self._host.running()), concurrency=None)
+        await self.drop_bots(list(self._host.running()))
 
     async def _refused(self, client_id: int) -> None:
         """The host will not run the bot (disabled meanwhile): its lease goes back."""

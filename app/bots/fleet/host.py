@@ -40,6 +40,12 @@ class BotHost(Protocol):
         closed, so the lease must not be released yet."""
         ...
 
+    async def close_bots(self, client_ids: Collection[int], *, deadline: float, save: bool) -> None:
+        """The drain's last step: stop these bots (leases kept) with the process's one paced stop
+        (`app/bots/fleet_stop.stop_runners`), within `deadline` seconds. `save`: the database is
+        reachable, so their players are saved in one bulk write first (fenced by their epochs)."""
+        ...
+
     async def drop_bot(self, client_id: int) -> None:
         """The lease is lost: end the gateway session now, without touching the database."""
         ...
