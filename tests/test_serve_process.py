@@ -133,8 +133,9 @@ async def test_serve_runs_bots_and_closes_them_on_sigterm(
 async def test_sigterm_with_a_fleet_closes_every_session_and_exits(
     tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any, mongo: AsyncMongoClient[dict[str, Any]]
 ) -> None:
-    """40 bots: SIGTERM stops them in paced batches (fewer at a time than the fleet); the process
-    exits 0 and every bot closed its gateway connection with a close frame before the exit."""
+    """40 bots: SIGTERM drains the worker (every player saved in one write, then each bot handed
+    over: closed and its lease released, a bounded number at a time); the process exits 0 and
+    every bot closed its gateway connection with a close frame before the exit."""
     settings: Settings = make_settings()
     bots = [fake_discord.add_bot(name=f"Fleet bot {n}") for n in range(40)]
     for bot in bots:
@@ -167,7 +168,8 @@ async def test_sigterm_with_a_fleet_closes_every_session_and_exits(
         _, err = await process.communicate()
     stderr = err.decode()
     assert process.returncode == 0, stderr
-    assert "Stopped 40 bot(s)" in stderr and "not stopped cleanly" not in stderr
+    assert stderr.count("stopped for a hand-over") == len(bots)
+    assert "not handed over" not in stderr and "not stopped cleanly" not in stderr
     for bot in bots:
         assert not fake_discord.is_connected(bot)
         # Closed with a close frame (not dropped by the exit): 1000, or the 4000 discord.py sends

@@ -83,7 +83,7 @@ async def stop_runners(
         outcome.players_saved = None
     else:
         outcome.players_saved, _ = await asyncio.gather(
-            _save_all_players(runners, timeout=deadline * _SAVE_SHARE),
+            save_players(runners, timeout=deadline * _SAVE_SHARE),
             _save_all_identifies(runners, timeout=deadline * _SAVE_SHARE),
         )
     gate = asyncio.Semaphore(concurrency)
@@ -129,8 +129,9 @@ async def stop_runners(
     return outcome
 
 
-async def _save_all_players(runners: Sequence[BotRunner], *, timeout: float) -> int | None:
-    """Every bot's players in one bulk write; returns how many were written (None: failed)."""
+async def save_players(runners: Sequence[BotRunner], *, timeout: float) -> int | None:
+    """Every bot's players in one bulk write (fenced by each bot's lease epoch); returns how many
+    were written (None: failed). Also what a draining worker does before its hand-overs."""
     now = asyncio.get_running_loop().time()
     writes: list[SnapshotWrite] = []
     for runner in runners:

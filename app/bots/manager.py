@@ -22,7 +22,7 @@ from app.bots import overview
 from app.bots.client import MusicBotClient
 from app.bots.events import FleetEvents
 from app.bots.fleet.coordinator import FleetCoordinator
-from app.bots.fleet_stop import stop_runners
+from app.bots.fleet_stop import save_players, stop_runners
 from app.bots.forwarding import Forwarder
 from app.bots.identify import IdentifyLogBook
 from app.bots.reload import FleetWatcher
@@ -238,6 +238,11 @@ class BotManager:
                 _log.warning("Bot %d: its last IDENTIFY is not in its log yet; its next owner may "
                              "under-count its daily budget by one", client_id)  # fmt: skip
             return runner.gateway_closed()
+
+    async def save_players(self, client_ids: Collection[int], *, timeout: float) -> None:
+        runners = [runner for client_id in client_ids if (runner := self._runners.get(client_id))]
+        if runners:
+            await save_players(runners, timeout=timeout)
 
     async def close_bots(self, client_ids: Collection[int], *, deadline: float, save: bool) -> None:
         """The drain's paced stop of the bots not handed over (leases kept): the one stop path."""

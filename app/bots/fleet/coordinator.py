@@ -314,6 +314,9 @@ class FleetCoordinator:
                          "a hand-over; the others take them after LEASE_TTL", me, len(held))  # fmt: skip
         elif held:
             _log.info("Worker %s drains: handing over %d bot(s)", me, len(held))
+            # Every player first, in one bulk write (the paced stop's save): a hand-over then
+            # only closes and releases, and a drain cut short still resumes every player.
+            await self._host.save_players(held, timeout=DRAIN_WRITE_TIMEOUT)
             released = await self.book.hand_over(
                 self._host,
                 held,

@@ -40,6 +40,11 @@ class BotHost(Protocol):
         closed, so the lease must not be released yet."""
         ...
 
+    async def save_players(self, client_ids: Collection[int], *, timeout: float) -> None:
+        """The drain's first step: the players of these bots in one bulk write (fenced by their
+        epochs), so that each bot's own save in its hand-over finds nothing left to write."""
+        ...
+
     async def close_bots(self, client_ids: Collection[int], *, deadline: float, save: bool) -> None:
         """The drain's last step: stop these bots (leases kept) with the process's one paced stop
         (`app/bots/fleet_stop.stop_runners`), within `deadline` seconds. `save`: the database is
