@@ -80,7 +80,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _wait_for_sessions(node_control: str, bots: int, timeout: float) -> int:
+def wait_for_sessions(node_control: str, bots: int, timeout: float) -> int:
     """Wait until every bot's wavelink session is connected to the fake node; returns how many are."""
     connected = 0
 
@@ -96,7 +96,7 @@ def _wait_for_sessions(node_control: str, bots: int, timeout: float) -> int:
     return connected
 
 
-def _burst(ctx: BenchContext, world: dict[str, Any], bots: list[Any], number: int) -> list[dict[str, Any]]:
+def burst(ctx: BenchContext, world: dict[str, Any], bots: list[Any], number: int) -> list[dict[str, Any]]:
     """One /play per user at once, user i to bot i mod B, each a different track; the fake's timings."""
     plays = [{"bot": bots[i % len(bots)].client_id, "user": user["id"],
               "query": track_uri(number * 100 + i + 1)} for i, user in enumerate(world["users"])]  # fmt: skip
@@ -114,7 +114,7 @@ def _profile_warm(ctx: BenchContext, service: Any, world: dict[str, Any], bots: 
     os.kill(service.child.pid, signal.SIGUSR1)
     samples: list[dict[str, Any]] = []
     for number in range(first, first + PROFILED_BURSTS):
-        samples += _burst(ctx, world, bots, number)
+        samples += burst(ctx, world, bots, number)
         time.sleep(0.1)
     os.kill(service.child.pid, signal.SIGUSR2)
     path = out.with_name(f"{out.name}.1")
@@ -187,17 +187,17 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, *, profile: bool)
         try:
             service.wait_http(timeout=60)
             service.wait_ready(len(bots), timeout=60)
-            sessions = _wait_for_sessions(node.control_url, len(bots), timeout=30)
+            sessions = wait_for_sessions(node.control_url, len(bots), timeout=30)
             bursts: list[dict[str, Any]] = []
-            for burst in range(1 + config.play_warm_rounds):
-                kind = "cold" if burst == 0 else "warm"
+            for number in range(1 + config.play_warm_rounds):
+                kind = "cold" if number == 0 else "warm"
                 ctx.wait_for_quiet()
                 cpu_before, reads_before = cpu_seconds(service.child.pid), _database_reads(ctx.database_url)
                 started = time.monotonic()
-                samples = _burst(ctx, world, bots, burst)
+                samples = burst(ctx, world, bots, number)
                 wall = time.monotonic() - started
                 summary = summarize(samples)
-                ctx.progress(f"  /play burst {burst + 1} ({kind}, {label}): p50 {ms(summary['p50_ms'])} ms, "
+                ctx.progress(f"  /play burst {number + 1} ({kind}, {label}): p50 {ms(summary['p50_ms'])} ms, "
                              f"p95 {ms(summary['p95_ms'])} ms, {summary['errors']} error(s)")  # fmt: skip
                 bursts.append({"kind": kind, "wall_s": round(wall, 3), "summary": summary,
                                "service_cpu_s": round(cpu_seconds(service.child.pid) - cpu_before, 3),

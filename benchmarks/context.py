@@ -45,6 +45,7 @@ class BenchConfig:
     takeover_runs: int = 3
     workers_lease_ttl: float | None = None  # None: the service's default (15 s)
     workers_ready_timeout: float | None = None  # GUILD_READY_TIMEOUT of the workers; None: default
+    workers_play_runs: int = 3  # the commands burst (play_*) over 1 and over 2 workers, runs per side
     metrics_bots: int = 1000  # monitoring: the goal is a cheap /metrics at 1,000 bots
     metrics_scrapes: int = 50
     periodic_bots: int = 1000  # periodic work: the idle fleet (the goal is stated at 1,000)
@@ -72,7 +73,7 @@ class BenchConfig:
         if "hot_reload" in benchmarks:
             needed.append(self.reload_inserts + 1)
         if "workers" in benchmarks:
-            needed += [self.workers_bots, self.takeover_bots]
+            needed += [self.workers_bots, self.takeover_bots, self.play_bots]
         if "metrics" in benchmarks:
             needed.append(self.metrics_bots)
         if "large_fleet" in benchmarks:

@@ -11,7 +11,8 @@ A control channel on 127.0.0.1 (``control_url`` in the document) lets the harnes
 ``POST /bench/voice-guild`` creates a guild with bots, voice channels and users sitting in them;
 ``POST /bench/play`` sends ``/play`` interactions concurrently and returns, for each, the time from
 the INTERACTION_CREATE dispatch to the first callback the fake received (measured in this process,
-so the harness's own scheduling is not part of it).
+so the harness's own scheduling is not part of it), with the interaction's id (a forwarded one is
+found by it in the fleet's `fleet_requests`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ async def _one_play(fake: FakeDiscord, guild_id: int, channel_id: int, play: dic
     embeds = data.get("embeds") or [{}]
     text = str(data.get("content") or embeds[0].get("description") or embeds[0].get("title") or "")
     return {"ms": round(elapsed, 3), "type": response.get("type"), "flags": int(data.get("flags") or 0),
-            "text": text[:160], "error": None}  # fmt: skip
+            "text": text[:160], "error": None, "interaction": str(interaction.id)}  # fmt: skip
 
 
 async def _play(fake: FakeDiscord, request: web.Request) -> web.Response:

@@ -124,6 +124,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--takeover-runs", type=int, default=defaults.takeover_runs, help="takeover: runs (3)"
     )
+    parser.add_argument("--workers-play-runs", type=int, default=defaults.workers_play_runs,
+                        help="several workers: /play bursts (--play-*) over 1 and 2 workers, runs "
+                        "per side (3)")  # fmt: skip
     parser.add_argument("--workers-lease-ttl", type=float, default=defaults.workers_lease_ttl,
                         help="LEASE_TTL of the workers (default: the service's, 15 s)")  # fmt: skip
     parser.add_argument("--large-sizes", type=_ints, default=defaults.large_sizes,
@@ -185,6 +188,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         worker_counts=args.worker_counts,
         takeover_bots=args.takeover_bots,
         takeover_runs=args.takeover_runs,
+        workers_play_runs=args.workers_play_runs,
         workers_lease_ttl=args.workers_lease_ttl,
         metrics_bots=args.metrics_bots,
         metrics_scrapes=args.metrics_scrapes,

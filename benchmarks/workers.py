@@ -11,6 +11,17 @@ Takeover: two workers with M bots, ready; the one listed first in `/workers` is 
 releases nothing) and the time runs until the survivor's `/health` reports M active bots again,
 with the moment it first calls the victim `dead` (its heartbeat observed still for LEASE_TTL)
 in between. Median of the runs.
+
+Burst: the commands benchmark's `/play` burst (benchmarks/commands.py: the fake Discord sends 50
+`/play` at once from users sitting in 10 voice channels, user i to bot i mod 10, and times each
+from its INTERACTION_CREATE to the first callback; the fake Lavalink plays) against a fleet of 10
+bots over 1 worker, then over 2. With 2 workers the bots are listed alternately by worker before
+user i is sent to bot i mod 10, so every channel's users reach bots of both workers: the
+interactions that arrive at a bot of worker X while the channel's bot is on worker Y are
+forwarded (docs/SCALING.md, "Forwarding") and answered by Y. Which ones were is read from the
+fleet's `fleet_requests` (by interaction id), so the report splits the latencies into answered
+where received and forwarded. One cold burst (no bot in voice yet) and the warm ones after it,
+per run; the variants alternate, run after run, so a change in the machine's load lands on both.
 """
 
 from __future__ import annotations
@@ -22,6 +33,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pymongo import MongoClient
+
+from benchmarks.commands import STARTUP_READY_TIMEOUT, burst, percentile, wait_for_sessions
 from benchmarks.context import BenchContext
 from benchmarks.processes import (
     BenchError,
@@ -35,18 +49,21 @@ from benchmarks.processes import (
 )
 from benchmarks.service import (
     ChorusProcess,
+    FakeBotInfo,
     ServiceOptions,
     drop_database,
     new_database_name,
+    post_json,
     seed_bots,
     start_chorus,
+    start_fake_lavalink,
 )
-from benchmarks.targets import Target, mib, percent, seconds, verdict
+from benchmarks.targets import Target, mib, ms, percent, seconds, verdict
 
 _log = logging.getLogger(__name__)
 
 NAME = "workers"
-TITLE = "Several workers: N bots over 2 workers against 1, takeover after SIGKILL"
+TITLE = "Several workers: N bots over 2 workers against 1, takeover after SIGKILL, /play bursts"
 POLL = 0.05
 DEFAULT_LEASE_TTL = 15.0  # the service's default; reported with the takeover numbers
 
@@ -61,11 +78,13 @@ class Fleet:
         return [worker.child for worker in self.workers]
 
 
-def _start_fleet(ctx: BenchContext, bots: int, count: int, label: str) -> Fleet:
+def _start_fleet(ctx: BenchContext, bots: int, count: int, label: str, options: ServiceOptions | None = None,
+                 seeded: list[FakeBotInfo] | None = None) -> Fleet:  # fmt: skip
     database = new_database_name(f"workers{count}x{bots}")
-    seed_bots(ctx.database_url, database, ctx.key, ctx.world.bots[:bots])
-    options = ServiceOptions(guild_ready_timeout=ctx.config.workers_ready_timeout,
-                             lease_ttl=ctx.config.workers_lease_ttl)  # fmt: skip
+    seed_bots(ctx.database_url, database, ctx.key, ctx.world.bots[:bots] if seeded is None else seeded)
+    if options is None:
+        options = ServiceOptions(guild_ready_timeout=ctx.config.workers_ready_timeout,
+                                 lease_ttl=ctx.config.workers_lease_ttl)  # fmt: skip
     workers = [
         start_chorus(
             ctx.children,
@@ -189,11 +208,171 @@ def measure_takeover(ctx: BenchContext, bots: int) -> dict[str, Any]:
     }
 
 
+def _alternating(worker: ChorusProcess, bots: list[FakeBotInfo]) -> tuple[list[FakeBotInfo], dict[str, str]]:
+    """The bots listed alternately by the worker that runs them (A, B, A, B...; the rest of the
+    larger share last), and each bot's worker, from `/bots` (which describes the whole fleet)."""
+    listing = worker.get_json("/bots", timeout=10.0) or {}
+    owner = {str(b.get("clientId")): str(b.get("worker")) for b in listing.get("bots", [])}
+    groups: dict[str, list[FakeBotInfo]] = {}
+    for bot in bots:
+        groups.setdefault(owner.get(str(bot.client_id), "?"), []).append(bot)
+    ordered: list[FakeBotInfo] = []
+    lists = sorted(groups.values(), key=len, reverse=True)
+    for index in range(max((len(group) for group in lists), default=0)):
+        ordered += [group[index] for group in lists if index < len(group)]
+    return ordered, owner
+
+
+def _requests(database_url: str, database: str) -> dict[str, str]:
+    """Forwarded interactions so far: interaction id -> the request's status (taken: the acting
+    worker answered; cancelled: nobody claimed it, the receiver answered "not responding")."""
+    client: MongoClient[dict[str, Any]] = MongoClient(database_url)
+    try:
+        found = client[database]["fleet_requests"].find({}, {"payload.id": 1, "status": 1})
+        return {str(doc["payload"]["id"]): str(doc["status"]) for doc in found}
+    finally:
+        client.close()
+
+
+def _wait_for_fleet(fleet: Fleet, bots: int, count: int) -> None:
+    """Every worker sees every bot active with the shares settled (each answers from its mirror)."""
+    fleet.workers[0].wait_http(timeout=60)
+    for worker in fleet.workers:
+        wait_until(lambda w=worker: _fleet_ready(w, bots, count), timeout=120 + bots / 10, interval=POLL,
+                   what=f"{bots} bots ready over {count} worker(s)", watch=fleet.children)  # fmt: skip
+
+
+def measure_burst(ctx: BenchContext, count: int) -> dict[str, Any]:
+    """One fleet of `play_bots` bots over `count` workers in a fresh guild and database: the cold
+    burst, then `play_warm_rounds` warm ones; each sample marked forwarded or not."""
+    config = ctx.config
+    bots = ctx.world.bots[-config.play_bots :]
+    per_channel = max(1, config.play_users // len(bots))
+    node = start_fake_lavalink(ctx.children, ctx.work_dir, tracks=(config.play_warm_rounds + 1) * 100)
+    fleet: Fleet | None = None
+    try:
+        world = post_json(ctx.world.control_url + "/bench/voice-guild",
+                          {"bots": [b.client_id for b in bots], "channels": len(bots),
+                           "users_per_channel": per_channel}, timeout=30)  # fmt: skip
+        options = ServiceOptions(guild_ready_timeout=STARTUP_READY_TIMEOUT,
+                                 lavalink_nodes=node.lavalink_nodes,
+                                 lease_ttl=config.workers_lease_ttl)  # fmt: skip
+        fleet = _start_fleet(ctx, len(bots), count, f"/play burst, {count} worker(s)", options, bots)
+        _wait_for_fleet(fleet, len(bots), count)
+        sessions = wait_for_sessions(node.control_url, len(bots), timeout=60)
+        ordered, owner = _alternating(fleet.workers[0], bots)
+        bursts: list[dict[str, Any]] = []
+        for number in range(1 + config.play_warm_rounds):
+            kind = "cold" if number == 0 else "warm"
+            ctx.wait_for_quiet()
+            cpu_before = sum(cpu_seconds(child.pid) for child in fleet.children)
+            samples = burst(ctx, world, ordered, number)
+            cpu = sum(cpu_seconds(child.pid) for child in fleet.children) - cpu_before
+            time.sleep(0.3)  # let the last callbacks' followups (now-playing messages) pass
+            forwarded = _requests(ctx.database_url, fleet.database)
+            for sample in samples:
+                sample["forwarded"] = forwarded.get(str(sample.get("interaction")))
+            summary = _burst_summary(samples)
+            ctx.progress(f"  burst {number + 1} ({kind}, {count} worker(s)): p50 {ms(summary['p50_ms'])} ms, "
+                         f"p95 {ms(summary['p95_ms'])} ms, {summary['forwarded']} forwarded, "
+                         f"{summary['errors']} error(s)")  # fmt: skip
+            bursts.append({"kind": kind, "workers_cpu_s": round(cpu, 3), "summary": summary,
+                           "samples": samples})  # fmt: skip
+        spread = _bots_per_worker(fleet.workers[0])
+    finally:
+        if fleet is not None:
+            _stop_fleet(ctx, fleet)
+        ctx.children.stop(node.child)
+    return {"workers": count, "users": len(world["users"]), "sessions": sessions, "bots_per_worker": spread,
+            "workers_of_bots": len(set(owner.values())), "bursts": bursts}  # fmt: skip
+
+
+def _burst_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Latency to the first answer of every /play, and of the forwarded and the local ones apart."""
+
+    def times(chosen: list[dict[str, Any]]) -> list[float]:
+        return [s["ms"] for s in chosen if s.get("ms") is not None]
+
+    every = times(samples)
+    forwarded = [s for s in samples if s.get("forwarded")]
+    local = [s for s in samples if not s.get("forwarded")]
+    return {
+        "count": len(samples),
+        "answered": len(every),
+        "errors": sum(1 for s in samples if s.get("error")),
+        "p50_ms": percentile(every, 50),
+        "p95_ms": percentile(every, 95),
+        "max_ms": max(every) if every else None,
+        "forwarded": len(forwarded),
+        "not_claimed": sum(1 for s in forwarded if s["forwarded"] != "taken"),
+        "forwarded_p50_ms": percentile(times(forwarded), 50),
+        "forwarded_p95_ms": percentile(times(forwarded), 95),
+        "local_p50_ms": percentile(times(local), 50),
+        "local_p95_ms": percentile(times(local), 95),
+    }
+
+
+BURST_KEYS = ("p50_ms", "p95_ms", "forwarded_p50_ms", "forwarded_p95_ms", "local_p50_ms", "local_p95_ms")
+
+
+def _burst_run_summary(rep: dict[str, Any]) -> dict[str, Any]:
+    """One run's cold burst and its warm bursts pooled, with the forwarded share and CPU per /play."""
+    found: dict[str, Any] = {}
+    for kind in ("cold", "warm"):
+        chosen = [b for b in rep["bursts"] if b["kind"] == kind]
+        samples = [s for b in chosen for s in b["samples"]]
+        summary = _burst_summary(samples)
+        summary["forwarded_share"] = round(summary["forwarded"] / len(samples), 3) if samples else None
+        summary["cpu_ms_per_play"] = (
+            round(sum(b["workers_cpu_s"] for b in chosen) * 1000 / len(samples), 2) if samples else None
+        )
+        found[kind] = summary
+    return found
+
+
+def summarize_bursts(bursts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per worker count and burst kind, medians over the runs that completed; 2 over 1 ratios."""
+    rows: list[dict[str, Any]] = []
+    for count, reps in bursts.items():
+        done = [_burst_run_summary(rep) for rep in reps if "failed" not in rep]
+        for kind in ("cold", "warm"):
+            parts = [d[kind] for d in done]
+            row: dict[str, Any] = {"workers": int(count), "kind": kind, "runs": len(done),
+                                   "failed": len(reps) - len(done)}  # fmt: skip
+            for key in (*BURST_KEYS, "forwarded_share", "cpu_ms_per_play"):
+                row[key] = _median(parts, key)
+            row["plays"] = sum(p["count"] for p in parts)
+            row["errors"] = sum(p["errors"] for p in parts)
+            row["forwarded"] = sum(p["forwarded"] for p in parts)
+            row["not_claimed"] = sum(p["not_claimed"] for p in parts)
+            rows.append(row)
+    ratios: dict[str, float | None] = {}
+    for kind in ("cold", "warm"):
+        one = next((r for r in rows if r["workers"] == 1 and r["kind"] == kind), None)
+        two = next((r for r in rows if r["workers"] == 2 and r["kind"] == kind), None)
+        for key in ("p50_ms", "p95_ms", "cpu_ms_per_play"):
+            ratio = None
+            if one and two and one[key] and two[key] is not None:
+                ratio = round(two[key] / one[key], 3)
+            ratios[f"{kind}.{key}"] = ratio
+    return {"rows": rows, "two_over_one": ratios}
+
+
 def run(ctx: BenchContext) -> dict[str, Any]:
     config = ctx.config
     bots = config.workers_bots
-    if max(bots, config.takeover_bots) > len(ctx.world.bots):
+    if max(bots, config.takeover_bots, config.play_bots) > len(ctx.world.bots):
         raise BenchError("the fake Discord has fewer bots than the workers benchmark needs")
+    bursts: dict[str, list[dict[str, Any]]] = {}
+    for run_index in range(config.workers_play_runs):  # first: the smallest part, and the new one
+        for count in config.worker_counts:
+            ctx.progress(f"burst run {run_index + 1}/{config.workers_play_runs}: {config.play_users} /play "
+                         f"over {config.play_bots} bots on {count} worker(s)")  # fmt: skip
+            try:
+                bursts.setdefault(str(count), []).append(measure_burst(ctx, count))
+            except BenchError as exc:
+                ctx.progress(f"  failed: {exc}")
+                bursts.setdefault(str(count), []).append({"failed": str(exc)})
     ready: dict[str, list[dict[str, Any]]] = {}
     for run_index in range(config.runs):
         for count in config.worker_counts:
@@ -231,7 +410,21 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "ready": ready,
         "takeovers": takeovers,
         "summary": summarize(ready, takeovers),
+        "play_bots": config.play_bots,
+        "play_users": config.play_users,
+        "play_warm_rounds": config.play_warm_rounds,
+        "play_runs": config.workers_play_runs,
+        "bursts": {count: [_without_samples(rep) for rep in reps] for count, reps in bursts.items()},
+        "burst_summary": summarize_bursts(bursts),
     }
+
+
+def _without_samples(rep: dict[str, Any]) -> dict[str, Any]:
+    """A run as kept in performance.json: each burst's summary, not its 50 samples."""
+    if "failed" in rep:
+        return rep
+    return {**rep, "bursts": [{k: v for k, v in b.items() if k != "samples"} for b in rep["bursts"]],
+            "summary": _burst_run_summary(rep)}  # fmt: skip
 
 
 def _median(samples: list[dict[str, Any]], key: str) -> float | None:
@@ -301,6 +494,30 @@ def targets(result: dict[str, Any]) -> list[Target]:
             verdict=verdict(None if takeover is None else takeover <= ttl + 10),
             note=f"{summary.get('taken_over_median') or '-'} bots taken over, LEASE_TTL {ttl:g} s",
         ),
+        *_burst_targets(result),
+    ]
+
+
+DISCORD_ANSWER_S = 3.0
+
+
+def _burst_targets(result: dict[str, Any]) -> list[Target]:
+    """A forwarded /play must be answered within Discord's 3 s (issue 13); older reports have no bursts."""
+    rows = result.get("burst_summary", {}).get("rows", [])
+    two = [r for r in rows if r["workers"] == 2 and r["runs"]]
+    if not two:
+        return []
+    worst = max((r["forwarded_p95_ms"] for r in two if r["forwarded_p95_ms"] is not None), default=None)
+    forwarded = sum(r["forwarded"] for r in two)
+    missed = sum(r["not_claimed"] + r["errors"] for r in two)
+    ok = None if worst is None else worst < DISCORD_ANSWER_S * 1000 and missed == 0
+    return [
+        Target(
+            goal=f"a forwarded /play answered within Discord's {DISCORD_ANSWER_S:g} s (2 workers, p95)",
+            measured=f"{ms(worst, 0)} ms ({missed} unanswered or not claimed of {forwarded})",
+            verdict=verdict(ok),
+            note=f"{result['play_users']} /play at once over {result['play_bots']} bots, cold and warm",
+        )
     ]
 
 
@@ -360,7 +577,54 @@ def render(result: dict[str, Any]) -> str:
     dead, ready = summary.get("takeover_dead_median_s"), summary.get("takeover_ready_median_s")
     taken = summary.get("taken_over_median") or "-"
     lines.append(f"| **median** | {taken} | {seconds(dead)} | **{seconds(ready)}** | |")
+    if "burst_summary" in result:
+        lines += ["", *_render_bursts(result)]
     return "\n".join(lines)
+
+
+def _render_bursts(result: dict[str, Any]) -> list[str]:
+    summary = result["burst_summary"]
+    lines = [
+        f"**A burst of {result['play_users']} `/play` over 2 workers against 1**: "
+        f"{result['play_bots']} bots, "
+        f"{result['play_users']} users in {result['play_bots']} voice channels, every user sends `/play` at "
+        "the same moment (the commands benchmark's burst: latency from the fake Discord's INTERACTION_CREATE "
+        "to the first callback, timed in the fake). With 2 workers the bots are listed alternately by "
+        "worker and user i goes to bot i mod "
+        f"{result['play_bots']}, so each channel's users reach bots of both workers; a "
+        "`/play` whose channel is (or gets) served by the other worker's bot is **forwarded** through "
+        "`fleet_requests` and answered there. One cold burst (no bot in voice yet: joins race) and "
+        f"{result['play_warm_rounds']} warm ones (every channel has its bot) per run; medians of "
+        f"{result['play_runs']} runs per side, the sides alternating. CPU is the workers' sum over the burst "
+        "(their idle work meanwhile included) per `/play`.",
+        "",
+        "| workers | burst | p50 (ms) | p95 (ms) | forwarded | forwarded p50 / p95 (ms) "
+        "| answered where received p50 / p95 (ms) | workers' CPU per /play (ms) | errors, not claimed "
+        "| runs ok / failed |",
+        "|---:|---|---:|---:|---:|---|---|---:|---|---|",
+    ]
+    for row in summary["rows"]:
+        share = row["forwarded_share"]
+        lines.append(
+            f"| {row['workers']} | {row['kind']} | {ms(row['p50_ms'], 1)} | {ms(row['p95_ms'], 1)} "
+            f"| {'-' if share is None else f'{share * 100:.0f}%'} "
+            f"| {ms(row['forwarded_p50_ms'], 1)} / {ms(row['forwarded_p95_ms'], 1)} "
+            f"| {ms(row['local_p50_ms'], 1)} / {ms(row['local_p95_ms'], 1)} "
+            f"| {ms(row['cpu_ms_per_play'], 1)} "
+            f"| {row['errors']}, {row['not_claimed']} | {row['runs']} / {row['failed']} |"
+        )
+    ratios = summary["two_over_one"]
+    if any(v is not None for v in ratios.values()):
+        lines += [
+            "",
+            f"2 workers against 1 (same run): cold p50 {_x(ratios.get('cold.p50_ms'))}, cold p95 "
+            f"{_x(ratios.get('cold.p95_ms'))}; warm p50 {_x(ratios.get('warm.p50_ms'))}, warm p95 "
+            f"{_x(ratios.get('warm.p95_ms'))}; CPU per /play cold {_x(ratios.get('cold.cpu_ms_per_play'))}, "
+            f"warm {_x(ratios.get('warm.cpu_ms_per_play'))}. A forwarded `/play` costs three small database "
+            "writes (the request, its claim, the receiver's final cancel attempt) and a change-stream "
+            "delivery on top of the same command.",
+        ]
+    return lines
 
 
 def _takeover_bots(result: dict[str, Any]) -> str:

@@ -37,12 +37,28 @@ TINY = [
 ]  # fmt: skip
 
 
-@pytest.mark.timeout(240)  # about 20 s on a quiet machine; the bound is for a crowded one
-def test_tiny_benchmark_writes_the_report(tmp_path: Path) -> None:
-    docs_before = {p.name: p.stat().st_mtime_ns for p in (REPO / "docs").glob("performance*")}
-    out = tmp_path / "out"
+# Several workers: 4 bots over 1 and 2 workers, a takeover with a short LEASE_TTL, and /play bursts
+# of 8 users over 4 bots (2 per voice channel, so with 2 workers each channel's users reach both).
+TINY_WORKERS = [
+    "--runs", "1",
+    "--settle", "0.2",
+    "--workers-bots", "4",
+    "--takeover-bots", "4",
+    "--takeover-runs", "1",
+    "--workers-lease-ttl", "3",
+    "--play-bots", "4",
+    "--play-users", "8",
+    "--play-warm-rounds", "1",
+    "--workers-play-runs", "1",
+    "--only", "workers",
+    "--no-chart",
+    "--quiet-wait", "0",
+]  # fmt: skip
+
+
+def _run_harness(out: Path, args: list[str]) -> None:
     harness = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.run", "--out-dir", str(out), *TINY],
+        [sys.executable, "-m", "benchmarks.run", "--out-dir", str(out), *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -59,6 +75,13 @@ def test_tiny_benchmark_writes_the_report(tmp_path: Path) -> None:
                 harness.kill()
                 harness.wait()
     assert harness.returncode == 0, stderr[-3000:]
+
+
+@pytest.mark.timeout(240)  # about 20 s on a quiet machine; the bound is for a crowded one
+def test_tiny_benchmark_writes_the_report(tmp_path: Path) -> None:
+    docs_before = {p.name: p.stat().st_mtime_ns for p in (REPO / "docs").glob("performance*")}
+    out = tmp_path / "out"
+    _run_harness(out, TINY)
 
     data = json.loads((out / "performance.json").read_text())
     fleet = data["results"]["fleet"]["summary"]
@@ -90,3 +113,32 @@ def test_tiny_benchmark_writes_the_report(tmp_path: Path) -> None:
     assert not (out / "performance.png").exists()
     docs_after = {p.name: p.stat().st_mtime_ns for p in (REPO / "docs").glob("performance*")}
     assert docs_after == docs_before
+
+
+@pytest.mark.timeout(240)  # about 30 s on a quiet machine
+def test_tiny_workers_benchmark_reports_ready_takeover_and_bursts(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _run_harness(out, TINY_WORKERS)
+
+    result = json.loads((out / "performance.json").read_text())["results"]["workers"]
+    summary = result["summary"]
+    assert [(r["workers"], r["samples"], r["failed"]) for r in summary["rows"]] == [(1, 1, 0), (2, 1, 0)]
+    assert all(r["ready_s"] > 0 and r["rss_idle"] > 0 for r in summary["rows"])
+    assert summary["two_over_one"]["ready"] is not None
+    assert summary["takeover_failed"] == 0 and summary["takeover_ready_median_s"] > 0
+
+    rows = {(r["workers"], r["kind"]): r for r in result["burst_summary"]["rows"]}
+    assert set(rows) == {(1, "cold"), (1, "warm"), (2, "cold"), (2, "warm")}
+    for row in rows.values():
+        assert row["plays"] == 8 and row["errors"] == 0 and row["not_claimed"] == 0
+        assert row["p50_ms"] > 0 and row["p95_ms"] > 0
+    # One worker never forwards; over two, each channel's two users reach bots of both workers, so
+    # every warm burst forwards exactly the /play that reached the worker without the channel's bot.
+    assert rows[1, "cold"]["forwarded"] == rows[1, "warm"]["forwarded"] == 0
+    assert rows[2, "warm"]["forwarded"] == 4 and rows[2, "warm"]["forwarded_p95_ms"] > 0
+    ratios = result["burst_summary"]["two_over_one"]
+    assert ratios["warm.p50_ms"] is not None and ratios["cold.p95_ms"] is not None
+
+    report = (out / "PERFORMANCE.md").read_text()
+    assert "A burst of 8 `/play` over 2 workers against 1" in report
+    assert "a forwarded /play answered within Discord's 3 s" in report
