@@ -88,13 +88,10 @@ async def test_serve_on_embedded_defaults_then_sigterm(tmp_path: Path) -> None:
         raise AssertionError("the embedded database outlived chorus serve")
 
 
-async def test_serve_runs_bots_and_closes_them_on_sigterm(
-    tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any, mongo: AsyncMongoClient[dict[str, Any]]
-) -> None:
-    settings: Settings = make_settings()
-    bot = fake_discord.add_bot(name="Process bot")
-    await store_bot(mongo, settings, bot)
-    port = _free_port()
+async def _serve_against_fakes(
+    tmp_path: Path, settings: Settings, fake_discord: FakeDiscord, port: int, *, log_level: str
+) -> asyncio.subprocess.Process:
+    """`chorus serve` on the test database and the fake Discord, with its output captured."""
     assert settings.mongodb_url is not None
     process = await asyncio.create_subprocess_exec(
         CHORUS, "serve",
@@ -106,12 +103,23 @@ async def test_serve_runs_bots_and_closes_them_on_sigterm(
             DISCORD_API_BASE=fake_discord.api_base,
             DISCORD_GATEWAY_URL=fake_discord.gateway_url,
             GUILD_READY_TIMEOUT="0.1",
-            LOG_LEVEL="DEBUG",
+            LOG_LEVEL=log_level,
         ),
         cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    return process
+
+
+async def test_serve_runs_bots_and_closes_them_on_sigterm(
+    tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    settings: Settings = make_settings()
+    bot = fake_discord.add_bot(name="Process bot")
+    await store_bot(mongo, settings, bot)
+    port = _free_port()
+    process = await _serve_against_fakes(tmp_path, settings, fake_discord, port, log_level="DEBUG")
     async with asyncio.timeout(30):
         while (await _wait_for_health(port, process))["activeBots"] != 1:
             await asyncio.sleep(0.1)
@@ -141,23 +149,7 @@ async def test_sigterm_with_a_fleet_closes_every_session_and_exits(
     for bot in bots:
         await store_bot(mongo, settings, bot)
     port = _free_port()
-    assert settings.mongodb_url is not None
-    process = await asyncio.create_subprocess_exec(
-        CHORUS, "serve",
-        env=_clean_env(
-            HTTP_PORT=str(port),
-            MONGODB_URL=settings.mongodb_url.get_secret_value(),
-            MONGODB_DATABASE=settings.mongodb_database,
-            TOKEN_ENCRYPTION_KEYS=settings.encryption_keys[0],
-            DISCORD_API_BASE=fake_discord.api_base,
-            DISCORD_GATEWAY_URL=fake_discord.gateway_url,
-            GUILD_READY_TIMEOUT="0.1",
-            LOG_LEVEL="INFO",
-        ),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await _serve_against_fakes(tmp_path, settings, fake_discord, port, log_level="INFO")
     async with asyncio.timeout(60):
         while (await _wait_for_health(port, process))["activeBots"] != len(bots):
             await asyncio.sleep(0.1)
