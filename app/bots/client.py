@@ -4,7 +4,6 @@ than one gateway connection may hold (see `app.bots.sharding`)."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -12,10 +11,9 @@ import aiohttp
 import discord
 import yarl
 from discord.ext import commands
-from discord.gateway import KeepAliveHandler
 
 from app.bots.commands import load_extensions
-from app.bots.heartbeat import install_honest_heartbeat
+from app.bots.heartbeat import install_honest_heartbeat, stop_heartbeats
 from app.bots.tree import ChorusTree
 from app.music.fleet import MusicFleet
 from app.music.scheduler import MusicScheduler
@@ -104,9 +102,7 @@ class MusicBotClient(commands.Bot):
         socket = self._handshake_socket
         if socket is None:
             return
-        for thread in threading.enumerate():
-            if isinstance(thread, KeepAliveHandler) and thread.ws.socket is socket:
-                thread.stop()
+        stop_heartbeats(self._connection, socket=socket)
         if not socket.closed:
             await socket.close()
 
@@ -138,7 +134,11 @@ class MusicBotClient(commands.Bot):
             await run_bounded(
                 self.music.close(), 10.0, what=f"Closing the music of bot {self.expected_client_id}"
             )
-        await super().close()
+        try:
+            await super().close()
+        finally:
+            # Also the heartbeat of a handshake cut short, which `super().close()` does not know.
+            stop_heartbeats(self._connection)
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         # The runner paces (Discord's spacing, backoff after short sessions) and counts (or

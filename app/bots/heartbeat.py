@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import Any
 
 import discord.gateway
@@ -40,6 +41,7 @@ class HonestKeepAlive(KeepAliveHandler):
         # Written by the heartbeat thread and the loop; a float store is atomic under the GIL.
         self.outstanding_since: float | None = None
         self.stray_acks = 0
+        _handlers.add(self)
 
     def get_payload(self) -> dict[str, Any]:
         if self.outstanding_since is None:
@@ -58,6 +60,29 @@ class HonestKeepAlive(KeepAliveHandler):
         self.latency = ack_time - sent
         if self.latency > 10:
             _log.warning(self.behind_msg, self.shard_id, self.latency)
+
+
+# Every heartbeat handler not yet collected (created on the loop's thread, at HELLO).
+_handlers: weakref.WeakSet[HonestKeepAlive] = weakref.WeakSet()
+
+
+def stop_heartbeats(connection: object, *, socket: object | None = None) -> int:
+    """Stop the heartbeat threads of one client's gateway connections (`connection`: its
+    `ConnectionState`, shared by all its shards), or only the one on `socket`; returns how many.
+
+    discord.py stops a heartbeat thread only when it closes the `DiscordWebSocket` it knows
+    (`client.ws`); a handshake cut short (cancelled while it waits to IDENTIFY, or refused) leaves
+    its thread beating, and once the event loop is closed the thread dies with "Event loop is closed".
+    """
+    stopped = 0
+    for handler in list(_handlers):
+        ws = handler.ws
+        if ws._connection is not connection or (socket is not None and ws.socket is not socket):  # pyright: ignore[reportPrivateUsage]  # the seam (module docstring)
+            continue
+        if not handler._stop_ev.is_set():  # pyright: ignore[reportPrivateUsage]
+            handler.stop()
+            stopped += 1
+    return stopped
 
 
 def install_honest_heartbeat() -> None:
