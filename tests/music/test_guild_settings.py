@@ -7,16 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from beanie import init_beanie
 
 from app.bots.status import BotState
-from app.db.connection import make_client
-from app.db.models import DOCUMENT_MODELS, GuildSettings
+from app.db.models import GuildSettings
 from app.music import guild_settings
-from app.settings import Settings
-from tests.database_process import database_process
 from tests.fakes.discord import FakeDiscord, FakeInteraction, Permission
 from tests.fleet import running_app, store_bot
+from tests.own_database import own_database
 
 
 async def test_settings_answer_in_time_while_the_database_hangs(
@@ -27,61 +24,48 @@ async def test_settings_answer_in_time_while_the_database_hangs(
     (5 s of server selection, or a read that never ends) before answering: past Discord's 3 s,
     which the fake enforces here like Discord (10062 Unknown interaction)."""
     monkeypatch.setattr(guild_settings, "RETRY_AFTER", 0.5)
-    with database_process(tmp_path / "db") as database:
-        settings: Settings = make_settings(
-            mongodb_url=database.url,
-            discord_api_base=fake_discord.api_base,
-            discord_gateway_url=fake_discord.gateway_url,
-            identify_interval=0.0,
-        )
-        observer = make_client(database.url)
-        await init_beanie(database=observer[settings.mongodb_database], document_models=DOCUMENT_MODELS)
-        try:
-            bot = fake_discord.add_bot()
-            guild = fake_discord.add_guild()
-            await fake_discord.add_bot_to_guild(bot, guild.id)
-            await store_bot(observer, settings, bot)
-            dj_role = fake_discord.add_role(guild.id, "DJ")
-            stored = GuildSettings(bot_id=bot.client_id, guild_id=guild.id, dj_role_id=dj_role)
-            await observer[settings.mongodb_database][GuildSettings.Settings.name].insert_one(
-                stored.model_dump(exclude={"id", "revision_id"})
+    async with own_database(tmp_path / "db", fake_discord, make_settings) as own:
+        database, settings, observer = own.process, own.settings, own.observer
+        bot = fake_discord.add_bot()
+        guild = fake_discord.add_guild()
+        await fake_discord.add_bot_to_guild(bot, guild.id)
+        await store_bot(observer, settings, bot)
+        dj_role = fake_discord.add_role(guild.id, "DJ")
+        stored = GuildSettings(bot_id=bot.client_id, guild_id=guild.id, dj_role_id=dj_role)
+        await own.db[GuildSettings.Settings.name].insert_one(stored.model_dump(exclude={"id", "revision_id"}))
+        admin = fake_discord.add_user(name="Admin")
+        fake_discord.add_member(guild.id, admin, permissions=Permission.MANAGE_GUILD)
+
+        async def run(name: str, **kwargs: Any) -> FakeInteraction:
+            interaction = await fake_discord.send_command(
+                bot, guild_id=guild.id, channel_id=guild.text_channel_id, user=admin, name=name, **kwargs
             )
-            admin = fake_discord.add_user(name="Admin")
-            fake_discord.add_member(guild.id, admin, permissions=Permission.MANAGE_GUILD)
+            await interaction.wait_for_message(timeout=10)
+            return interaction
 
-            async def run(name: str, **kwargs: Any) -> FakeInteraction:
-                interaction = await fake_discord.send_command(
-                    bot, guild_id=guild.id, channel_id=guild.text_channel_id, user=admin, name=name, **kwargs
-                )
-                await interaction.wait_for_message(timeout=10)
-                return interaction
+        async with running_app(settings) as running:
+            await running.wait_for(bot, BotState.READY)
+            fake_discord.interaction_deadline = 3.0  # Discord's window for the first answer
+            database.pause()
+            try:
+                shown = await run("settings", subcommand="show")
+                assert shown.ephemeral and "none (everyone controls the music)" in shown.text  # defaults
+                saved = await run("247", options={"state": "on"})
+                assert saved.ephemeral and "can't be saved right now" in saved.text
+                again = await run("settings", subcommand="show")
+                assert "none (everyone controls the music)" in again.text
+            finally:
+                database.resume()
+            # One failed read (the language lookup before the command, or the settings: one
+            # backoff for both); within RETRY_AFTER nothing asked the database again.
+            failures = [
+                r
+                for r in caplog.records
+                if "guild settings" in r.getMessage() and "unavailable" in r.getMessage()
+            ]
+            assert len(failures) == 1
 
-            async with running_app(settings) as running:
-                await running.wait_for(bot, BotState.READY)
-                fake_discord.interaction_deadline = 3.0  # Discord's window for the first answer
-                database.pause()
-                try:
-                    shown = await run("settings", subcommand="show")
-                    assert shown.ephemeral and "none (everyone controls the music)" in shown.text  # defaults
-                    saved = await run("247", options={"state": "on"})
-                    assert saved.ephemeral and "can't be saved right now" in saved.text
-                    again = await run("settings", subcommand="show")
-                    assert "none (everyone controls the music)" in again.text
-                finally:
-                    database.resume()
-                # One failed read (the language lookup before the command, or the settings: one
-                # backoff for both); within RETRY_AFTER nothing asked the database again.
-                failures = [
-                    r
-                    for r in caplog.records
-                    if "guild settings" in r.getMessage() and "unavailable" in r.getMessage()
-                ]
-                assert len(failures) == 1
-
-                # Failures are not remembered for good: the stored DJ role shows up again.
-                async with asyncio.timeout(30):
-                    while f"<@&{dj_role}>" not in (await run("settings", subcommand="show")).text:
-                        await asyncio.sleep(0.2)
-        finally:
-            database.resume()
-            await observer.close()
+            # Failures are not remembered for good: the stored DJ role shows up again.
+            async with asyncio.timeout(30):
+                while f"<@&{dj_role}>" not in (await run("settings", subcommand="show")).text:
+                    await asyncio.sleep(0.2)
