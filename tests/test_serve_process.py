@@ -40,6 +40,18 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+async def _serve(cwd: Path, **env: str) -> asyncio.subprocess.Process:
+    """`chorus serve` in `cwd` with `env` on top of a clean environment, its output captured."""
+    return await asyncio.create_subprocess_exec(
+        CHORUS,
+        "serve",
+        env=_clean_env(**env),
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def _wait_for_health(
     port: int, process: asyncio.subprocess.Process, timeout: float = 60
 ) -> dict[str, Any]:
@@ -63,13 +75,7 @@ async def _terminate(process: asyncio.subprocess.Process) -> tuple[int, str]:
 async def test_serve_on_embedded_defaults_then_sigterm(tmp_path: Path) -> None:
     port = _free_port()
     data_dir = tmp_path / "data"
-    process = await asyncio.create_subprocess_exec(
-        CHORUS, "serve",
-        env=_clean_env(HTTP_PORT=str(port), DATA_DIR=str(data_dir)),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await _serve(tmp_path, HTTP_PORT=str(port), DATA_DIR=str(data_dir))
     health = await _wait_for_health(port, process)
     assert health["status"] == "ok"
     assert health["activeBots"] == 0
@@ -93,23 +99,17 @@ async def _serve_against_fakes(
 ) -> asyncio.subprocess.Process:
     """`chorus serve` on the test database and the fake Discord, with its output captured."""
     assert settings.mongodb_url is not None
-    process = await asyncio.create_subprocess_exec(
-        CHORUS, "serve",
-        env=_clean_env(
-            HTTP_PORT=str(port),
-            MONGODB_URL=settings.mongodb_url.get_secret_value(),
-            MONGODB_DATABASE=settings.mongodb_database,
-            TOKEN_ENCRYPTION_KEYS=settings.encryption_keys[0],
-            DISCORD_API_BASE=fake_discord.api_base,
-            DISCORD_GATEWAY_URL=fake_discord.gateway_url,
-            GUILD_READY_TIMEOUT="0.1",
-            LOG_LEVEL=log_level,
-        ),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    return process
+    return await _serve(
+        tmp_path,
+        HTTP_PORT=str(port),
+        MONGODB_URL=settings.mongodb_url.get_secret_value(),
+        MONGODB_DATABASE=settings.mongodb_database,
+        TOKEN_ENCRYPTION_KEYS=settings.encryption_keys[0],
+        DISCORD_API_BASE=fake_discord.api_base,
+        DISCORD_GATEWAY_URL=fake_discord.gateway_url,
+        GUILD_READY_TIMEOUT="0.1",
+        LOG_LEVEL=log_level,
+    )
 
 
 async def test_serve_runs_bots_and_closes_them_on_sigterm(
@@ -170,13 +170,7 @@ async def test_sigterm_with_a_fleet_closes_every_session_and_exits(
 
 
 async def test_explicit_database_without_key_refuses_to_start(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        CHORUS, "serve",
-        env=_clean_env(MONGODB_URL="mongodb://127.0.0.1:9/", HTTP_PORT=str(_free_port())),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await _serve(tmp_path, MONGODB_URL="mongodb://127.0.0.1:9/", HTTP_PORT=str(_free_port()))
     async with asyncio.timeout(30):
         _, stderr = await process.communicate()
     assert process.returncode == 2
@@ -221,21 +215,16 @@ async def test_serve_refuses_bad_input_and_answers_503_when_the_database_goes(
     )  # fmt: skip
     settings: Settings = make_settings()
     port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        CHORUS, "serve",
-        env=_clean_env(
-            HTTP_PORT=str(port),
-            MONGODB_URL=f"mongodb://127.0.0.1:{db_port}/?directConnection=true",
-            MONGODB_DATABASE=settings.mongodb_database,
-            TOKEN_ENCRYPTION_KEYS=settings.encryption_keys[0],
-            ADMIN_API_TOKEN="serve-admin-token",
-            DISCORD_API_BASE="http://127.0.0.1:9/api/v10",  # never reached: every request is refused first
-            LOG_LEVEL="DEBUG",
-        ),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await _serve(
+        tmp_path,
+        HTTP_PORT=str(port),
+        MONGODB_URL=f"mongodb://127.0.0.1:{db_port}/?directConnection=true",
+        MONGODB_DATABASE=settings.mongodb_database,
+        TOKEN_ENCRYPTION_KEYS=settings.encryption_keys[0],
+        ADMIN_API_TOKEN="serve-admin-token",
+        DISCORD_API_BASE="http://127.0.0.1:9/api/v10",  # never reached: every request is refused first
+        LOG_LEVEL="DEBUG",
+    )
     try:
         await _wait_for_health(port, process)
         admin = {"Authorization": "Bearer serve-admin-token"}
@@ -286,13 +275,7 @@ async def test_serve_ignores_a_stale_embedded_state_file(
         json.dumps({"pid": other.pid, "port": other_port, "owner_pid": 2**22 + 3, "instance_id": "0" * 32})
     )
     port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        CHORUS, "serve",
-        env=_clean_env(HTTP_PORT=str(port), DATA_DIR=str(data_dir)),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await _serve(tmp_path, HTTP_PORT=str(port), DATA_DIR=str(data_dir))
     health = await _wait_for_health(port, process)
     assert health["database"] == "ok"
     state = json.loads((data_dir / STATE_FILE).read_text())
@@ -306,13 +289,7 @@ async def test_serve_ignores_a_stale_embedded_state_file(
 async def test_ctrl_c_while_serve_starts_stops_what_it_started(tmp_path: Path) -> None:
     """Interrupted while the embedded database starts: exit 130, one line, nothing left running."""
     data_dir = tmp_path / "data"
-    process = await asyncio.create_subprocess_exec(
-        CHORUS, "serve",
-        env=_clean_env(HTTP_PORT=str(_free_port()), DATA_DIR=str(data_dir), LOG_LEVEL="INFO"),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await _serve(tmp_path, HTTP_PORT=str(_free_port()), DATA_DIR=str(data_dir), LOG_LEVEL="INFO")
     assert process.stderr is not None
     seen: list[str] = []
     async with asyncio.timeout(60):
