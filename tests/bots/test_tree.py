@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from app.bots.router import FleetRouter
 from app.bots.status import BotState
 from app.music.replies import UNEXPECTED
 from app.settings import Settings
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import FakeDiscord, FakeGuild, FakeInteraction, FakeMessage
 from tests.fleet import running_app, store_bot
 
 Mongo = AsyncMongoClient[dict[str, Any]]
@@ -24,17 +26,22 @@ def _never_retrieved(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
-async def test_an_answer_discord_py_cannot_read_is_logged_once(
-    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: Mongo, caplog: pytest.LogCaptureFixture
-) -> None:
-    """/invite with no other bot left answers an ephemeral error. The callback's reply is a
-    body discord.py cannot parse (TypeError after Discord took the answer): that used to escape
-    the error handler as "Task exception was never retrieved", logged with no context."""
+def _invite_answers(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Answering /invite")]
+
+
+@contextlib.asynccontextmanager
+async def _invite_answered_oddly(
+    fake_discord: FakeDiscord, settings: Settings, mongo: Mongo, caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[tuple[FakeGuild, FakeInteraction, FakeMessage]]:
+    """A ready bot in a guild answers /invite, and Discord takes each answer with a body
+    discord.py cannot parse; yields, the app still running, once the user has the answer and
+    the bot has logged answering it."""
     bot = fake_discord.add_bot()
     guild = fake_discord.add_guild()
     await fake_discord.add_bot_to_guild(bot, guild.id)
-    await store_bot(mongo, fleet_settings, bot)
-    async with running_app(fleet_settings) as running:
+    await store_bot(mongo, settings, bot)
+    async with running_app(settings) as running:
         await running.wait_for(bot, BotState.READY)
         fake_discord.answer_callbacks_oddly()
         user = fake_discord.add_user()
@@ -42,17 +49,24 @@ async def test_an_answer_discord_py_cannot_read_is_logged_once(
             bot, guild_id=guild.id, channel_id=guild.text_channel_id, user=user, name="invite"
         )
         message = await interaction.wait_for_message(timeout=10)
-        assert interaction.ephemeral and "already here or full" in message.text
-
-        def answers() -> list[str]:
-            return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Answering /invite")]
-
         async with asyncio.timeout(10):
-            while not answers():
+            while not _invite_answers(caplog):
                 await asyncio.sleep(0.02)
+        yield guild, interaction, message
+
+
+async def test_an_answer_discord_py_cannot_read_is_logged_once(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: Mongo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/invite with no other bot left answers an ephemeral error. The callback's reply is a
+    body discord.py cannot parse (TypeError after Discord took the answer): that used to escape
+    the error handler as "Task exception was never retrieved", logged with no context."""
+    async with _invite_answered_oddly(fake_discord, fleet_settings, mongo, caplog) as answered:
+        guild, interaction, message = answered
+        assert interaction.ephemeral and "already here or full" in message.text
         await asyncio.sleep(0.2)  # let anything that would log twice do so
-        (logged,) = answers()
-        assert f"bot {bot.client_id}" in logged and f"guild {guild.id}" in logged
+        (logged,) = _invite_answers(caplog)
+        assert f"bot {interaction.bot.client_id}" in logged and f"guild {guild.id}" in logged
         assert "went through" in logged
         assert _never_retrieved(caplog) == []
 
@@ -68,23 +82,10 @@ async def test_an_unexpected_failure_answers_and_logs_its_context(
         raise RuntimeError("an invite bug")
 
     monkeypatch.setattr(FleetRouter, "invite_for", broken)
-    bot = fake_discord.add_bot()
-    guild = fake_discord.add_guild()
-    await fake_discord.add_bot_to_guild(bot, guild.id)
-    await store_bot(mongo, fleet_settings, bot)
-    async with running_app(fleet_settings) as running:
-        await running.wait_for(bot, BotState.READY)
-        # The error answer hits a reply discord.py cannot read, too.
-        fake_discord.answer_callbacks_oddly()
-        user = fake_discord.add_user()
-        interaction = await fake_discord.send_command(
-            bot, guild_id=guild.id, channel_id=guild.text_channel_id, user=user, name="invite"
-        )
-        message = await interaction.wait_for_message(timeout=10)
+    # The error answer hits a reply discord.py cannot read, too.
+    async with _invite_answered_oddly(fake_discord, fleet_settings, mongo, caplog) as answered:
+        guild, interaction, message = answered
         assert interaction.ephemeral and message.text == UNEXPECTED
-        async with asyncio.timeout(10):
-            while not [r for r in caplog.records if r.getMessage().startswith("Answering /invite")]:
-                await asyncio.sleep(0.02)
     failures = [r for r in caplog.records if r.getMessage().startswith("Command /invite (")]
     assert len(failures) == 1 and f"guild {guild.id}" in failures[0].getMessage()
     assert isinstance(failures[0].exc_info and failures[0].exc_info[1], RuntimeError)
