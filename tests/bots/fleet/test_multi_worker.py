@@ -18,16 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from beanie import init_beanie
 
-from app.db.connection import make_client
-from app.db.models import DOCUMENT_MODELS, PlayerSnapshot, utcnow
-from app.settings import Settings
-from tests.bots.fleet.workers import Fleet, Worker, eventually
+from app.db.models import PlayerSnapshot, utcnow
+from tests.bots.fleet.workers import Fleet, Stage, Worker, eventually, fleet_stage
 from tests.database_process import DatabaseProcess
 from tests.fakes.discord import FakeBot, FakeDiscord, FakeGuild, FakeUser
-from tests.fakes.lavalink import FakeLavalink, FakePlayer
-from tests.fleet import store_bot
+from tests.fakes.lavalink import FakePlayer
 
 LEASE_TTL = 6.0  # renew deadline 4 s, heartbeat every 1.2 s
 SNAPSHOT_INTERVAL = 2.0
@@ -50,76 +46,44 @@ class Playing:
 
 @dataclass
 class World:
-    discord: FakeDiscord
-    lavalink: FakeLavalink
-    database: DatabaseProcess
-    fleet: Fleet
-    bots: list[FakeBot]
+    stage: Stage
+    bots: list[FakeBot]  # the enabled bots: a test changes it as it disables, adds or deletes one
     playing: list[Playing]
 
+    @property
+    def discord(self) -> FakeDiscord:
+        return self.stage.discord
+
+    @property
+    def database(self) -> DatabaseProcess:
+        return self.stage.database
+
+    @property
+    def fleet(self) -> Fleet:
+        return self.stage.fleet
+
     def player(self, playing: Playing) -> FakePlayer | None:
-        session = self.lavalink.session_for_user(playing.bot.client_id)
-        return None if session is None else session.players.get(playing.guild.id)
+        return self.stage.player(playing.bot, playing.guild)
 
 
 @pytest.fixture
 async def world(tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any) -> AsyncIterator[World]:
-    database = DatabaseProcess(tmp_path / "db")
-    database.start()
-    settings: Settings = make_settings(mongodb_url=database.url)
-    observer = make_client(database.url)
-    lavalink = FakeLavalink(autoclock=True)  # positions move with the clock, as on a real node
-    fleet = Fleet(tmp_path, {})
-    try:
-        await init_beanie(database=observer[settings.mongodb_database], document_models=DOCUMENT_MODELS)
-        await lavalink.start()
-        for n in range(1, 4):
-            lavalink.add_track(identifier=f"t{n}", title=f"Song {n}", length_ms=3_600_000,
-                               uri=f"https://music.example/t{n}")  # fmt: skip
-        lobby = fake_discord.add_guild(member_count=5)
-        bots = [fake_discord.add_bot(name=f"Chorus {n}") for n in range(1, 7)]
-        for bot in bots:
-            await fake_discord.add_bot_to_guild(bot, lobby.id)
-            await store_bot(observer, settings, bot)
+    env = {
+        "LEASE_TTL": str(LEASE_TTL),
+        "SNAPSHOT_INTERVAL": str(SNAPSHOT_INTERVAL),
+        "LAVALINK_RECONNECT_MAX_DELAY": "1",
+        "ADMIN_API_TOKEN": ADMIN_TOKEN,
+    }
+    async with fleet_stage(tmp_path, fake_discord, make_settings, bots=6, tracks=3, env=env) as stage:
         playing: list[Playing] = []
-        for n, bot in enumerate(bots[:2], 1):  # each plays in a guild of its own
+        for n, bot in enumerate(stage.bots[:2], 1):  # each plays in a guild of its own
             guild = fake_discord.add_guild(member_count=5)
             await fake_discord.add_bot_to_guild(bot, guild.id)
             user = fake_discord.add_user(name=f"Listener {n}")
             fake_discord.add_member(guild.id, user)
             await fake_discord.set_user_voice(guild.id, user.id, guild.voice_channel_id, user=user)
             playing.append(Playing(bot, guild, user, f"Song {n}"))
-        assert settings.mongodb_url is not None
-        fleet.env = {
-            "MONGODB_URL": settings.mongodb_url.get_secret_value(),
-            "MONGODB_DATABASE": settings.mongodb_database,
-            "TOKEN_ENCRYPTION_KEYS": settings.encryption_keys[0],
-            "DISCORD_API_BASE": fake_discord.api_base,
-            "DISCORD_GATEWAY_URL": fake_discord.gateway_url,
-            "LAVALINK_NODES": f"main={lavalink.uri}={lavalink.password}",
-            "LEASE_TTL": str(LEASE_TTL),
-            "SNAPSHOT_INTERVAL": str(SNAPSHOT_INTERVAL),
-            "GUILD_READY_TIMEOUT": "0.1",
-            "IDENTIFY_INTERVAL": "0",
-            "BOT_RETRY_INITIAL_DELAY": "0.2",
-            "BOT_RETRY_MAX_DELAY": "2",
-            "LAVALINK_HEALTH_INTERVAL": "0.5",
-            "LAVALINK_RECONNECT_MAX_DELAY": "1",
-            "LOG_LEVEL": "INFO",
-            "ADMIN_API_TOKEN": ADMIN_TOKEN,
-        }
-        yield World(fake_discord, lavalink, database, fleet, bots, playing)
-    except BaseException:
-        print(fleet.logs())  # shown by pytest with the failure
-        raise
-    finally:
-        await fleet.close()
-        await lavalink.close()
-        database.kill()
-        await observer.close()
-    logs = fleet.log_text()
-    assert not [bot.name for bot in fake_discord.bots.values() if bot.token in logs], "a token was logged"
-    assert "Traceback" not in logs, fleet.logs()
+        yield World(stage, stage.bots, playing)
 
 
 async def settled(world: World, workers: int) -> dict[str, int]:

@@ -16,17 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from beanie import init_beanie
 
-from app.db.connection import make_client
-from app.db.models import DOCUMENT_MODELS, MusicBot, ServerMusicBot, ServerStatus, VoiceAssignment
+from app.db.models import MusicBot, ServerMusicBot, ServerStatus, VoiceAssignment
 from app.music.views import search_custom_id
-from app.settings import Settings
-from tests.bots.fleet.workers import Fleet, Worker, eventually
-from tests.database_process import DatabaseProcess
-from tests.fakes.discord import FakeBot, FakeDiscord, FakeGuild
+from tests.bots.fleet.workers import Fleet, Stage, Worker, eventually, fleet_stage
+from tests.fakes.discord import FakeBot, FakeDiscord, FakeGuild, FakeInteraction, FakeUser
 from tests.fakes.lavalink import FakeLavalink, FakePlayer
-from tests.fleet import store_bot
 
 LEASE_TTL = 6.0
 SETTLE = 120.0  # generous: a loaded 2-core machine runs four Python servers here
@@ -35,14 +30,26 @@ ANSWER = 30.0
 
 @dataclass
 class World:
-    discord: FakeDiscord
-    lavalink: FakeLavalink
-    fleet: Fleet
-    bots: list[FakeBot]
+    stage: Stage
+
+    @property
+    def discord(self) -> FakeDiscord:
+        return self.stage.discord
+
+    @property
+    def lavalink(self) -> FakeLavalink:
+        return self.stage.lavalink
+
+    @property
+    def fleet(self) -> Fleet:
+        return self.stage.fleet
+
+    @property
+    def bots(self) -> list[FakeBot]:
+        return self.stage.bots
 
     def player(self, bot: FakeBot, guild: FakeGuild) -> FakePlayer | None:
-        session = self.lavalink.session_for_user(bot.client_id)
-        return None if session is None else session.players.get(guild.id)
+        return self.stage.player(bot, guild)
 
     def title(self, bot: FakeBot, guild: FakeGuild) -> str | None:
         player = self.player(bot, guild)
@@ -51,50 +58,9 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any) -> AsyncIterator[World]:
-    database = DatabaseProcess(tmp_path / "db")
-    database.start()
-    settings: Settings = make_settings(mongodb_url=database.url)
-    observer = make_client(database.url)
-    lavalink = FakeLavalink(autoclock=True)
-    fleet = Fleet(tmp_path, {})
-    try:
-        await init_beanie(database=observer[settings.mongodb_database], document_models=DOCUMENT_MODELS)
-        await lavalink.start()
-        for n in range(1, 6):
-            lavalink.add_track(identifier=f"t{n}", title=f"Song {n}", length_ms=3_600_000,
-                               uri=f"https://music.example/t{n}")  # fmt: skip
-        lobby = fake_discord.add_guild(member_count=5)
-        bots = [fake_discord.add_bot(name=f"Chorus {n}") for n in range(1, 5)]
-        for bot in bots:
-            await fake_discord.add_bot_to_guild(bot, lobby.id)
-            await store_bot(observer, settings, bot)
-        assert settings.mongodb_url is not None
-        fleet.env = {
-            "MONGODB_URL": settings.mongodb_url.get_secret_value(),
-            "MONGODB_DATABASE": settings.mongodb_database,
-            "TOKEN_ENCRYPTION_KEYS": settings.encryption_keys[0],
-            "DISCORD_API_BASE": fake_discord.api_base,
-            "DISCORD_GATEWAY_URL": fake_discord.gateway_url,
-            "LAVALINK_NODES": f"main={lavalink.uri}={lavalink.password}",
-            "LEASE_TTL": str(LEASE_TTL),
-            "GUILD_READY_TIMEOUT": "0.1",
-            "IDENTIFY_INTERVAL": "0",
-            "BOT_RETRY_INITIAL_DELAY": "0.2",
-            "BOT_RETRY_MAX_DELAY": "2",
-            "LAVALINK_HEALTH_INTERVAL": "0.5",
-            "LOG_LEVEL": "INFO",
-        }
-        yield World(fake_discord, lavalink, fleet, bots)
-    except BaseException:
-        print(fleet.logs())  # shown by pytest with the failure
-        raise
-    finally:
-        await fleet.close()
-        await lavalink.close()
-        database.kill()
-        await observer.close()
-    logs = fleet.log_text()
-    assert "Traceback" not in logs, fleet.logs()
+    env = {"LEASE_TTL": str(LEASE_TTL)}
+    async with fleet_stage(tmp_path, fake_discord, make_settings, bots=4, tracks=5, env=env) as stage:
+        yield World(stage)
 
 
 async def split_over_workers(world: World) -> dict[int, Worker]:
@@ -144,30 +110,76 @@ async def bots_in(world: World, guild: FakeGuild, channel_id: int) -> set[int]:
     return world.discord.users_in_voice(guild.id, channel_id) & {b.client_id for b in world.bots}
 
 
-@pytest.mark.timeout(600)
-async def test_play_and_skip_received_on_one_worker_act_on_a_bot_of_the_other(world: World) -> None:
-    discord = world.discord
+@dataclass
+class Pair:
+    """Bot A and a bot B of the other worker, both in one new guild."""
+
+    a: FakeBot
+    b: FakeBot
+    owners: dict[int, Worker]  # which worker runs each bot
+    guild: FakeGuild
+
+
+async def a_and_b_on_two_workers(world: World) -> Pair:
     owners = await split_over_workers(world)
     a = world.bots[0]
     (b,) = [bot for bot in world.bots[1:] if owners[bot.client_id] is not owners[a.client_id]][:1]
-    guild = await guild_with(world, [a, b])
+    return Pair(a, b, owners, await guild_with(world, [a, b]))
+
+
+async def listeners(world: World, guild: FakeGuild, *rooms: int) -> list[FakeUser]:
+    """A member of `guild` in each voice channel of `rooms`, in order."""
+    users: list[FakeUser] = []
+    for n, room in enumerate(rooms, 1):
+        user = world.discord.add_user(name=f"Listener {n}")
+        world.discord.add_member(guild.id, user)
+        await world.discord.set_user_voice(guild.id, user.id, room, user=user)
+        users.append(user)
+    return users
+
+
+async def command(
+    world: World, bot: FakeBot, guild: FakeGuild, user: FakeUser, name: str, **options: Any
+) -> FakeInteraction:
+    """`user` runs `/name options...` in `guild`'s text channel, sent to `bot`'s application."""
+    return await world.discord.send_command(
+        bot,
+        guild_id=guild.id,
+        channel_id=guild.text_channel_id,
+        user=user,
+        name=name,
+        options=options or None,
+    )
+
+
+async def race_plays(
+    world: World, pair: Pair, first: FakeUser, second: FakeUser
+) -> tuple[FakeInteraction, FakeInteraction]:
+    """At the same moment, `first` asks A for Song 4 and `second` asks B for Song 5, each
+    received on its bot's own worker."""
+    return await asyncio.gather(
+        command(world, pair.a, pair.guild, first, "play", query="Song 4"),
+        command(world, pair.b, pair.guild, second, "play", query="Song 5"),
+    )
+
+
+@pytest.mark.timeout(600)
+async def test_play_and_skip_received_on_one_worker_act_on_a_bot_of_the_other(world: World) -> None:
+    discord = world.discord
+    pair = await a_and_b_on_two_workers(world)
+    a, b, guild = pair.a, pair.b, pair.guild
     room_1 = guild.voice_channel_id
     room_2 = discord.add_voice_channel(guild.id, "Room 2")
-    first, second = discord.add_user(name="First"), discord.add_user(name="Second")
-    for user, room in ((first, room_1), (second, room_2)):
-        discord.add_member(guild.id, user)
-        await discord.set_user_voice(guild.id, user.id, room, user=user)
+    first, second = await listeners(world, guild, room_1, room_2)
 
     # A is free: it plays for the first caller itself.
-    here = await discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id, user=first,
-                                      name="play", options={"query": "Song 1"})  # fmt: skip
+    here = await command(world, a, guild, first, "play", query="Song 1")
     assert "Song 1" in (await here.wait_for_message(timeout=ANSWER)).text
     await eventually(lambda: world.title(a, guild) == "Song 1", timeout=ANSWER, what="A playing Song 1")
 
     # A is busy in Room 1: the second caller's /play, received by A, is played by B, whose worker
     # answers the interaction sent to A's application.
-    forwarded = await discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id,
-                                           user=second, name="play", options={"query": "Song 2"})  # fmt: skip
+    forwarded = await command(world, a, guild, second, "play", query="Song 2")
     answer = await forwarded.wait_for_message(timeout=ANSWER)
     assert "Song 2" in answer.text and b.name in answer.text, answer.text
     assert forwarded.response_type in (4, 5) and len(forwarded.responses) == 1
@@ -176,11 +188,9 @@ async def test_play_and_skip_received_on_one_worker_act_on_a_bot_of_the_other(wo
     assert world.title(a, guild) == "Song 1"
 
     # Queued on B through A as well, then skipped through A: B moves on to it.
-    queued = await discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id,
-                                        user=second, name="play", options={"query": "Song 3"})  # fmt: skip
+    queued = await command(world, a, guild, second, "play", query="Song 3")
     assert "Song 3" in (await queued.wait_for_message(timeout=ANSWER)).text
-    skipped = await discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id,
-                                         user=second, name="skip")  # fmt: skip
+    skipped = await command(world, a, guild, second, "skip")
     text = (await skipped.wait_for_message(timeout=ANSWER)).text
     assert b.name in text, text
     await eventually(lambda: world.title(b, guild) == "Song 3", timeout=ANSWER, what="B skipping to Song 3")
@@ -188,8 +198,7 @@ async def test_play_and_skip_received_on_one_worker_act_on_a_bot_of_the_other(wo
 
     # /search through A: B's worker answers with the results, so B's client holds the menu; the
     # pick goes to A's application again and, its custom id naming B, on to B's worker.
-    search = await discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id,
-                                        user=second, name="search", options={"query": "Song 4"})  # fmt: skip
+    search = await command(world, a, guild, second, "search", query="Song 4")
     results = await search.wait_for_message(timeout=ANSWER)
     assert "Song 4" in results.text, results.text
     pick = await discord.select(a, results, search_custom_id(b.client_id, guild.id), ["0"], user=second)
@@ -205,11 +214,10 @@ async def test_play_and_skip_received_on_one_worker_act_on_a_bot_of_the_other(wo
 
     # B's worker stops answering (frozen, not yet observed dead): nobody claims the forwarded
     # /skip, so A's worker cancels it after the claim window and answers the user itself.
-    frozen = owners[b.client_id]
+    frozen = pair.owners[b.client_id]
     frozen.signal(signal.SIGSTOP)
     try:
-        unanswered = await discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id,
-                                                user=second, name="skip")  # fmt: skip
+        unanswered = await command(world, a, guild, second, "skip")
         message = await unanswered.wait_for_message(timeout=ANSWER)
         assert "not responding" in message.text and unanswered.ephemeral, message.text
         assert len(unanswered.responses) == 1
@@ -221,24 +229,14 @@ async def test_play_and_skip_received_on_one_worker_act_on_a_bot_of_the_other(wo
 @pytest.mark.timeout(600)
 async def test_two_plays_racing_for_one_channel_through_two_workers_end_with_one_bot(world: World) -> None:
     discord = world.discord
-    owners = await split_over_workers(world)
-    a = world.bots[0]
-    (b,) = [bot for bot in world.bots[1:] if owners[bot.client_id] is not owners[a.client_id]][:1]
-    guild = await guild_with(world, [a, b])
+    pair = await a_and_b_on_two_workers(world)
+    a, b, guild = pair.a, pair.b, pair.guild
     room = guild.voice_channel_id
-    first, second = discord.add_user(name="First"), discord.add_user(name="Second")
-    for user in (first, second):
-        discord.add_member(guild.id, user)
-        await discord.set_user_voice(guild.id, user.id, room, user=user)
+    first, second = await listeners(world, guild, room, room)
 
     # Both bots are free and each receives a /play for the same channel at the same moment, on
     # its own worker: each would pick itself; the unique (guild, channel) assignment lets one.
-    sent = await asyncio.gather(
-        discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id, user=first,
-                             name="play", options={"query": "Song 4"}),
-        discord.send_command(b, guild_id=guild.id, channel_id=guild.text_channel_id, user=second,
-                             name="play", options={"query": "Song 5"}),
-    )  # fmt: skip
+    sent = await race_plays(world, pair, first, second)
     answers = [(await interaction.wait_for_message(timeout=ANSWER)).text for interaction in sent]
     assert "Song 4" in answers[0] and "Song 5" in answers[1], answers
     await eventually(lambda: len(discord.users_in_voice(guild.id, room) & {a.client_id, b.client_id}) == 1,
@@ -260,24 +258,14 @@ async def test_a_play_that_loses_the_race_after_deferring_is_answered_by_the_win
     """Both searches are slow, so both receiving bots defer before they race for the channel: the
     loser's interaction goes over as deferred, and the winner's worker fills in its placeholder."""
     discord = world.discord
-    owners = await split_over_workers(world)
-    a = world.bots[0]
-    (b,) = [bot for bot in world.bots[1:] if owners[bot.client_id] is not owners[a.client_id]][:1]
-    guild = await guild_with(world, [a, b])
+    pair = await a_and_b_on_two_workers(world)
+    a, b, guild = pair.a, pair.b, pair.guild
     room = guild.voice_channel_id
-    first, second = discord.add_user(name="First"), discord.add_user(name="Second")
-    for user in (first, second):
-        discord.add_member(guild.id, user)
-        await discord.set_user_voice(guild.id, user.id, room, user=user)
+    first, second = await listeners(world, guild, room, room)
 
     world.lavalink.stall_rest(method="GET")  # searches hang until both answers are deferred
     try:
-        sent = await asyncio.gather(
-            discord.send_command(a, guild_id=guild.id, channel_id=guild.text_channel_id, user=first,
-                                 name="play", options={"query": "Song 4"}),
-            discord.send_command(b, guild_id=guild.id, channel_id=guild.text_channel_id, user=second,
-                                 name="play", options={"query": "Song 5"}),
-        )  # fmt: skip
+        sent = await race_plays(world, pair, first, second)
         for interaction in sent:
             assert (await interaction.wait_for_response(timeout=ANSWER))["type"] == 5  # deferred
     finally:

@@ -9,17 +9,26 @@ while the fakes see everything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from beanie import init_beanie
+from pymongo import AsyncMongoClient
 
-from tests.database_process import free_port
+from app.db.connection import make_client
+from app.db.models import DOCUMENT_MODELS
+from app.settings import Settings
+from tests.database_process import DatabaseProcess, free_port
+from tests.fakes.discord import FakeBot, FakeDiscord, FakeGuild
+from tests.fakes.lavalink import FakeLavalink, FakePlayer
+from tests.fleet import store_bot
 
 CHORUS = str(Path(sys.executable).parent / "chorus")
 # Variables of the caller's environment that must not leak into a worker.
@@ -144,3 +153,83 @@ async def eventually(check: Callable[[], Any], *, timeout: float, what: str, int
                 await asyncio.sleep(interval)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {last!r}") from None
+
+
+@dataclass
+class Stage:
+    """What every multi-worker test starts from: a database of its own (to stop and start), a
+    fake Lavalink whose positions move with the clock, bots stored in the database and present in
+    one lobby guild, and a fleet of no workers yet, configured for all of it."""
+
+    discord: FakeDiscord
+    database: DatabaseProcess
+    settings: Settings
+    observer: AsyncMongoClient[dict[str, Any]]
+    lavalink: FakeLavalink
+    fleet: Fleet
+    bots: list[FakeBot]
+
+    def player(self, bot: FakeBot, guild: FakeGuild) -> FakePlayer | None:
+        """`bot`'s player in `guild` on its live Lavalink session, if it has one."""
+        session = self.lavalink.session_for_user(bot.client_id)
+        return None if session is None else session.players.get(guild.id)
+
+
+@contextlib.asynccontextmanager
+async def fleet_stage(
+    directory: Path,
+    discord: FakeDiscord,
+    make_settings: Callable[..., Settings],
+    *,
+    bots: int,
+    tracks: int,
+    env: Mapping[str, str],
+) -> AsyncIterator[Stage]:
+    """A `Stage` with `bots` bots ("Chorus 1"...) and `tracks` hour-long tracks ("Song 1"...,
+    identifiers "t1"...); `env` adds to (or overrides) the workers' environment. On the way out
+    every worker is killed, and no worker may have logged a token or a traceback."""
+    database = DatabaseProcess(directory / "db")
+    database.start()
+    settings = make_settings(mongodb_url=database.url)
+    observer = make_client(database.url)
+    lavalink = FakeLavalink(autoclock=True)  # positions move with the clock, as on a real node
+    fleet = Fleet(directory, {})
+    try:
+        await init_beanie(database=observer[settings.mongodb_database], document_models=DOCUMENT_MODELS)
+        await lavalink.start()
+        for n in range(1, tracks + 1):
+            lavalink.add_track(identifier=f"t{n}", title=f"Song {n}", length_ms=3_600_000,
+                               uri=f"https://music.example/t{n}")  # fmt: skip
+        lobby = discord.add_guild(member_count=5)
+        stored = [discord.add_bot(name=f"Chorus {n}") for n in range(1, bots + 1)]
+        for bot in stored:
+            await discord.add_bot_to_guild(bot, lobby.id)
+            await store_bot(observer, settings, bot)
+        assert settings.mongodb_url is not None
+        fleet.env = {
+            "MONGODB_URL": settings.mongodb_url.get_secret_value(),
+            "MONGODB_DATABASE": settings.mongodb_database,
+            "TOKEN_ENCRYPTION_KEYS": settings.encryption_keys[0],
+            "DISCORD_API_BASE": discord.api_base,
+            "DISCORD_GATEWAY_URL": discord.gateway_url,
+            "LAVALINK_NODES": f"main={lavalink.uri}={lavalink.password}",
+            "GUILD_READY_TIMEOUT": "0.1",
+            "IDENTIFY_INTERVAL": "0",
+            "BOT_RETRY_INITIAL_DELAY": "0.2",
+            "BOT_RETRY_MAX_DELAY": "2",
+            "LAVALINK_HEALTH_INTERVAL": "0.5",
+            "LOG_LEVEL": "INFO",
+            **env,
+        }
+        yield Stage(discord, database, settings, observer, lavalink, fleet, stored)
+    except BaseException:
+        print(fleet.logs())  # shown by pytest with the failure
+        raise
+    finally:
+        await fleet.close()
+        await lavalink.close()
+        database.kill()
+        await observer.close()
+    logs = fleet.log_text()
+    assert not [bot.name for bot in discord.bots.values() if bot.token in logs], "a token was logged"
+    assert "Traceback" not in logs, fleet.logs()
