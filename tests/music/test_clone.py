@@ -68,12 +68,29 @@ def _no_token_in(world: World, token: str) -> None:
         assert token not in interaction.text
 
 
-async def test_an_owner_clones_through_the_modal_then_lists_and_stops_it(
+async def _assert_stored_clone(world: World, mongo: Mongo, clone: FakeBot, owner: FakeUser) -> None:
+    """The clone's record is owned by `owner`, enabled, and holds its current token encrypted only."""
+    stored = await _bots(world, mongo).find_one({"client_id": clone.client_id})
+    assert stored is not None and stored["owner_id"] == owner.id and stored["enabled"] is True
+    assert clone.token not in repr(stored)
+    assert world.settings is not None
+    assert TokenCipher(world.settings.encryption_keys).decrypt(stored["token_ciphertext"]) == clone.token
+
+
+async def _owners_world(
     make_world: WorldFactory, fake_discord: FakeDiscord, mongo: Mongo
-) -> None:
+) -> tuple[World, FakeUser]:
+    """A world with cloning on, its bot marked can_clone, and the owner of the network."""
     owner = fake_discord.add_user(name="Owner")
     world = await make_world(clone_enabled=True, owner_ids=str(owner.id))
     await _allow_cloning(world, mongo)
+    return world, owner
+
+
+async def test_an_owner_clones_through_the_modal_then_lists_and_stops_it(
+    make_world: WorldFactory, fake_discord: FakeDiscord, mongo: Mongo
+) -> None:
+    world, owner = await _owners_world(make_world, fake_discord, mongo)
     listener = await world.user_in_voice()
     await world.run(listener, "play", query="Song 1")
     await world.playing("Song 1")
@@ -89,11 +106,7 @@ async def test_an_owner_clones_through_the_modal_then_lists_and_stops_it(
     # Its slash commands were deployed with it: the clone is usable at once.
     deployed = {command["name"] for command in world.discord.get_commands(clone_bot.client_id)}
     assert {"play", "clone", "clones"} <= deployed
-    stored = await _bots(world, mongo).find_one({"client_id": clone_bot.client_id})
-    assert stored is not None and stored["owner_id"] == owner.id and stored["enabled"] is True
-    assert clone_bot.token not in repr(stored)
-    assert world.settings is not None
-    assert TokenCipher(world.settings.encryption_keys).decrypt(stored["token_ciphertext"]) == clone_bot.token
+    await _assert_stored_clone(world, mongo, clone_bot, owner)
 
     listed = await world.run(owner, "clones")
     assert listed.ephemeral and "My Clone" in listed.text and "ready" in listed.text
@@ -170,8 +183,7 @@ async def test_who_may_clone_and_the_per_user_cap(
     assert world.app.manager.get_runner(first.client_id) is None
     # A stopped clone frees its place.
     assert "online" in (await _clone(world, member, second.token)).text
-    stored = await _bots(world, mongo).find_one({"client_id": second.client_id})
-    assert stored is not None and stored["owner_id"] == member.id
+    await _assert_stored_clone(world, mongo, second, member)
     for bot in (first, second, friends):
         _no_token_in(world, bot.token)
 
@@ -179,9 +191,7 @@ async def test_who_may_clone_and_the_per_user_cap(
 async def test_tokens_that_cannot_be_cloned_are_refused_with_the_reason(
     make_world: WorldFactory, fake_discord: FakeDiscord, mongo: Mongo
 ) -> None:
-    owner = fake_discord.add_user(name="Owner")
-    world = await make_world(clone_enabled=True, owner_ids=str(owner.id))
-    await _allow_cloning(world, mongo)
+    world, owner = await _owners_world(make_world, fake_discord, mongo)
     revoked = world.discord.add_bot(name="Revoked")
     await world.discord.revoke_token(revoked)
     malformed = "x" * 60
@@ -258,11 +268,8 @@ async def test_a_clone_whose_token_was_reset_comes_back_with_the_new_one(
     answer = await _clone(world, user, mine.token)
     assert "already" not in answer.text, answer.text
     await world.app.wait_for(mine, BotState.READY)
-    stored = await _bots(world, mongo).find_one({"client_id": mine.client_id})
-    assert stored is not None and stored["owner_id"] == user.id and stored["enabled"] is True
+    await _assert_stored_clone(world, mongo, mine, user)
     assert await _bots(world, mongo).count_documents({"owner_id": user.id}) == 1
-    assert world.settings is not None
-    assert TokenCipher(world.settings.encryption_keys).decrypt(stored["token_ciphertext"]) == mine.token
     # Running again, it holds the user's one place: no further clone.
     again = await world.run(user, "clone")
     _refused(again, "You already have 1 clone(s) running")
@@ -273,9 +280,7 @@ async def test_a_clone_whose_token_was_reset_comes_back_with_the_new_one(
 async def test_a_token_typed_as_the_clones_name_is_refused_and_never_echoed(
     make_world: WorldFactory, fake_discord: FakeDiscord, mongo: Mongo
 ) -> None:
-    owner = fake_discord.add_user(name="Owner")
-    world = await make_world(clone_enabled=True, owner_ids=str(owner.id))
-    await _allow_cloning(world, mongo)
+    world, owner = await _owners_world(make_world, fake_discord, mongo)
     clone_bot = world.discord.add_bot(name="Named")
     other = world.discord.add_bot(name="Other")
 
