@@ -12,21 +12,16 @@ from app.bots.commands import command_payloads
 from app.bots.status import BotState
 from app.db.models import MusicBot
 from app.settings import Settings
+from tests.api.admin_api import ADMIN, running_with_ready, settings_with_admin_api
 from tests.fakes.discord import FakeDiscord
 from tests.fleet import RunningApp, running_app, store_bot
 
 Mongo = AsyncMongoClient[dict[str, Any]]
-ADMIN = {"Authorization": "Bearer test-admin-token"}
 
 
 @pytest.fixture
 def admin_settings(make_settings: Any, fake_discord: FakeDiscord) -> Settings:
-    return make_settings(
-        discord_api_base=fake_discord.api_base,
-        discord_gateway_url=fake_discord.gateway_url,
-        identify_interval=0.0,
-        admin_api_token="test-admin-token",
-    )
+    return settings_with_admin_api(make_settings, fake_discord)
 
 
 async def runner_state(running: RunningApp, client_id: int, *states: BotState) -> None:
@@ -66,11 +61,9 @@ async def test_add_change_restart_deploy_and_delete_a_bot(
     fake_discord: FakeDiscord, admin_settings: Settings, mongo: Mongo
 ) -> None:
     steady = fake_discord.add_bot(name="Steady")
-    await store_bot(mongo, admin_settings, steady)
     newcomer = fake_discord.add_bot(name="Newcomer")
     bots = mongo[admin_settings.mongodb_database][MusicBot.Settings.name]
-    async with running_app(admin_settings) as running:
-        await running.wait_for(steady, BotState.READY)
+    async with running_with_ready(admin_settings, mongo, steady) as running:
         http = running.http
         responses: list[str] = []
 

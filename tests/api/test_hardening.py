@@ -24,24 +24,18 @@ from app.bots.status import BotState
 from app.db.connection import make_client
 from app.db.models import DOCUMENT_MODELS, MusicBot, PlayerSnapshot, ServerMusicBot, ServerStatus
 from app.settings import Settings
+from tests.api.admin_api import ADMIN, ADMIN_TOKEN, running_with_ready, settings_with_admin_api
 from tests.fakes.discord import FakeDiscord, make_fake_token
 from tests.fleet import RunningApp, running_app, store_bot
 
 Mongo = AsyncMongoClient[dict[str, Any]]
-ADMIN_TOKEN = "test-admin-token"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # A token as servers that speak Discord's API without Discord's token shape issue them.
 JWT_SHAPED = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk"
 
 
 @pytest.fixture
 def admin_settings(make_settings: Any, fake_discord: FakeDiscord) -> Settings:
-    return make_settings(
-        discord_api_base=fake_discord.api_base,
-        discord_gateway_url=fake_discord.gateway_url,
-        identify_interval=0.0,
-        admin_api_token=ADMIN_TOKEN,
-    )
+    return settings_with_admin_api(make_settings, fake_discord)
 
 
 def _admin_operations(app: FastAPI) -> list[tuple[str, str]]:
@@ -82,11 +76,9 @@ async def test_a_token_never_becomes_a_name(
     fake_discord: FakeDiscord, admin_settings: Settings, mongo: Mongo
 ) -> None:
     steady = fake_discord.add_bot(name="Steady")
-    await store_bot(mongo, admin_settings, steady)
     newcomer = fake_discord.add_bot(name="Newcomer")
     bots = mongo[admin_settings.mongodb_database][MusicBot.Settings.name]
-    async with running_app(admin_settings) as running:
-        await running.wait_for(steady, BotState.READY)
+    async with running_with_ready(admin_settings, mongo, steady) as running:
         texts: list[str] = []
         for name in (newcomer.token, steady.token, f"x {steady.token}", JWT_SHAPED):
             created = await running.http.post(
@@ -116,9 +108,7 @@ async def test_enabled_is_a_strict_boolean(
     fake_discord: FakeDiscord, admin_settings: Settings, mongo: Mongo
 ) -> None:
     bot = fake_discord.add_bot(name="Strict")
-    await store_bot(mongo, admin_settings, bot)
-    async with running_app(admin_settings) as running:
-        await running.wait_for(bot, BotState.READY)
+    async with running_with_ready(admin_settings, mongo, bot) as running:
         for value in ("yes", "false", 1, 0, None):
             answer = await running.http.patch(
                 f"/bots/{bot.client_id}", json={"enabled": value}, headers=ADMIN
@@ -193,10 +183,8 @@ async def test_deleting_a_bot_removes_its_guild_records_and_players(
     bot = fake_discord.add_bot(name="Leaving")
     guild = fake_discord.add_guild()
     await fake_discord.add_bot_to_guild(bot, guild.id)
-    await store_bot(mongo, admin_settings, bot)
     db = mongo[admin_settings.mongodb_database]
-    async with running_app(admin_settings) as running:
-        await running.wait_for(bot, BotState.READY)
+    async with running_with_ready(admin_settings, mongo, bot) as running:
         stored = await db[MusicBot.Settings.name].find_one({"client_id": bot.client_id})
         assert stored is not None
         records = db[ServerMusicBot.Settings.name]
@@ -335,9 +323,7 @@ async def test_deploying_commands_tells_a_refusal_from_an_outage(
     fake_discord: FakeDiscord, admin_settings: Settings, mongo: Mongo
 ) -> None:
     bot = fake_discord.add_bot(name="Commands")
-    await store_bot(mongo, admin_settings, bot)
-    async with running_app(admin_settings) as running:
-        await running.wait_for(bot, BotState.READY)
+    async with running_with_ready(admin_settings, mongo, bot) as running:
         path = f"/bots/{bot.client_id}/commands"
         elsewhere = await running.http.post(path, json={"guildId": 424242}, headers=ADMIN)
         assert elsewhere.status_code == 409 and "403" in elsewhere.json()["detail"], elsewhere.text
