@@ -21,7 +21,7 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from .discord import FakeBot, FakeDiscord, FakeGuild, Permission, make_fake_token, shard_of
+from .discord import FakeBot, FakeDiscord, FakeGuild, FakeUser, Permission, make_fake_token, shard_of
 
 STEP = 3.0  # seconds any single wait may take
 
@@ -34,18 +34,31 @@ async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
         yield server
 
 
-class _Client(discord.Client):
+class _NoIdentifyWait:
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        """discord.py waits 5 s before every non-initial IDENTIFY; not against the fake."""
+        """discord.py waits 5 s before every non-initial IDENTIFY (and between shards); not
+        against the fake."""
 
 
-def make_client() -> discord.Client:
+def _client_options() -> dict[str, Any]:
+    """What every client here runs with: the guilds and voice states intents only, no member
+    cache, no wait for guilds to stream in."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.voice_states = True
-    return _Client(
-        intents=intents, member_cache_flags=discord.MemberCacheFlags.none(), guild_ready_timeout=0.1
-    )
+    return {
+        "intents": intents,
+        "member_cache_flags": discord.MemberCacheFlags.none(),
+        "guild_ready_timeout": 0.1,
+    }
+
+
+class _Client(_NoIdentifyWait, discord.Client):
+    pass
+
+
+def make_client() -> discord.Client:
+    return _Client(**_client_options())
 
 
 @contextlib.asynccontextmanager
@@ -61,6 +74,23 @@ async def running(client: discord.Client, token: str) -> AsyncIterator[asyncio.T
         if task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, STEP)
+
+
+@contextlib.asynccontextmanager
+async def ready(
+    client: discord.Client, token: str, *, timeout: float = STEP
+) -> AsyncIterator[asyncio.Task[None]]:
+    """``running``, once the client is ready."""
+    async with running(client, token) as task:
+        await asyncio.wait_for(client.wait_until_ready(), timeout)
+        yield task
+
+
+async def bot_in_a_guild(fake: FakeDiscord) -> tuple[FakeBot, FakeGuild]:
+    bot = fake.add_bot()
+    guild = fake.add_guild()
+    await fake.add_bot_to_guild(bot, guild.id)
+    return bot, guild
 
 
 def test_make_fake_token_shape() -> None:
@@ -83,8 +113,7 @@ async def test_two_bots_each_see_only_their_guilds(fake: FakeDiscord) -> None:
     await fake.add_bot_to_guild(bot_a, g2.id)
     await fake.add_bot_to_guild(bot_b, g3.id)
     client_a, client_b = make_client(), make_client()
-    async with running(client_a, bot_a.token), running(client_b, bot_b.token):
-        await asyncio.wait_for(asyncio.gather(client_a.wait_until_ready(), client_b.wait_until_ready()), STEP)
+    async with ready(client_a, bot_a.token), ready(client_b, bot_b.token):
         assert client_a.user is not None
         assert client_b.user is not None
         assert (client_a.user.id, client_a.user.name) == (bot_a.client_id, "alpha")
@@ -116,8 +145,7 @@ async def test_guild_join_and_remove(fake: FakeDiscord) -> None:
     bot = fake.add_bot()
     guild = fake.add_guild(name="joined later")
     client = make_client()
-    async with running(client, bot.token):
-        await asyncio.wait_for(client.wait_until_ready(), STEP)
+    async with ready(client, bot.token):
         assert list(client.guilds) == []
         joined = client.wait_for("guild_join", timeout=STEP)
         await fake.add_bot_to_guild(bot, guild.id)
@@ -137,8 +165,7 @@ async def test_forced_disconnect_resumes_and_replays(fake: FakeDiscord) -> None:
     bot = fake.add_bot()
     guild = fake.add_guild()
     client = make_client()
-    async with running(client, bot.token):
-        await asyncio.wait_for(client.wait_until_ready(), STEP)
+    async with ready(client, bot.token):
         resumed = client.wait_for("resumed", timeout=STEP)
         joined = client.wait_for("guild_join", timeout=STEP)
         await fake.disconnect(bot)
@@ -160,31 +187,25 @@ async def test_the_most_concurrent_sessions_per_bot_are_recorded(fake: FakeDisco
     the whole run, however briefly it lasted; sessions one after the other stay at one."""
     bot = fake.add_bot()
     first = make_client()
-    async with running(first, bot.token):
-        await asyncio.wait_for(first.wait_until_ready(), STEP)
+    async with ready(first, bot.token):
         assert (fake.live_sessions(bot), bot.max_concurrent_sessions) == (1, 1)
     async with asyncio.timeout(STEP):
         while fake.is_connected(bot):
             await asyncio.sleep(0.01)
     second = make_client()
-    async with running(second, bot.token):
-        await asyncio.wait_for(second.wait_until_ready(), STEP)
+    async with ready(second, bot.token):
         assert bot.max_concurrent_sessions == 1  # the first had closed before
         third = make_client()
-        async with running(third, bot.token):
-            await asyncio.wait_for(third.wait_until_ready(), STEP)
+        async with ready(third, bot.token):
             assert fake.live_sessions(bot) == 2
     assert bot.max_concurrent_sessions == 2
 
 
 @pytest.mark.asyncio
 async def test_non_resumable_disconnect_identifies_again(fake: FakeDiscord) -> None:
-    bot = fake.add_bot()
-    guild = fake.add_guild()
-    await fake.add_bot_to_guild(bot, guild.id)
+    bot, guild = await bot_in_a_guild(fake)
     client = make_client()
-    async with running(client, bot.token):
-        await asyncio.wait_for(client.wait_until_ready(), STEP)
+    async with ready(client, bot.token):
         first_session = client.ws.session_id
         await fake.disconnect(bot, code=4009)
         await fake.wait_for_identify(bot, count=2, timeout=STEP)
@@ -197,12 +218,9 @@ async def test_non_resumable_disconnect_identifies_again(fake: FakeDiscord) -> N
 
 @pytest.mark.asyncio
 async def test_invalid_session_identifies_again_in_the_same_client(fake: FakeDiscord) -> None:
-    bot = fake.add_bot()
-    guild = fake.add_guild()
-    await fake.add_bot_to_guild(bot, guild.id)
+    bot, guild = await bot_in_a_guild(fake)
     client = make_client()
-    async with running(client, bot.token):
-        await asyncio.wait_for(client.wait_until_ready(), STEP)
+    async with ready(client, bot.token):
         first_session = client.ws.session_id
         ready_again = client.wait_for("ready", timeout=STEP)
         await fake.invalidate_session(bot)
@@ -217,8 +235,7 @@ async def test_invalid_session_identifies_again_in_the_same_client(fake: FakeDis
 async def test_revoked_and_bad_tokens(fake: FakeDiscord) -> None:
     bot = fake.add_bot()
     client = make_client()
-    async with running(client, bot.token) as task:
-        await asyncio.wait_for(client.wait_until_ready(), STEP)
+    async with ready(client, bot.token) as task:
         await fake.revoke_token(bot)
         with pytest.raises(discord.ConnectionClosed) as excinfo:
             await asyncio.wait_for(task, STEP)
@@ -301,8 +318,7 @@ async def test_raw_protocol_errors_are_isolated(fake: FakeDiscord) -> None:
     """Misbehaving connections are closed with the right code without affecting a healthy bot."""
     bot = fake.add_bot()
     client = make_client()
-    async with running(client, bot.token), aiohttp.ClientSession() as http:
-        await asyncio.wait_for(client.wait_until_ready(), STEP)
+    async with ready(client, bot.token), aiohttp.ClientSession() as http:
         async with http.get(f"{fake.api_base}/users/@me", headers={"Authorization": f"Bot {bot.token}"}) as r:
             assert r.headers["Content-Type"] == "application/json"
             assert json.loads(await r.text())["id"] == str(bot.client_id)
@@ -332,12 +348,9 @@ async def test_raw_protocol_errors_are_isolated(fake: FakeDiscord) -> None:
 
 @pytest.mark.asyncio
 async def test_voice_state_update_is_recorded(fake: FakeDiscord) -> None:
-    bot = fake.add_bot()
-    guild = fake.add_guild()
-    await fake.add_bot_to_guild(bot, guild.id)
+    bot, guild = await bot_in_a_guild(fake)
     client = make_client()
-    async with running(client, bot.token):
-        await asyncio.wait_for(client.wait_until_ready(), STEP)
+    async with ready(client, bot.token):
         await client.ws.voice_state(guild.id, guild.voice_channel_id, self_deaf=True)
         for _ in range(100):
             if fake.voice_state_updates:
@@ -364,22 +377,12 @@ async def until(predicate: Callable[[], bool]) -> None:
     raise AssertionError("condition not reached in time")
 
 
+class _Bot(_NoIdentifyWait, commands.Bot):
+    pass
+
+
 def make_bot() -> commands.Bot:
-    intents = discord.Intents.none()
-    intents.guilds = True
-    intents.voice_states = True
-    bot = _Bot(
-        command_prefix=commands.when_mentioned,
-        intents=intents,
-        member_cache_flags=discord.MemberCacheFlags.none(),
-        guild_ready_timeout=0.1,
-    )
-    return bot
-
-
-class _Bot(commands.Bot):
-    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        """No 5 s wait before a re-IDENTIFY against the fake."""
+    return _Bot(command_prefix=commands.when_mentioned, **_client_options())
 
 
 class QueueView(discord.ui.View):
@@ -495,11 +498,15 @@ async def music_bot(
     bot = make_bot()
     seen: dict[str, object] = {}
     add_music_commands(bot, seen)
-    async with running(bot, fake_bot.token):
-        await asyncio.wait_for(bot.wait_until_ready(), STEP)
+    async with ready(bot, fake_bot.token):
         bot.tree.copy_global_to(guild=discord.Object(guild.id))
         await bot.tree.sync(guild=discord.Object(guild.id))
         yield fake_bot, bot, seen
+
+
+def in_text_channel(guild: FakeGuild, user: FakeUser) -> dict[str, Any]:
+    """Where a command is sent from: ``user`` in ``guild``'s text channel."""
+    return {"guild_id": guild.id, "channel_id": guild.text_channel_id, "user": user}
 
 
 @pytest.mark.asyncio
@@ -510,9 +517,7 @@ async def test_slash_command_ephemeral_reply_and_edit(fake: FakeDiscord) -> None
         registered = {c["name"]: c["id"] for c in fake.get_commands(fake_bot.client_id, guild.id)}
         inter = await fake.send_command(
             fake_bot,
-            guild_id=guild.id,
-            channel_id=guild.text_channel_id,
-            user=user,
+            **in_text_channel(guild, user),
             name="echo",
             options=[{"name": "text", "type": 3, "value": "foo"}, {"name": "times", "value": 3}],
         )
@@ -548,23 +553,17 @@ async def test_slash_command_ephemeral_reply_and_edit(fake: FakeDiscord) -> None
         # A user option is resolved into a Member; default_member_permissions hide /admin.
         inspect = await fake.send_command(
             fake_bot,
-            guild_id=guild.id,
-            channel_id=guild.text_channel_id,
-            user=user,
+            **in_text_channel(guild, user),
             name="inspect",
             options={"member": user.id},
         )
         assert inspect.data["resolved"]["users"][str(user.id)]["username"] == "alice"
         assert (await inspect.wait_for_message(timeout=STEP)).content == "alice has 1 roles"
         with pytest.raises(PermissionError):
-            await fake.send_command(
-                fake_bot, guild_id=guild.id, channel_id=guild.text_channel_id, user=user, name="admin"
-            )
+            await fake.send_command(fake_bot, **in_text_channel(guild, user), name="admin")
         boss = fake.add_user(name="boss")
         fake.add_member(guild.id, boss, permissions=int(discord.Permissions(manage_guild=True).value))
-        admin = await fake.send_command(
-            fake_bot, guild_id=guild.id, channel_id=guild.text_channel_id, user=boss, name="admin"
-        )
+        admin = await fake.send_command(fake_bot, **in_text_channel(guild, boss), name="admin")
         reply = await admin.wait_for_message(timeout=STEP)
         assert reply.text == "admin ok"
         assert [(a["filename"], a["size"]) for a in reply.attachments] == [("report.txt", 6)]
@@ -576,9 +575,7 @@ async def test_defer_followup_embed_and_button(fake: FakeDiscord) -> None:
     guild = fake.add_guild()
     user = fake.add_user()
     async with music_bot(fake, guild) as (fake_bot, _bot, _seen):
-        inter = await fake.send_command(
-            fake_bot, guild_id=guild.id, channel_id=guild.text_channel_id, user=user, name="queue"
-        )
+        inter = await fake.send_command(fake_bot, **in_text_channel(guild, user), name="queue")
         assert (await inter.wait_for_response(timeout=STEP))["type"] == 5
         message = await inter.wait_for_message(timeout=STEP)
         # The first followup after a defer fills in the "thinking..." original.
@@ -613,7 +610,7 @@ async def test_autocomplete_select_and_modal(fake: FakeDiscord) -> None:
     guild = fake.add_guild()
     user = fake.add_user()
     async with music_bot(fake, guild) as (fake_bot, _bot, _seen):
-        where = {"guild_id": guild.id, "channel_id": guild.text_channel_id, "user": user}
+        where = in_text_channel(guild, user)
         auto = await fake.send_autocomplete(
             fake_bot, **where, name="play", focused="query", options={"query": "ever"}
         )
@@ -754,8 +751,7 @@ async def test_voice_states_are_answered_and_shared(fake: FakeDiscord) -> None:
         await fake.add_bot_to_guild(fake_bot, guild.id)
     human = fake.add_user(name="listener")
     client_a, client_b, client_c = make_bot(), make_bot(), make_bot()
-    async with running(client_a, bot_a.token), running(client_b, bot_b.token):
-        await asyncio.wait_for(asyncio.gather(client_a.wait_until_ready(), client_b.wait_until_ready()), STEP)
+    async with ready(client_a, bot_a.token), ready(client_b, bot_b.token):
         guild_a, guild_b = client_a.get_guild(guild.id), client_b.get_guild(guild.id)
         assert guild_a is not None and guild_b is not None and guild_a.me is not None
         channel = guild_a.get_channel(guild.voice_channel_id)
@@ -791,8 +787,7 @@ async def test_voice_states_are_answered_and_shared(fake: FakeDiscord) -> None:
         assert fake.users_in_voice(guild.id, channel.id) == {bot_a.client_id, human.id}
 
         # A bot connecting later gets the voice states in GUILD_CREATE.
-        async with running(client_c, bot_c.token):
-            await asyncio.wait_for(client_c.wait_until_ready(), STEP)
+        async with ready(client_c, bot_c.token):
             guild_c = client_c.get_guild(guild.id)
             assert guild_c is not None
             for user_id in (bot_a.client_id, human.id):
@@ -818,9 +813,7 @@ async def test_interaction_user_voice(fake: FakeDiscord) -> None:
         await fake.set_user_voice(guild.id, user.id, guild.voice_channel_id)
         inter = await fake.send_command(
             fake_bot,
-            guild_id=guild.id,
-            channel_id=guild.text_channel_id,
-            user=user,
+            **in_text_channel(guild, user),
             name="echo",
             options={"text": "hi"},
         )
@@ -833,12 +826,9 @@ async def test_interaction_user_voice(fake: FakeDiscord) -> None:
 
 @pytest.mark.asyncio
 async def test_channels_roles_and_permission_denial(fake: FakeDiscord) -> None:
-    guild = fake.add_guild()
-    fake_bot = fake.add_bot()
-    await fake.add_bot_to_guild(fake_bot, guild.id)
+    fake_bot, guild = await bot_in_a_guild(fake)
     client = make_bot()
-    async with running(client, fake_bot.token):
-        await asyncio.wait_for(client.wait_until_ready(), STEP)
+    async with ready(client, fake_bot.token):
         dguild = client.get_guild(guild.id)
         assert dguild is not None and dguild.me is not None
 
@@ -884,21 +874,12 @@ async def test_channels_roles_and_permission_denial(fake: FakeDiscord) -> None:
 SHARD_WAIT = 30.0  # generous: a shard's launch is one more handshake on a busy machine
 
 
-class _ShardedClient(discord.AutoShardedClient):
-    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        """No 5 s between the shards' IDENTIFYs against the fake."""
+class _ShardedClient(_NoIdentifyWait, discord.AutoShardedClient):
+    pass
 
 
 def make_sharded_client(shard_count: int | None = None) -> discord.AutoShardedClient:
-    intents = discord.Intents.none()
-    intents.guilds = True
-    intents.voice_states = True
-    return _ShardedClient(
-        intents=intents,
-        member_cache_flags=discord.MemberCacheFlags.none(),
-        guild_ready_timeout=0.1,
-        shard_count=shard_count,
-    )
+    return _ShardedClient(shard_count=shard_count, **_client_options())
 
 
 @pytest.mark.asyncio
@@ -918,8 +899,7 @@ async def test_a_bot_over_the_shard_limit_must_shard(fake: FakeDiscord) -> None:
     assert (bot.sharding_required_closes, bot.identify_count) == (1, 0)
 
     client = make_sharded_client()  # shard_count None: discord.py asks GET /gateway/bot
-    async with running(client, bot.token):
-        await asyncio.wait_for(client.wait_until_ready(), SHARD_WAIT)
+    async with ready(client, bot.token, timeout=SHARD_WAIT):
         assert client.shard_count == 2
         assert any(r.path == "/gateway/bot" for r in fake.requests)
         assert sorted(bot.identify_shards, key=str) == [(0, 2), (1, 2)]
@@ -936,8 +916,7 @@ async def test_each_shard_gets_its_own_guild_events_voice_and_interactions(fake:
     on_zero, on_one = fake.add_guild(shard=(0, 2)), fake.add_guild(shard=(1, 2))
     await fake.add_bot_to_guild(bot, on_zero.id)
     client = make_sharded_client()
-    async with running(client, bot.token):
-        await asyncio.wait_for(client.wait_until_ready(), SHARD_WAIT)
+    async with ready(client, bot.token, timeout=SHARD_WAIT):
         sessions = fake.shard_sessions(bot)
         # A guild joined later reaches the shard that holds it, once (no duplicate on shard 0).
         joined = client.wait_for("guild_join", timeout=SHARD_WAIT)
