@@ -729,12 +729,7 @@ class InteractionsMixin:
         if method == "GET":
             return json_response(message.to_payload())
         if method == "PATCH":
-            data: Json = body if isinstance(body, dict) else {}
-            rejected = message_errors(data, creating=False)
-            if rejected is not None:
-                return rejected
-            message.apply_edit(data)
-            return json_response(message.to_payload())
+            return _edit(message, body)
         if method == "DELETE":
             message.deleted = True
             return web.Response(status=204)
@@ -823,12 +818,7 @@ class InteractionsMixin:
             return found
         if int(found.author["id"]) != bot.client_id:
             return error(403, "Cannot edit a message authored by another user", 50005)
-        data: Json = body if isinstance(body, dict) else {}
-        rejected = message_errors(data, creating=False)
-        if rejected is not None:
-            return rejected
-        found.apply_edit(data)
-        return json_response(found.to_payload())
+        return _edit(found, body)
 
     def _rest_delete_message(self, bot: FakeBot, match: re.Match[str], body: Any) -> web.Response:
         found = self._channel_message(bot, match)
@@ -918,6 +908,17 @@ class InteractionsMixin:
             channel_id = new_snowflake()
             self._dm_channels[channel_id] = (bot.client_id, user_id)
         return json_response(self._dm_payload(channel_id))
+
+
+def _edit(message: FakeMessage, body: Any) -> web.Response:
+    """A message edit (webhook or channel PATCH) as Discord takes it: refused whole if any field
+    is off, else applied; answered with the edited message."""
+    data: Json = body if isinstance(body, dict) else {}
+    rejected = message_errors(data, creating=False)
+    if rejected is not None:
+        return rejected
+    message.apply_edit(data)
+    return json_response(message.to_payload())
 
 
 def _normalize_options(
