@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from app.db.models import PlayerSnapshot, utcnow
-from tests.bots.fleet.workers import Fleet, Stage, Worker, eventually, fleet_stage
-from tests.database_process import DatabaseProcess
+from tests.bots.fleet.workers import Stage, Worker, eventually, fleet_stage
 from tests.fakes.discord import FakeBot, FakeDiscord, FakeGuild, FakeUser
 from tests.fakes.lavalink import FakePlayer
 
@@ -45,25 +44,8 @@ class Playing:
 
 
 @dataclass
-class World:
-    stage: Stage
-    bots: list[FakeBot]  # the enabled bots: a test changes it as it disables, adds or deletes one
-    playing: list[Playing]
-
-    @property
-    def discord(self) -> FakeDiscord:
-        return self.stage.discord
-
-    @property
-    def database(self) -> DatabaseProcess:
-        return self.stage.database
-
-    @property
-    def fleet(self) -> Fleet:
-        return self.stage.fleet
-
-    def player(self, playing: Playing) -> FakePlayer | None:
-        return self.stage.player(playing.bot, playing.guild)
+class World(Stage):
+    playing: list[Playing]  # the bots that play, each in a guild of its own
 
 
 @pytest.fixture
@@ -83,7 +65,7 @@ async def world(tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any) -
             fake_discord.add_member(guild.id, user)
             await fake_discord.set_user_voice(guild.id, user.id, guild.voice_channel_id, user=user)
             playing.append(Playing(bot, guild, user, f"Song {n}"))
-        yield World(stage, stage.bots, playing)
+        yield World(**vars(stage), playing=playing)
 
 
 async def settled(world: World, workers: int) -> dict[str, int]:
@@ -126,7 +108,7 @@ def positions(world: World) -> dict[int, tuple[FakePlayer, int]]:
     """Each playing bot's Lavalink player and its position now."""
     now: dict[int, tuple[FakePlayer, int]] = {}
     for playing in world.playing:
-        player = world.player(playing)
+        player = world.player(playing.bot, playing.guild)
         assert player is not None and player.track is not None, f"{playing.bot.name} is not playing"
         now[playing.bot.client_id] = (player, player.position_ms)
     return now
@@ -156,7 +138,7 @@ async def play_on(world: World, before: dict[int, tuple[FakePlayer, int]]) -> No
         old_player, old_position = before[playing.bot.client_id]
 
         def resumed(playing: Playing = playing) -> FakePlayer | None:
-            player = world.player(playing)
+            player = world.player(playing.bot, playing.guild)
             if player is None or player.track is None or player.track["info"]["title"] != playing.title:
                 return None
             return player
@@ -186,7 +168,7 @@ async def test_workers_form_one_fleet_through_churn(world: World) -> None:
         assert playing.title in message.text, message.text
 
     def all_playing() -> bool:
-        return all((player := world.player(p)) is not None and player.track for p in world.playing)
+        return all(world.title(p.bot, p.guild) == p.title for p in world.playing)
 
     await eventually(all_playing, timeout=SETTLE, what="both players playing")
     await snapshots_saved(world)

@@ -174,6 +174,11 @@ class Stage:
         session = self.lavalink.session_for_user(bot.client_id)
         return None if session is None else session.players.get(guild.id)
 
+    def title(self, bot: FakeBot, guild: FakeGuild) -> str | None:
+        """The title of the track `bot` plays in `guild`, if any."""
+        player = self.player(bot, guild)
+        return None if player is None or player.track is None else player.track["info"]["title"]
+
 
 @contextlib.asynccontextmanager
 async def fleet_stage(
