@@ -32,16 +32,17 @@ class OwnDatabase:
 
 @contextlib.asynccontextmanager
 async def own_database(
-    storage: Path, fake_discord: FakeDiscord, make_settings: Callable[..., Settings]
+    storage: Path, fake_discord: FakeDiscord, make_settings: Callable[..., Settings], **overrides: Any
 ) -> AsyncIterator[OwnDatabase]:
-    """A database process with its data in `storage`; resumed (if the test paused it), its
-    client closed and the process killed on the way out."""
+    """A database process with its data in `storage` (`overrides` go to the settings); resumed
+    (if the test paused it), its client closed and the process killed on the way out."""
     with database_process(storage) as database:
         settings = make_settings(
             mongodb_url=database.url,
             discord_api_base=fake_discord.api_base,
             discord_gateway_url=fake_discord.gateway_url,
             identify_interval=0.0,
+            **overrides,
         )
         observer = make_client(database.url)
         try:

@@ -5,28 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from beanie import init_beanie
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 from starlette.types import Message
 
 from app.api.main import MAX_BODY_BYTES
 from app.bots.status import BotState
-from app.db.connection import make_client
-from app.db.models import DOCUMENT_MODELS, MusicBot, PlayerSnapshot, ServerMusicBot, ServerStatus
+from app.db.models import MusicBot, PlayerSnapshot, ServerMusicBot, ServerStatus
 from app.settings import Settings
 from tests.api.admin_api import ADMIN, ADMIN_TOKEN, running_with_ready, settings_with_admin_api
 from tests.fakes.discord import FakeDiscord, make_fake_token
 from tests.fleet import RunningApp, running_app, store_bot
+from tests.own_database import own_database
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 # A token as servers that speak Discord's API without Discord's token shape issue them.
@@ -222,29 +218,6 @@ async def test_last_error_is_bounded_and_sanitised(
     assert other.token not in error and ciphertext not in error and "[REDACTED]" in error
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_database(port: int, storage: Path) -> subprocess.Popen[bytes]:
-    server = Path(sys.executable).parent / "secantusd-py"
-    process = subprocess.Popen(
-        [str(server), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "database did not start"
-            time.sleep(0.05)
-
-
 async def _outage_answers(running: RunningApp, client_id: int) -> list[tuple[str, int, str | None, float]]:
     """(what, status, Retry-After, seconds) for the routes that need the database."""
     http = running.http
@@ -270,26 +243,11 @@ async def _outage_answers(running: RunningApp, client_id: int) -> list[tuple[str
 async def test_a_database_outage_answers_503_with_retry_after(
     tmp_path: Path, fake_discord: FakeDiscord, make_settings: Any
 ) -> None:
-    port = _free_port()
-    storage = tmp_path / "db"
-    storage.mkdir()
-    database = _start_database(port, storage)
-    url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-    settings: Settings = make_settings(
-        mongodb_url=url,
-        discord_api_base=fake_discord.api_base,
-        discord_gateway_url=fake_discord.gateway_url,
-        admin_api_token=ADMIN_TOKEN,
-    )
-    observer = make_client(url)
-    await init_beanie(database=observer[settings.mongodb_database], document_models=DOCUMENT_MODELS)
-    try:
+    async with own_database(tmp_path / "db", fake_discord, make_settings, admin_api_token=ADMIN_TOKEN) as own:
+        database = own.process
         bot = fake_discord.add_bot(name="Steady")
-        await store_bot(observer, settings, bot)
-        async with running_app(settings) as running:
-            await running.wait_for(bot, BotState.READY)
+        async with running_with_ready(own.settings, own.observer, bot) as running:
             database.kill()
-            database.wait()
             # Before the monitor has noticed: the request's own deadline answers.
             first = await _outage_answers(running, bot.client_id)
             # Once it knows (a request told it, or its own ping): at once.
@@ -302,21 +260,16 @@ async def test_a_database_outage_answers_503_with_retry_after(
             assert health["status"] == "degraded" and health["database"] == "unreachable"
             assert (await running.http.get("/bots")).status_code == 200
             assert running.manager.get_runner(bot.client_id) is not None
-            database = _start_database(port, storage)
+            database.start()  # the same port and data
             assert await running.app.state.database_monitor.check()
             assert (await running.http.get("/guilds/1/bots")).status_code == 200
             # Again, with registration first: its own ping notices (its deadline covers Discord too).
             database.kill()
-            database.wait()
             token = make_fake_token(bot.client_id + 1)
             started = time.monotonic()
             created = await running.http.post("/bots", json={"token": token}, headers=ADMIN)
             print(f"POST /bots first in an outage: {time.monotonic() - started:.3f} s")
             assert created.status_code == 503 and created.headers["retry-after"] == "5"
-    finally:
-        await observer.close()
-        database.kill()
-        database.wait()
 
 
 async def test_deploying_commands_tells_a_refusal_from_an_outage(
