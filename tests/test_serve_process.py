@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +17,11 @@ from pymongo import AsyncMongoClient
 from app.embedded import STATE_FILE
 from app.settings import Settings
 from app.tokens import token_fingerprint
+from tests.database_process import DatabaseProcess, free_port
 from tests.fakes.discord import FakeDiscord, make_fake_token
 from tests.fleet import store_bot
 
 CHORUS = str(Path(sys.executable).parent / "chorus")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -73,7 +67,7 @@ async def _terminate(process: asyncio.subprocess.Process) -> tuple[int, str]:
 
 
 async def test_serve_on_embedded_defaults_then_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     data_dir = tmp_path / "data"
     process = await _serve(tmp_path, HTTP_PORT=str(port), DATA_DIR=str(data_dir))
     health = await _wait_for_health(port, process)
@@ -118,7 +112,7 @@ async def test_serve_runs_bots_and_closes_them_on_sigterm(
     settings: Settings = make_settings()
     bot = fake_discord.add_bot(name="Process bot")
     await store_bot(mongo, settings, bot)
-    port = _free_port()
+    port = free_port()
     process = await _serve_against_fakes(tmp_path, settings, fake_discord, port, log_level="DEBUG")
     async with asyncio.timeout(30):
         while (await _wait_for_health(port, process))["activeBots"] != 1:
@@ -148,7 +142,7 @@ async def test_sigterm_with_a_fleet_closes_every_session_and_exits(
     bots = [fake_discord.add_bot(name=f"Fleet bot {n}") for n in range(40)]
     for bot in bots:
         await store_bot(mongo, settings, bot)
-    port = _free_port()
+    port = free_port()
     process = await _serve_against_fakes(tmp_path, settings, fake_discord, port, log_level="INFO")
     async with asyncio.timeout(60):
         while (await _wait_for_health(port, process))["activeBots"] != len(bots):
@@ -170,7 +164,7 @@ async def test_sigterm_with_a_fleet_closes_every_session_and_exits(
 
 
 async def test_explicit_database_without_key_refuses_to_start(tmp_path: Path) -> None:
-    process = await _serve(tmp_path, MONGODB_URL="mongodb://127.0.0.1:9/", HTTP_PORT=str(_free_port()))
+    process = await _serve(tmp_path, MONGODB_URL="mongodb://127.0.0.1:9/", HTTP_PORT=str(free_port()))
     async with asyncio.timeout(30):
         _, stderr = await process.communicate()
     assert process.returncode == 2
@@ -205,20 +199,14 @@ async def _status_before_the_body(port: int, path: str, declared: int, sent: int
 async def test_serve_refuses_bad_input_and_answers_503_when_the_database_goes(
     tmp_path: Path, make_settings: Any
 ) -> None:
-    db_port = _free_port()
-    storage = tmp_path / "db"
-    storage.mkdir()
-    database = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "secantusd-py"),
-        "--host", "127.0.0.1", "--port", str(db_port), "--storage-path", str(storage),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    database = DatabaseProcess(tmp_path / "db")
+    database.start()
     settings: Settings = make_settings()
-    port = _free_port()
+    port = free_port()
     process = await _serve(
         tmp_path,
         HTTP_PORT=str(port),
-        MONGODB_URL=f"mongodb://127.0.0.1:{db_port}/?directConnection=true",
+        MONGODB_URL=database.url,
         MONGODB_DATABASE=settings.mongodb_database,
         TOKEN_ENCRYPTION_KEYS=settings.encryption_keys[0],
         ADMIN_API_TOKEN="serve-admin-token",
@@ -247,7 +235,6 @@ async def test_serve_refuses_bad_input_and_answers_503_when_the_database_goes(
             assert (await http.patch("/bots/1", json={"enabled": "yes"}, headers=admin)).status_code == 422
 
             database.kill()
-            await database.wait()
             for request in (http.get("/guilds/1/bots"), http.post("/guilds/1/invite", headers=admin)):
                 answer = await request
                 assert answer.status_code == 503 and answer.headers["retry-after"] == "5", answer.text
@@ -255,9 +242,7 @@ async def test_serve_refuses_bad_input_and_answers_503_when_the_database_goes(
             assert health["status"] == "degraded" and health["database"] == "unreachable"
     finally:
         code, stderr = await _terminate(process)
-        if database.returncode is None:
-            database.kill()
-            await database.wait()
+        database.kill()
     assert code == 0, stderr
     assert "OverflowError" not in stderr and "Traceback" not in stderr
     assert token not in stderr
@@ -274,7 +259,7 @@ async def test_serve_ignores_a_stale_embedded_state_file(
     (data_dir / STATE_FILE).write_text(
         json.dumps({"pid": other.pid, "port": other_port, "owner_pid": 2**22 + 3, "instance_id": "0" * 32})
     )
-    port = _free_port()
+    port = free_port()
     process = await _serve(tmp_path, HTTP_PORT=str(port), DATA_DIR=str(data_dir))
     health = await _wait_for_health(port, process)
     assert health["database"] == "ok"
@@ -289,7 +274,7 @@ async def test_serve_ignores_a_stale_embedded_state_file(
 async def test_ctrl_c_while_serve_starts_stops_what_it_started(tmp_path: Path) -> None:
     """Interrupted while the embedded database starts: exit 130, one line, nothing left running."""
     data_dir = tmp_path / "data"
-    process = await _serve(tmp_path, HTTP_PORT=str(_free_port()), DATA_DIR=str(data_dir), LOG_LEVEL="INFO")
+    process = await _serve(tmp_path, HTTP_PORT=str(free_port()), DATA_DIR=str(data_dir), LOG_LEVEL="INFO")
     assert process.stderr is not None
     seen: list[str] = []
     async with asyncio.timeout(60):
