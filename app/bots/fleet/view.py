@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pymongo
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure, PyMongoError
 
 from app.bots.backoff import Backoff
@@ -167,7 +168,22 @@ class FleetView:
         self._stopped.clear()
         self._tasks = [asyncio.create_task(self._refresh_leases(), name="fleet-leases-refresh")]
         if mode != "poll":
-            self._tasks.append(asyncio.create_task(self._follow(), name="fleet-stream"))
+            self._tasks += [
+                asyncio.create_task(
+                    self._follow(WorkerRecord.get_pymongo_collection(), self._apply_worker, "workers"),
+                    name="fleet-workers-stream",
+                ),
+                asyncio.create_task(
+                    self._follow(BotLease.get_pymongo_collection(), self._apply_lease, "bot_leases"),
+                    name="fleet-leases-stream",
+                ),
+                asyncio.create_task(
+                    self._follow(
+                        VoiceAssignment.get_pymongo_collection(), self._apply_voice, "voice_assignments"
+                    ),
+                    name="fleet-voice-stream",
+                ),
+            ]
         else:
             self.mode = "poll"
 
@@ -199,24 +215,15 @@ class FleetView:
             except PyMongoError as exc:
                 _log.debug("Reloading the leases failed (%s)", exc)
 
-    async def _follow(self) -> None:
-        """One change stream on the database for the three mirrored collections, not one each:
-        an open stream asks the server again every second (`max_await`, so that a stop is seen),
-        and each of those round trips costs this worker CPU whether or not anything changed."""
-        appliers: dict[str, Callable[[dict[str, Any]], None]] = {
-            WorkerRecord.get_pymongo_collection().name: self._apply_worker,
-            BotLease.get_pymongo_collection().name: self._apply_lease,
-            VoiceAssignment.get_pymongo_collection().name: self._apply_voice,
-        }
-        database = BotLease.get_pymongo_collection().database
-        pipeline: list[dict[str, Any]] = [{"$match": {"ns.coll": {"$in": list(appliers)}}}]
-        what = ", ".join(appliers)
+    async def _follow(
+        self, collection: AsyncCollection[Any], apply: Callable[[dict[str, Any]], None], what: str
+    ) -> None:
         resume_token: Any = None
         backoff = Backoff(initial=0.5, maximum=10.0)
         while not self._stopping:
             try:
-                stream = await database.watch(
-                    pipeline, full_document="updateLookup", resume_after=resume_token, max_await_time_ms=1000
+                stream = await collection.watch(
+                    full_document="updateLookup", resume_after=resume_token, max_await_time_ms=1000
                 )
                 async with stream:
                     self.mode = "change_stream"
@@ -225,7 +232,7 @@ class FleetView:
                     while not self._stopping:
                         change = await stream.try_next()  # back every max_await to see a stop
                         resume_token = stream.resume_token
-                        if change is not None and (apply := appliers.get(change.get("ns", {}).get("coll"))):
+                        if change is not None:
                             apply(change)
             except OperationFailure as exc:
                 if exc.code in _UNSUPPORTED_CODES or "replica set" in str(exc).lower():
