@@ -49,7 +49,10 @@ class BenchConfig:
     metrics_bots: int = 1000  # monitoring: the goal is a cheap /metrics at 1,000 bots
     metrics_scrapes: int = 50
     periodic_bots: int = 1000  # periodic work: the idle fleet (the goal is stated at 1,000)
-    periodic_window: float = 20.0  # seconds of each window (`runs` of them) the idle fleet is read over
+    periodic_window: float = 60.0  # seconds of each window (`runs` of them) the idle fleet is read over
+    # periodic: the code before the worker scheduler (per-bot idle/snapshot loops and per-node
+    # watchdogs), measured in the same run for the ratios; "" for none
+    periodic_baseline: str = "16e8f9e"
     snapshot_players: int = 1000  # snapshot volume: players of 50 queued tracks
     snapshot_sweeps: int = 9  # sweeps of 10 simulated seconds after the first
     profile: bool = True

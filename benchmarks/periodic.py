@@ -1,13 +1,16 @@
 """Benchmark 6, periodic work (issue 14 items 1-2): an idle fleet, and snapshot volume with players.
 
 Each measurement runs twice in the same run: on this tree ("scheduler") and on a checkout of
-the code before the worker scheduler (`BASELINE_REF`, "per-bot loops", put first on PYTHONPATH
+the code before the worker scheduler (`--periodic-baseline`, "per-bot loops", put first on PYTHONPATH
 of the same virtualenv), so the ratios compare like with like on a machine whose load changes.
 
 - **Idle fleet**: `chorus serve` with N bots ready, each connected to one fake Lavalink node, no
   player anywhere. After its start-up work is done (CPU below 10% for a second), the harness reads
   the service's CPU time and the database's write counters (`serverStatus` opcounters: inserts,
-  updates, deletes) over `--runs` windows of `--periodic-window` seconds; medians are reported.
+  updates, deletes) over `--runs` windows of `--periodic-window` seconds (60: an idle fleet's
+  work comes in bursts, gateway heartbeats every ~41 s, Lavalink's `stats` every 60 s, so shorter
+  windows are mostly noise); medians are reported, with each window's resident memory and the
+  share of the machine's CPU other processes used meanwhile (a busy machine inflates CPU time).
 - **Snapshot volume**: `benchmarks/snapshot_volume.py` drives each version's snapshot keeper
   against the database with P players of 50 queued tracks (simulated clock: one sweep per
   `SNAPSHOT_INTERVAL`, every player playing, 3-minute tracks), and sums the BSON bytes of the
@@ -28,7 +31,16 @@ from pymongo import MongoClient
 
 from benchmarks.context import BenchContext
 from benchmarks.metrics_scrape import wait_until_idle
-from benchmarks.processes import PYTHON, REPO, BenchError, base_env, cpu_seconds
+from benchmarks.processes import (
+    PYTHON,
+    REPO,
+    BenchError,
+    base_env,
+    cpu_reading,
+    cpu_seconds,
+    foreign_cpu_share,
+    rss_bytes,
+)
 from benchmarks.service import (
     ServiceOptions,
     drop_database,
@@ -41,15 +53,16 @@ from benchmarks.targets import Target, verdict
 
 NAME = "periodic"
 TITLE = "Periodic work: an idle fleet, and snapshot volume with players"
-# The last commit with per-bot idle/snapshot loops and per-node watchdogs (integ before issue 14).
-BASELINE_REF = "16e8f9e"
 IDLE_CPU_GOAL = 0.01  # share of one core
 GOAL_BOTS = 1000
 
 
 def _baseline_checkout(ctx: BenchContext) -> Path | None:
+    if not ctx.config.periodic_baseline:
+        return None
     target = ctx.work_dir / "baseline"
-    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), BASELINE_REF],
+    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target),
+                           ctx.config.periodic_baseline],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     if done.returncode != 0:
         ctx.progress(f"  periodic: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
@@ -72,13 +85,17 @@ def _database_writes(url: str) -> int:
 
 
 def _window(ctx: BenchContext, pid: int) -> dict[str, float]:
-    """The service's CPU share and the database's writes/s over one window."""
+    """The service's CPU share and the database's writes/s over one window, with the service's
+    resident memory at its end and the share of the machine other processes used meanwhile."""
     ctx.wait_for_quiet()
+    machine = cpu_reading(ctx.children)
     cpu, writes, started = cpu_seconds(pid), _database_writes(ctx.database_url), time.monotonic()
     time.sleep(ctx.config.periodic_window)
     elapsed = time.monotonic() - started
     return {"cpu_share": (cpu_seconds(pid) - cpu) / elapsed,
-            "db_writes_per_s": (_database_writes(ctx.database_url) - writes) / elapsed}  # fmt: skip
+            "db_writes_per_s": (_database_writes(ctx.database_url) - writes) / elapsed,
+            "rss_mib": rss_bytes(pid) / 2**20,
+            "others_share": foreign_cpu_share(machine, cpu_reading(ctx.children))}  # fmt: skip
 
 
 def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: bool = True) -> dict[str, Any]:
@@ -106,9 +123,13 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: b
             ctx.children.stop(node.child)
     row = {"code": label, "bots": len(bots), "window_s": ctx.config.periodic_window, "windows": windows,
            "cpu_share": statistics.median(w["cpu_share"] for w in windows),
-           "db_writes_per_s": statistics.median(w["db_writes_per_s"] for w in windows)}  # fmt: skip
-    ctx.progress(f"  periodic ({label}): {row['cpu_share'] * 100:.2f}% of a core, "
-                 f"{row['db_writes_per_s']:.1f} database writes/s")  # fmt: skip
+           "db_writes_per_s": statistics.median(w["db_writes_per_s"] for w in windows),
+           "rss_mib": statistics.median(w["rss_mib"] for w in windows),
+           "others_share": statistics.median(w["others_share"] for w in windows)}  # fmt: skip
+    each = ", ".join(f"{w['cpu_share'] * 100:.2f}%" for w in windows)
+    ctx.progress(f"  periodic ({label}): {row['cpu_share'] * 100:.2f}% of a core (windows: {each}), "
+                 f"{row['db_writes_per_s']:.2f} database writes/s, {row['rss_mib']:.0f} MiB, "
+                 f"others {row['others_share'] * 100:.0f}% of the machine")  # fmt: skip
     return row
 
 
@@ -148,7 +169,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     finally:
         if baseline is not None:
             _remove_checkout(baseline)
-    return {"baseline_ref": BASELINE_REF if baseline is not None else None, "idle": idle, "volume": volume}
+    return {"baseline_ref": ctx.config.periodic_baseline if baseline is not None else None,
+            "idle": idle, "volume": volume}  # fmt: skip
 
 
 def _current(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -182,13 +204,18 @@ def render(result: dict[str, Any]) -> str:
         "**Idle fleet** (every bot ready and connected to a fake Lavalink node, no player; the last row "
         "without Lavalink, to show what the Lavalink connections' own keepalives cost):",
         "",
-        "| code | bots | windows x s | CPU, % of a core (median) | database writes/s (median) |",
-        "|---|---:|---:|---:|---:|",
+        "| code | bots | windows x s | CPU, % of a core (median) | each window | database writes/s (median) "
+        "| RSS (MiB) | others' CPU, % of the machine |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for row in result["idle"]:
         cpu, writes = row["cpu_share"] * 100, row["db_writes_per_s"]
         spans = f"{len(row['windows'])} x {row['window_s']:g}"
-        lines.append(f"| {row['code']} | {row['bots']} | {spans} | {cpu:.2f} | {writes:.2f} |")
+        each = ", ".join(f"{w['cpu_share'] * 100:.2f}" for w in row["windows"])
+        rss = f"{row['rss_mib']:.0f}" if "rss_mib" in row else "-"  # older data has none
+        others = f"{row['others_share'] * 100:.0f}" if "others_share" in row else "-"
+        lines.append(f"| {row['code']} | {row['bots']} | {spans} | {cpu:.2f} | {each} | {writes:.2f} "
+                     f"| {rss} | {others} |")  # fmt: skip
     lines += [
         "",
         "**Snapshot volume** (players of 50 queued tracks, all playing, 3-minute tracks, one sweep per "

@@ -141,7 +141,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--periodic-bots", type=int, default=defaults.periodic_bots,
                         help="periodic: bots of the idle fleet (1000)")  # fmt: skip
     parser.add_argument("--periodic-window", type=float, default=defaults.periodic_window,
-                        help="periodic: seconds per window (--runs of them) on the idle fleet")  # fmt: skip
+                        help="periodic: seconds per idle fleet window (--runs of them) (60)")  # fmt: skip
+    parser.add_argument("--periodic-baseline", default=defaults.periodic_baseline,
+                        help="periodic: git ref measured in the same run for the ratios; 'none' to skip "
+                             f"({defaults.periodic_baseline})")  # fmt: skip
     parser.add_argument("--snapshot-players", type=int, default=defaults.snapshot_players,
                         help="periodic: players of 50 queued tracks, snapshot volume (1000)")  # fmt: skip
     parser.add_argument("--snapshot-sweeps", type=int, default=defaults.snapshot_sweeps,
@@ -203,6 +206,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         large_idle=args.large_idle,
         periodic_bots=args.periodic_bots,
         periodic_window=args.periodic_window,
+        periodic_baseline="" if args.periodic_baseline in ("", "none") else args.periodic_baseline,
         snapshot_players=args.snapshot_players,
         snapshot_sweeps=args.snapshot_sweeps,
         start_stop_sizes=args.start_stop_sizes,

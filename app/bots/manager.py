@@ -44,6 +44,12 @@ from app.tokens import TokenCipher, client_id_from_token, token_fingerprint
 
 _log = logging.getLogger(__name__)
 
+# The worker heartbeat (every LEASE_TTL / 5) carries how many of this worker's Lavalink
+# connections are up, for the other workers' /health. Counting them visits every bot (at 1,000
+# bots, a few milliseconds each beat, the largest periodic cost of an idle worker of ours): it is
+# counted at most this often. This worker's own /health counts live.
+LAVALINK_SUMMARY_EVERY = 15.0
+
 
 class BotManager:
     """One supervised runner per bot this worker holds; one bot's failure never touches another."""
@@ -66,6 +72,7 @@ class BotManager:
         self._background: set[asyncio.Task[bool]] = set()
         self._rechecks: set[asyncio.Task[None]] = set()
         self._lavalink_nodes = parse_lavalink_nodes(settings.lavalink_nodes)
+        self._lavalink_summary: tuple[float, tuple[int, int]] | None = None  # (when, counts)
         self.router = FleetRouter(self, default_guild_cap=settings.bot_guild_cap)
         self.forwarder = Forwarder(self)
         # One per worker: every bot's idle checks and snapshots, in one set of loops (they
@@ -281,7 +288,13 @@ class BotManager:
         self.forwarder.take(client_id, payload, deferred=deferred, public_defer=public_defer)
 
     def summary(self) -> tuple[int, tuple[int, int]]:
-        return len(self._runners), self.local_lavalink_nodes()
+        """What the worker heartbeat publishes: the bots running here and (connected, total)
+        Lavalink nodes, counted at most every `LAVALINK_SUMMARY_EVERY`."""
+        now = time.monotonic()
+        counted = self._lavalink_summary
+        if counted is None or now - counted[0] >= LAVALINK_SUMMARY_EVERY:
+            counted = self._lavalink_summary = (now, self.local_lavalink_nodes())
+        return len(self._runners), counted[1]
 
     def lease_status(self, client_id: int) -> LeaseStatus | None:
         runner = self._runners.get(client_id)

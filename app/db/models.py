@@ -198,7 +198,8 @@ class WorkerRecord(Document):
 
 
 class LeaseStatus(BaseModel):
-    """A bot's state as its owner last published it (on a change; latency at most once a minute)."""
+    """A bot's state as its owner last published it (on a change; latency at most once a minute,
+    once it moved noticeably: see app/bots/fleet/status.py)."""
 
     state: str
     since: datetime

@@ -15,8 +15,9 @@ wavelink's websocket and its process-global `Pool`.
   that node: a stopped bot makes no further connection attempt.
 - **Nothing polls a connected node.** The connecting task ends once the websocket is open; the
   websocket's reader (wavelink's, which ends whenever the connection does: close frame, error,
-  aiohttp's heartbeat timeout) starts the next connecting task from its done-callback. A worker of
-  1,000 bots with healthy nodes therefore has no Lavalink timer at all.
+  aiohttp's heartbeat timeout, see `HEARTBEAT`) starts the next connecting task from its
+  done-callback. A worker of 1,000 bots with healthy nodes therefore has no Lavalink timer of ours;
+  aiohttp's heartbeat pings a connection only after `HEARTBEAT` seconds without a message.
 - **Backoff, logged once per episode.** A node that is down, or whose websocket keeps dying (a
   malformed event kills wavelink's reader; a Lavalink-compatible server may lack a route), is
   retried with exponential backoff up to `reconnect_max_delay`; the first problem of an episode
@@ -50,6 +51,15 @@ from app.shutdown import cancel_bounded
 _log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0  # seconds for one websocket handshake
+# aiohttp's websocket heartbeat for each node connection (wavelink's `Node(heartbeat=)`, 15 s by
+# default): after this many seconds without a message from Lavalink it sends a ping, and a pong
+# missing for half as long ends the connection (the reader ends: reconnect and failover). Only
+# a *silent* Lavalink needs it (host down, network cut, a frozen JVM); a Lavalink that exits,
+# crashes or restarts closes the TCP connection and is noticed at once. Lavalink sends `stats`
+# every 60 s on each session, so at 30 s a healthy connection is pinged about once a minute
+# (three times at 15 s): with one connection per bot and server, that is most of an idle
+# fleet's Lavalink traffic. A silent Lavalink is given up after at most 45 s.
+HEARTBEAT = 30.0
 STABLE_AFTER = 60.0  # seconds a connection must hold to end an episode (and reset the backoff)
 FIRST_RETRY_DELAY = 0.5  # seconds; doubles up to the node's reconnect_max_delay
 
@@ -200,6 +210,7 @@ class BotNodes:
                 password=spec.password,
                 client=self._client,
                 session=self._session,
+                heartbeat=HEARTBEAT,
                 resume_timeout=0,  # our snapshots resume players; see the module doc
                 inactive_player_timeout=None,  # idleness is ours (MusicService), one mechanism
             )

@@ -719,6 +719,15 @@ class FakeLavalink:
         session._abort_transport()
         self._socket_closed(session, ws)
 
+    def go_silent(self, user_id: int) -> None:
+        """One bot's connection goes quiet without closing (a host gone, a frozen JVM): the server
+        stops reading it, so the client's pings get no pong, and stops sending on it."""
+        session = self.session_for_user(user_id)
+        if session is None or session._transport is None:
+            raise LookupError(f"no live session for user {user_id}")
+        session._transport.pause_reading()
+        session.websocket = None  # nothing more is sent on it
+
     async def _autoclock(self) -> None:
         while True:
             await asyncio.sleep(1.0)

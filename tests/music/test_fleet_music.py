@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from app.music import nodes
 from tests.music.conftest import World, WorldFactory, until
 
 
@@ -157,3 +158,30 @@ async def test_dj_rules_and_vote_skip(make_world: WorldFactory) -> None:
     # Manager-only commands are hidden from members by their default permissions.
     with pytest.raises(PermissionError):
         await world.run(alice, "247", state="on")
+
+
+async def test_a_silent_node_is_given_up_after_the_heartbeat_and_hands_its_players_over(
+    make_world: WorldFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Lavalink that goes quiet without closing (host gone, frozen JVM) is noticed only by
+    aiohttp's heartbeat, which the nodes are built with (`nodes.HEARTBEAT`, 30 s; short here)."""
+    monkeypatch.setattr(nodes, "HEARTBEAT", 0.5)
+    world = await make_world(lavalinks=2)
+    user = await world.user_in_voice()
+    await world.run(user, "play", query="Song 1")
+    await world.playing("Song 1")
+    player = world.player()
+    assert player is not None
+    bot_id = world.bot.client_id
+    source = next(
+        n for n in world.lavalinks if (s := n.session_for_user(bot_id)) and world.guild.id in s.players
+    )
+    target = next(n for n in world.lavalinks if n is not source)
+
+    assert [node.heartbeat for node in world.service().nodes.nodes] == [0.5, 0.5]
+    source.go_silent(bot_id)  # no close frame, no reset: only a missing pong tells
+    await until(lambda: (p := target.get_player(world.guild.id, user_id=bot_id)) is not None
+                and p.track is not None, timeout=30)  # fmt: skip
+    moved = target.get_player(world.guild.id, user_id=bot_id)
+    assert moved is not None and moved.track is not None and moved.track["info"]["title"] == "Song 1"
+    assert player.node.identifier.endswith(f"node{world.lavalinks.index(target)}")

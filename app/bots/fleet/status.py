@@ -2,8 +2,16 @@
 `/health` describe the whole fleet from memory.
 
 Written only when something a reader would see changes (state, error, guild or user count, the
-"stuck starting" flag); latency, which moves all the time, at most once a minute. One bulk write
-per batch, each update fenced by (owner, epoch).
+"stuck starting" flag). Latency moves with every gateway heartbeat: it is published at most once a
+minute, and only once it has moved by `LATENCY_MOVE_MS` and `LATENCY_MOVE_RATIO` from the value
+published (a bot that lags shows; the jitter of a fleet of healthy bots writes nothing). One bulk
+write per batch, each update fenced by (owner, epoch).
+
+What is compared costs what changes, not the fleet's size: a bot's state change, error or guild
+counts tell the publisher (`changed`); between those, the `SWEEP_EVERY` pass compares only the bots
+whose published state is not "ready" (their "stuck" flag follows the clock), and every
+`FULL_SWEEP_EVERY` one pass compares every bot (latency, IDENTIFYs leaving the 24-hour window).
+So an idle fleet of 1,000 ready bots costs one comparison per bot a minute and no write.
 """
 
 from __future__ import annotations
@@ -26,7 +34,11 @@ from app.shutdown import cancel_bounded
 _log = logging.getLogger(__name__)
 
 LATENCY_EVERY = 60.0  # seconds between two publications of a bot's latency alone
-SWEEP_EVERY = 10.0  # every bot is compared at least this often (guild counts, "stuck")
+LATENCY_MOVE_MS = 50.0  # ... once it moved by at least this much from the published value
+LATENCY_MOVE_RATIO = 0.5  # ... and by at least this share of it
+SWEEP_EVERY = 10.0  # bots not published "ready" are compared at least this often ("stuck")
+FULL_SWEEP_EVERY = 60.0  # every bot is compared at least this often (latency, IDENTIFYs aging)
+READY = "ready"  # LeaseStatus.state of a ready bot (BotState.READY's value)
 DEBOUNCE = 0.25  # changes arriving together go out in one bulk write
 
 
@@ -54,6 +66,8 @@ class StatusPublisher:
         self._dirty: set[int] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._sweep_at = self._full_sweep_at = clock()  # the last passes that compared by the clock
+        self.compared = 0  # statuses compared so far (tests check what a pass looks at)
 
     def changed(self, client_id: int) -> None:
         self._dirty.add(client_id)
@@ -74,10 +88,28 @@ class StatusPublisher:
             self._wake.clear()
             dirty, self._dirty = self._dirty, set()
             try:
-                await self.publish(dirty or None)
+                await self.publish(self.pass_targets(dirty))
             except PyMongoError as exc:
                 self._dirty |= dirty  # next time
                 _log.debug("Publishing bot statuses failed (%s)", exc)
+
+    def pass_targets(self, dirty: set[int]) -> set[int] | None:
+        """What one pass compares: the bots that reported a change, plus, by the clock, the bots not
+        published as ready under their current lease (every `SWEEP_EVERY`) or every bot (every
+        `FULL_SWEEP_EVERY`: None)."""
+        now = self._clock()
+        if now - self._full_sweep_at >= FULL_SWEEP_EVERY:
+            self._sweep_at = self._full_sweep_at = now
+            return None
+        if now - self._sweep_at < SWEEP_EVERY:
+            return dirty
+        self._sweep_at = now
+        targets = set(dirty)
+        for client_id in self._book.held:
+            last = self._published.get(client_id)
+            if last is None or last.status.state != READY or last.epoch != self._book.epoch_of(client_id):
+                targets.add(client_id)
+        return targets
 
     def due(self, client_ids: set[int] | None = None) -> list[tuple[int, int, LeaseStatus]]:
         """The statuses that differ from what was last published (None: compare every bot)."""
@@ -86,13 +118,15 @@ class StatusPublisher:
         for client_id in list(self._book.held) if client_ids is None else client_ids:
             epoch = self._book.epoch_of(client_id)
             status = self._host.lease_status(client_id)
+            self.compared += 1
             if epoch is None or status is None:
                 continue
             last = self._published.get(client_id)
             if last is not None and last.epoch == epoch:
+                published = last.status.latency_ms
                 latency_due = now - last.latency_at >= LATENCY_EVERY
-                if not latency_due:
-                    status = status.model_copy(update={"latency_ms": last.status.latency_ms})
+                if not (latency_due and latency_moved(published, status.latency_ms)):
+                    status = status.model_copy(update={"latency_ms": published})
                 if status == last.status:
                     continue
             updates.append((client_id, epoch, status))
@@ -117,3 +151,12 @@ class StatusPublisher:
         if fenced:
             _log.info("%d status update(s) fenced: those leases changed hands", fenced)
         return written
+
+
+def latency_moved(published: float | None, current: float | None) -> bool:
+    """Whether a bot's latency is news compared with the value published: appeared, gone, or moved
+    by both `LATENCY_MOVE_MS` and `LATENCY_MOVE_RATIO` of the published value."""
+    if published is None or current is None:
+        return published != current
+    moved = abs(current - published)
+    return moved >= LATENCY_MOVE_MS and moved >= LATENCY_MOVE_RATIO * published
