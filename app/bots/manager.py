@@ -283,6 +283,10 @@ class BotManager:
     def summary(self) -> tuple[int, tuple[int, int]]:
         return len(self._runners), self.local_lavalink_nodes()
 
+    def start_done(self, client_id: int) -> bool:
+        runner = self._runners.get(client_id)
+        return runner is None or runner.start_done()
+
     def lease_status(self, client_id: int) -> LeaseStatus | None:
         runner = self._runners.get(client_id)
         if runner is None:
