@@ -154,6 +154,15 @@ class FleetView:
         if old is not None and self._voice_by_channel.get((old.guild_id, old.channel_id)) is old:
             del self._voice_by_channel[(old.guild_id, old.channel_id)]
 
+    def mark_freed(self, worker_id: str) -> None:
+        """The database has just freed every lease of this worker (gone, never to return: ids are
+        never reused): the mirror's leases naming it are free too. Only those still naming it: a
+        claim by another worker that the stream already delivered stays. The stream's own echo of
+        the freeing changes nothing afterwards, and any later change of a lease overrides this."""
+        for client_id, lease in list(self._leases.items()):
+            if lease.owner == worker_id:
+                self._leases[client_id] = lease.model_copy(update={"owner": None, "status": None})
+
     def needs_reload(self) -> None:
         self._reload.set()
 
