@@ -320,3 +320,36 @@ async def test_a_dead_workers_leases_are_all_claimed_in_the_round_that_reaps_it(
         for bot in bots:
             await running.wait_for(bot, BotState.READY)
     assert all(bot.max_concurrent_sessions == 1 for bot in bots)
+
+
+async def test_a_silent_worker_is_read_again_when_its_silence_reaches_lease_ttl(
+    fake_discord: FakeDiscord, make_settings: Any, mongo: Mongo, monkeypatch: Any
+) -> None:
+    """The mirror reads the workers once more at the moment a silence reaches LEASE_TTL, not only
+    after this worker's own heartbeats (up to an interval later). Here the reads after the
+    heartbeats are switched off: the dead worker is still proven dead, reaped and taken over."""
+    settings: Settings = make_settings(
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        identify_interval=0.0,
+        lease_ttl=3.0,
+    )
+    bot = fake_discord.add_bot()
+    await store_bot(mongo, settings, bot)
+    database = mongo[settings.mongodb_database]
+    dead = "elsewhere:1:0"
+    worker = {"_id": dead, "address": "http://127.0.0.1:9", "host": "elsewhere", "pid": 1, "heartbeat": 0,
+              "state": "active", "bots": 1}  # fmt: skip
+    await database[WorkerRecord.Settings.name].insert_one(worker)
+    await database[BotLease.Settings.name].insert_one({"_id": bot.client_id, "owner": dead, "epoch": 1})
+
+    async def no_read_after_beats(self: coordinator.FleetCoordinator) -> None:
+        return None
+
+    monkeypatch.setattr(coordinator.FleetCoordinator, "_after_beat", no_read_after_beats)
+    async with running_app(settings) as running:
+        await until(lambda: running.manager.get_runner(bot.client_id) is not None, what="the takeover")
+        await running.wait_for(bot, BotState.READY)
+        assert epoch(running, bot) == 2
+        assert await database[WorkerRecord.Settings.name].find_one({"_id": dead}) is None
+    assert bot.max_concurrent_sessions == 1
