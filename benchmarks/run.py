@@ -131,6 +131,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "per side (3)")  # fmt: skip
     parser.add_argument("--workers-lease-ttl", type=float, default=defaults.workers_lease_ttl,
                         help="LEASE_TTL of the workers (default: the service's, 15 s)")  # fmt: skip
+    parser.add_argument("--workers-ready-timeout", type=float, default=defaults.workers_ready_timeout,
+                        help="GUILD_READY_TIMEOUT of the workers (default: the service's, 2 s)")  # fmt: skip
     parser.add_argument("--large-sizes", type=_ints, default=defaults.large_sizes,
                         help="large fleet: bots per worker (100,1000)")  # fmt: skip
     parser.add_argument(
@@ -199,6 +201,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         takeover_runs=args.takeover_runs,
         workers_play_runs=args.workers_play_runs,
         workers_lease_ttl=args.workers_lease_ttl,
+        workers_ready_timeout=args.workers_ready_timeout,
         metrics_bots=args.metrics_bots,
         metrics_scrapes=args.metrics_scrapes,
         large_sizes=args.large_sizes,

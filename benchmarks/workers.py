@@ -194,6 +194,9 @@ def measure_takeover(ctx: BenchContext, bots: int) -> dict[str, Any]:
 
         dead = wait_until(victim_dead, timeout=120, interval=POLL, what="the survivor to see the victim dead",
                           watch=[survivor.child])  # fmt: skip
+        # Every lease the survivor's (the whole fleet's) now: the reap, the freeing and the claims.
+        claimed = wait_until(lambda: _bots_per_worker(survivor) == [bots], timeout=120, interval=POLL,
+                             what="the survivor to hold every lease", watch=[survivor.child])  # fmt: skip
         ready = wait_until(lambda: _fleet_ready(survivor, bots, 1), timeout=120 + bots / 10, interval=POLL,
                            what="the survivor to run every bot", watch=[survivor.child])  # fmt: skip
     finally:
@@ -202,6 +205,7 @@ def measure_takeover(ctx: BenchContext, bots: int) -> dict[str, Any]:
         "bots": bots,
         "taken_over": victim_bots,
         "dead_after_s": round(dead - killed, 3),
+        "claimed_after_s": round(claimed - killed, 3),
         "ready_after_s": round(ready - killed, 3),
         "foreign_cpu_before": round(quiet, 3),
         "foreign_cpu_share": round(foreign_cpu_share(before, cpu_reading(ctx.children)), 3),
@@ -398,7 +402,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             takeovers.append({"failed": str(exc)})
             continue
         ctx.progress(f"  {sample['taken_over']} bots ready again {sample['ready_after_s']:.2f}s after the "
-                     f"SIGKILL (dead after {sample['dead_after_s']:.2f}s)")  # fmt: skip
+                     f"SIGKILL (dead after {sample['dead_after_s']:.2f}s, every lease claimed after "
+                     f"{sample['claimed_after_s']:.2f}s)")  # fmt: skip
         takeovers.append(sample)
     return {
         "bots": bots,
@@ -471,6 +476,7 @@ def summarize(ready: dict[str, list[dict[str, Any]]], takeovers: list[dict[str, 
         "two_over_one": ratios,
         "takeover_ready_median_s": _median(takeovers, "ready_after_s"),
         "takeover_dead_median_s": _median(takeovers, "dead_after_s"),
+        "takeover_claimed_median_s": _median(takeovers, "claimed_after_s"),
         "taken_over_median": _median(takeovers, "taken_over"),
         "takeover_failed": failed_takeovers,
     }
@@ -560,23 +566,26 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"**Takeover after SIGKILL**: two workers run {_takeover_bots(result)} bots; the first is killed "
         "(it releases nothing). `dead` is when the survivor's `/workers` first calls it dead (its "
-        "heartbeat observed standing still for `LEASE_TTL`); `ready` when its `/health` reports every "
-        "bot active again.",
+        "heartbeat observed standing still for `LEASE_TTL`); `claimed` when its `/workers` shows it "
+        "holding every lease (the victim reaped, its leases freed and claimed); `ready` when its "
+        "`/health` reports every bot active again.",
         "",
-        "| run | bots taken over | dead after (s) | ready after (s) | others' CPU |",
-        "|---:|---:|---:|---:|---:|",
+        "| run | bots taken over | dead after (s) | claimed after (s) | ready after (s) | others' CPU |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for index, sample in enumerate(result["takeovers"], 1):
         if "failed" in sample:
-            lines.append(f"| {index} | failed: {sample['failed']} | | | |")
+            lines.append(f"| {index} | failed: {sample['failed']} | | | | |")
             continue
         lines.append(
             f"| {index} | {sample['taken_over']} | {seconds(sample['dead_after_s'])} "
+            f"| {seconds(sample.get('claimed_after_s'))} "
             f"| {seconds(sample['ready_after_s'])} | {percent(sample.get('foreign_cpu_share'))} |"
         )
     dead, ready = summary.get("takeover_dead_median_s"), summary.get("takeover_ready_median_s")
+    claimed = summary.get("takeover_claimed_median_s")
     taken = summary.get("taken_over_median") or "-"
-    lines.append(f"| **median** | {taken} | {seconds(dead)} | **{seconds(ready)}** | |")
+    lines.append(f"| **median** | {taken} | {seconds(dead)} | {seconds(claimed)} | **{seconds(ready)}** | |")
     if "burst_summary" in result:
         lines += ["", *_render_bursts(result)]
     return "\n".join(lines)

@@ -296,6 +296,10 @@ class BotManager:
             counted = self._lavalink_summary = (now, self.local_lavalink_nodes())
         return len(self._runners), counted[1]
 
+    def start_done(self, client_id: int) -> bool:
+        runner = self._runners.get(client_id)
+        return runner is None or runner.start_done()
+
     def lease_status(self, client_id: int) -> LeaseStatus | None:
         runner = self._runners.get(client_id)
         if runner is None:

@@ -139,6 +139,11 @@ class BotRunner:
         self._cause: str | None = None  # what ended the last session, when an error said so
         self._session = 0  # bumped on every disconnect: an older session's stability watch stops
         self._stability_task: asyncio.Task[None] | None = None
+        # The gateway answered this runner's IDENTIFY with READY (every shard's, for a sharded
+        # bot): the costly part of its start (login, handshake, IDENTIFY) is over. What is left
+        # until `ready` is discord.py's wait for guilds (GUILD_READY_TIMEOUT), a timer.
+        self.session_opened = False
+        self._shards_opened: set[int] = set()
 
     # -- public -----------------------------------------------------------------------------
 
@@ -199,6 +204,12 @@ class BotRunner:
         self._router.guilds.forget_bot(self.client_id)
         if self.state is not BotState.FAILED:
             await self._set_state(BotState.STOPPED)
+
+    def start_done(self) -> bool:
+        """The start no longer needs a slot of the worker's paced starts: its gateway session is
+        open (READY received), or it settled (ready, failed, stopped). A bot still logging in,
+        identifying or retrying a failed connection is not done."""
+        return self.session_opened or self.state in (BotState.READY, BotState.FAILED, BotState.STOPPED)
 
     def gateway_closed(self) -> bool:
         """No gateway socket of this bot is open (what a hand-over must prove before release)."""
@@ -309,6 +320,12 @@ class BotRunner:
         )
         client.add_listener(self._on_ready, "on_ready")
         client.add_listener(self._on_resumed, "on_resumed")
+        # READY, before discord.py's wait for guilds: `on_connect` (one per shard's READY).
+        self._shards_opened.clear()
+        if plan.sharded:
+            client.add_listener(self._on_shard_connect, "on_shard_connect")
+        else:
+            client.add_listener(self._on_connect, "on_connect")
         client.add_listener(self._on_disconnect, "on_disconnect")
         if plan.sharded:  # one shard identifying again gets its READY, not the bot's
             client.add_listener(self._on_shard_ready, "on_shard_ready")
@@ -481,6 +498,22 @@ class BotRunner:
         self._cause = None  # a new session: how the last one ended no longer applies
 
     # -- gateway events -----------------------------------------------------------------------
+
+    async def _on_connect(self) -> None:
+        """The gateway's READY, dispatched before discord.py waits for the guilds."""
+        self._open_session()
+
+    async def _on_shard_connect(self, shard_id: int) -> None:
+        """One shard's READY: the session is open once every shard has had its own."""
+        self._shards_opened.add(shard_id)
+        client = self.client
+        if client is not None and self._shards_opened >= set(range(client.shards_total)):
+            self._open_session()
+
+    def _open_session(self) -> None:
+        if not self.session_opened:
+            self.session_opened = True
+            self._changed()  # the worker's paced starts give this bot's slot to the next
 
     async def _on_ready(self) -> None:
         # READY alone resets nothing: only a session that holds does (see `_watch_stability`).

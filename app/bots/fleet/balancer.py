@@ -237,6 +237,9 @@ class Balancer:
                 continue
             view.forget_worker(worker_id)
             freed = await lease_db.release_orphans(worker_id)
+            # The mirror learns it now, not from the stream's echo of every freed lease: this
+            # round's plan claims them all at once (a takeover's bots start a round sooner).
+            view.mark_freed(worker_id)
             if freed:
                 _log.info("Freed %d bot(s) of worker %s", freed, worker_id)
                 view.needs_reload()
@@ -245,6 +248,7 @@ class Balancer:
         for owner in view.unknown_owners() - {self._heart.worker_id}:
             if not await lease_db.worker_exists(owner):
                 freed = await lease_db.release_orphans(owner)
+                view.mark_freed(owner)
                 _log.info("Freed %d bot(s) of worker %s, which is gone", freed, owner)
                 view.needs_reload()
         await self._adopt_strays()

@@ -63,6 +63,12 @@ class BotHost(Protocol):
         """(bots running, (Lavalink nodes connected, configured)): published with the heartbeat."""
         ...
 
+    def start_done(self, client_id: int) -> bool:
+        """The bot's start is past its costly part (its gateway session is open: READY received;
+        or it is ready, failed, stopped, or not running here): the paced starts free its slot
+        without waiting for discord.py's wait for guilds after READY."""
+        ...
+
     def lease_status(self, client_id: int) -> LeaseStatus | None:
         """The bot's state as published in its lease (None: not running here)."""
         ...

@@ -68,6 +68,23 @@ class HeartbeatObserver:
             if self._last_read - sighting.since >= self.ttl
         }
 
+    def next_expiry(self, *, besides: str) -> float | None:
+        """Our monotonic time at which the earliest silence (of a worker other than `besides`, not
+        yet proven dead) reaches TTL: a successful read from then on that still shows the same
+        counter proves that worker dead. None: no silence is under way."""
+        return min(
+            (
+                sighting.since + self.ttl
+                for worker_id, sighting in self._seen.items()
+                if worker_id != besides and not self.is_dead(worker_id)
+            ),
+            default=None,
+        )
+
+    def read_since(self, moment: float) -> bool:
+        """A successful full read was made at or after `moment`."""
+        return self._last_read is not None and self._last_read >= moment
+
     def is_dead(self, worker_id: str) -> bool:
         sighting = self._seen.get(worker_id)
         return (

@@ -73,6 +73,7 @@ class FleetView:
         self._voice: dict[Any, VoiceAssignment] = {}
         self._voice_by_channel: dict[tuple[int, int], VoiceAssignment] = {}
         self._reload = asyncio.Event()
+        self._reading_workers = asyncio.Lock()
         # What the change streams applied, in order: a reload keeps what they changed during
         # its read (see `reload_leases`).
         self._stream_seq = 0
@@ -89,7 +90,12 @@ class FleetView:
 
     async def refresh_workers(self) -> bool:
         """Read every worker (after each heartbeat): the observer's evidence. False: the read
-        failed, and observation starts again from zero."""
+        failed, and observation starts again from zero. One read at a time (after a heartbeat,
+        or at an expiry): an older read finishing last would look like a counter going back."""
+        async with self._reading_workers:
+            return await self._read_workers()
+
+    async def _read_workers(self) -> bool:
         try:
             # As long as a heartbeat may take: a slow read is still evidence (its time is noted
             # when it returns, which only shortens what it proves), and a read cut short makes
@@ -154,6 +160,15 @@ class FleetView:
         if old is not None and self._voice_by_channel.get((old.guild_id, old.channel_id)) is old:
             del self._voice_by_channel[(old.guild_id, old.channel_id)]
 
+    def mark_freed(self, worker_id: str) -> None:
+        """The database has just freed every lease of this worker (gone, never to return: ids are
+        never reused): the mirror's leases naming it are free too. Only those still naming it: a
+        claim by another worker that the stream already delivered stays. The stream's own echo of
+        the freeing changes nothing afterwards, and any later change of a lease overrides this."""
+        for client_id, lease in list(self._leases.items()):
+            if lease.owner == worker_id:
+                self._leases[client_id] = lease.model_copy(update={"owner": None, "status": None})
+
     def needs_reload(self) -> None:
         self._reload.set()
 
@@ -166,7 +181,10 @@ class FleetView:
         """`mode` is RELOAD_MODE: "poll" reads the leases every interval instead of streaming."""
         self._stopping = False
         self._stopped.clear()
-        self._tasks = [asyncio.create_task(self._refresh_leases(), name="fleet-leases-refresh")]
+        self._tasks = [
+            asyncio.create_task(self._refresh_leases(), name="fleet-leases-refresh"),
+            asyncio.create_task(self._read_at_expiry(), name="fleet-expiry-read"),
+        ]
         if mode != "poll":
             self._tasks += [
                 asyncio.create_task(
@@ -214,6 +232,22 @@ class FleetView:
                 await self.reload_voice()
             except PyMongoError as exc:
                 _log.debug("Reloading the leases failed (%s)", exc)
+
+    async def _read_at_expiry(self) -> None:
+        """Read the workers once more when a silence reaches LEASE_TTL, rather than at the next
+        read after our next heartbeat (up to an interval later): a dead worker's bots are taken
+        over that much sooner. Only a read proves anything, so this is just one more read, at
+        the moment it can prove something; none while no worker is silent."""
+        while not self._stopping:
+            due = self.observer.next_expiry(besides=self._me())
+            wait = self._interval if due is None else min(self._interval, max(0.0, due - self._clock()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._stopped.wait()
+            if self._stopping:
+                return
+            if due is not None and self._clock() >= due and not self.observer.read_since(due):
+                await self.refresh_workers()
 
     async def _follow(
         self, collection: AsyncCollection[Any], apply: Callable[[dict[str, Any]], None], what: str

@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from app.bots.fleet import coordinator
+from app.bots.fleet.view import FleetView
 from app.bots.status import BotState
 from app.db import leases as lease_db
 from app.db.models import BotLease, WorkerRecord
@@ -251,3 +252,104 @@ async def test_leases_are_counted_held_and_unowned_for_metrics(
             'chorus_leases{state="held"} 1.0',
             'chorus_leases{state="unowned"} 1.0',
         ]
+
+
+async def test_a_dead_workers_leases_are_all_claimed_in_the_round_that_reaps_it(
+    fake_discord: FakeDiscord, make_settings: Any, mongo: Mongo, monkeypatch: Any
+) -> None:
+    """A takeover does not wait for the change stream to echo every freed lease: the round that
+    reaps a dead worker frees its leases in the mirror too and claims them all in one claim.
+    The echo is withheld here (and no reload asked for), as on a database slow to deliver it:
+    before, nothing could be claimed until the echo or the periodic reload came."""
+    settings: Settings = make_settings(
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        identify_interval=0.0,
+        lease_ttl=3.0,
+    )
+    bots = [fake_discord.add_bot(name=f"Orphan {n}") for n in range(6)]
+    ids = {bot.client_id for bot in bots}
+    for bot in bots:
+        await store_bot(mongo, settings, bot)
+    database = mongo[settings.mongodb_database]
+    dead = "elsewhere:1:0"
+    worker = {"_id": dead, "address": "http://127.0.0.1:9", "host": "elsewhere", "pid": 1, "heartbeat": 0,
+              "state": "active", "bots": len(bots)}  # fmt: skip
+    await database[WorkerRecord.Settings.name].insert_one(worker)
+    await database[BotLease.Settings.name].insert_many(
+        [{"_id": client_id, "owner": dead, "epoch": 1, "restarts": 0} for client_id in ids]
+    )
+    rounds: dict[str, list[int]] = {"reap": [], "claim": []}
+    running_fleet: list[coordinator.FleetCoordinator] = []
+    real_reap, real_claim = lease_db.reap_worker, lease_db.claim_free
+
+    def current_round() -> int:
+        return running_fleet[0].balancer.rounds
+
+    async def reap(worker_id: str, *, heartbeat: int) -> bool:
+        reaped = await real_reap(worker_id, heartbeat=heartbeat)
+        if reaped and worker_id == dead:
+            rounds["reap"].append(current_round())
+        return reaped
+
+    async def claim(worker_id: str, client_ids: Any) -> Any:
+        if set(client_ids) & ids:
+            rounds["claim"].append(current_round())
+        return await real_claim(worker_id, client_ids)
+
+    real_apply = FleetView._apply_lease  # pyright: ignore[reportPrivateUsage]  # withholding the echo
+
+    def apply_late(view: FleetView, change: dict[str, Any]) -> None:
+        document = change.get("fullDocument") or {}
+        if change.get("documentKey", {}).get("_id") in ids and document.get("owner") is None:
+            return  # the stream's echo of the freeing, withheld
+        real_apply(view, change)
+
+    monkeypatch.setattr(lease_db, "reap_worker", reap)
+    monkeypatch.setattr(lease_db, "claim_free", claim)
+    monkeypatch.setattr(FleetView, "_apply_lease", apply_late)
+    monkeypatch.setattr(FleetView, "needs_reload", lambda view: None)
+    async with running_app(settings) as running:
+        fleet = running.manager.fleet
+        running_fleet.append(fleet)
+        await until(lambda: bool(rounds["reap"]), what="the dead worker to be reaped")
+        await until(lambda: all(fleet.holds(client_id) for client_id in ids), what="every lease claimed")
+        assert rounds["claim"] == rounds["reap"], "claimed in a later round than the reap"
+        manager = running.manager
+        await until(lambda: all(manager.get_runner(client_id) for client_id in ids), what="every bot started")
+        for bot in bots:
+            await running.wait_for(bot, BotState.READY)
+    assert all(bot.max_concurrent_sessions == 1 for bot in bots)
+
+
+async def test_a_silent_worker_is_read_again_when_its_silence_reaches_lease_ttl(
+    fake_discord: FakeDiscord, make_settings: Any, mongo: Mongo, monkeypatch: Any
+) -> None:
+    """The mirror reads the workers once more at the moment a silence reaches LEASE_TTL, not only
+    after this worker's own heartbeats (up to an interval later). Here the reads after the
+    heartbeats are switched off: the dead worker is still proven dead, reaped and taken over."""
+    settings: Settings = make_settings(
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        identify_interval=0.0,
+        lease_ttl=3.0,
+    )
+    bot = fake_discord.add_bot()
+    await store_bot(mongo, settings, bot)
+    database = mongo[settings.mongodb_database]
+    dead = "elsewhere:1:0"
+    worker = {"_id": dead, "address": "http://127.0.0.1:9", "host": "elsewhere", "pid": 1, "heartbeat": 0,
+              "state": "active", "bots": 1}  # fmt: skip
+    await database[WorkerRecord.Settings.name].insert_one(worker)
+    await database[BotLease.Settings.name].insert_one({"_id": bot.client_id, "owner": dead, "epoch": 1})
+
+    async def no_read_after_beats(self: coordinator.FleetCoordinator) -> None:
+        return None
+
+    monkeypatch.setattr(coordinator.FleetCoordinator, "_after_beat", no_read_after_beats)
+    async with running_app(settings) as running:
+        await until(lambda: running.manager.get_runner(bot.client_id) is not None, what="the takeover")
+        await running.wait_for(bot, BotState.READY)
+        assert epoch(running, bot) == 2
+        assert await database[WorkerRecord.Settings.name].find_one({"_id": dead}) is None
+    assert bot.max_concurrent_sessions == 1

@@ -60,3 +60,19 @@ def test_a_worker_that_left_is_forgotten() -> None:
     assert observer.silent_for("b", now=20.0) is None
     observer.forget("c")
     assert observer.dead() == {}
+
+
+def test_the_next_expiry_is_when_the_earliest_silence_reaches_ttl() -> None:
+    """What the mirror reads the workers again for: a read then proves a silent worker dead
+    without waiting for the read after our next heartbeat."""
+    observer = HeartbeatObserver(TTL)
+    assert observer.next_expiry(besides="me") is None
+    observer.observe({"me": 1, "a": 7, "b": 3}, now=100.0)
+    observer.saw("a", 8, now=101.0)  # a's next heartbeat, delivered by the stream
+    assert observer.next_expiry(besides="me") == 115.0  # b's silence, since 100
+    assert not observer.read_since(115.0)
+    observer.observe({"me": 2, "a": 8, "b": 3}, now=115.0)  # the read at that moment
+    assert observer.read_since(115.0) and observer.dead() == {"b": 3}
+    assert observer.next_expiry(besides="me") == 116.0  # b proven dead; a's silence is next
+    observer.lost_sight()  # a failed read: no silence is under way any more
+    assert observer.next_expiry(besides="me") is None
