@@ -493,7 +493,8 @@ class BotManager:
 
     def state_counts(self) -> Counter[BotState]:
         """How many enabled bots of the fleet are in each state."""
-        return Counter(status.state for status in self.statuses() if status.state is not BotState.DISABLED)
+        states = (overview.bot_state(self, client_id) for client_id in self.fleet_bot_ids())
+        return Counter(state for state in states if state is not None and state is not BotState.DISABLED)
 
     def health(self) -> overview.FleetHealth:
         return overview.fleet_health(self)

@@ -249,7 +249,10 @@ class BotRunner:
             return 0.0
         return (time.monotonic() if now is None else now) - self.down_since
 
-    def status(self) -> BotStatus:
+    def status(self, *, worker: str | None = None) -> BotStatus:
+        """This bot's status, naming `worker` as the one that runs it (this worker's id, given
+        by the caller: building it once, rather than copying it with the worker, keeps a page of
+        `/bots` cheap)."""
         client = self.client
         ready = self.state is BotState.READY and client is not None
         latency = client.latency if ready and client is not None else float("nan")
@@ -264,6 +267,7 @@ class BotRunner:
             last_error=self.last_error,
             identifies_24h=self._ledger.count(),
             shards=client.shards_total if client is not None else 1,
+            worker=worker,
         )
 
     async def wait_for_state(self, *states: BotState, timeout: float = 10.0) -> BotState:

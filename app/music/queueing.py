@@ -157,18 +157,37 @@ async def within_deadline(
 
     Answering directly keeps a fast failure (no results, a full queue) a plain ephemeral reply;
     only slow searches pay for a public "thinking…" placeholder.
+
+    The work runs in the command's own task and the deadline is a timer that starts the defer
+    only when it fires: a fast command (almost all) makes no extra task, shield or waiter, each of
+    which cost a pass of the event loop before the answer could go out (under a burst of /play,
+    a pass waits behind every other interaction's callbacks). The answer is sent after the defer
+    completed, if one was started, so it goes out as the defer's followup.
     """
-    task = asyncio.ensure_future(work)
     if interaction.response.is_done():  # deferred already (by the bot that forwarded it here)
-        return await task
+        return await work
     # A forwarded interaction spent part of Discord's 3 s on the way: the fleet sets a shorter one.
     deadline = float(interaction.extras.get("answer_deadline", ANSWER_DEADLINE))
+    deferring: asyncio.Task[None] | None = None
+
+    def defer() -> None:
+        nonlocal deferring
+        deferring = asyncio.ensure_future(_defer(interaction, ephemeral=ephemeral))
+
+    timer = asyncio.get_running_loop().call_later(deadline, defer)
     try:
-        return await asyncio.wait_for(asyncio.shield(task), deadline)
-    except TimeoutError:
-        await interaction.response.defer(thinking=True, ephemeral=ephemeral)
-        interaction.extras["public_defer"] = not ephemeral
-        return await task
+        return await work
+    finally:
+        timer.cancel()
+        if deferring is not None:
+            await deferring
+
+
+async def _defer(interaction: discord.Interaction, *, ephemeral: bool) -> None:
+    if interaction.response.is_done():
+        return
+    await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+    interaction.extras["public_defer"] = not ephemeral
 
 
 async def send(interaction: discord.Interaction, content: str, **extra: Any) -> None:

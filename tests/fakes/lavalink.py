@@ -306,6 +306,9 @@ class FakeLavalink:
         self._tracks: dict[str, Json] = {}  # encoded -> track json (registration order)
         self._playlists: dict[str, Json] = {}  # url -> playlist json
         self._failures: dict[str, str] = {}  # identifier -> error message
+        self._loads_open = asyncio.Event()  # cleared by hold_loads(): loadtracks waits for it
+        self._loads_open.set()
+        self.loads_waiting = 0  # loadtracks requests held by hold_loads()
         self._sequence = itertools.count(1)
 
         self._runner: web.AppRunner | None = None
@@ -509,6 +512,13 @@ class FakeLavalink:
             "pluginInfo": {},
             "tracks": [self._fresh(track) for track in tracks],
         }
+
+    def hold_loads(self) -> None:
+        """Make every ``loadtracks`` wait (a slow search) until ``release_loads()``."""
+        self._loads_open.clear()
+
+    def release_loads(self) -> None:
+        self._loads_open.set()
 
     def fail_load(self, identifier: str, message: str = "Something broke") -> None:
         """Make ``loadtracks`` for exactly this identifier answer loadType ``error``."""
@@ -941,6 +951,12 @@ class FakeLavalink:
         identifier = request.query.get("identifier")
         if identifier is None:
             raise _ApiError(400, "Required request parameter 'identifier' is not present")
+        if not self._loads_open.is_set():
+            self.loads_waiting += 1
+            try:
+                await self._loads_open.wait()
+            finally:
+                self.loads_waiting -= 1
         return web.json_response(self.load(identifier))
 
     async def _get_decodetrack(self, request: web.Request) -> web.StreamResponse:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import wavelink
 
+from app.music import queueing
 from app.music.views import search_custom_id
 from tests.music.conftest import World, WorldFactory, until
 
@@ -30,6 +32,31 @@ async def test_play_joins_the_callers_channel_and_announces(make_world: WorldFac
     assert "Added" in second.text and "Song 2" in second.text and "position 1" in second.text
     player = world.player()
     assert player is not None and [t.title for t in player.queue] == ["Song 2"]
+
+
+async def test_a_slow_search_is_deferred_and_answered_in_its_followup(
+    make_world: WorldFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queueing, "ANSWER_DEADLINE", 0.2)
+    world = await make_world()
+    user = await world.user_in_voice("Alice")
+
+    world.lavalink.hold_loads()
+    slow = await world.discord.send_command(
+        world.bot, guild_id=world.guild.id, channel_id=world.text_channel, user=user, name="play",
+        options={"query": "Song 1"},
+    )  # fmt: skip
+    # Past the deadline with the search still out: a public "thinking…" placeholder, nothing else.
+    await until(lambda: slow.response_type == 5, what="the deferred answer")
+    assert world.lavalink.loads_waiting == 1
+    assert not slow.responses[0].get("data", {}).get("flags")
+    world.lavalink.release_loads()
+    await slow.wait_for_message(lambda message: "Now playing" in message.text, timeout=30)
+    assert len(slow.responses) == 1  # the answer came as the defer's followup, not a second callback
+    await world.playing("Song 1")
+
+    fast = await world.run(user, "play", query="https://music.example/t2")
+    assert fast.response_type == 4 and "Added" in fast.text  # within the deadline: answered directly
 
 
 async def test_playlists_queue_pages_and_nowplaying(make_world: WorldFactory) -> None:
