@@ -118,6 +118,7 @@ class StandInService:
         self.bot_id = bot_id
         self._players = players
         self.client = SimpleNamespace()
+        self.config = SimpleNamespace(lease_epoch=None)  # what the snapshots read for fencing
 
     def players(self) -> list[StandInPlayer]:
         return list(self._players)
