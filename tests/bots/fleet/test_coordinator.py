@@ -111,12 +111,7 @@ async def test_a_reload_racing_the_stream_keeps_the_stream_version(
 async def test_a_reaped_worker_stops_its_bots_and_registers_again(
     fake_discord: FakeDiscord, make_settings: Any, mongo: Mongo
 ) -> None:
-    settings: Settings = make_settings(
-        discord_api_base=fake_discord.api_base,
-        discord_gateway_url=fake_discord.gateway_url,
-        identify_interval=0.0,
-        lease_ttl=3.0,  # a heartbeat every 0.6 s
-    )
+    settings = _short_lease_settings(make_settings, fake_discord)
     bot = fake_discord.add_bot()
     await store_bot(mongo, settings, bot)
     database = mongo[settings.mongodb_database]
@@ -192,12 +187,7 @@ async def test_a_reap_that_misses_frees_nothing(
     heartbeat lands just before the reap: the reap misses, so that worker is alive and its leases
     stay its own (freeing them would let this worker start a bot the other still runs). Once it
     really stays silent, it is reaped and its bot taken over here."""
-    settings: Settings = make_settings(
-        discord_api_base=fake_discord.api_base,
-        discord_gateway_url=fake_discord.gateway_url,
-        identify_interval=0.0,
-        lease_ttl=3.0,
-    )
+    settings = _short_lease_settings(make_settings, fake_discord)
     bot = fake_discord.add_bot()
     await store_bot(mongo, settings, bot)
     database = mongo[settings.mongodb_database]
@@ -261,12 +251,7 @@ async def test_a_dead_workers_leases_are_all_claimed_in_the_round_that_reaps_it(
     reaps a dead worker frees its leases in the mirror too and claims them all in one claim.
     The echo is withheld here (and no reload asked for), as on a database slow to deliver it:
     before, nothing could be claimed until the echo or the periodic reload came."""
-    settings: Settings = make_settings(
-        discord_api_base=fake_discord.api_base,
-        discord_gateway_url=fake_discord.gateway_url,
-        identify_interval=0.0,
-        lease_ttl=3.0,
-    )
+    settings = _short_lease_settings(make_settings, fake_discord)
     bots = [fake_discord.add_bot(name=f"Orphan {n}") for n in range(6)]
     ids = {bot.client_id for bot in bots}
     for bot in bots:
@@ -328,12 +313,7 @@ async def test_a_silent_worker_is_read_again_when_its_silence_reaches_lease_ttl(
     """The mirror reads the workers once more at the moment a silence reaches LEASE_TTL, not only
     after this worker's own heartbeats (up to an interval later). Here the reads after the
     heartbeats are switched off: the dead worker is still proven dead, reaped and taken over."""
-    settings: Settings = make_settings(
-        discord_api_base=fake_discord.api_base,
-        discord_gateway_url=fake_discord.gateway_url,
-        identify_interval=0.0,
-        lease_ttl=3.0,
-    )
+    settings = _short_lease_settings(make_settings, fake_discord)
     bot = fake_discord.add_bot()
     await store_bot(mongo, settings, bot)
     database = mongo[settings.mongodb_database]
@@ -353,3 +333,13 @@ async def test_a_silent_worker_is_read_again_when_its_silence_reaches_lease_ttl(
         assert epoch(running, bot) == 2
         assert await database[WorkerRecord.Settings.name].find_one({"_id": dead}) is None
     assert bot.max_concurrent_sessions == 1
+
+
+def _short_lease_settings(make_settings: Any, fake_discord: FakeDiscord) -> Settings:
+    """Settings on the fake Discord with LEASE_TTL 3 s (a heartbeat every 0.6 s)."""
+    return make_settings(
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        identify_interval=0.0,
+        lease_ttl=3.0,
+    )

@@ -97,16 +97,7 @@ async def test_starts_are_paced_and_each_slot_waits_for_its_bot_to_settle() -> N
 async def test_a_start_that_never_settles_gives_its_slot_up() -> None:
     host = Host()
 
-    async def give_back(client_id: int) -> None:
-        raise AssertionError("nothing is refused")
-
-    pacer = StartPacer(
-        host=host,  # type: ignore[arg-type]
-        still_held=lambda client_id, epoch: True,
-        refused=give_back,
-        concurrency=1,
-        settle_seconds=0.05,
-    )
+    pacer = _one_slot_pacer(host, settle_seconds=0.05)
     host.pacer = pacer
     try:
         await pacer.begin(1, 1)
@@ -123,16 +114,7 @@ async def test_a_slot_passes_on_when_the_session_opens_not_when_the_bot_is_ready
     is still waiting for its guilds, not yet ready."""
     host = Host()
 
-    async def give_back(client_id: int) -> None:
-        raise AssertionError("nothing is refused")
-
-    pacer = StartPacer(
-        host=host,  # type: ignore[arg-type]
-        still_held=lambda client_id, epoch: True,
-        refused=give_back,
-        concurrency=1,
-        settle_seconds=WAIT * 10,  # never the reason a slot passes on here
-    )
+    pacer = _one_slot_pacer(host, settle_seconds=WAIT * 10)  # never the reason a slot passes on here
     host.pacer = pacer
     try:
         await pacer.begin(1, 1)
@@ -178,3 +160,18 @@ async def test_more_bots_than_slots_all_open_their_sessions_during_the_wait_for_
         pacer = manager.fleet.pacer
         assert pacer.queued() == 0
         assert pacer.gave_up == 0, "slots passed on only when START_SETTLE_SECONDS ran out"
+
+
+def _one_slot_pacer(host: Host, *, settle_seconds: float) -> StartPacer:
+    """One start at a time, every lease held, nothing ever refused."""
+
+    async def give_back(client_id: int) -> None:
+        raise AssertionError("nothing is refused")
+
+    return StartPacer(
+        host=host,  # type: ignore[arg-type]
+        still_held=lambda client_id, epoch: True,
+        refused=give_back,
+        concurrency=1,
+        settle_seconds=settle_seconds,
+    )
