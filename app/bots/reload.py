@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Literal
 
 from beanie import PydanticObjectId
+from pydantic import ValidationError
 from pymongo.errors import OperationFailure, PyMongoError
 
 from app.bots.backoff import Backoff
@@ -104,6 +105,12 @@ class FleetWatcher:
                     async for change in stream:
                         resume_token = stream.resume_token
                         await self._apply(change)
+                # The stream ended: invalidated (music_bots dropped or renamed; _apply has
+                # reconciled). Its last token cannot be resumed after: open a new one, after a pause.
+                resume_token = None
+                delay = backoff.next_delay()
+                _log.warning("Change stream on music_bots was invalidated; reopening in %.1fs", delay)
+                await asyncio.sleep(delay)
             except OperationFailure as exc:
                 if exc.code in _UNSUPPORTED_CODES or "replica set" in str(exc).lower():
                     raise ChangeStreamsUnsupported(str(exc)) from None
@@ -138,7 +145,12 @@ class FleetWatcher:
             if client_id is not None:
                 await self._sync(client_id)
             return
-        record = MusicBot.model_validate(document)
+        try:
+            record = MusicBot.model_validate(document)
+        except ValidationError as exc:  # written by hand, or by another version: not ours to run
+            _log.warning("Ignored a malformed music_bots document (_id %r): %s",
+                         document_id, exc.errors(include_url=False, include_input=False))  # fmt: skip
+            return
         if record.id is not None:
             self._client_ids[record.id] = record.client_id
         await self._sync(record.client_id)

@@ -126,11 +126,15 @@ class RequestRelay:
                     # Requests inserted while no stream was open (a stale one fails its claim).
                     for request in await routing_db.pending_requests(me):
                         self._claim(request.id, request.target_bot)
-                    while self._me() == me and not self._stopping:
+                    # `alive`: a dropped collection invalidates the stream, whose try_next then
+                    # returns None at once, forever (a loop that never yields); reopen instead.
+                    while self._me() == me and not self._stopping and stream.alive:
                         change = await stream.try_next()
-                        if change is not None:
-                            document = change["fullDocument"]
-                            self._claim(document["_id"], int(document["target_bot"]))
+                        if change is not None and change.get("operationType") == "insert":
+                            self._claim_inserted(change["fullDocument"])
+                    invalidated = not stream.alive
+                if invalidated and not self._stopping:
+                    await self._pause(backoff, "the stream was invalidated (collection dropped or renamed)")
             except OperationFailure as exc:
                 if exc.code in _UNSUPPORTED_CODES or "replica set" in str(exc).lower():
                     _log.warning("No change streams (%s): polling forwarded requests every %.2fs",
@@ -140,7 +144,7 @@ class RequestRelay:
             except PyMongoError as exc:
                 await self._pause(backoff, exc)
 
-    async def _pause(self, backoff: Backoff, exc: BaseException) -> None:
+    async def _pause(self, backoff: Backoff, exc: BaseException | str) -> None:
         delay = backoff.next_delay()
         _log.debug("Change stream on fleet_requests interrupted (%s); reopening in %.1fs", exc, delay)
         await self._sleep(delay)
@@ -150,6 +154,14 @@ class RequestRelay:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await self._stopped.wait()
+
+    def _claim_inserted(self, document: Mapping[str, Any]) -> None:
+        try:
+            request_id, target_bot = document["_id"], int(document["target_bot"])
+        except (KeyError, TypeError, ValueError):
+            _log.warning("Ignored a malformed forwarded request (_id %r)", document.get("_id"))
+            return
+        self._claim(request_id, target_bot)
 
     def _claim(self, request_id: Any, target_bot: int) -> None:
         if not self._can_deliver(target_bot):

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pymongo
+from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -232,6 +233,9 @@ class FleetView:
                 await self.reload_voice()
             except PyMongoError as exc:
                 _log.debug("Reloading the leases failed (%s)", exc)
+            except ValidationError as exc:  # a malformed document: say so, and keep reloading
+                _log.warning("Reloading the leases failed: a malformed document (%s)",
+                             exc.errors(include_url=False, include_input=False))  # fmt: skip
 
     async def _read_at_expiry(self) -> None:
         """Read the workers once more when a silence reaches LEASE_TTL, rather than at the next
@@ -263,11 +267,21 @@ class FleetView:
                     self.mode = "change_stream"
                     self._reload.set()  # catch up on what changed while no stream was open
                     backoff.reset()
-                    while not self._stopping:
+                    # `alive`: a dropped or renamed collection (or database) invalidates the
+                    # stream, and a closed stream's try_next returns None at once, forever:
+                    # without this check the loop would spin and never yield to the event loop.
+                    while not self._stopping and stream.alive:
                         change = await stream.try_next()  # back every max_await to see a stop
                         resume_token = stream.resume_token
                         if change is not None:
-                            apply(change)
+                            self._apply_one(apply, change, what)
+                if not self._stopping:
+                    # Invalidated: its last token cannot be resumed after; start afresh (the
+                    # reopening reloads everything) after a pause, in case it happens again.
+                    resume_token = None
+                    await self._pause(
+                        backoff, what, "the stream was invalidated (collection dropped or renamed)"
+                    )
             except OperationFailure as exc:
                 if exc.code in _UNSUPPORTED_CODES or "replica set" in str(exc).lower():
                     _log.warning("No change streams (%s): polling %s every %.1fs", exc, what, self._interval)
@@ -278,7 +292,18 @@ class FleetView:
             except PyMongoError as exc:
                 await self._pause(backoff, what, exc)
 
-    async def _pause(self, backoff: Backoff, what: str, exc: BaseException) -> None:
+    @staticmethod
+    def _apply_one(apply: Callable[[dict[str, Any]], None], change: dict[str, Any], what: str) -> None:
+        """A document that is not what the model says (written by hand, or by another version)
+        is skipped with a warning: it must not end the stream, and with it every later change."""
+        try:
+            apply(change)
+        except ValidationError as exc:
+            document_id = change.get("documentKey", {}).get("_id")
+            _log.warning("Ignored a malformed document in %s (_id %r): %s",
+                         what, document_id, exc.errors(include_url=False, include_input=False))  # fmt: skip
+
+    async def _pause(self, backoff: Backoff, what: str, exc: BaseException | str) -> None:
         delay = backoff.next_delay()
         _log.debug("Change stream on %s interrupted (%s); reopening in %.1fs", what, exc, delay)
         with contextlib.suppress(TimeoutError):
