@@ -248,10 +248,17 @@ async def record_pending_invite(music_bot_id: PydanticObjectId, guild_id: int) -
 
 
 async def expire_pending_invites(older_than: timedelta) -> int:
-    """Invites never used within `older_than` become FAILED ("invite expired"). Returns how many."""
+    """Invites never used within `older_than` become FAILED ("invite expired"). Returns how many.
+
+    A read first (the `status_bot` index): a sweep that finds nothing writes nothing, so an idle
+    fleet makes no database writes for it (an empty update_many is still a write operation)."""
     now = utcnow()
-    result = await ServerMusicBot.get_pymongo_collection().update_many(
-        {"status": ServerStatus.PENDING_INVITE.value, "updated_at": {"$lt": now - older_than}},
+    collection = ServerMusicBot.get_pymongo_collection()
+    expired = {"status": ServerStatus.PENDING_INVITE.value, "updated_at": {"$lt": now - older_than}}
+    if await collection.find_one(expired, {"_id": 1}) is None:
+        return 0
+    result = await collection.update_many(
+        expired,
         {"$set": {"status": ServerStatus.FAILED.value, "reason": INVITE_EXPIRED, "updated_at": now}},
     )
     return result.modified_count

@@ -3,12 +3,34 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from pymongo import monitoring
 from pymongo.errors import DuplicateKeyError
 
 from app.db import queries
 from app.db.models import MusicBot, PlayerSnapshot, ServerMusicBot, ServerStatus, utcnow
 
 pytestmark = pytest.mark.usefixtures("mongo")
+
+
+class _Writes(monitoring.CommandListener):
+    """The write commands sent (only clients created after `register` report: each test's are)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "update", "delete", "findAndModify"):
+            self.names.append(f"{event.command_name} {event.command.get(event.command_name)}")
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return
+
+
+_WRITES = _Writes()
+monitoring.register(_WRITES)
 
 
 async def make_bot(client_id: int, *, enabled: bool = True, name: str = "bot") -> MusicBot:
@@ -141,3 +163,21 @@ async def test_delete_music_bot_takes_its_guild_records_and_players_along() -> N
     assert await ServerMusicBot.find(ServerMusicBot.music_bot_id == kept.id).count() == 1
     assert [s.bot_id for s in await PlayerSnapshot.find_all().to_list()] == [2]
     assert await queries.delete_music_bot(1) is None
+
+
+async def test_an_invite_sweep_that_finds_nothing_writes_nothing() -> None:
+    """Every worker sweeps for expired invites every minute: with none pending (an idle fleet),
+    the sweep is a read only, never an (empty) update."""
+    bot = await make_bot(1)
+    assert bot.id is not None
+    await queries.record_pending_invite(bot.id, 10)
+    _WRITES.names.clear()
+    assert await queries.expire_pending_invites(timedelta(hours=1)) == 0
+    assert _WRITES.names == []
+    assert (await status_of(bot, 10)).status == ServerStatus.PENDING_INVITE
+
+    await queries.record_pending_invite(bot.id, 11)
+    _WRITES.names.clear()
+    assert await queries.expire_pending_invites(timedelta(0)) == 2
+    assert {(await status_of(bot, g)).status for g in (10, 11)} == {ServerStatus.FAILED}
+    assert _WRITES.names == [f"update {ServerMusicBot.Settings.name}"]  # one update_many
