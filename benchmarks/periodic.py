@@ -21,6 +21,8 @@ of the same virtualenv), so the ratios compare like with like on a machine whose
 from __future__ import annotations
 
 import json
+import os
+import signal
 import statistics
 import subprocess
 import time
@@ -40,8 +42,10 @@ from benchmarks.processes import (
     cpu_seconds,
     foreign_cpu_share,
     rss_bytes,
+    wait_until,
 )
 from benchmarks.service import (
+    ChorusProcess,
     ServiceOptions,
     drop_database,
     new_database_name,
@@ -84,18 +88,47 @@ def _database_writes(url: str) -> int:
     return int(counters["insert"]) + int(counters["update"]) + int(counters["delete"])
 
 
-def _window(ctx: BenchContext, pid: int) -> dict[str, float]:
-    """The service's CPU share and the database's writes/s over one window, with the service's
-    resident memory at its end and the share of the machine other processes used meanwhile."""
+_WRITE_COMMANDS = ("insert", "update", "delete", "findAndModify")
+HEARTBEAT = "update workers"  # the worker's liveness heartbeat (issue 13): one per interval per worker
+
+
+def _commands(service: ChorusProcess, counted: Path | None) -> dict[str, int]:
+    """The database commands the service has sent so far, by "command collection" (its PyMongo
+    command listener, benchmarks/counted_serve.py); empty when it does not count them."""
+    if counted is None:
+        return {}
+    counted.unlink(missing_ok=True)
+    os.kill(service.child.pid, signal.SIGUSR1)
+    wait_until(counted.exists, timeout=60, interval=0.05, what="the command count", watch=[service.child])
+    by_collection: dict[str, int] = json.loads(counted.read_text()).get("by_collection", {})
+    return by_collection
+
+
+def _window(ctx: BenchContext, service: ChorusProcess, counted: Path | None) -> dict[str, Any]:
+    """The service's CPU share and the database's writes/s over one window (the server's opcounters,
+    and the service's own write commands by collection), with the service's resident memory at its
+    end and the share of the machine other processes used meanwhile."""
+    pid = service.child.pid
     ctx.wait_for_quiet()
+    before = _commands(service, counted)
     machine = cpu_reading(ctx.children)
     cpu, writes, started = cpu_seconds(pid), _database_writes(ctx.database_url), time.monotonic()
     time.sleep(ctx.config.periodic_window)
     elapsed = time.monotonic() - started
-    return {"cpu_share": (cpu_seconds(pid) - cpu) / elapsed,
-            "db_writes_per_s": (_database_writes(ctx.database_url) - writes) / elapsed,
-            "rss_mib": rss_bytes(pid) / 2**20,
-            "others_share": foreign_cpu_share(machine, cpu_reading(ctx.children))}  # fmt: skip
+    window: dict[str, Any] = {"cpu_share": (cpu_seconds(pid) - cpu) / elapsed,
+              "db_writes_per_s": (_database_writes(ctx.database_url) - writes) / elapsed,
+              "rss_mib": rss_bytes(pid) / 2**20,
+              "others_share": foreign_cpu_share(machine, cpu_reading(ctx.children))}  # fmt: skip
+    if counted is not None:
+        after = _commands(service, counted)
+        sent = {
+            name: (n - before.get(name, 0)) / elapsed for name, n in after.items() if n > before.get(name, 0)
+        }
+        window["commands_per_s"] = sum(sent.values())
+        window["writes_by_collection"] = {
+            name: rate for name, rate in sorted(sent.items()) if name.split(" ", 1)[0] in _WRITE_COMMANDS
+        }
+    return window
 
 
 def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: bool = True) -> dict[str, Any]:
@@ -105,7 +138,10 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: b
     seed_bots(ctx.database_url, database, ctx.key, bots)
     try:
         nodes = node.lavalink_nodes if node is not None else ""
-        options = ServiceOptions(guild_ready_timeout=0.1, lavalink_nodes=nodes, code_dir=code)
+        counted = ctx.work_dir / f"{database}-commands.json"
+        options = ServiceOptions(
+            guild_ready_timeout=0.1, lavalink_nodes=nodes, code_dir=code, count_commands=counted
+        )
         service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
                                key=ctx.key, options=options)  # fmt: skip
         ctx.record_command(f"periodic: chorus serve ({label})", service.command)
@@ -114,7 +150,7 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: b
             service.wait_ready(len(bots), timeout=900)
             settled = wait_until_idle(service.child.pid)
             ctx.progress(f"  periodic ({label}): {len(bots)} bots ready, idle {settled:.1f} s later")
-            windows = [_window(ctx, service.child.pid) for _ in range(ctx.config.runs)]
+            windows = [_window(ctx, service, counted) for _ in range(ctx.config.runs)]
         finally:
             ctx.children.stop(service.child)
     finally:
@@ -126,6 +162,13 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: b
            "db_writes_per_s": statistics.median(w["db_writes_per_s"] for w in windows),
            "rss_mib": statistics.median(w["rss_mib"] for w in windows),
            "others_share": statistics.median(w["others_share"] for w in windows)}  # fmt: skip
+    if all("writes_by_collection" in w for w in windows):
+        names = sorted({name for w in windows for name in w["writes_by_collection"]})
+        row["commands_per_s"] = statistics.median(w["commands_per_s"] for w in windows)
+        row["writes_by_collection"] = {
+            name: statistics.median(w["writes_by_collection"].get(name, 0.0) for w in windows)
+            for name in names
+        }
     each = ", ".join(f"{w['cpu_share'] * 100:.2f}%" for w in windows)
     ctx.progress(f"  periodic ({label}): {row['cpu_share'] * 100:.2f}% of a core (windows: {each}), "
                  f"{row['db_writes_per_s']:.2f} database writes/s, {row['rss_mib']:.0f} MiB, "
@@ -181,12 +224,32 @@ def targets(result: dict[str, Any]) -> list[Target]:
     idle = _current(result["idle"])
     measured_at = idle["bots"] >= GOAL_BOTS
     note = "" if measured_at else f"measured at {idle['bots']} bots, not {GOAL_BOTS}"
-    return [
+    targets = [
         Target(f"idle fleet of {GOAL_BOTS} bots < 1% of a core", f"{idle['cpu_share'] * 100:.2f}%",
                verdict(idle["cpu_share"] < IDLE_CPU_GOAL if measured_at else None), note),
         Target(f"idle fleet of {GOAL_BOTS} bots: 0 database writes/s", f"{idle['db_writes_per_s']:.2f}/s",
-               verdict(idle["db_writes_per_s"] == 0 if measured_at else None), note),
+               verdict(idle["db_writes_per_s"] == 0 if measured_at else None),
+               _writes_note(idle) or note),
     ]  # fmt: skip
+    if "writes_by_collection" in idle:
+        others = sum(rate for name, rate in idle["writes_by_collection"].items() if name != HEARTBEAT)
+        targets.append(
+            Target(
+                f"idle fleet of {GOAL_BOTS} bots: 0 writes/s besides the worker's heartbeat",
+                f"{others:.2f}/s",
+                verdict(others == 0 if measured_at else None),
+                note,
+            )
+        )
+    return targets
+
+
+def _writes_note(row: dict[str, Any]) -> str:
+    """Where the service's writes went, e.g. "update workers 0.33/s" (the liveness heartbeat)."""
+    by_collection: dict[str, float] = row.get("writes_by_collection", {})
+    parts = [f"{name} {rate:.2f}/s" + (" (the worker's heartbeat)" if name == HEARTBEAT else "")
+             for name, rate in by_collection.items()]  # fmt: skip
+    return "; ".join(parts)
 
 
 def _ratio(before: float, after: float) -> str:
@@ -205,8 +268,8 @@ def render(result: dict[str, Any]) -> str:
         "without Lavalink, to show what the Lavalink connections' own keepalives cost):",
         "",
         "| code | bots | windows x s | CPU, % of a core (median) | each window | database writes/s (median) "
-        "| RSS (MiB) | others' CPU, % of the machine |",
-        "|---|---:|---:|---:|---|---:|---:|---:|",
+        "| the service's writes by collection | its commands/s | RSS (MiB) | others' CPU, % of the machine |",
+        "|---|---:|---:|---:|---|---:|---|---:|---:|---:|",
     ]
     for row in result["idle"]:
         cpu, writes = row["cpu_share"] * 100, row["db_writes_per_s"]
@@ -214,8 +277,10 @@ def render(result: dict[str, Any]) -> str:
         each = ", ".join(f"{w['cpu_share'] * 100:.2f}" for w in row["windows"])
         rss = f"{row['rss_mib']:.0f}" if "rss_mib" in row else "-"  # older data has none
         others = f"{row['others_share'] * 100:.0f}" if "others_share" in row else "-"
+        by_collection = _writes_note(row) or ("none" if "writes_by_collection" in row else "-")
+        commands = f"{row['commands_per_s']:.2f}" if "commands_per_s" in row else "-"
         lines.append(f"| {row['code']} | {row['bots']} | {spans} | {cpu:.2f} | {each} | {writes:.2f} "
-                     f"| {rss} | {others} |")  # fmt: skip
+                     f"| {by_collection} | {commands} | {rss} | {others} |")  # fmt: skip
     lines += [
         "",
         "**Snapshot volume** (players of 50 queued tracks, all playing, 3-minute tracks, one sweep per "

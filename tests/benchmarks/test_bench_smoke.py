@@ -166,3 +166,24 @@ def test_tiny_start_stop_benchmark(tmp_path: Path) -> None:
         assert row["cpu_ready_s"] > 0 and row["db_ops"] > 0 and row["stops_killed"] == 0
         assert row["closes"]["frame"] == row["bots"] and row["exit_codes"] == [0]
     assert "Per additional bot" in (out / "PERFORMANCE.md").read_text()
+
+
+@pytest.mark.timeout(240)  # about 30 s on a quiet machine; the bound is for a crowded one
+def test_tiny_periodic_benchmark_says_where_the_idle_writes_go(tmp_path: Path) -> None:
+    """The idle-fleet windows count the service's own database commands by collection, so the
+    report can tell the worker's liveness heartbeat from writes that would grow with the bots."""
+    out = tmp_path / "out"
+    tiny = ["--only", "periodic", "--periodic-bots", "3", "--periodic-window", "4", "--runs", "1",
+            "--periodic-baseline", "none", "--snapshot-players", "2", "--snapshot-sweeps", "2",
+            "--no-profile", "--no-chart", "--quiet-wait", "0"]  # fmt: skip
+    _run_harness(out, tiny)
+    result = json.loads((out / "performance.json").read_text())["results"]["periodic"]
+    idle = [row for row in result["idle"] if row["code"] == "scheduler"]
+    assert len(idle) == 1 and idle[0]["bots"] == 3
+    writes = idle[0]["writes_by_collection"]
+    # 4 s hold at least one heartbeat (every 3 s). (Not "nothing else": a bot's gateway latency
+    # is published when it moves, which a busy machine can make it do.)
+    assert writes.get("update workers", 0) > 0, writes
+    assert idle[0]["commands_per_s"] > 0
+    report = (out / "PERFORMANCE.md").read_text()
+    assert "update workers" in report and "the worker's heartbeat" in report
