@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmarks.commands import percentile
 from benchmarks.context import BenchContext
-from benchmarks.processes import cpu_seconds
+from benchmarks.processes import wait_until_idle
 from benchmarks.service import (
     ServiceOptions,
     drop_database,
@@ -40,20 +40,6 @@ def scrape(url: str) -> tuple[float, int]:
     with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310  # loopback, our own service
         body = response.read()
     return (time.perf_counter() - started) * 1000, len(body)
-
-
-def wait_until_idle(
-    pid: int, *, threshold: float = 0.1, window: float = 1.0, max_wait: float = 180.0
-) -> float:
-    """After READY a fleet still loads IDENTIFY logs, syncs guilds and restores players: the
-    steady state Prometheus scrapes is after that. Returns the seconds waited."""
-    started = time.monotonic()
-    while time.monotonic() - started < max_wait:
-        before = cpu_seconds(pid)
-        time.sleep(window)
-        if (cpu_seconds(pid) - before) / window < threshold:
-            break
-    return time.monotonic() - started
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from typing import Any
 from pymongo import MongoClient
 
 from benchmarks.context import BenchContext
-from benchmarks.metrics_scrape import wait_until_idle
 from benchmarks.processes import (
     PYTHON,
     REPO,
@@ -40,6 +39,7 @@ from benchmarks.processes import (
     cpu_seconds,
     foreign_cpu_share,
     rss_bytes,
+    wait_until_idle,
 )
 from benchmarks.service import (
     ServiceOptions,

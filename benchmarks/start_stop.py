@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.context import BenchContext
-from benchmarks.metrics_scrape import wait_until_idle
 from benchmarks.periodic import _remove_checkout  # pyright: ignore[reportPrivateUsage]
-from benchmarks.processes import REPO, cpu_seconds, wait_until
+from benchmarks.processes import REPO, cpu_seconds, wait_until, wait_until_idle
 from benchmarks.service import (
     ServiceOptions,
     drop_database,
