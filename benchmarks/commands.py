@@ -24,23 +24,23 @@ import math
 import os
 import signal
 import statistics
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pymongo import MongoClient
-
 from benchmarks.context import BenchContext
 from benchmarks.fake_lavalink_server import track_uri
-from benchmarks.processes import REPO, BenchError, cpu_seconds, wait_until
+from benchmarks.processes import BenchError, cpu_seconds, wait_until
 from benchmarks.service import (
     ServiceOptions,
+    add_checkout,
     drop_database,
     get_json_url,
     new_database_name,
+    operation_count,
     post_json,
+    remove_checkout,
     seed_bots,
     start_chorus,
     start_fake_lavalink,
@@ -140,26 +140,7 @@ def _kind_of(text: str) -> str:
 
 def _database_reads(url: str) -> int:
     """The database's count of queries (finds) so far, from `serverStatus`."""
-    client: MongoClient[dict[str, Any]] = MongoClient(url)
-    try:
-        return int(client.admin.command("serverStatus")["opcounters"]["query"])
-    finally:
-        client.close()
-
-
-def _baseline_checkout(ctx: BenchContext, ref: str) -> Path | None:
-    target = ctx.work_dir / "commands-baseline"
-    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), ref],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    if done.returncode != 0:
-        ctx.progress(f"  commands: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
-        return None
-    return target
-
-
-def _remove_checkout(path: Path) -> None:
-    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
-                   capture_output=True, timeout=120, check=False)  # fmt: skip
+    return operation_count(url, "query")
 
 
 def _measure(ctx: BenchContext, code: Path | None, label: str, *, profile: bool) -> dict[str, Any]:
@@ -272,7 +253,8 @@ def _medians(reps: list[dict[str, Any]]) -> dict[str, float | None]:
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     config = ctx.config
-    baseline = _baseline_checkout(ctx, config.play_baseline) if config.play_baseline else None
+    baseline = add_checkout(config.play_baseline, ctx.work_dir / "commands-baseline", label="commands",
+                            progress=ctx.progress)  # fmt: skip
     variants: list[tuple[Path | None, str]] = [(None, "this tree")]
     if baseline is not None:
         variants.append((baseline, f"baseline {config.play_baseline}"))
@@ -285,7 +267,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                 reps[label].append(_measure(ctx, code, label, profile=number == runs - 1))
     finally:
         if baseline is not None:
-            _remove_checkout(baseline)
+            remove_checkout(baseline)
     ours = reps["this tree"]
     bursts = [dict(b, run=n + 1) for n, rep in enumerate(ours) for b in rep["bursts"]]
     cold = [s for b in bursts if b["kind"] == "cold" for s in b["samples"]]

@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pymongo import MongoClient
-
 from benchmarks.context import BenchContext
 from benchmarks.processes import (
     PYTHON,
@@ -43,8 +41,11 @@ from benchmarks.processes import (
 )
 from benchmarks.service import (
     ServiceOptions,
+    add_checkout,
     drop_database,
     new_database_name,
+    operation_count,
+    remove_checkout,
     seed_bots,
     start_chorus,
     start_fake_lavalink,
@@ -57,31 +58,8 @@ IDLE_CPU_GOAL = 0.01  # share of one core
 GOAL_BOTS = 1000
 
 
-def _baseline_checkout(ctx: BenchContext) -> Path | None:
-    if not ctx.config.periodic_baseline:
-        return None
-    target = ctx.work_dir / "baseline"
-    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target),
-                           ctx.config.periodic_baseline],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    if done.returncode != 0:
-        ctx.progress(f"  periodic: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
-        return None
-    return target
-
-
-def _remove_checkout(path: Path) -> None:
-    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
-                   capture_output=True, timeout=120, check=False)  # fmt: skip
-
-
 def _database_writes(url: str) -> int:
-    client: MongoClient[dict[str, Any]] = MongoClient(url)
-    try:
-        counters = client.admin.command("serverStatus")["opcounters"]
-    finally:
-        client.close()
-    return int(counters["insert"]) + int(counters["update"]) + int(counters["delete"])
+    return operation_count(url, "insert", "update", "delete")
 
 
 def _window(ctx: BenchContext, pid: int) -> dict[str, float]:
@@ -156,7 +134,8 @@ def _snapshot_volume(ctx: BenchContext, code: Path | None, label: str) -> dict[s
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
-    baseline = _baseline_checkout(ctx)
+    baseline = add_checkout(ctx.config.periodic_baseline, ctx.work_dir / "baseline", label="periodic",
+                            progress=ctx.progress)  # fmt: skip
     variants: list[tuple[Path | None, str]] = [(None, "scheduler")]
     if baseline is not None:
         variants.insert(0, (baseline, "per-bot loops"))
@@ -168,7 +147,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         volume = [_snapshot_volume(ctx, code, label) for code, label in variants]
     finally:
         if baseline is not None:
-            _remove_checkout(baseline)
+            remove_checkout(baseline)
     return {"baseline_ref": ctx.config.periodic_baseline if baseline is not None else None,
             "idle": idle, "volume": volume}  # fmt: skip
 

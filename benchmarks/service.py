@@ -5,8 +5,10 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import subprocess
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +187,36 @@ def drop_database(database_url: str, database: str) -> None:
         client.drop_database(database)
     finally:
         client.close()
+
+
+def operation_count(database_url: str, *kinds: str) -> int:
+    """The database server's count so far of these operations (`serverStatus` opcounters: `query`,
+    `insert`, `update`, `delete`...), added up."""
+    client: MongoClient[dict[str, Any]] = MongoClient(database_url)
+    try:
+        counters = client.admin.command("serverStatus")["opcounters"]
+    finally:
+        client.close()
+    return sum(int(counters[kind]) for kind in kinds)
+
+
+def add_checkout(ref: str, target: Path, *, label: str, progress: Callable[[str], None]) -> Path | None:
+    """A detached git worktree of `ref` at `target`, for ServiceOptions.code_dir (a baseline run in
+    the same benchmark). None when `ref` is empty or git cannot check it out (an unknown ref, a
+    shallow clone): `progress` is told, and the benchmark measures this tree only."""
+    if not ref:
+        return None
+    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), ref],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    if done.returncode != 0:
+        progress(f"  {label}: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
+        return None
+    return target
+
+
+def remove_checkout(path: Path) -> None:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
+                   capture_output=True, timeout=120, check=False)  # fmt: skip
 
 
 @dataclass(frozen=True)

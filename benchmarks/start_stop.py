@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.context import BenchContext
-from benchmarks.periodic import _remove_checkout  # pyright: ignore[reportPrivateUsage]
-from benchmarks.processes import REPO, cpu_seconds, wait_until, wait_until_idle
+from benchmarks.processes import cpu_seconds, wait_until, wait_until_idle
 from benchmarks.service import (
     ServiceOptions,
+    add_checkout,
     drop_database,
     new_database_name,
     post_json,
+    remove_checkout,
     seed_bots,
     start_chorus,
     start_fake_lavalink,
@@ -58,16 +59,6 @@ BASELINE_REF = "c08997c"
 STOP_CAP = 120.0  # seconds a stopping process is given before it is killed
 # Frames of the loop waiting (not work): left out of the per-bot profile difference.
 _IDLE_FRAMES = ("run (asyncio/runners.py", "select (selectors.py", "_run_once (asyncio/base_events.py")
-
-
-def _baseline_checkout(ctx: BenchContext) -> Path | None:
-    target = ctx.work_dir / "baseline-start-stop"
-    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), BASELINE_REF],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    if done.returncode != 0:
-        ctx.progress(f"  start/stop: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
-        return None
-    return target
 
 
 def _first_start(ctx: BenchContext, code: Path | None, database: str, n: int, nodes: str) -> None:
@@ -199,7 +190,8 @@ def _difference(small: dict[str, Any], large: dict[str, Any], key: str) -> list[
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     sizes = sorted(size for size in ctx.config.start_stop_sizes if size <= len(ctx.world.bots))
-    baseline = _baseline_checkout(ctx)
+    baseline = add_checkout(BASELINE_REF, ctx.work_dir / "baseline-start-stop", label="start/stop",
+                            progress=ctx.progress)  # fmt: skip
     variants: list[tuple[Path | None, str]] = [(None, "this tree")]
     if baseline is not None:
         variants.insert(0, (baseline, "before"))
@@ -221,7 +213,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     finally:
         ctx.children.stop(node.child)
         if baseline is not None:
-            _remove_checkout(baseline)
+            remove_checkout(baseline)
     return {"baseline_ref": BASELINE_REF if baseline is not None else None, "rows": rows,
             "profiles": profiles, "stop_cap_s": STOP_CAP}  # fmt: skip
 
