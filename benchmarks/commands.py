@@ -42,7 +42,6 @@ from benchmarks.service import (
     post_json,
     remove_checkout,
     seed_bots,
-    start_chorus,
     start_fake_lavalink,
 )
 from benchmarks.targets import Target, ms, verdict
@@ -168,9 +167,7 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, *, profile: bool)
             code_dir=code,
         )
         profile_document: dict[str, Any] | None = None
-        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                               key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command(f"commands: chorus serve ({label})", service.command)
+        service = ctx.start_chorus(database, options, shown_as=f"commands: chorus serve ({label})")
         try:
             service.wait_http(timeout=60)
             service.wait_ready(len(bots), timeout=60)

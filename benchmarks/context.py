@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.processes import Children, CommandLine, wait_for_quiet
-from benchmarks.service import FakeWorld
+from benchmarks.service import ChorusProcess, FakeWorld, ServiceOptions, start_chorus
 
 _log = logging.getLogger("benchmarks")
 QUIET_THRESHOLD = 0.1
@@ -105,6 +105,17 @@ class BenchContext:
 
     def record_command(self, label: str, command: CommandLine) -> None:
         self.commands[label] = command
+
+    def start_chorus(
+        self, database: str, options: ServiceOptions, *, shown_as: str | None = None
+    ) -> ChorusProcess:
+        """`chorus serve` on `database` of this run's database server, with the fake Discord; its
+        command line goes in the report under `shown_as` (None: not shown)."""
+        service = start_chorus(self.children, self.world, database_url=self.database_url, database=database,
+                               key=self.key, options=options)  # fmt: skip
+        if shown_as is not None:
+            self.record_command(shown_as, service.command)
+        return service
 
     def wait_for_quiet(self) -> float:
         """Before a measurement: let someone else's burst of CPU pass (bounded, see wait_for_quiet)."""

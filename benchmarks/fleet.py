@@ -32,7 +32,7 @@ from benchmarks.processes import (
     usage,
     wait_until,
 )
-from benchmarks.service import ServiceOptions, drop_database, new_database_name, seed_bots, start_chorus
+from benchmarks.service import ServiceOptions, drop_database, new_database_name, seed_bots
 from benchmarks.targets import Target, mib, percent, seconds, verdict
 
 _log = logging.getLogger(__name__)
@@ -60,9 +60,7 @@ def measure_chorus(ctx: BenchContext, bots: int, variant: Variant) -> dict[str, 
     seed_bots(ctx.database_url, database, ctx.key, ctx.world.bots[:bots])
     options = ServiceOptions(guild_ready_timeout=variant.guild_ready_timeout)
     try:
-        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                               key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command(f"fleet: chorus serve, {variant.label}", service.command)
+        service = ctx.start_chorus(database, options, shown_as=f"fleet: chorus serve, {variant.label}")
         try:
             http_up = service.wait_http(timeout=60)
             ready = service.wait_ready(bots, timeout=60 + bots)

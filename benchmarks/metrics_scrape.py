@@ -22,7 +22,6 @@ from benchmarks.service import (
     drop_database,
     new_database_name,
     seed_bots,
-    start_chorus,
     start_fake_lavalink,
 )
 from benchmarks.targets import Target, ms, verdict
@@ -50,9 +49,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     seed_bots(ctx.database_url, database, ctx.key, bots)
     try:
         options = ServiceOptions(guild_ready_timeout=0.1, lavalink_nodes=node.lavalink_nodes)
-        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                               key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command("metrics: chorus serve", service.command)
+        service = ctx.start_chorus(database, options, shown_as="metrics: chorus serve")
         try:
             service.wait_http(timeout=120)
             service.wait_ready(len(bots), timeout=600)

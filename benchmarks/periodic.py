@@ -47,7 +47,6 @@ from benchmarks.service import (
     operation_count,
     remove_checkout,
     seed_bots,
-    start_chorus,
     start_fake_lavalink,
 )
 from benchmarks.targets import Target, verdict
@@ -84,9 +83,7 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: b
     try:
         nodes = node.lavalink_nodes if node is not None else ""
         options = ServiceOptions(guild_ready_timeout=0.1, lavalink_nodes=nodes, code_dir=code)
-        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                               key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command(f"periodic: chorus serve ({label})", service.command)
+        service = ctx.start_chorus(database, options, shown_as=f"periodic: chorus serve ({label})")
         try:
             service.wait_http(timeout=120)
             service.wait_ready(len(bots), timeout=900)

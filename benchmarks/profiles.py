@@ -31,7 +31,6 @@ from benchmarks.service import (
     drop_database,
     new_database_name,
     seed_bots,
-    start_chorus,
 )
 from benchmarks.targets import Target, mib
 
@@ -73,9 +72,9 @@ def _start(
     ctx.wait_for_quiet()
     seed_bots(ctx.database_url, database, ctx.key, ctx.world.bots[:bots])
     options = ServiceOptions(guild_ready_timeout=grt, profile=mode, profile_out=out)
-    service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                           key=ctx.key, options=options)  # fmt: skip
-    ctx.record_command(f"profile ({mode}): chorus serve under the profiler", service.command)
+    service = ctx.start_chorus(
+        database, options, shown_as=f"profile ({mode}): chorus serve under the profiler"
+    )
     return service
 
 

@@ -47,7 +47,6 @@ from benchmarks.service import (
     post_json,
     remove_checkout,
     seed_bots,
-    start_chorus,
     start_fake_lavalink,
 )
 from benchmarks.targets import Target, verdict
@@ -65,8 +64,7 @@ def _first_start(ctx: BenchContext, code: Path | None, database: str, n: int, no
     """Start the fleet once, unmeasured, and stop it: the measured start is a restart (the bots'
     guilds recorded, their IDENTIFY logs written), the common case."""
     options = ServiceOptions(guild_ready_timeout=0.1, code_dir=code, lavalink_nodes=nodes)
-    service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                           key=ctx.key, options=options)  # fmt: skip
+    service = ctx.start_chorus(database, options)
     try:
         service.wait_http(timeout=120)
         service.wait_ready(n, timeout=120 + n / 5)
@@ -86,9 +84,7 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, n: int, nodes: st
     options = ServiceOptions(
         guild_ready_timeout=0.1, code_dir=code, lavalink_nodes=nodes, count_commands=counted
     )
-    service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                           key=ctx.key, options=options)  # fmt: skip
-    ctx.record_command(f"start/stop: chorus serve ({label})", service.command)
+    service = ctx.start_chorus(database, options, shown_as=f"start/stop: chorus serve ({label})")
     try:
         spawned = time.monotonic()
         service.wait_http(timeout=120)
@@ -157,9 +153,7 @@ def _profile(ctx: BenchContext, n: int, nodes: str) -> dict[str, Any]:
     options = ServiceOptions(
         guild_ready_timeout=0.1, lavalink_nodes=nodes, profile="startup", profile_out=out
     )
-    service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                           key=ctx.key, options=options)  # fmt: skip
-    ctx.record_command("start/stop: chorus serve under the profiler", service.command)
+    service = ctx.start_chorus(database, options, shown_as="start/stop: chorus serve under the profiler")
     try:
         service.wait_http(timeout=120)
         service.wait_ready(n, timeout=120 + n)

@@ -55,7 +55,6 @@ from benchmarks.service import (
     new_database_name,
     post_json,
     seed_bots,
-    start_chorus,
     start_fake_lavalink,
 )
 from benchmarks.targets import Target, mib, ms, percent, seconds, verdict
@@ -85,18 +84,10 @@ def _start_fleet(ctx: BenchContext, bots: int, count: int, label: str, options: 
     if options is None:
         options = ServiceOptions(guild_ready_timeout=ctx.config.workers_ready_timeout,
                                  lease_ttl=ctx.config.workers_lease_ttl)  # fmt: skip
+    # Every worker's command line is the same (its port is a placeholder): the report shows it once.
     workers = [
-        start_chorus(
-            ctx.children,
-            ctx.world,
-            database_url=ctx.database_url,
-            database=database,
-            key=ctx.key,
-            options=options,
-        )
-        for _ in range(count)
+        ctx.start_chorus(database, options, shown_as=f"workers: chorus serve, {label}") for _ in range(count)
     ]
-    ctx.record_command(f"workers: chorus serve, {label}", workers[0].command)
     return Fleet(workers, database)
 
 
