@@ -51,6 +51,12 @@ def parse_git_ref(text: str) -> str:
     return "" if text == "none" else text
 
 
+def baseline_option(ref: str, benchmark: str) -> str:
+    """The code before a change, checked out and measured in the same run as this tree."""
+    help = f"{benchmark}: git ref measured in the same run for the ratios; 'none' to skip (%(default)s)"
+    return option(ref, help, parse=parse_git_ref)
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """Sizes, repetitions and durations. The defaults are what `make bench` runs."""
@@ -85,11 +91,7 @@ class BenchConfig:
     # bursts after every channel has a bot playing
     play_warm_rounds: int = option(5, "commands: warm bursts after the cold one (5)")
     # commands: the same bursts on this git ref, in the same run ("" for none), `runs` times each
-    play_baseline: str = option(
-        "c08997c",
-        "commands: git ref measured in the same run for the ratios; 'none' to skip (%(default)s)",
-        parse=parse_git_ref,
-    )
+    play_baseline: str = baseline_option("c08997c", "commands")
     reload_inserts: int = option(20, "hot reload: bots inserted per GUILD_READY_TIMEOUT variant (20)")
     # several workers: the fleet spread over `worker_counts` workers
     workers_bots: int = option(2000, "several workers: bots spread over 1 and 2 workers (2000)")
@@ -117,11 +119,7 @@ class BenchConfig:
     periodic_window: float = option(60.0, "periodic: seconds per idle fleet window (--runs of them) (60)")
     # periodic: the code before the worker scheduler (per-bot idle/snapshot loops and per-node
     # watchdogs), measured in the same run for the ratios; "" for none
-    periodic_baseline: str = option(
-        "16e8f9e",
-        "periodic: git ref measured in the same run for the ratios; 'none' to skip (%(default)s)",
-        parse=parse_git_ref,
-    )
+    periodic_baseline: str = baseline_option("16e8f9e", "periodic")
     snapshot_players: int = option(1000, "periodic: players of 50 queued tracks, snapshot volume (1000)")
     # sweeps of 10 simulated seconds after the first
     snapshot_sweeps: int = option(9, "periodic: snapshot sweeps measured, 10 simulated seconds each (9)")
