@@ -18,7 +18,6 @@ covers a few more warm bursts (not counted) to show where the service's time goe
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import math
 import os
@@ -31,7 +30,7 @@ from typing import Any
 
 from benchmarks.context import BenchContext
 from benchmarks.fake_lavalink_server import track_uri
-from benchmarks.processes import BenchError, cpu_seconds, wait_until
+from benchmarks.processes import BenchError, cpu_seconds, read_json_when_written, wait_until
 from benchmarks.service import (
     ServiceOptions,
     add_checkout,
@@ -117,8 +116,8 @@ def _profile_warm(ctx: BenchContext, service: Any, world: dict[str, Any], bots: 
         time.sleep(0.1)
     os.kill(service.child.pid, signal.SIGUSR2)
     path = out.with_name(f"{out.name}.1")
-    wait_until(path.exists, timeout=60, interval=0.1, what="the /play profile", watch=[service.child])
-    document: dict[str, Any] = json.loads(path.read_text())
+    document = read_json_when_written(path, what="the /play profile", timeout=60, interval=0.1,
+                                      watch=[service.child])  # fmt: skip
     document["play"] = summarize(samples)
     return document
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import json
 import logging
 import os
 import resource
@@ -22,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 _log = logging.getLogger(__name__)
 
@@ -329,6 +331,15 @@ def wait_until(
         if time.monotonic() > deadline:
             raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def read_json_when_written(
+    path: Path, *, what: str, timeout: float, watch: Sequence[Child], interval: float = 0.02
+) -> dict[str, Any]:
+    """The JSON document a child writes to `path` (when it starts, or when it is signalled)."""
+    wait_until(path.exists, timeout=timeout, interval=interval, what=what, watch=watch)
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
 
 
 def port_open(port: int) -> bool:

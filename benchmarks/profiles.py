@@ -13,7 +13,6 @@ are what to read, not the absolute times.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import site
@@ -24,7 +23,7 @@ from typing import Any
 
 from benchmarks.context import BenchContext
 from benchmarks.http_api import run_load
-from benchmarks.processes import REPO, rss_bytes, wait_until
+from benchmarks.processes import REPO, read_json_when_written, rss_bytes
 from benchmarks.service import (
     ChorusProcess,
     ServiceOptions,
@@ -79,9 +78,8 @@ def _start(
 
 
 def _read(path: Path, service: ChorusProcess) -> dict[str, Any]:
-    wait_until(path.exists, timeout=120, interval=0.1, what=f"the profile {path.name}", watch=[service.child])
-    document: dict[str, Any] = json.loads(path.read_text())
-    return document
+    return read_json_when_written(path, what=f"the profile {path.name}", timeout=120, interval=0.1,
+                                  watch=[service.child])  # fmt: skip
 
 
 def profile_startup(ctx: BenchContext, bots: int) -> dict[str, Any]:

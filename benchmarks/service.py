@@ -29,6 +29,7 @@ from benchmarks.processes import (
     describe_command,
     free_port,
     port_open,
+    read_json_when_written,
     wait_until,
 )
 
@@ -103,8 +104,9 @@ def start_fake_discord(children: Children, work_dir: Path, *, bots: int, guilds:
     argv = [PYTHON, "-m", "benchmarks.fake_discord_server", "--bots", str(bots), "--guilds", str(guilds),
             "--out", str(out)]  # fmt: skip
     child = children.start("fake-discord", argv, env=base_env())
-    wait_until(out.exists, timeout=60 + bots / 10, what="the fake Discord to start", watch=[child])
-    document = json.loads(out.read_text())
+    document = read_json_when_written(
+        out, what="the fake Discord to start", timeout=60 + bots / 10, watch=[child]
+    )
     out.unlink()  # it held the fake tokens; the harness keeps them in memory only from here on
     shown = [*argv[:-1], "<tmp>/world.json"]
     return FakeWorld(
@@ -121,8 +123,7 @@ def start_fake_lavalink(children: Children, work_dir: Path, *, tracks: int) -> F
     out = work_dir / f"fake-lavalink-{uuid.uuid4().hex[:8]}.json"
     argv = [PYTHON, "-m", "benchmarks.fake_lavalink_server", "--tracks", str(tracks), "--out", str(out)]
     child = children.start("fake-lavalink", argv, env=base_env())
-    wait_until(out.exists, timeout=60, what="the fake Lavalink to start", watch=[child])
-    document = json.loads(out.read_text())
+    document = read_json_when_written(out, what="the fake Lavalink to start", timeout=60, watch=[child])
     out.unlink()
     shown = [*argv[:-1], "<tmp>/lavalink.json"]
     return FakeNode(uri=document["uri"], password=document["password"], control_url=document["control_url"],

@@ -28,7 +28,6 @@ only) and the difference of own time per function is shown: where the CPU of one
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import statistics
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.context import BenchContext
-from benchmarks.processes import cpu_seconds, wait_until, wait_until_idle
+from benchmarks.processes import cpu_seconds, read_json_when_written, wait_until_idle
 from benchmarks.service import (
     ServiceOptions,
     add_checkout,
@@ -95,8 +94,8 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, n: int, nodes: st
         wait_until_idle(pid)
         cpu_settled = cpu_seconds(pid)
         os.kill(pid, signal.SIGUSR1)  # the database commands sent so far
-        wait_until(counted.exists, timeout=60, interval=0.05, what="the command count", watch=[service.child])
-        counts = json.loads(counted.read_text())
+        counts = read_json_when_written(counted, what="the command count", timeout=60, interval=0.05,
+                                        watch=[service.child])  # fmt: skip
         ops = int(counts["commands"])
         by_collection: dict[str, int] = counts.get("by_collection", {})
         log_ops = sum(n for name, n in by_collection.items() if name.endswith(" bot_identify_log"))
@@ -159,8 +158,8 @@ def _profile(ctx: BenchContext, n: int, nodes: str) -> dict[str, Any]:
         service.wait_ready(n, timeout=120 + n)
         wait_until_idle(service.child.pid)
         os.kill(service.child.pid, signal.SIGUSR1)
-        wait_until(out.exists, timeout=120, interval=0.1, what="the start-up profile", watch=[service.child])
-        document: dict[str, Any] = json.loads(out.read_text())
+        document = read_json_when_written(out, what="the start-up profile", timeout=120, interval=0.1,
+                                          watch=[service.child])  # fmt: skip
     finally:
         ctx.children.stop(service.child, timeout=60)
         drop_database(ctx.database_url, database)
