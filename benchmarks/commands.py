@@ -18,31 +18,29 @@ covers a few more warm bursts (not counted) to show where the service's time goe
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import math
 import os
 import signal
 import statistics
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pymongo import MongoClient
-
 from benchmarks.context import BenchContext
 from benchmarks.fake_lavalink_server import track_uri
-from benchmarks.processes import REPO, BenchError, cpu_seconds, wait_until
+from benchmarks.processes import BenchError, cpu_seconds, read_json_when_written, wait_until
 from benchmarks.service import (
     ServiceOptions,
+    add_checkout,
     drop_database,
     get_json_url,
     new_database_name,
+    operation_count,
     post_json,
+    remove_checkout,
     seed_bots,
-    start_chorus,
     start_fake_lavalink,
 )
 from benchmarks.targets import Target, ms, verdict
@@ -118,8 +116,8 @@ def _profile_warm(ctx: BenchContext, service: Any, world: dict[str, Any], bots: 
         time.sleep(0.1)
     os.kill(service.child.pid, signal.SIGUSR2)
     path = out.with_name(f"{out.name}.1")
-    wait_until(path.exists, timeout=60, interval=0.1, what="the /play profile", watch=[service.child])
-    document: dict[str, Any] = json.loads(path.read_text())
+    document = read_json_when_written(path, what="the /play profile", timeout=60, interval=0.1,
+                                      watch=[service.child])  # fmt: skip
     document["play"] = summarize(samples)
     return document
 
@@ -140,26 +138,7 @@ def _kind_of(text: str) -> str:
 
 def _database_reads(url: str) -> int:
     """The database's count of queries (finds) so far, from `serverStatus`."""
-    client: MongoClient[dict[str, Any]] = MongoClient(url)
-    try:
-        return int(client.admin.command("serverStatus")["opcounters"]["query"])
-    finally:
-        client.close()
-
-
-def _baseline_checkout(ctx: BenchContext, ref: str) -> Path | None:
-    target = ctx.work_dir / "commands-baseline"
-    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), ref],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    if done.returncode != 0:
-        ctx.progress(f"  commands: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
-        return None
-    return target
-
-
-def _remove_checkout(path: Path) -> None:
-    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
-                   capture_output=True, timeout=120, check=False)  # fmt: skip
+    return operation_count(url, "query")
 
 
 def _measure(ctx: BenchContext, code: Path | None, label: str, *, profile: bool) -> dict[str, Any]:
@@ -187,9 +166,7 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, *, profile: bool)
             code_dir=code,
         )
         profile_document: dict[str, Any] | None = None
-        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                               key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command(f"commands: chorus serve ({label})", service.command)
+        service = ctx.start_chorus(database, options, shown_as=f"commands: chorus serve ({label})")
         try:
             service.wait_http(timeout=60)
             service.wait_ready(len(bots), timeout=60)
@@ -272,7 +249,8 @@ def _medians(reps: list[dict[str, Any]]) -> dict[str, float | None]:
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     config = ctx.config
-    baseline = _baseline_checkout(ctx, config.play_baseline) if config.play_baseline else None
+    baseline = add_checkout(config.play_baseline, ctx.work_dir / "commands-baseline", label="commands",
+                            progress=ctx.progress)  # fmt: skip
     variants: list[tuple[Path | None, str]] = [(None, "this tree")]
     if baseline is not None:
         variants.append((baseline, f"baseline {config.play_baseline}"))
@@ -285,7 +263,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                 reps[label].append(_measure(ctx, code, label, profile=number == runs - 1))
     finally:
         if baseline is not None:
-            _remove_checkout(baseline)
+            remove_checkout(baseline)
     ours = reps["this tree"]
     bursts = [dict(b, run=n + 1) for n, rep in enumerate(ours) for b in rep["bursts"]]
     cold = [s for b in bursts if b["kind"] == "cold" for s in b["samples"]]

@@ -29,9 +29,10 @@ from benchmarks.processes import (
     foreign_cpu_share,
     pss_bytes,
     rss_bytes,
+    usage,
     wait_until,
 )
-from benchmarks.service import ServiceOptions, drop_database, new_database_name, seed_bots, start_chorus
+from benchmarks.service import ServiceOptions, drop_database, new_database_name, seed_bots
 from benchmarks.targets import Target, mib, percent, seconds, verdict
 
 _log = logging.getLogger(__name__)
@@ -59,9 +60,7 @@ def measure_chorus(ctx: BenchContext, bots: int, variant: Variant) -> dict[str, 
     seed_bots(ctx.database_url, database, ctx.key, ctx.world.bots[:bots])
     options = ServiceOptions(guild_ready_timeout=variant.guild_ready_timeout)
     try:
-        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                               key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command(f"fleet: chorus serve, {variant.label}", service.command)
+        service = ctx.start_chorus(database, options, shown_as=f"fleet: chorus serve, {variant.label}")
         try:
             http_up = service.wait_http(timeout=60)
             ready = service.wait_ready(bots, timeout=60 + bots)
@@ -128,23 +127,17 @@ def measure_baseline(ctx: BenchContext, bots: int) -> dict[str, Any]:
         )
         ready_times = sorted(float((ready_dir / str(i)).read_text()) - started for i in range(bots))
         time.sleep(ctx.config.settle)
-        rss = [rss_bytes(child.pid) for child in children]
-        pss = [pss_bytes(child.pid) for child in children]
-        cpu = [cpu_seconds(child.pid) for child in children]
+        idle = usage(children)
     finally:
-        for child in children:  # every SIGTERM first: the bots close in parallel
-            child.process.terminate()
-        for child in children:
-            ctx.children.stop(child)
-    pss_known = [p for p in pss if p is not None]
+        ctx.children.stop_together(children)  # the bots close in parallel
     return {
         "ready_s": round(ready_times[-1], 4),
         "first_ready_s": round(ready_times[0], 4),
         "median_bot_ready_s": round(statistics.median(ready_times), 4),
-        "cpu_total_s": round(sum(cpu), 3),
-        "rss_total": sum(rss),
-        "rss_per_process": round(sum(rss) / bots),
-        "pss_total": sum(pss_known) if len(pss_known) == bots else None,
+        "cpu_total_s": round(sum(idle.cpu), 3),
+        "rss_total": sum(idle.rss),
+        "rss_per_process": round(sum(idle.rss) / bots),
+        "pss_total": idle.pss_total,
         "foreign_cpu_before": round(quiet, 3),
         "foreign_cpu_share": round(foreign_cpu_share(before, cpu_reading(ctx.children)), 3),
     }

@@ -28,7 +28,6 @@ from benchmarks.service import (
     drop_database,
     new_database_name,
     seed_bots,
-    start_chorus,
 )
 from benchmarks.targets import Target, ms
 
@@ -59,9 +58,7 @@ def measure_variant(ctx: BenchContext, label: str, ready_timeout: float | None) 
     samples: list[dict[str, Any]] = []
     try:
         options = ServiceOptions(guild_ready_timeout=ready_timeout)
-        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                               key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command(f"hot reload: chorus serve, {label}", service.command)
+        service = ctx.start_chorus(database, options, shown_as=f"hot reload: chorus serve, {label}")
         try:
             service.wait_http(timeout=60)
             service.wait_ready(1, timeout=60)

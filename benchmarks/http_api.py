@@ -31,7 +31,6 @@ from benchmarks.service import (
     drop_database,
     new_database_name,
     seed_bots,
-    start_chorus,
 )
 from benchmarks.targets import Target, ms, percent, verdict
 
@@ -84,9 +83,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         seed_bots(ctx.database_url, database, ctx.key, ctx.world.bots[:bots])
         # The wait after READY does not change what is measured here, only how long it takes to get there.
         options = ServiceOptions(guild_ready_timeout=0.1)
-        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                               key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command("http: chorus serve", service.command)
+        service = ctx.start_chorus(database, options, shown_as="http: chorus serve")
         try:
             service.wait_http(timeout=60)
             service.wait_ready(bots, timeout=60 + bots)

@@ -27,7 +27,6 @@ from benchmarks.service import (
     drop_database,
     new_database_name,
     seed_bots,
-    start_chorus,
 )
 from benchmarks.targets import MIB, Target, mib, ms, percent, verdict
 
@@ -148,9 +147,9 @@ def measure(ctx: BenchContext, bots: int) -> dict[str, Any]:
     ctx.wait_for_quiet()
     database = new_database_name(f"large{bots}")
     seed_bots(ctx.database_url, database, ctx.key, ctx.world.bots[:bots])
-    service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                           key=ctx.key, options=ServiceOptions(guild_ready_timeout=0.1))  # fmt: skip
-    ctx.record_command("large fleet: chorus serve", service.command)
+    service = ctx.start_chorus(
+        database, ServiceOptions(guild_ready_timeout=0.1), shown_as="large fleet: chorus serve"
+    )
     try:
         spawned = time.monotonic()
         service.wait_http(timeout=60)

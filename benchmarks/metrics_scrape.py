@@ -16,13 +16,12 @@ from typing import Any
 
 from benchmarks.commands import percentile
 from benchmarks.context import BenchContext
-from benchmarks.processes import cpu_seconds
+from benchmarks.processes import wait_until_idle
 from benchmarks.service import (
     ServiceOptions,
     drop_database,
     new_database_name,
     seed_bots,
-    start_chorus,
     start_fake_lavalink,
 )
 from benchmarks.targets import Target, ms, verdict
@@ -42,20 +41,6 @@ def scrape(url: str) -> tuple[float, int]:
     return (time.perf_counter() - started) * 1000, len(body)
 
 
-def wait_until_idle(
-    pid: int, *, threshold: float = 0.1, window: float = 1.0, max_wait: float = 180.0
-) -> float:
-    """After READY a fleet still loads IDENTIFY logs, syncs guilds and restores players: the
-    steady state Prometheus scrapes is after that. Returns the seconds waited."""
-    started = time.monotonic()
-    while time.monotonic() - started < max_wait:
-        before = cpu_seconds(pid)
-        time.sleep(window)
-        if (cpu_seconds(pid) - before) / window < threshold:
-            break
-    return time.monotonic() - started
-
-
 def run(ctx: BenchContext) -> dict[str, Any]:
     bots = ctx.world.bots[: ctx.config.metrics_bots]
     node = start_fake_lavalink(ctx.children, ctx.work_dir, tracks=1)
@@ -64,9 +49,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     seed_bots(ctx.database_url, database, ctx.key, bots)
     try:
         options = ServiceOptions(guild_ready_timeout=0.1, lavalink_nodes=node.lavalink_nodes)
-        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                               key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command("metrics: chorus serve", service.command)
+        service = ctx.start_chorus(database, options, shown_as="metrics: chorus serve")
         try:
             service.wait_http(timeout=120)
             service.wait_ready(len(bots), timeout=600)

@@ -29,10 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pymongo import MongoClient
-
 from benchmarks.context import BenchContext
-from benchmarks.metrics_scrape import wait_until_idle
 from benchmarks.processes import (
     PYTHON,
     REPO,
@@ -41,16 +38,19 @@ from benchmarks.processes import (
     cpu_reading,
     cpu_seconds,
     foreign_cpu_share,
+    read_json_when_written,
     rss_bytes,
-    wait_until,
+    wait_until_idle,
 )
 from benchmarks.service import (
     ChorusProcess,
     ServiceOptions,
+    add_checkout,
     drop_database,
     new_database_name,
+    operation_count,
+    remove_checkout,
     seed_bots,
-    start_chorus,
     start_fake_lavalink,
 )
 from benchmarks.targets import Target, verdict
@@ -61,31 +61,8 @@ IDLE_CPU_GOAL = 0.01  # share of one core
 GOAL_BOTS = 1000
 
 
-def _baseline_checkout(ctx: BenchContext) -> Path | None:
-    if not ctx.config.periodic_baseline:
-        return None
-    target = ctx.work_dir / "baseline"
-    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target),
-                           ctx.config.periodic_baseline],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    if done.returncode != 0:
-        ctx.progress(f"  periodic: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
-        return None
-    return target
-
-
-def _remove_checkout(path: Path) -> None:
-    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
-                   capture_output=True, timeout=120, check=False)  # fmt: skip
-
-
 def _database_writes(url: str) -> int:
-    client: MongoClient[dict[str, Any]] = MongoClient(url)
-    try:
-        counters = client.admin.command("serverStatus")["opcounters"]
-    finally:
-        client.close()
-    return int(counters["insert"]) + int(counters["update"]) + int(counters["delete"])
+    return operation_count(url, "insert", "update", "delete")
 
 
 _WRITE_COMMANDS = ("insert", "update", "delete", "findAndModify")
@@ -99,8 +76,10 @@ def _commands(service: ChorusProcess, counted: Path | None) -> dict[str, int]:
         return {}
     counted.unlink(missing_ok=True)
     os.kill(service.child.pid, signal.SIGUSR1)
-    wait_until(counted.exists, timeout=60, interval=0.05, what="the command count", watch=[service.child])
-    by_collection: dict[str, int] = json.loads(counted.read_text()).get("by_collection", {})
+    counts = read_json_when_written(
+        counted, what="the command count", timeout=60, interval=0.05, watch=[service.child]
+    )
+    by_collection: dict[str, int] = counts.get("by_collection", {})
     return by_collection
 
 
@@ -142,9 +121,7 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: b
         options = ServiceOptions(
             guild_ready_timeout=0.1, lavalink_nodes=nodes, code_dir=code, count_commands=counted
         )
-        service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                               key=ctx.key, options=options)  # fmt: skip
-        ctx.record_command(f"periodic: chorus serve ({label})", service.command)
+        service = ctx.start_chorus(database, options, shown_as=f"periodic: chorus serve ({label})")
         try:
             service.wait_http(timeout=120)
             service.wait_ready(len(bots), timeout=900)
@@ -199,7 +176,8 @@ def _snapshot_volume(ctx: BenchContext, code: Path | None, label: str) -> dict[s
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
-    baseline = _baseline_checkout(ctx)
+    baseline = add_checkout(ctx.config.periodic_baseline, ctx.work_dir / "baseline", label="periodic",
+                            progress=ctx.progress)  # fmt: skip
     variants: list[tuple[Path | None, str]] = [(None, "scheduler")]
     if baseline is not None:
         variants.insert(0, (baseline, "per-bot loops"))
@@ -211,7 +189,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         volume = [_snapshot_volume(ctx, code, label) for code, label in variants]
     finally:
         if baseline is not None:
-            _remove_checkout(baseline)
+            remove_checkout(baseline)
     return {"baseline_ref": ctx.config.periodic_baseline if baseline is not None else None,
             "idle": idle, "volume": volume}  # fmt: skip
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import json
 import logging
 import os
 import resource
@@ -22,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 _log = logging.getLogger(__name__)
 
@@ -97,6 +99,45 @@ def cpu_seconds(pid: int) -> float:
         fields = stat.read().rsplit(")", 1)[1].split()
     # After the command name: state is field 3, utime field 14, stime field 15 (1-based).
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Memory and CPU time of some processes, read one after the other (every RSS, every PSS, then
+    every CPU time), in the order of the processes."""
+
+    rss: list[int]
+    pss: list[int | None]
+    cpu: list[float]
+
+    @property
+    def pss_total(self) -> int | None:
+        """The processes' PSS added up, None if the kernel did not report it for one of them."""
+        known = [p for p in self.pss if p is not None]
+        return sum(known) if len(known) == len(self.pss) else None
+
+
+def usage(children: Sequence[Child]) -> Usage:
+    return Usage(
+        rss=[rss_bytes(child.pid) for child in children],
+        pss=[pss_bytes(child.pid) for child in children],
+        cpu=[cpu_seconds(child.pid) for child in children],
+    )
+
+
+def wait_until_idle(
+    pid: int, *, threshold: float = 0.1, window: float = 1.0, max_wait: float = 180.0
+) -> float:
+    """Wait (bounded) until the process uses less than `threshold` of a core over `window`: after
+    READY a fleet still loads IDENTIFY logs, syncs guilds and restores players, and its steady
+    state is after that. Returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < max_wait:
+        before = cpu_seconds(pid)
+        time.sleep(window)
+        if (cpu_seconds(pid) - before) / window < threshold:
+            break
+    return time.monotonic() - started
 
 
 # -- command lines for the report -------------------------------------------------------------
@@ -238,12 +279,15 @@ class Children:
             self.children.remove(child)
         return code
 
+    def stop_together(self, children: Sequence[Child], *, timeout: float = 15.0) -> list[int | None]:
+        """Stop several children in parallel (every SIGTERM first, then each is waited for, and
+        killed after `timeout`). Returns their exit codes."""
+        _terminate(children)
+        return [self.stop(child, timeout=timeout) for child in children]
+
     def stop_all(self) -> None:
         # Send every SIGTERM first, so N bot processes shut down in parallel, then wait.
-        for child in self.children:
-            if child.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.send_signal(signal.SIGTERM)
+        _terminate(self.children)
         for child in reversed(self.children):
             try:
                 child.stop()
@@ -258,6 +302,13 @@ class Children:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop_all()
+
+
+def _terminate(children: Sequence[Child]) -> None:
+    for child in children:
+        if child.alive():
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGTERM)
 
 
 def wait_until(
@@ -280,6 +331,15 @@ def wait_until(
         if time.monotonic() > deadline:
             raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def read_json_when_written(
+    path: Path, *, what: str, timeout: float, watch: Sequence[Child], interval: float = 0.02
+) -> dict[str, Any]:
+    """The JSON document a child writes to `path` (when it starts, or when it is signalled)."""
+    wait_until(path.exists, timeout=timeout, interval=interval, what=what, watch=watch)
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
 
 
 def port_open(port: int) -> bool:

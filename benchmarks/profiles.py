@@ -13,7 +13,6 @@ are what to read, not the absolute times.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import site
@@ -24,14 +23,13 @@ from typing import Any
 
 from benchmarks.context import BenchContext
 from benchmarks.http_api import run_load
-from benchmarks.processes import REPO, rss_bytes, wait_until
+from benchmarks.processes import REPO, read_json_when_written, rss_bytes
 from benchmarks.service import (
     ChorusProcess,
     ServiceOptions,
     drop_database,
     new_database_name,
     seed_bots,
-    start_chorus,
 )
 from benchmarks.targets import Target, mib
 
@@ -73,16 +71,15 @@ def _start(
     ctx.wait_for_quiet()
     seed_bots(ctx.database_url, database, ctx.key, ctx.world.bots[:bots])
     options = ServiceOptions(guild_ready_timeout=grt, profile=mode, profile_out=out)
-    service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                           key=ctx.key, options=options)  # fmt: skip
-    ctx.record_command(f"profile ({mode}): chorus serve under the profiler", service.command)
+    service = ctx.start_chorus(
+        database, options, shown_as=f"profile ({mode}): chorus serve under the profiler"
+    )
     return service
 
 
 def _read(path: Path, service: ChorusProcess) -> dict[str, Any]:
-    wait_until(path.exists, timeout=120, interval=0.1, what=f"the profile {path.name}", watch=[service.child])
-    document: dict[str, Any] = json.loads(path.read_text())
-    return document
+    return read_json_when_written(path, what=f"the profile {path.name}", timeout=120, interval=0.1,
+                                  watch=[service.child])  # fmt: skip
 
 
 def profile_startup(ctx: BenchContext, bots: int) -> dict[str, Any]:

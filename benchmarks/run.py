@@ -7,6 +7,7 @@ Each benchmark is a module with NAME, TITLE, `run(ctx) -> dict`, `render(result)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -30,7 +31,7 @@ from benchmarks import (
     start_stop,
     workers,
 )
-from benchmarks.context import BenchConfig, BenchContext
+from benchmarks.context import BenchConfig, BenchContext, Option
 from benchmarks.processes import REPO, BenchError, Children, cpu_reading, foreign_cpu_share
 from benchmarks.report import machine, render_markdown, utc_now, write_chart, write_json
 from benchmarks.service import start_database, start_fake_discord
@@ -67,104 +68,29 @@ DATA = "performance.json"
 CHART = "performance.png"
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(",") if part.strip())
-
-
-def _ready_timeouts(text: str) -> tuple[float | None, ...]:
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    return tuple(None if part == "default" else float(part) for part in parts)
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """`--field-name` for every BenchConfig field declared with `option(...)`, in field order."""
+    for config_field in dataclasses.fields(BenchConfig):
+        declared = config_field.metadata.get(Option)
+        if not isinstance(declared, Option):
+            continue
+        parser.add_argument("--" + config_field.name.replace("_", "-"), type=declared.parse,
+                            default=config_field.default, help=declared.help)  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    defaults = BenchConfig()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--out-dir", type=Path, default=REPO / "docs", help="where the report goes (docs/)")
     parser.add_argument("--only", default=",".join(b.NAME for b in BENCHMARKS),
                         help="comma-separated benchmarks to run")  # fmt: skip
-    parser.add_argument("--sizes", type=_ints, default=defaults.sizes, help="fleet sizes N (1,10,50,100,200)")
-    parser.add_argument("--baseline-sizes", type=_ints, default=defaults.baseline_sizes,
-                        help="single-bot process counts (1,10,50,100)")  # fmt: skip
-    parser.add_argument("--runs", type=int, default=defaults.runs, help="repetitions; medians are reported")
-    parser.add_argument(
-        "--settle", type=float, default=defaults.settle, help="seconds idle before memory is read"
-    )
-    parser.add_argument("--ready-timeouts", type=_ready_timeouts, default=defaults.ready_timeouts,
-                        help="GUILD_READY_TIMEOUT of each fleet variant, 'default' for the service's "
-                        "default; the first is the primary one (default,0.1)")  # fmt: skip
-    parser.add_argument("--guilds", type=int, default=defaults.guilds, help="guilds every bot is in")
-    parser.add_argument(
-        "--http-bots", type=_ints, default=defaults.http_bots, help="bots during the HTTP loads"
-    )
-    parser.add_argument("--http-rate", type=float, default=defaults.http_rate, help="fixed rate, requests/s")
-    parser.add_argument(
-        "--http-duration", type=float, default=defaults.http_duration, help="seconds at that rate"
-    )
-    parser.add_argument("--http-saturate-duration", type=float, default=defaults.http_saturate_duration)
-    parser.add_argument("--http-connections", type=int, default=defaults.http_connections)
-    parser.add_argument("--play-bots", type=int, default=defaults.play_bots, help="commands: bots (10)")
-    parser.add_argument("--play-users", type=int, default=defaults.play_users,
-                        help="commands: concurrent /play users (50)")  # fmt: skip
-    parser.add_argument("--play-warm-rounds", type=int, default=defaults.play_warm_rounds,
-                        help="commands: warm bursts after the cold one (5)")  # fmt: skip
-    parser.add_argument("--play-baseline", default=defaults.play_baseline,
-                        help="commands: git ref measured in the same run for the ratios; 'none' to skip "
-                             f"({defaults.play_baseline})")  # fmt: skip
-    parser.add_argument("--metrics-bots", type=int, default=defaults.metrics_bots,
-                        help="monitoring: bots connected while /metrics is scraped (1000)")  # fmt: skip
-    parser.add_argument("--metrics-scrapes", type=int, default=defaults.metrics_scrapes,
-                        help="monitoring: /metrics requests timed (50)")  # fmt: skip
-    parser.add_argument("--reload-inserts", type=int, default=defaults.reload_inserts,
-                        help="hot reload: bots inserted per GUILD_READY_TIMEOUT variant (20)")  # fmt: skip
-    parser.add_argument("--workers-bots", type=int, default=defaults.workers_bots,
-                        help="several workers: bots spread over 1 and 2 workers (2000)")  # fmt: skip
-    parser.add_argument("--worker-counts", type=_ints, default=defaults.worker_counts,
-                        help="several workers: how many workers to compare (1,2)")  # fmt: skip
-    parser.add_argument("--takeover-bots", type=int, default=defaults.takeover_bots,
-                        help="takeover: bots over 2 workers, one SIGKILLed (2000)")  # fmt: skip
-    parser.add_argument(
-        "--takeover-runs", type=int, default=defaults.takeover_runs, help="takeover: runs (3)"
-    )
-    parser.add_argument("--workers-play-runs", type=int, default=defaults.workers_play_runs,
-                        help="several workers: /play bursts (--play-*) over 1 and 2 workers, runs "
-                        "per side (3)")  # fmt: skip
-    parser.add_argument("--workers-lease-ttl", type=float, default=defaults.workers_lease_ttl,
-                        help="LEASE_TTL of the workers (default: the service's, 15 s)")  # fmt: skip
-    parser.add_argument("--workers-ready-timeout", type=float, default=defaults.workers_ready_timeout,
-                        help="GUILD_READY_TIMEOUT of the workers (default: the service's, 2 s)")  # fmt: skip
-    parser.add_argument("--large-sizes", type=_ints, default=defaults.large_sizes,
-                        help="large fleet: bots per worker (100,1000)")  # fmt: skip
-    parser.add_argument(
-        "--large-runs", type=int, default=defaults.large_runs, help="large fleet: runs per size"
-    )
-    parser.add_argument("--large-idle", type=float, default=defaults.large_idle,
-                        help="large fleet: idle seconds watched (15)")  # fmt: skip
-    parser.add_argument("--periodic-bots", type=int, default=defaults.periodic_bots,
-                        help="periodic: bots of the idle fleet (1000)")  # fmt: skip
-    parser.add_argument("--periodic-window", type=float, default=defaults.periodic_window,
-                        help="periodic: seconds per idle fleet window (--runs of them) (60)")  # fmt: skip
-    parser.add_argument("--periodic-baseline", default=defaults.periodic_baseline,
-                        help="periodic: git ref measured in the same run for the ratios; 'none' to skip "
-                             f"({defaults.periodic_baseline})")  # fmt: skip
-    parser.add_argument("--snapshot-players", type=int, default=defaults.snapshot_players,
-                        help="periodic: players of 50 queued tracks, snapshot volume (1000)")  # fmt: skip
-    parser.add_argument("--snapshot-sweeps", type=int, default=defaults.snapshot_sweeps,
-                        help="periodic: snapshot sweeps measured, 10 simulated seconds each (9)")  # fmt: skip
-    parser.add_argument("--start-stop-sizes", type=_ints, default=defaults.start_stop_sizes,
-                        help="start/stop: two or more fleet sizes (300,1000)")  # fmt: skip
-    parser.add_argument("--start-stop-runs", type=int, default=defaults.start_stop_runs,
-                        help="start/stop: runs per size and code (3)")  # fmt: skip
-    parser.add_argument("--profile-bots", type=int, default=defaults.profile_bots)
+    _add_config_options(parser)
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument("--merge", action="store_true",
                         help="keep the sections not in --only from the existing report's data")  # fmt: skip
     parser.add_argument("--render-only", action="store_true",
                         help="run nothing: rewrite the report from its data (performance.json)")  # fmt: skip
-    parser.add_argument("--quiet-wait", type=float, default=defaults.quiet_wait,
-                        help="longest wait (s) before each sample for other processes' CPU bursts "
-                        "to pass; 0: none")  # fmt: skip
     args = parser.parse_args(argv)
     names = {b.NAME for b in BENCHMARKS}
     unknown = set(args.only.split(",")) - names
@@ -178,46 +104,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def config_from(args: argparse.Namespace) -> BenchConfig:
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig) if Option in f.metadata}
     return BenchConfig(
-        sizes=args.sizes,
-        baseline_sizes=args.baseline_sizes,
-        runs=args.runs,
-        settle=args.settle,
-        ready_timeouts=args.ready_timeouts,
-        guilds=args.guilds,
-        http_bots=args.http_bots,
-        http_rate=args.http_rate,
-        http_duration=args.http_duration,
-        http_saturate_duration=args.http_saturate_duration,
-        http_connections=args.http_connections,
-        play_bots=args.play_bots,
-        play_users=args.play_users,
-        play_warm_rounds=args.play_warm_rounds,
-        play_baseline="" if args.play_baseline in ("", "none") else args.play_baseline,
-        reload_inserts=args.reload_inserts,
-        workers_bots=args.workers_bots,
-        worker_counts=args.worker_counts,
-        takeover_bots=args.takeover_bots,
-        takeover_runs=args.takeover_runs,
-        workers_play_runs=args.workers_play_runs,
-        workers_lease_ttl=args.workers_lease_ttl,
-        workers_ready_timeout=args.workers_ready_timeout,
-        metrics_bots=args.metrics_bots,
-        metrics_scrapes=args.metrics_scrapes,
-        large_sizes=args.large_sizes,
-        large_runs=args.large_runs,
-        large_idle=args.large_idle,
-        periodic_bots=args.periodic_bots,
-        periodic_window=args.periodic_window,
-        periodic_baseline="" if args.periodic_baseline in ("", "none") else args.periodic_baseline,
-        snapshot_players=args.snapshot_players,
-        snapshot_sweeps=args.snapshot_sweeps,
-        start_stop_sizes=args.start_stop_sizes,
-        start_stop_runs=args.start_stop_runs,
+        **options,
         profile=not args.no_profile and bool({"profiles", "start_stop"} & set(args.only.split(","))),
-        profile_bots=args.profile_bots,
         chart=not args.no_chart,
-        quiet_wait=args.quiet_wait,
     )
 
 

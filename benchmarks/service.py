@@ -5,8 +5,10 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import subprocess
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from benchmarks.processes import (
     describe_command,
     free_port,
     port_open,
+    read_json_when_written,
     wait_until,
 )
 
@@ -101,8 +104,9 @@ def start_fake_discord(children: Children, work_dir: Path, *, bots: int, guilds:
     argv = [PYTHON, "-m", "benchmarks.fake_discord_server", "--bots", str(bots), "--guilds", str(guilds),
             "--out", str(out)]  # fmt: skip
     child = children.start("fake-discord", argv, env=base_env())
-    wait_until(out.exists, timeout=60 + bots / 10, what="the fake Discord to start", watch=[child])
-    document = json.loads(out.read_text())
+    document = read_json_when_written(
+        out, what="the fake Discord to start", timeout=60 + bots / 10, watch=[child]
+    )
     out.unlink()  # it held the fake tokens; the harness keeps them in memory only from here on
     shown = [*argv[:-1], "<tmp>/world.json"]
     return FakeWorld(
@@ -119,8 +123,7 @@ def start_fake_lavalink(children: Children, work_dir: Path, *, tracks: int) -> F
     out = work_dir / f"fake-lavalink-{uuid.uuid4().hex[:8]}.json"
     argv = [PYTHON, "-m", "benchmarks.fake_lavalink_server", "--tracks", str(tracks), "--out", str(out)]
     child = children.start("fake-lavalink", argv, env=base_env())
-    wait_until(out.exists, timeout=60, what="the fake Lavalink to start", watch=[child])
-    document = json.loads(out.read_text())
+    document = read_json_when_written(out, what="the fake Lavalink to start", timeout=60, watch=[child])
     out.unlink()
     shown = [*argv[:-1], "<tmp>/lavalink.json"]
     return FakeNode(uri=document["uri"], password=document["password"], control_url=document["control_url"],
@@ -185,6 +188,36 @@ def drop_database(database_url: str, database: str) -> None:
         client.drop_database(database)
     finally:
         client.close()
+
+
+def operation_count(database_url: str, *kinds: str) -> int:
+    """The database server's count so far of these operations (`serverStatus` opcounters: `query`,
+    `insert`, `update`, `delete`...), added up."""
+    client: MongoClient[dict[str, Any]] = MongoClient(database_url)
+    try:
+        counters = client.admin.command("serverStatus")["opcounters"]
+    finally:
+        client.close()
+    return sum(int(counters[kind]) for kind in kinds)
+
+
+def add_checkout(ref: str, target: Path, *, label: str, progress: Callable[[str], None]) -> Path | None:
+    """A detached git worktree of `ref` at `target`, for ServiceOptions.code_dir (a baseline run in
+    the same benchmark). None when `ref` is empty or git cannot check it out (an unknown ref, a
+    shallow clone): `progress` is told, and the benchmark measures this tree only."""
+    if not ref:
+        return None
+    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), ref],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    if done.returncode != 0:
+        progress(f"  {label}: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
+        return None
+    return target
+
+
+def remove_checkout(path: Path) -> None:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
+                   capture_output=True, timeout=120, check=False)  # fmt: skip
 
 
 @dataclass(frozen=True)

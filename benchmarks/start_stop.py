@@ -28,7 +28,6 @@ only) and the difference of own time per function is shown: where the CPU of one
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import statistics
@@ -38,16 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.context import BenchContext
-from benchmarks.metrics_scrape import wait_until_idle
-from benchmarks.periodic import _remove_checkout  # pyright: ignore[reportPrivateUsage]
-from benchmarks.processes import REPO, cpu_seconds, wait_until
+from benchmarks.processes import cpu_seconds, read_json_when_written, wait_until_idle
 from benchmarks.service import (
     ServiceOptions,
+    add_checkout,
     drop_database,
     new_database_name,
     post_json,
+    remove_checkout,
     seed_bots,
-    start_chorus,
     start_fake_lavalink,
 )
 from benchmarks.targets import Target, verdict
@@ -61,22 +59,11 @@ STOP_CAP = 120.0  # seconds a stopping process is given before it is killed
 _IDLE_FRAMES = ("run (asyncio/runners.py", "select (selectors.py", "_run_once (asyncio/base_events.py")
 
 
-def _baseline_checkout(ctx: BenchContext) -> Path | None:
-    target = ctx.work_dir / "baseline-start-stop"
-    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), BASELINE_REF],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    if done.returncode != 0:
-        ctx.progress(f"  start/stop: no baseline ({done.stderr.strip()[:200]}); measuring this tree only")
-        return None
-    return target
-
-
 def _first_start(ctx: BenchContext, code: Path | None, database: str, n: int, nodes: str) -> None:
     """Start the fleet once, unmeasured, and stop it: the measured start is a restart (the bots'
     guilds recorded, their IDENTIFY logs written), the common case."""
     options = ServiceOptions(guild_ready_timeout=0.1, code_dir=code, lavalink_nodes=nodes)
-    service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                           key=ctx.key, options=options)  # fmt: skip
+    service = ctx.start_chorus(database, options)
     try:
         service.wait_http(timeout=120)
         service.wait_ready(n, timeout=120 + n / 5)
@@ -96,9 +83,7 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, n: int, nodes: st
     options = ServiceOptions(
         guild_ready_timeout=0.1, code_dir=code, lavalink_nodes=nodes, count_commands=counted
     )
-    service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                           key=ctx.key, options=options)  # fmt: skip
-    ctx.record_command(f"start/stop: chorus serve ({label})", service.command)
+    service = ctx.start_chorus(database, options, shown_as=f"start/stop: chorus serve ({label})")
     try:
         spawned = time.monotonic()
         service.wait_http(timeout=120)
@@ -109,8 +94,8 @@ def _measure(ctx: BenchContext, code: Path | None, label: str, n: int, nodes: st
         wait_until_idle(pid)
         cpu_settled = cpu_seconds(pid)
         os.kill(pid, signal.SIGUSR1)  # the database commands sent so far
-        wait_until(counted.exists, timeout=60, interval=0.05, what="the command count", watch=[service.child])
-        counts = json.loads(counted.read_text())
+        counts = read_json_when_written(counted, what="the command count", timeout=60, interval=0.05,
+                                        watch=[service.child])  # fmt: skip
         ops = int(counts["commands"])
         by_collection: dict[str, int] = counts.get("by_collection", {})
         log_ops = sum(n for name, n in by_collection.items() if name.endswith(" bot_identify_log"))
@@ -167,16 +152,14 @@ def _profile(ctx: BenchContext, n: int, nodes: str) -> dict[str, Any]:
     options = ServiceOptions(
         guild_ready_timeout=0.1, lavalink_nodes=nodes, profile="startup", profile_out=out
     )
-    service = start_chorus(ctx.children, ctx.world, database_url=ctx.database_url, database=database,
-                           key=ctx.key, options=options)  # fmt: skip
-    ctx.record_command("start/stop: chorus serve under the profiler", service.command)
+    service = ctx.start_chorus(database, options, shown_as="start/stop: chorus serve under the profiler")
     try:
         service.wait_http(timeout=120)
         service.wait_ready(n, timeout=120 + n)
         wait_until_idle(service.child.pid)
         os.kill(service.child.pid, signal.SIGUSR1)
-        wait_until(out.exists, timeout=120, interval=0.1, what="the start-up profile", watch=[service.child])
-        document: dict[str, Any] = json.loads(out.read_text())
+        document = read_json_when_written(out, what="the start-up profile", timeout=120, interval=0.1,
+                                          watch=[service.child])  # fmt: skip
     finally:
         ctx.children.stop(service.child, timeout=60)
         drop_database(ctx.database_url, database)
@@ -200,7 +183,8 @@ def _difference(small: dict[str, Any], large: dict[str, Any], key: str) -> list[
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     sizes = sorted(size for size in ctx.config.start_stop_sizes if size <= len(ctx.world.bots))
-    baseline = _baseline_checkout(ctx)
+    baseline = add_checkout(BASELINE_REF, ctx.work_dir / "baseline-start-stop", label="start/stop",
+                            progress=ctx.progress)  # fmt: skip
     variants: list[tuple[Path | None, str]] = [(None, "this tree")]
     if baseline is not None:
         variants.insert(0, (baseline, "before"))
@@ -222,7 +206,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     finally:
         ctx.children.stop(node.child)
         if baseline is not None:
-            _remove_checkout(baseline)
+            remove_checkout(baseline)
     return {"baseline_ref": BASELINE_REF if baseline is not None else None, "rows": rows,
             "profiles": profiles, "stop_cap_s": STOP_CAP}  # fmt: skip
 

@@ -43,8 +43,8 @@ from benchmarks.processes import (
     cpu_reading,
     cpu_seconds,
     foreign_cpu_share,
-    pss_bytes,
     rss_bytes,
+    usage,
     wait_until,
 )
 from benchmarks.service import (
@@ -55,7 +55,6 @@ from benchmarks.service import (
     new_database_name,
     post_json,
     seed_bots,
-    start_chorus,
     start_fake_lavalink,
 )
 from benchmarks.targets import Target, mib, ms, percent, seconds, verdict
@@ -85,27 +84,15 @@ def _start_fleet(ctx: BenchContext, bots: int, count: int, label: str, options: 
     if options is None:
         options = ServiceOptions(guild_ready_timeout=ctx.config.workers_ready_timeout,
                                  lease_ttl=ctx.config.workers_lease_ttl)  # fmt: skip
+    # Every worker's command line is the same (its port is a placeholder): the report shows it once.
     workers = [
-        start_chorus(
-            ctx.children,
-            ctx.world,
-            database_url=ctx.database_url,
-            database=database,
-            key=ctx.key,
-            options=options,
-        )
-        for _ in range(count)
+        ctx.start_chorus(database, options, shown_as=f"workers: chorus serve, {label}") for _ in range(count)
     ]
-    ctx.record_command(f"workers: chorus serve, {label}", workers[0].command)
     return Fleet(workers, database)
 
 
 def _stop_fleet(ctx: BenchContext, fleet: Fleet) -> None:
-    for child in fleet.children:  # every SIGTERM first: the workers drain in parallel
-        if child.alive():
-            child.process.terminate()
-    for child in fleet.children:
-        ctx.children.stop(child, timeout=60)
+    ctx.children.stop_together(fleet.children, timeout=60)  # the workers drain in parallel
     drop_database(ctx.database_url, fleet.database)
 
 
@@ -143,9 +130,7 @@ def measure_ready(ctx: BenchContext, bots: int, count: int) -> dict[str, Any]:
         time.sleep(ctx.config.settle)
         if not _fleet_ready(first, bots, count):
             raise BenchError(f"the fleet of {count} worker(s) did not stay ready during the settle time")
-        rss_idle = [rss_bytes(child.pid) for child in fleet.children]
-        pss_idle = [pss_bytes(child.pid) for child in fleet.children]
-        cpu_idle = [cpu_seconds(child.pid) for child in fleet.children]
+        idle = usage(fleet.children)
     finally:
         _stop_fleet(ctx, fleet)
     ready_s = ready - started
@@ -155,13 +140,11 @@ def measure_ready(ctx: BenchContext, bots: int, count: int) -> dict[str, Any]:
         "cpu_per_worker_s": [round(c, 3) for c in cpu_at_ready],
         # CPU seconds per second of wall time until ready: above 1.0 only with several cores at work.
         "cores_used": round(sum(cpu_at_ready) / ready_s, 2) if ready_s > 0 else None,
-        "cpu_during_settle_s": round(sum(cpu_idle) - sum(cpu_at_ready), 3),
+        "cpu_during_settle_s": round(sum(idle.cpu) - sum(cpu_at_ready), 3),
         "rss_at_ready": sum(rss_at_ready),
-        "rss_idle": sum(rss_idle),
-        "rss_idle_per_worker": rss_idle,
-        "pss_idle": sum(p for p in pss_idle if p is not None)
-        if all(p is not None for p in pss_idle)
-        else None,
+        "rss_idle": sum(idle.rss),
+        "rss_idle_per_worker": idle.rss,
+        "pss_idle": idle.pss_total,
         "bots_per_worker": spread,
         "foreign_cpu_before": round(quiet, 3),
         "foreign_cpu_share": round(foreign_cpu_share(before, cpu_reading(ctx.children)), 3),
