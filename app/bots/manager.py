@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import discord
+from discord.ext import tasks
 from pymongo.errors import PyMongoError
 
 from app.bots import overview
@@ -36,6 +37,7 @@ from app.db import routing as routing_db
 from app.db.connection import interactive
 from app.db.leases import FleetCollections
 from app.db.models import LeaseStatus, MusicBot, utcnow
+from app.heap import HeapKeeper
 from app.music.config import parse_lavalink_nodes
 from app.music.scheduler import MusicScheduler
 from app.open_files import prepare_for_fleet
@@ -43,6 +45,8 @@ from app.settings import Settings
 from app.tokens import TokenCipher, client_id_from_token, token_fingerprint
 
 _log = logging.getLogger(__name__)
+
+HEAP_CHECK_INTERVAL = 10.0  # seconds between two looks at whether the heap should be settled
 
 # The worker heartbeat (every LEASE_TTL / 5) carries how many of this worker's Lavalink
 # connections are up, for the other workers' /health. Counting them visits every bot (at 1,000
@@ -89,6 +93,10 @@ class BotManager:
         self._start_facts = StartFactsLoader(self.fleet.awaiting_start, self.record)
         self.started_at = utcnow()
         self.events = FleetEvents()  # recent fleet events, for the dashboard
+        # Once the bots have stopped changing, their long-lived objects are frozen out of the
+        # garbage collector's full collections (app/heap.py).
+        self.heap = HeapKeeper()
+        self._heap_loop = tasks.loop(seconds=HEAP_CHECK_INTERVAL, name="heap-keeper")(self._check_heap)
 
     async def initialize(self) -> None:
         """Join the fleet and start this worker's share of the enabled bots at once (all of them
@@ -113,6 +121,12 @@ class BotManager:
                   self.fleet.me, len(self._runners), enabled)  # fmt: skip
         self._invite_sweeper = asyncio.create_task(self._sweep_invites(), name="invite-expiry")
         self.watcher.start()
+        self._heap_loop.start()
+
+    async def _check_heap(self) -> None:
+        # What changes when a bot starts, stops or gets a new client (a restart).
+        state = frozenset((client_id, id(runner.client)) for client_id, runner in self._runners.items())
+        self.heap.check(state)
 
     async def _sweep_invites(self) -> None:
         expiry = timedelta(seconds=self._settings.invite_expiry_seconds)
@@ -509,6 +523,8 @@ class BotManager:
         the other workers take them at once, then leave the fleet; the bots not handed over are
         stopped by the paced stop. All of it within SHUTDOWN_TIMEOUT."""
         self._drain_deadline = time.monotonic() + self._settings.shutdown_timeout
+        self._heap_loop.cancel()
+        self.heap.release()
         await self.watcher.stop()
         if self._invite_sweeper is not None:
             self._invite_sweeper.cancel()
