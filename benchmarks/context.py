@@ -117,6 +117,9 @@ class BenchConfig:
     periodic_bots: int = option(1000, "periodic: bots of the idle fleet (1000)")
     # seconds of each window (`runs` of them) the idle fleet is read over
     periodic_window: float = option(60.0, "periodic: seconds per idle fleet window (--runs of them) (60)")
+    periodic_settle: float = option(
+        80.0, "periodic: seconds after ready before the windows, for the worker's heap settle (80)"
+    )
     # periodic: the code before the worker scheduler (per-bot idle/snapshot loops and per-node
     # watchdogs), measured in the same run for the ratios; "" for none
     periodic_baseline: str = baseline_option("16e8f9e", "periodic")

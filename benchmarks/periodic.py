@@ -5,13 +5,16 @@ the code before the worker scheduler (`--periodic-baseline`, "per-bot loops", pu
 of the same virtualenv), so the ratios compare like with like on a machine whose load changes.
 
 - **Idle fleet**: `chorus serve` with N bots ready, each connected to one fake Lavalink node, no
-  player anywhere. After its start-up work is done (CPU below 10% for a second, and the heap
-  settled: app/heap.py freezes the long-lived objects once the bots are still), the harness reads
+  player anywhere. After its start-up work is done (CPU below 10% for a second, then
+  `--periodic-settle` seconds after ready: app/heap.py settles the heap once the bots are still,
+  a one-off, then CPU below 10% again), the harness reads
   the service's CPU time and the database's write counters (`serverStatus` opcounters: inserts,
-  updates, deletes; and the service's own write commands by collection) over `--runs` windows of `--periodic-window` seconds (60: an idle fleet's
-  work comes in bursts, gateway heartbeats every ~41 s, Lavalink's `stats` every 60 s, so shorter
-  windows are mostly noise); medians are reported, with each window's resident memory and the
-  share of the machine's CPU other processes used meanwhile (a busy machine inflates CPU time).
+  updates, deletes; and the service's own write commands by collection) over `--runs` windows of
+  `--periodic-window` seconds (60: an idle fleet's work comes in bursts, gateway heartbeats every
+  ~41 s, Lavalink's `stats` every 60 s, so shorter windows are mostly noise); medians are
+  reported, with each window's resident memory and the share of the machine's CPU other processes
+  used meanwhile (a busy machine inflates CPU time). The same windows over as many bare discord.py
+  clients (benchmarks/bare_clients.py, no Chorus) give the floor: discord.py's own idle cost.
 - **Snapshot volume**: `benchmarks/snapshot_volume.py` drives each version's snapshot keeper
   against the database with P players of 50 queued tracks (simulated clock: one sweep per
   `SNAPSHOT_INTERVAL`, every player playing, 3-minute tracks), and sums the BSON bytes of the
@@ -30,8 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.bots.manager import HEAP_CHECK_INTERVAL
-from app.heap import QUIET as HEAP_QUIET
 from benchmarks.context import BenchContext
 from benchmarks.processes import (
     PYTHON,
@@ -62,7 +63,6 @@ NAME = "periodic"
 TITLE = "Periodic work: an idle fleet, and snapshot volume with players"
 IDLE_CPU_GOAL = 0.01  # share of one core
 GOAL_BOTS = 1000
-HEAP_SETTLED_AFTER = HEAP_QUIET + 2 * HEAP_CHECK_INTERVAL  # s after ready: the heap is settled
 
 
 def _database_writes(url: str) -> int:
@@ -133,7 +133,7 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: b
             wait_until_idle(service.child.pid)
             # Once its bots are still, the worker settles its heap (app/heap.py: one full
             # collection, then the long-lived objects are frozen): a one-off, not idle work.
-            time.sleep(max(0.0, ready + HEAP_SETTLED_AFTER - time.monotonic()))
+            time.sleep(max(0.0, ready + ctx.config.periodic_settle - time.monotonic()))
             wait_until_idle(service.child.pid)
             settled = time.monotonic() - ready
             ctx.progress(f"  periodic ({label}): {len(bots)} bots ready, idle {settled:.1f} s later")
@@ -160,6 +160,44 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: b
     ctx.progress(f"  periodic ({label}): {row['cpu_share'] * 100:.2f}% of a core (windows: {each}), "
                  f"{row['db_writes_per_s']:.2f} database writes/s, {row['rss_mib']:.0f} MiB, "
                  f"others {row['others_share'] * 100:.0f}% of the machine")  # fmt: skip
+    return row
+
+
+def _bare_clients(ctx: BenchContext) -> dict[str, Any]:
+    """The floor: as many bare discord.py clients (benchmarks/bare_clients.py, no Chorus) on the
+    same fake Discord, idle, measured over the same windows."""
+    bots = ctx.world.bots[: ctx.config.periodic_bots]
+    world = ctx.work_dir / "bare-world.json"
+    ready = ctx.work_dir / "bare-ready.json"
+    document = {"api_base": ctx.world.api_base, "gateway_url": ctx.world.gateway_url,
+                "tokens": [bot.token for bot in bots]}  # fmt: skip
+    with os.fdopen(os.open(world, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        json.dump(document, file)  # the fake tokens: for the child only, which deletes it
+    argv = [PYTHON, "-m", "benchmarks.bare_clients", str(world), str(ready)]
+    child = ctx.children.start("bare-clients", argv, env=base_env(), cwd=REPO)
+    try:
+        read_json_when_written(ready, what="the bare clients to be ready", timeout=900, watch=[child])
+        wait_until_idle(child.process.pid)
+        ctx.progress(f"  periodic (discord.py alone): {len(bots)} clients ready")
+        windows: list[dict[str, Any]] = []
+        for _ in range(ctx.config.runs):
+            ctx.wait_for_quiet()
+            machine = cpu_reading(ctx.children)
+            cpu, started = cpu_seconds(child.process.pid), time.monotonic()
+            time.sleep(ctx.config.periodic_window)
+            elapsed = time.monotonic() - started
+            pid = child.process.pid
+            others = foreign_cpu_share(machine, cpu_reading(ctx.children))
+            windows.append({"cpu_share": (cpu_seconds(pid) - cpu) / elapsed, "db_writes_per_s": 0.0,
+                            "rss_mib": rss_bytes(pid) / 2**20, "others_share": others})  # fmt: skip
+    finally:
+        world.unlink(missing_ok=True)
+        ctx.children.stop(child)
+    row = {"code": "discord.py alone (no Chorus)", "bots": len(bots), "window_s": ctx.config.periodic_window,
+           "windows": windows,
+           **{key: statistics.median(w[key] for w in windows)
+              for key in ("cpu_share", "db_writes_per_s", "rss_mib", "others_share")}}  # fmt: skip
+    ctx.progress(f"  periodic (discord.py alone): {row['cpu_share'] * 100:.2f}% of a core")
     return row
 
 
@@ -196,6 +234,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         # What is left once the periodic work is gone: the connections' own keepalives. Without
         # Lavalink, only the gateway's heartbeats remain.
         idle.append(_idle_fleet(ctx, None, "scheduler, no Lavalink", lavalink=False))
+        idle.append(_bare_clients(ctx))
         volume = [_snapshot_volume(ctx, code, label) for code, label in variants]
     finally:
         if baseline is not None:

@@ -175,7 +175,7 @@ def test_tiny_periodic_benchmark_says_where_the_idle_writes_go(tmp_path: Path) -
     out = tmp_path / "out"
     tiny = ["--only", "periodic", "--periodic-bots", "3", "--periodic-window", "4", "--runs", "1",
             "--periodic-baseline", "none", "--snapshot-players", "2", "--snapshot-sweeps", "2",
-            "--no-profile", "--no-chart", "--quiet-wait", "0"]  # fmt: skip
+            "--periodic-settle", "0", "--no-profile", "--no-chart", "--quiet-wait", "0"]  # fmt: skip
     _run_harness(out, tiny)
     result = json.loads((out / "performance.json").read_text())["results"]["periodic"]
     idle = [row for row in result["idle"] if row["code"] == "scheduler"]
