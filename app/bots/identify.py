@@ -27,7 +27,7 @@ import asyncio
 import bisect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
 import pymongo
@@ -164,6 +164,25 @@ class IdentifyLogBook:
             return True
         done, _ = await asyncio.wait({future}, timeout=self.wait)
         return bool(done) and future.result()
+
+    async def all_written(self, client_ids: Collection[int]) -> list[int]:
+        """`written` for many bots with ONE bounded wait (at most `wait`): a hand-over of many
+        bots waits once per released batch, not once per bot. Returns the bots whose IDENTIFYs
+        are still not in their logs."""
+        pending: dict[int, asyncio.Future[bool]] = {}
+        for client_id in client_ids:
+            if client_id in self._queued:
+                pending[client_id] = self._next_write()
+            elif self._writing is not None and client_id in self._writing[1]:
+                pending[client_id] = self._writing[0]
+        if not pending:
+            return []
+        await asyncio.wait(set(pending.values()), timeout=self.wait)
+        return [
+            client_id
+            for client_id, future in pending.items()
+            if not (future.done() and not future.cancelled() and future.result())
+        ]
 
     def load(self, client_id: int) -> asyncio.Future[list[datetime]]:
         """The bot's log of the last 24 h, read in the next batch (the same future until read)."""

@@ -239,12 +239,16 @@ class BotManager:
                 return True
             await runner.stop()
             _log.info("Bot %r (%d) stopped for a hand-over", runner.name, client_id)
-            # Its IDENTIFYs in its log before the lease goes: the next owner reads the log
-            # before its first IDENTIFY of the bot, and must count them.
-            if not await self._identify_log.written(client_id):
-                _log.warning("Bot %d: its last IDENTIFY is not in its log yet; its next owner may "
-                             "under-count its daily budget by one", client_id)  # fmt: skip
             return runner.gateway_closed()
+
+    async def identifies_written(self, client_ids: Collection[int]) -> None:
+        # Their IDENTIFYs in their logs before the leases go: the next owner reads a bot's log
+        # before its first IDENTIFY of the bot, and must count them. One bounded wait for all.
+        late = await self._identify_log.all_written(client_ids)
+        if late:
+            _log.warning("%d bot(s) (%s) handed over before their last IDENTIFY was in their log; "
+                         "their next owners may under-count their daily budget by one",
+                         len(late), ", ".join(str(client_id) for client_id in late[:20]))  # fmt: skip
 
     async def save_players(self, client_ids: Collection[int], *, timeout: float) -> None:
         runners = [runner for client_id in client_ids if (runner := self._runners.get(client_id))]

@@ -50,3 +50,21 @@ async def test_the_budget_is_decided_from_the_log_read_at_start() -> None:
         assert len((await queries.identify_logs([7]))[7]) == 1  # only what was allowed was written
     finally:
         await book.close(timeout=5)
+
+
+async def test_a_hand_over_of_many_bots_waits_once_for_their_logs() -> None:
+    """`all_written`: the IDENTIFYs of every bot of a released batch in their logs, one write and
+    one wait for all of them; bots with nothing queued cost nothing."""
+    now = utcnow().replace(microsecond=0)
+    book = IdentifyLogBook(window=0.05)
+    try:
+        for client_id in range(1, 51):
+            book._queued[client_id] = [now]  # pyright: ignore[reportPrivateUsage]  # IDENTIFYs queued, as `record` leaves them
+        assert await book.all_written([*range(1, 51), 999]) == []
+        assert book.writes == 1
+        logs = await queries.identify_logs(range(1, 51))
+        assert all(len(log) == 1 for log in logs.values()) and len(logs) == 50
+        assert await book.all_written(range(1, 51)) == []  # nothing left: no wait, no write
+        assert book.writes == 1
+    finally:
+        await book.close(timeout=5)
