@@ -513,7 +513,10 @@ class BotManager:
         the other workers take them at once, then leave the fleet; the bots not handed over are
         stopped by the paced stop. All of it within SHUTDOWN_TIMEOUT."""
         self._drain_deadline = time.monotonic() + self._settings.shutdown_timeout
-        await self.watcher.stop()
+        # The watcher is cancelled at once (no change applies from here on); the wait for its
+        # change-stream read to give up (up to 1 s) overlaps the drain instead of delaying it.
+        watcher_stopped = asyncio.create_task(self.watcher.stop(), name="fleet-watcher-stop")
+        await asyncio.sleep(0)
         if self._invite_sweeper is not None:
             self._invite_sweeper.cancel()
             await asyncio.gather(self._invite_sweeper, return_exceptions=True)
@@ -523,6 +526,7 @@ class BotManager:
         runners, self._runners = list(self._runners.values()), {}
         if runners:  # a start that raced the drain: the same paced stop, in what time is left
             await stop_runners(runners, deadline=max(1.0, self._drain_deadline - time.monotonic()))
+        await watcher_stopped
         await self._identify_log.close(timeout=5.0)  # queued after the stop's write, if any
         await self.scheduler.stop()
 
