@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -141,6 +142,9 @@ class IdentifyLogBook:
         # the write under way and the bots whose records it carries
         self._writing: tuple[asyncio.Future[bool], frozenset[int]] | None = None
         self._wanted = asyncio.Event()
+        # Someone waits for the queued records now (a hand-over, before releasing the leases):
+        # the writer tries again at once rather than at the end of its backoff.
+        self._urgent = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(initial=0.5, maximum=30.0)
         self.writes = 0  # bulk writes done (tests count them)
@@ -177,6 +181,7 @@ class IdentifyLogBook:
                 pending[client_id] = self._writing[0]
         if not pending:
             return []
+        self._urgent.set()
         await asyncio.wait(set(pending.values()), timeout=self.wait)
         return [
             client_id
@@ -207,7 +212,12 @@ class IdentifyLogBook:
             self._wanted.clear()
             if not await self._flush():
                 self._wanted.set()
-                await asyncio.sleep(self._backoff.next_delay())
+                self._urgent.clear()
+                # After failures the backoff reaches 30 s: a hand-over waiting (bounded) for these
+                # records would only ever see its wait run out. It cuts the backoff short.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._backoff.next_delay()):
+                        await self._urgent.wait()
 
     async def _flush(self) -> bool:
         """Write every queued record, then read every log asked for; False: the database failed
