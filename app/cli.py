@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import socket
+import sys
 from types import FrameType
 
 import typer
@@ -194,6 +197,23 @@ def serve() -> None:
         raise
     finally:
         sock.close()
+    _exit_after_clean_stop()
+
+
+def _exit_after_clean_stop() -> None:
+    """End the process now that the stop is complete (every bot closed, its lease released or
+    its save written, the database clients closed, the event loop closed).
+
+    The interpreter's own teardown would then free every object one by one: with 1,000 bots
+    (their clients, caches, cogs, command trees) that took 1-2 s more on an idle machine, growing
+    with the bots and with the machine's load, for nothing the stop still needs."""
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 @cli.command("gen-key", epilog=GEN_KEY_EPILOG, cls=NoEchoCommand)

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
 import pymongo
@@ -141,6 +142,9 @@ class IdentifyLogBook:
         # the write under way and the bots whose records it carries
         self._writing: tuple[asyncio.Future[bool], frozenset[int]] | None = None
         self._wanted = asyncio.Event()
+        # Someone waits for the queued records now (a hand-over, before releasing the leases):
+        # the writer tries again at once rather than at the end of its backoff.
+        self._urgent = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(initial=0.5, maximum=30.0)
         self.writes = 0  # bulk writes done (tests count them)
@@ -165,6 +169,26 @@ class IdentifyLogBook:
         done, _ = await asyncio.wait({future}, timeout=self.wait)
         return bool(done) and future.result()
 
+    async def all_written(self, client_ids: Collection[int]) -> list[int]:
+        """`written` for many bots with ONE bounded wait (at most `wait`): a hand-over of many
+        bots waits once per released batch, not once per bot. Returns the bots whose IDENTIFYs
+        are still not in their logs."""
+        pending: dict[int, asyncio.Future[bool]] = {}
+        for client_id in client_ids:
+            if client_id in self._queued:
+                pending[client_id] = self._next_write()
+            elif self._writing is not None and client_id in self._writing[1]:
+                pending[client_id] = self._writing[0]
+        if not pending:
+            return []
+        self._urgent.set()
+        await asyncio.wait(set(pending.values()), timeout=self.wait)
+        return [
+            client_id
+            for client_id, future in pending.items()
+            if not (future.done() and not future.cancelled() and future.result())
+        ]
+
     def load(self, client_id: int) -> asyncio.Future[list[datetime]]:
         """The bot's log of the last 24 h, read in the next batch (the same future until read)."""
         future = self._loads.get(client_id)
@@ -188,7 +212,12 @@ class IdentifyLogBook:
             self._wanted.clear()
             if not await self._flush():
                 self._wanted.set()
-                await asyncio.sleep(self._backoff.next_delay())
+                self._urgent.clear()
+                # After failures the backoff reaches 30 s: a hand-over waiting (bounded) for these
+                # records would only ever see its wait run out. It cuts the backoff short.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._backoff.next_delay()):
+                        await self._urgent.wait()
 
     async def _flush(self) -> bool:
         """Write every queued record, then read every log asked for; False: the database failed

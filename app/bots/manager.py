@@ -253,12 +253,16 @@ class BotManager:
                 return True
             await runner.stop()
             _log.info("Bot %r (%d) stopped for a hand-over", runner.name, client_id)
-            # Its IDENTIFYs in its log before the lease goes: the next owner reads the log
-            # before its first IDENTIFY of the bot, and must count them.
-            if not await self._identify_log.written(client_id):
-                _log.warning("Bot %d: its last IDENTIFY is not in its log yet; its next owner may "
-                             "under-count its daily budget by one", client_id)  # fmt: skip
             return runner.gateway_closed()
+
+    async def identifies_written(self, client_ids: Collection[int]) -> None:
+        # Their IDENTIFYs in their logs before the leases go: the next owner reads a bot's log
+        # before its first IDENTIFY of the bot, and must count them. One bounded wait for all.
+        late = await self._identify_log.all_written(client_ids)
+        if late:
+            _log.warning("%d bot(s) (%s) handed over before their last IDENTIFY was in their log; "
+                         "their next owners may under-count their daily budget by one",
+                         len(late), ", ".join(str(client_id) for client_id in late[:20]))  # fmt: skip
 
     async def save_players(self, client_ids: Collection[int], *, timeout: float) -> None:
         runners = [runner for client_id in client_ids if (runner := self._runners.get(client_id))]
@@ -524,8 +528,10 @@ class BotManager:
         stopped by the paced stop. All of it within SHUTDOWN_TIMEOUT."""
         self._drain_deadline = time.monotonic() + self._settings.shutdown_timeout
         self._heap_loop.cancel()
-        self.heap.release()
-        await self.watcher.stop()
+        # The watcher is cancelled at once (no change applies from here on); the wait for its
+        # change-stream read to give up (up to 1 s) overlaps the drain instead of delaying it.
+        watcher_stopped = asyncio.create_task(self.watcher.stop(), name="fleet-watcher-stop")
+        await asyncio.sleep(0)
         if self._invite_sweeper is not None:
             self._invite_sweeper.cancel()
             await asyncio.gather(self._invite_sweeper, return_exceptions=True)
@@ -535,8 +541,10 @@ class BotManager:
         runners, self._runners = list(self._runners.values()), {}
         if runners:  # a start that raced the drain: the same paced stop, in what time is left
             await stop_runners(runners, deadline=max(1.0, self._drain_deadline - time.monotonic()))
+        await watcher_stopped
         await self._identify_log.close(timeout=5.0)  # queued after the stop's write, if any
         await self.scheduler.stop()
+        self.heap.release()  # last: unfrozen earlier, the drain could pay a full collection
 
     async def _ensure_development_bot(self, token: str) -> None:
         """DISCORD_TOKEN: store (encrypted) the single development bot if it is not stored yet."""

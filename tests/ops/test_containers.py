@@ -244,3 +244,11 @@ def test_every_install_comes_from_the_lock_with_pinned_images() -> None:
             re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-").replace(".", "-")
         )
         assert name in {n.replace(".", "-") for n in locked}, f"{name} is not in uv.lock: run `make lock`"
+
+
+def test_the_documented_systemd_unit_gives_a_stop_its_whole_budget() -> None:
+    """The unit in docs/OPERATIONS.md: systemd kills a stop after TimeoutStopSec, and a stop may
+    take SHUTDOWN_TIMEOUT plus the exit's own grace (as compose and Kubernetes allow)."""
+    operations = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    stops = [float(value) for value in re.findall(r"^TimeoutStopSec=(\d+)$", operations, flags=re.MULTILINE)]
+    assert stops and all(seconds >= HANDOVER_SECONDS for seconds in stops), stops

@@ -40,6 +40,12 @@ class BotHost(Protocol):
         closed, so the lease must not be released yet."""
         ...
 
+    async def identifies_written(self, client_ids: Collection[int]) -> None:
+        """Wait (bounded, once for all of them) until the IDENTIFYs these stopped bots sent are
+        in their logs: their next owner reads a bot's log before its first IDENTIFY. Called
+        before their leases are released, outside the hand-overs' concurrency limit."""
+        ...
+
     async def save_players(self, client_ids: Collection[int], *, timeout: float) -> None:
         """The drain's first step: the players of these bots in one bulk write (fenced by their
         epochs), so that each bot's own save in its hand-over finds nothing left to write."""
