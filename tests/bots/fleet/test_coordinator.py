@@ -13,20 +13,12 @@ from app.bots.status import BotState
 from app.db import leases as lease_db
 from app.db.models import BotLease, WorkerRecord
 from app.settings import Settings
+from tests.bots.fleet.workers import until
 from tests.fakes.discord import FakeBot, FakeDiscord
 from tests.fleet import RunningApp, running_app, store_bot
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 WAIT = 30.0
-
-
-async def until(predicate: Any, *, what: str) -> None:
-    try:
-        async with asyncio.timeout(WAIT):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def epoch(running: RunningApp, bot: FakeBot) -> int | None:

@@ -18,21 +18,11 @@ from app.bots.status import BotState
 from app.db import routing as routing_db
 from app.db.models import FleetRequest, MusicBot, RequestStatus, VoiceAssignment
 from app.settings import Settings
+from tests.bots.fleet.workers import until
 from tests.fakes.discord import FakeDiscord
 from tests.fleet import running_app, store_bot
 
 Mongo = AsyncMongoClient[dict[str, Any]]
-WAIT = 30.0
-
-
-async def until(predicate: Any, *, what: str) -> None:
-    """`predicate` is async; polled on the loop (which a spinning stream loop would starve)."""
-    try:
-        async with asyncio.timeout(WAIT):
-            while not await predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def following() -> bool:

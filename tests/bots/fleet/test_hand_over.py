@@ -15,18 +15,10 @@ from pymongo import AsyncMongoClient
 from app.bots.fleet.leases import HAND_OVER_CONCURRENCY, Held, LeaseBook
 from app.db.models import BotLease
 from app.settings import Settings
+from tests.bots.fleet.workers import until
 
 WAIT = 30.0
 WORKER = "worker-1"
-
-
-async def until(predicate: Any, *, what: str) -> None:
-    try:
-        async with asyncio.timeout(WAIT):
-            while not predicate():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 class Host:

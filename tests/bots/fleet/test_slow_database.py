@@ -14,20 +14,12 @@ from app.bots.status import BotState
 from app.db.models import WorkerRecord
 from app.settings import Settings
 from tests.bots.fleet.slow_database import SlowProxy
+from tests.bots.fleet.workers import until
 from tests.fakes.discord import FakeDiscord
 from tests.fleet import running_app, store_bot
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 WAIT = 60.0
-
-
-async def until(predicate: Any, *, what: str) -> None:
-    try:
-        async with asyncio.timeout(WAIT):
-            while not await predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def test_slow_but_timely_heartbeats_keep_every_bot_running(
@@ -80,7 +72,7 @@ async def test_slow_but_timely_heartbeats_keep_every_bot_running(
                 return current is not None and current["heartbeat"] >= start + 8
 
             # Eight heartbeats through the slow database: ~10 s, well past the renew deadline.
-            await until(beats_landed, what="heartbeats to land through the slow database")
+            await until(beats_landed, timeout=WAIT, what="heartbeats to land through the slow database")
             proxy.delay = 0.0
             watcher.cancel()
             assert not any(expired), "the worker passed its renew deadline"

@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from app.bots.fleet.starts import START_CONCURRENCY, StartPacer
 from app.bots.status import BotState
 from app.settings import Settings
+from tests.bots.fleet.workers import until
 from tests.fakes.discord import FakeDiscord
 from tests.fleet import running_app, store_bot
 
@@ -47,15 +48,6 @@ class Host:
 
     def starting(self) -> int:
         return sum(1 for state in self.states.values() if state == "starting")
-
-
-async def until(predicate: Any, *, what: str, timeout: float = WAIT) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def test_starts_are_paced_and_each_slot_waits_for_its_bot_to_settle() -> None:

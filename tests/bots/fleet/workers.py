@@ -238,3 +238,8 @@ async def fleet_stage(
     logs = fleet.log_text()
     assert not [bot.name for bot in discord.bots.values() if bot.token in logs], "a token was logged"
     assert "Traceback" not in logs, fleet.logs()
+
+
+async def until(predicate: Callable[[], Any], *, what: str, timeout: float = 30.0) -> None:
+    """`eventually`, polled often: for the in-process tests that wait on the loop's own state."""
+    await eventually(predicate, timeout=timeout, what=what, interval=0.02)
