@@ -349,15 +349,18 @@ class BotManager:
         if action == "pending":
             await self.fleet.balance_now()
             return "started" if client_id in self._runners else "pending"
+        if action != "none":
+            self.fleet.wake()  # a lease to create, free or remove: a settled balancer waits long
         return action
 
     async def sync_bot_from_database(self, client_id: int) -> str:
         """`sync_bot` with the record read under the bot's lock: what the hot-reload watcher
         uses, so a change made through the API while it was busy (a delete, a disable) is never
-        undone by an older read of the collection. A bot to claim wakes the balancer."""
+        undone by an older read of the collection. Any change wakes the balancer (a bot to claim,
+        a lease to remove)."""
         async with self._bot_lock(client_id):
             action = await self._sync(client_id, await queries.get_music_bot_by_client_id(client_id))
-        if action == "pending":
+        if action != "none":
             self.fleet.wake()
         return action
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from app.bots.fleet import balancer as balancer_module
 from app.bots.fleet import coordinator
 from app.bots.fleet.view import FleetView
 from app.bots.status import BotState
 from app.db import leases as lease_db
-from app.db.models import BotLease, WorkerRecord
+from app.db.models import BotLease, MusicBot, WorkerRecord
 from app.settings import Settings
 from tests.bots.fleet.workers import until
 from tests.fakes.discord import FakeBot, FakeDiscord
@@ -335,3 +336,39 @@ def _short_lease_settings(make_settings: Any, fake_discord: FakeDiscord) -> Sett
         identify_interval=0.0,
         lease_ttl=3.0,
     )
+
+
+async def test_a_settled_fleet_balances_on_events_not_by_the_clock(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: Mongo, monkeypatch: Any
+) -> None:
+    """A round is O(bots). Once one finds the fleet settled, the fallback round waits
+    SETTLED_FALLBACK intervals (here an hour, so only an event can start anything); a bot added,
+    then deleted, is still claimed and started, then stopped and its lease removed, at once."""
+    monkeypatch.setattr(balancer_module, "SETTLED_FALLBACK", 1200)
+    first = fake_discord.add_bot(name="Settled 1")
+    await store_bot(mongo, fleet_settings, first)
+    database = mongo[fleet_settings.mongodb_database]
+    leases = database[BotLease.Settings.name]
+    async with running_app(fleet_settings) as running:
+        await running.wait_for(first, BotState.READY)
+        fleet = running.manager.fleet
+        await until(lambda: fleet.balancer.settled, what="a round to find the fleet settled")
+        assert fleet.balancer.fallback_delay >= 3600
+        rounds = fleet.balancer.rounds
+
+        second = fake_discord.add_bot(name="Settled 2")
+        await store_bot(mongo, fleet_settings, second)
+        await until(
+            lambda: running.manager.get_runner(second.client_id) is not None, what="the new bot claimed"
+        )
+        await running.wait_for(second, BotState.READY)
+        assert fleet.balancer.rounds > rounds
+
+        await database[MusicBot.Settings.name].delete_one({"client_id": second.client_id})
+        await until(lambda: running.manager.get_runner(second.client_id) is None, what="the bot stopped")
+
+        async def lease_removed() -> bool:
+            return await leases.count_documents({"_id": second.client_id}) == 0
+
+        await until(lease_removed, what="its lease removed")
+        await until(lambda: fleet.balancer.settled, what="the fleet settled again")
