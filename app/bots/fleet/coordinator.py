@@ -336,13 +336,15 @@ class FleetCoordinator:
             await self._host.close_bots(
                 late, deadline=max(1.0, remaining), save=reachable and not self.book.unreachable
             )
-        # The background loops end by themselves (a stream comes back every second to look; a
-        # call to an unreachable database fails after the driver's server selection) before
-        # anything is cancelled: a task cancelled inside the driver's server selection can break
-        # the client's topology lock, and closing the client then hangs.
+        # The background loops end by themselves (the relay's stream comes back every second to
+        # look; a call to an unreachable database fails after the driver's server selection)
+        # before anything is cancelled: a task cancelled inside the driver's server selection can
+        # break the client's topology lock, and closing the client then hangs. With the database
+        # reachable, the mirror's streams, parked in a getMore for up to 10 s, are cancelled at once.
+        parked = reachable and not self.book.unreachable and self._database_looks_reachable()
         await asyncio.gather(
             self.heart.stop(patience=patience),
-            self.view.stop(patience=patience),
+            self.view.stop(patience=0.0 if parked else patience),
             self.relay.stop(patience=patience),
         )
         if reachable and not self.book.unreachable and len(released) == len(held):
