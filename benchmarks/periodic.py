@@ -1,8 +1,9 @@
 """Benchmark 6, periodic work (issue 14 items 1-2): an idle fleet, and snapshot volume with players.
 
-Each measurement runs twice in the same run: on this tree ("scheduler") and on a checkout of
-the code before the worker scheduler (`--periodic-baseline`, "per-bot loops", put first on PYTHONPATH
-of the same virtualenv), so the ratios compare like with like on a machine whose load changes.
+Each measurement runs twice in the same run: on this tree ("scheduler") and on a baseline checkout
+(`--periodic-baseline`, "before (REF)"; by default the code before the worker scheduler, per-bot
+loops), put first on PYTHONPATH of the same virtualenv, so the ratios compare like with like on a
+machine whose load changes.
 
 - **Idle fleet**: `chorus serve` with N bots ready, each connected to one fake Lavalink node, no
   player anywhere. After its start-up work is done (CPU below 10% for a second, then
@@ -228,7 +229,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                             progress=ctx.progress)  # fmt: skip
     variants: list[tuple[Path | None, str]] = [(None, "scheduler")]
     if baseline is not None:
-        variants.insert(0, (baseline, "per-bot loops"))
+        variants.insert(0, (baseline, f"before ({ctx.config.periodic_baseline})"))
     try:
         idle = [_idle_fleet(ctx, code, label) for code, label in variants]
         # What is left once the periodic work is gone: the connections' own keepalives. Without
@@ -287,9 +288,10 @@ def _ratio(before: float, after: float) -> str:
 
 def render(result: dict[str, Any]) -> str:
     lines = [
-        "Each row pair is measured in the same run: the code before the worker scheduler "
-        f"(`{result['baseline_ref'] or 'not available'}`, per-bot idle and snapshot loops, per-node "
-        "Lavalink watchdogs; run with that checkout first on `PYTHONPATH`, same virtualenv) and this tree.",
+        "Each row pair is measured in the same run: a baseline checkout, *before* "
+        f"(`{result['baseline_ref'] or 'not available'}`; by default `16e8f9e`, the code before the worker "
+        "scheduler: per-bot idle and snapshot loops, per-node Lavalink watchdogs; run with that checkout "
+        "first on `PYTHONPATH`, same virtualenv) and this tree, *scheduler*.",
         "",
         "**Idle fleet** (every bot ready and connected to a fake Lavalink node, no player; the last row "
         "without Lavalink, to show what the Lavalink connections' own keepalives cost):",
