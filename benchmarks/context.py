@@ -123,6 +123,10 @@ class BenchConfig:
     # periodic: the code before the worker scheduler (per-bot idle/snapshot loops and per-node
     # watchdogs), measured in the same run for the ratios; "" for none
     periodic_baseline: str = baseline_option("16e8f9e", "periodic")
+    periodic_census: float = option(
+        60.0,
+        "periodic: seconds of one more idle fleet on the stdlib loop, every callback timed; 0: none (60)",
+    )
     snapshot_players: int = option(1000, "periodic: players of 50 queued tracks, snapshot volume (1000)")
     # sweeps of 10 simulated seconds after the first
     snapshot_sweeps: int = option(9, "periodic: snapshot sweeps measured, 10 simulated seconds each (9)")

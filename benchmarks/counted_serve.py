@@ -1,4 +1,6 @@
 """`chorus serve` with every database command it sends counted (a PyMongo command listener).
+With CHORUS_LOOP_CENSUS set, its event loop's callbacks are timed too (benchmarks/loop_census.py),
+and the SIGUSR1 document carries a "census" snapshot.
 
     python benchmarks/counted_serve.py OUT
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import signal
 import sys
 import threading
@@ -69,12 +72,20 @@ def main() -> None:
     out = Path(sys.argv[1])
     counter = _Counter()
     monitoring.register(counter)  # every client created from now on reports to it
+    census = None
+    if os.environ.get("CHORUS_LOOP_CENSUS"):
+        # This tree's benchmarks only (PYTHONPATH is this tree's when the census is asked for).
+        from benchmarks import loop_census
+
+        census = loop_census.install()
 
     def dump(signum: int, frame: FrameType | None) -> None:
         partial = out.with_suffix(".partial")
         by_name = dict(counter.by_name)
-        document = {"commands": sum(by_name.values()), "by_name": by_name,
-                    "by_collection": dict(counter.by_collection)}  # fmt: skip
+        document: dict[str, object] = {"commands": sum(by_name.values()), "by_name": by_name,
+                                       "by_collection": dict(counter.by_collection)}  # fmt: skip
+        if census is not None:
+            document["census"] = census.snapshot()
         partial.write_text(json.dumps(document))
         partial.replace(out)
 

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import loop_census
 from benchmarks.context import BenchContext
 from benchmarks.processes import (
     PYTHON,
@@ -74,37 +75,42 @@ _WRITE_COMMANDS = ("insert", "update", "delete", "findAndModify")
 HEARTBEAT = "update workers"  # the worker's liveness heartbeat (issue 13): one per interval per worker
 
 
-def _commands(service: ChorusProcess, counted: Path | None) -> dict[str, int]:
-    """The database commands the service has sent so far, by "command collection" (its PyMongo
-    command listener, benchmarks/counted_serve.py); empty when it does not count them."""
+def _counted(service: ChorusProcess, counted: Path | None) -> dict[str, Any]:
+    """What the service's benchmarks/counted_serve.py reports now: the database commands it has
+    sent so far, by "command collection" ("by_collection"), and its loop census if it runs one;
+    empty when it does not count them."""
     if counted is None:
         return {}
     counted.unlink(missing_ok=True)
     os.kill(service.child.pid, signal.SIGUSR1)
-    counts = read_json_when_written(
-        counted, what="the command count", timeout=60, interval=0.05, watch=[service.child]
-    )
-    by_collection: dict[str, int] = counts.get("by_collection", {})
-    return by_collection
+    return read_json_when_written(counted, what="the command count", timeout=60, interval=0.05,
+                                  watch=[service.child])  # fmt: skip
 
 
-def _window(ctx: BenchContext, service: ChorusProcess, counted: Path | None) -> dict[str, Any]:
+def _window(
+    ctx: BenchContext, service: ChorusProcess, counted: Path | None, seconds: float
+) -> dict[str, Any]:
     """The service's CPU share and the database's writes/s over one window (the server's opcounters,
     and the service's own write commands by collection), with the service's resident memory at its
-    end and the share of the machine other processes used meanwhile."""
+    end and the share of the machine other processes used meanwhile; and what its loop did, when it
+    runs the census."""
     pid = service.child.pid
     ctx.wait_for_quiet()
-    before = _commands(service, counted)
+    first = _counted(service, counted)
+    before: dict[str, int] = first.get("by_collection", {})
     machine = cpu_reading(ctx.children)
     cpu, writes, started = cpu_seconds(pid), _database_writes(ctx.database_url), time.monotonic()
-    time.sleep(ctx.config.periodic_window)
+    time.sleep(seconds)
     elapsed = time.monotonic() - started
     window: dict[str, Any] = {"cpu_share": (cpu_seconds(pid) - cpu) / elapsed,
               "db_writes_per_s": (_database_writes(ctx.database_url) - writes) / elapsed,
               "rss_mib": rss_bytes(pid) / 2**20,
               "others_share": foreign_cpu_share(machine, cpu_reading(ctx.children))}  # fmt: skip
     if counted is not None:
-        after = _commands(service, counted)
+        last = _counted(service, counted)
+        after: dict[str, int] = last.get("by_collection", {})
+        if "census" in first and "census" in last:
+            window["census"] = loop_census.rates(first["census"], last["census"])
         sent = {
             name: (n - before.get(name, 0)) / elapsed for name, n in after.items() if n > before.get(name, 0)
         }
@@ -115,7 +121,9 @@ def _window(ctx: BenchContext, service: ChorusProcess, counted: Path | None) -> 
     return window
 
 
-def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: bool = True) -> dict[str, Any]:
+def _idle_fleet(
+    ctx: BenchContext, code: Path | None, label: str, *, lavalink: bool = True, census: bool = False
+) -> dict[str, Any]:
     bots = ctx.world.bots[: ctx.config.periodic_bots]
     node = start_fake_lavalink(ctx.children, ctx.work_dir, tracks=1) if lavalink else None
     database = new_database_name("periodic")
@@ -123,9 +131,8 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: b
     try:
         nodes = node.lavalink_nodes if node is not None else ""
         counted = ctx.work_dir / f"{database}-commands.json"
-        options = ServiceOptions(
-            guild_ready_timeout=0.1, lavalink_nodes=nodes, code_dir=code, count_commands=counted
-        )
+        options = ServiceOptions(guild_ready_timeout=0.1, lavalink_nodes=nodes, code_dir=code,
+                                 count_commands=counted, loop_census=census)  # fmt: skip
         service = ctx.start_chorus(database, options, shown_as=f"periodic: chorus serve ({label})")
         try:
             service.wait_http(timeout=120)
@@ -138,14 +145,20 @@ def _idle_fleet(ctx: BenchContext, code: Path | None, label: str, *, lavalink: b
             wait_until_idle(service.child.pid)
             settled = time.monotonic() - ready
             ctx.progress(f"  periodic ({label}): {len(bots)} bots ready, idle {settled:.1f} s later")
-            windows = [_window(ctx, service, counted) for _ in range(ctx.config.runs)]
+            if census:  # one window: its numbers are shares, not the fleet's cost
+                windows = [_window(ctx, service, counted, ctx.config.periodic_census)]
+            else:
+                windows = [
+                    _window(ctx, service, counted, ctx.config.periodic_window) for _ in range(ctx.config.runs)
+                ]
         finally:
             ctx.children.stop(service.child)
     finally:
         drop_database(ctx.database_url, database)
         if node is not None:
             ctx.children.stop(node.child)
-    row = {"code": label, "bots": len(bots), "window_s": ctx.config.periodic_window, "windows": windows,
+    window_s = ctx.config.periodic_census if census else ctx.config.periodic_window
+    row = {"code": label, "bots": len(bots), "window_s": window_s, "windows": windows,
            "cpu_share": statistics.median(w["cpu_share"] for w in windows),
            "db_writes_per_s": statistics.median(w["db_writes_per_s"] for w in windows),
            "rss_mib": statistics.median(w["rss_mib"] for w in windows),
@@ -236,12 +249,15 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         # Lavalink, only the gateway's heartbeats remain.
         idle.append(_idle_fleet(ctx, None, "scheduler, no Lavalink", lavalink=False))
         idle.append(_bare_clients(ctx))
+        census = None
+        if ctx.config.periodic_census > 0:
+            census = _idle_fleet(ctx, None, "scheduler, census (stdlib loop)", census=True)
         volume = [_snapshot_volume(ctx, code, label) for code, label in variants]
     finally:
         if baseline is not None:
             remove_checkout(baseline)
     return {"baseline_ref": ctx.config.periodic_baseline if baseline is not None else None,
-            "idle": idle, "volume": volume}  # fmt: skip
+            "idle": idle, "volume": volume, "census": census}  # fmt: skip
 
 
 def _current(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -286,6 +302,38 @@ def _ratio(before: float, after: float) -> str:
     return f"{before / after:.0f}x"
 
 
+def _render_census(result: dict[str, Any]) -> list[str]:
+    """The census run's table: what an idle worker's event loop ran, by CPU time."""
+    row = result.get("census")
+    if not row or not row["windows"] or "census" not in row["windows"][0]:
+        return []
+    census = row["windows"][0]["census"]
+    uvloop_cpu = _current(result["idle"])["cpu_share"] * 100
+    gc_ms = ", ".join(f"{ms:.2f}" for ms in census["gc_ms_per_s"].values()) or "-"
+    lines = [
+        "",
+        f"**Where an idle worker's loop goes** ({row['bots']} bots with Lavalink, no player): one more "
+        "run of this tree on the stdlib asyncio loop with the pure-Python `Task` and `Future`, every "
+        f"callback the loop runs timed (benchmarks/loop_census.py), over {census['elapsed_s']:.0f} s "
+        "after the same settle. "
+        f"That loop and the timing cost more than uvloop ({row['cpu_share'] * 100:.2f}% of a core here, "
+        f"{uvloop_cpu:.2f}% on uvloop above): read the shares and the rates. "
+        f"{census['iterations_per_s']:.0f} loop iterations/s; the callbacks took "
+        f"{census['callbacks_ms_per_s']:.1f} ms of CPU a second ({census['callbacks_per_s']:.0f} runs/s); "
+        f"the garbage collector {gc_ms} ms/s (generations 0, 1, 2). A task is named by its coroutine and, "
+        "after `@`, the coroutine it was waiting in.",
+        "",
+        "| what the loop ran | CPU ms/s | share of the callbacks | runs/s | µs per run |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    total = census["callbacks_ms_per_s"] or 1.0
+    for entry in census["top"][:20]:
+        what = entry["what"].replace("|", "\\|")
+        lines.append(f"| `{what}` | {entry['ms_per_s']:.2f} | {entry['ms_per_s'] / total * 100:.0f}% "
+                     f"| {entry['calls_per_s']:.1f} | {entry['us_per_call']:.0f} |")  # fmt: skip
+    return lines
+
+
 def render(result: dict[str, Any]) -> str:
     lines = [
         "Each row pair is measured in the same run: a baseline checkout, *before* "
@@ -310,6 +358,7 @@ def render(result: dict[str, Any]) -> str:
         commands = f"{row['commands_per_s']:.2f}" if "commands_per_s" in row else "-"
         lines.append(f"| {row['code']} | {row['bots']} | {spans} | {cpu:.2f} | {each} | {writes:.2f} "
                      f"| {by_collection} | {commands} | {rss} | {others} |")  # fmt: skip
+    lines += _render_census(result)
     lines += [
         "",
         "**Snapshot volume** (players of 50 queued tracks, all playing, 3-minute tracks, one sweep per "

@@ -230,6 +230,7 @@ class ServiceOptions:
     lease_ttl: float | None = None  # LEASE_TTL; None: the service's default (15 s)
     code_dir: Path | None = None  # run the `app` of this checkout (PYTHONPATH), e.g. a baseline
     count_commands: Path | None = None  # run benchmarks/counted_serve.py: database commands to this file
+    loop_census: bool = False  # with count_commands: the stdlib loop, every callback timed (loop_census.py)
 
 
 @dataclass
@@ -297,6 +298,10 @@ def start_chorus(
         env["LEASE_TTL"] = f"{options.lease_ttl:g}"
     if options.code_dir is not None:
         env["PYTHONPATH"] = str(options.code_dir)
+    if options.loop_census:
+        if options.count_commands is None or options.code_dir is not None:
+            raise ValueError("the loop census needs count_commands, and this tree's code")
+        env["CHORUS_LOOP_CENSUS"] = "1"
     if options.count_commands is not None:
         argv = [PYTHON, str(REPO / "benchmarks" / "counted_serve.py"), str(options.count_commands)]
     elif options.profile is None:

@@ -171,11 +171,13 @@ def test_tiny_start_stop_benchmark(tmp_path: Path) -> None:
 @pytest.mark.timeout(240)  # about 30 s on a quiet machine; the bound is for a crowded one
 def test_tiny_periodic_benchmark_says_where_the_idle_writes_go(tmp_path: Path) -> None:
     """The idle-fleet windows count the service's own database commands by collection, so the
-    report can tell the worker's liveness heartbeat from writes that would grow with the bots."""
+    report can tell the worker's liveness heartbeat from writes that would grow with the bots; and
+    the census run says what the idle loop ran."""
     out = tmp_path / "out"
     tiny = ["--only", "periodic", "--periodic-bots", "3", "--periodic-window", "4", "--runs", "1",
             "--periodic-baseline", "none", "--snapshot-players", "2", "--snapshot-sweeps", "2",
-            "--periodic-settle", "0", "--no-profile", "--no-chart", "--quiet-wait", "0"]  # fmt: skip
+            "--periodic-settle", "0", "--periodic-census", "3", "--no-profile", "--no-chart",
+            "--quiet-wait", "0"]  # fmt: skip
     _run_harness(out, tiny)
     result = json.loads((out / "performance.json").read_text())["results"]["periodic"]
     idle = [row for row in result["idle"] if row["code"] == "scheduler"]
@@ -187,3 +189,9 @@ def test_tiny_periodic_benchmark_says_where_the_idle_writes_go(tmp_path: Path) -
     assert idle[0]["commands_per_s"] > 0
     report = (out / "PERFORMANCE.md").read_text()
     assert "update workers" in report and "the worker's heartbeat" in report
+    # The census run names what its loop ran: the worker's own tasks among them (its heartbeat
+    # beats every 3 s, so 3 s hold at least one run of it or of the balancer's wait).
+    census = result["census"]["windows"][0]["census"]
+    names = [entry["what"] for entry in census["top"]]
+    assert census["callbacks_per_s"] > 0 and any(name.startswith("task ") for name in names), names
+    assert "Where an idle worker's loop goes" in report
