@@ -16,6 +16,9 @@ machine whose load changes.
   reported, with each window's resident memory and the share of the machine's CPU other processes
   used meanwhile (a busy machine inflates CPU time). The same windows over as many bare discord.py
   clients (benchmarks/bare_clients.py, no Chorus) give the floor: discord.py's own idle cost.
+- **Loop census**: one more idle fleet of this tree, one window of `--periodic-census` seconds,
+  on the stdlib asyncio loop with every callback timed (benchmarks/loop_census.py): what the
+  idle loop runs, by CPU time, and the garbage collector's share.
 - **Snapshot volume**: `benchmarks/snapshot_volume.py` drives each version's snapshot keeper
   against the database with P players of 50 queued tracks (simulated clock: one sweep per
   `SNAPSHOT_INTERVAL`, every player playing, 3-minute tracks), and sums the BSON bytes of the
