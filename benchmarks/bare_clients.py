@@ -7,12 +7,17 @@ fake tokens; read, then deleted). Every client logs in with the intents Chorus u
 on uvloop as `chorus serve` runs; once all are ready the process writes READY and stays idle until
 SIGTERM. What it spends then is discord.py's own idle cost: each connection's heartbeat thread
 (one beat every ~41 s), the ACKs, the timers. The periodic benchmark measures it beside Chorus.
+
+With CHORUS_LOOP_CENSUS_OUT set, the clients run on the stdlib loop with every callback timed
+(benchmarks/loop_census.py, as the census run of `chorus serve`), and SIGUSR1 writes a census
+snapshot to that path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -68,7 +73,22 @@ def main() -> None:
     world_path.unlink()
     discord.http.Route.BASE = str(world["api_base"])
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(str(world["gateway_url"]))
-    uvloop.run(_run(world, ready_path))
+    census_out = os.environ.get("CHORUS_LOOP_CENSUS_OUT")
+    if not census_out:
+        uvloop.run(_run(world, ready_path))
+        return
+    from benchmarks import loop_census
+
+    census = loop_census.install()
+    out = Path(census_out)
+
+    def dump(signum: int, frame: object) -> None:
+        partial = out.with_suffix(".partial")
+        partial.write_text(json.dumps(census.snapshot()))
+        partial.replace(out)
+
+    signal.signal(signal.SIGUSR1, dump)
+    asyncio.run(_run(world, ready_path))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from benchmarks.processes import (
     PYTHON,
     REPO,
     BenchError,
+    Child,
     base_env,
     cpu_reading,
     cpu_seconds,
@@ -180,9 +181,19 @@ def _idle_fleet(
     return row
 
 
-def _bare_clients(ctx: BenchContext) -> dict[str, Any]:
+def _census_of(child: Child, out: Path) -> dict[str, Any]:
+    """The bare clients' loop census now (SIGUSR1, benchmarks/bare_clients.py)."""
+    out.unlink(missing_ok=True)
+    os.kill(child.process.pid, signal.SIGUSR1)
+    return read_json_when_written(out, what="the loop census", timeout=60, interval=0.05, watch=[child])
+
+
+def _bare_clients(ctx: BenchContext, *, census: bool = False) -> dict[str, Any]:
     """The floor: as many bare discord.py clients (benchmarks/bare_clients.py, no Chorus) on the
-    same fake Discord, idle, measured over the same windows."""
+    same fake Discord, idle, measured over the same windows; with `census`, over one census
+    window, on the stdlib loop with every callback timed."""
+    label = "discord.py alone, census (stdlib loop)" if census else "discord.py alone"
+    census_out = ctx.work_dir / "bare-census.json"
     bots = ctx.world.bots[: ctx.config.periodic_bots]
     world = ctx.work_dir / "bare-world.json"
     ready = ctx.work_dir / "bare-ready.json"
@@ -191,30 +202,35 @@ def _bare_clients(ctx: BenchContext) -> dict[str, Any]:
     with os.fdopen(os.open(world, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
         json.dump(document, file)  # the fake tokens: for the child only, which deletes it
     argv = [PYTHON, "-m", "benchmarks.bare_clients", str(world), str(ready)]
-    child = ctx.children.start("bare-clients", argv, env=base_env(), cwd=REPO)
+    env = base_env(CHORUS_LOOP_CENSUS_OUT=str(census_out)) if census else base_env()
+    child = ctx.children.start("bare-clients", argv, env=env, cwd=REPO)
+    window_s = ctx.config.periodic_census if census else ctx.config.periodic_window
     try:
         read_json_when_written(ready, what="the bare clients to be ready", timeout=900, watch=[child])
         wait_until_idle(child.process.pid)
-        ctx.progress(f"  periodic (discord.py alone): {len(bots)} clients ready")
+        ctx.progress(f"  periodic ({label}): {len(bots)} clients ready")
         windows: list[dict[str, Any]] = []
-        for _ in range(ctx.config.runs):
+        for _ in range(1 if census else ctx.config.runs):
             ctx.wait_for_quiet()
+            first = _census_of(child, census_out) if census else None
             machine = cpu_reading(ctx.children)
             cpu, started = cpu_seconds(child.process.pid), time.monotonic()
-            time.sleep(ctx.config.periodic_window)
+            time.sleep(window_s)
             elapsed = time.monotonic() - started
             pid = child.process.pid
             others = foreign_cpu_share(machine, cpu_reading(ctx.children))
-            windows.append({"cpu_share": (cpu_seconds(pid) - cpu) / elapsed, "db_writes_per_s": 0.0,
-                            "rss_mib": rss_bytes(pid) / 2**20, "others_share": others})  # fmt: skip
+            window: dict[str, Any] = {"cpu_share": (cpu_seconds(pid) - cpu) / elapsed, "db_writes_per_s": 0.0,
+                      "rss_mib": rss_bytes(pid) / 2**20, "others_share": others}  # fmt: skip
+            if first is not None:
+                window["census"] = loop_census.rates(first, _census_of(child, census_out))
+            windows.append(window)
     finally:
         world.unlink(missing_ok=True)
         ctx.children.stop(child)
-    row = {"code": "discord.py alone (no Chorus)", "bots": len(bots), "window_s": ctx.config.periodic_window,
-           "windows": windows,
+    row = {"code": f"{label} (no Chorus)", "bots": len(bots), "window_s": window_s, "windows": windows,
            **{key: statistics.median(w[key] for w in windows)
               for key in ("cpu_share", "db_writes_per_s", "rss_mib", "others_share")}}  # fmt: skip
-    ctx.progress(f"  periodic (discord.py alone): {row['cpu_share'] * 100:.2f}% of a core")
+    ctx.progress(f"  periodic ({label}): {row['cpu_share'] * 100:.2f}% of a core")
     return row
 
 
@@ -252,15 +268,16 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         # Lavalink, only the gateway's heartbeats remain.
         idle.append(_idle_fleet(ctx, None, "scheduler, no Lavalink", lavalink=False))
         idle.append(_bare_clients(ctx))
-        census = None
+        census = bare_census = None
         if ctx.config.periodic_census > 0:
             census = _idle_fleet(ctx, None, "scheduler, census (stdlib loop)", census=True)
+            bare_census = _bare_clients(ctx, census=True)
         volume = [_snapshot_volume(ctx, code, label) for code, label in variants]
     finally:
         if baseline is not None:
             remove_checkout(baseline)
     return {"baseline_ref": ctx.config.periodic_baseline if baseline is not None else None,
-            "idle": idle, "volume": volume, "census": census}  # fmt: skip
+            "idle": idle, "volume": volume, "census": census, "bare_census": bare_census}  # fmt: skip
 
 
 def _current(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -325,6 +342,26 @@ def _render_census(result: dict[str, Any]) -> list[str]:
         f"{census['callbacks_ms_per_s']:.1f} ms of CPU a second ({census['callbacks_per_s']:.0f} runs/s); "
         f"the garbage collector {gc_ms} ms/s (generations 0, 1, 2). A task is named by its coroutine and, "
         "after `@`, the coroutine it was waiting in.",
+    ]
+    bare = result.get("bare_census")
+    if bare and bare["windows"] and "census" in bare["windows"][0]:
+        floor = bare["windows"][0]["census"]
+        floor_gc = sum(floor["gc_ms_per_s"].values())
+        ours_gc = sum(census["gc_ms_per_s"].values())
+        lines += [
+            "",
+            f"The same census of {bare['bots']} bare discord.py clients (no Chorus, no Lavalink; "
+            f"benchmarks/bare_clients.py): {bare['cpu_share'] * 100:.2f}% of a core, "
+            f"{floor['iterations_per_s']:.0f} loop iterations/s, callbacks {floor['callbacks_ms_per_s']:.1f} "
+            f"ms/s ({floor['callbacks_per_s']:.0f} runs/s), the garbage collector {floor_gc:.2f} ms/s. "
+            f"What Chorus adds over discord.py, censused alike: "
+            f"{(row['cpu_share'] - bare['cpu_share']) * 1000:.1f} ms of CPU a second, of which callbacks "
+            f"{census['callbacks_ms_per_s'] - floor['callbacks_ms_per_s']:.1f} ms and the garbage collector "
+            f"{ours_gc - floor_gc:.2f} ms. discord.py's own, its largest: "
+            + "; ".join(f"`{e['what']}` {e['ms_per_s']:.2f} ms/s" for e in floor["top"][:4])
+            + ".",
+        ]
+    lines += [
         "",
         "| what the loop ran | CPU ms/s | share of the callbacks | runs/s | µs per run |",
         "|---|---:|---:|---:|---:|",

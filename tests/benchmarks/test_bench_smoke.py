@@ -195,3 +195,6 @@ def test_tiny_periodic_benchmark_says_where_the_idle_writes_go(tmp_path: Path) -
     names = [entry["what"] for entry in census["top"]]
     assert census["callbacks_per_s"] > 0 and any(name.startswith("task ") for name in names), names
     assert "Where an idle worker's loop goes" in report
+    # ... beside discord.py alone, censused the same way (idle for 3 s, it may run nothing at all).
+    assert "callbacks_per_s" in result["bare_census"]["windows"][0]["census"]
+    assert "The same census of 3 bare discord.py clients" in report
