@@ -336,16 +336,16 @@ class FleetCoordinator:
             await self._host.close_bots(
                 late, deadline=max(1.0, remaining), save=reachable and not self.book.unreachable
             )
-        # The background loops end by themselves (the relay's stream comes back every second to
-        # look; a call to an unreachable database fails after the driver's server selection)
-        # before anything is cancelled: a task cancelled inside the driver's server selection can
-        # break the client's topology lock, and closing the client then hangs. With the database
-        # reachable, the mirror's streams, parked in a getMore for up to 10 s, are cancelled at once.
+        # With the database unreachable, the background loops end by themselves (a call fails
+        # after the driver's server selection) before anything is cancelled: a task cancelled
+        # inside the driver's server selection can break the client's topology lock, and closing
+        # the client then hangs. With it reachable, the streams, parked in a getMore for up to
+        # 10 s, are cancelled at once.
         parked = reachable and not self.book.unreachable and self._database_looks_reachable()
         await asyncio.gather(
             self.heart.stop(patience=patience),
             self.view.stop(patience=0.0 if parked else patience),
-            self.relay.stop(patience=patience),
+            self.relay.stop(patience=0.0 if parked else patience),
         )
         if reachable and not self.book.unreachable and len(released) == len(held):
             await self._bounded(lease_db.remove_worker(me, collection=workers), "leaving the fleet")
