@@ -79,16 +79,19 @@ _WRITE_COMMANDS = ("insert", "update", "delete", "findAndModify")
 HEARTBEAT = "update workers"  # the worker's liveness heartbeat (issue 13): one per interval per worker
 
 
+def _report_now(child: Child, out: Path, what: str) -> dict[str, Any]:
+    """Ask a child that reports on SIGUSR1 (counted_serve.py, bare_clients.py) to write `out` now,
+    and read it."""
+    out.unlink(missing_ok=True)
+    os.kill(child.process.pid, signal.SIGUSR1)
+    return read_json_when_written(out, what=what, timeout=60, interval=0.05, watch=[child])
+
+
 def _counted(service: ChorusProcess, counted: Path | None) -> dict[str, Any]:
     """What the service's benchmarks/counted_serve.py reports now: the database commands it has
     sent so far, by "command collection" ("by_collection"), and its loop census if it runs one;
     empty when it does not count them."""
-    if counted is None:
-        return {}
-    counted.unlink(missing_ok=True)
-    os.kill(service.child.pid, signal.SIGUSR1)
-    return read_json_when_written(counted, what="the command count", timeout=60, interval=0.05,
-                                  watch=[service.child])  # fmt: skip
+    return {} if counted is None else _report_now(service.child, counted, "the command count")
 
 
 def _window(
@@ -181,13 +184,6 @@ def _idle_fleet(
     return row
 
 
-def _census_of(child: Child, out: Path) -> dict[str, Any]:
-    """The bare clients' loop census now (SIGUSR1, benchmarks/bare_clients.py)."""
-    out.unlink(missing_ok=True)
-    os.kill(child.process.pid, signal.SIGUSR1)
-    return read_json_when_written(out, what="the loop census", timeout=60, interval=0.05, watch=[child])
-
-
 def _bare_clients(ctx: BenchContext, *, census: bool = False) -> dict[str, Any]:
     """The floor: as many bare discord.py clients (benchmarks/bare_clients.py, no Chorus) on the
     same fake Discord, idle, measured over the same windows; with `census`, over one census
@@ -212,7 +208,7 @@ def _bare_clients(ctx: BenchContext, *, census: bool = False) -> dict[str, Any]:
         windows: list[dict[str, Any]] = []
         for _ in range(1 if census else ctx.config.runs):
             ctx.wait_for_quiet()
-            first = _census_of(child, census_out) if census else None
+            first = _report_now(child, census_out, "the loop census") if census else None
             machine = cpu_reading(ctx.children)
             cpu, started = cpu_seconds(child.process.pid), time.monotonic()
             time.sleep(window_s)
@@ -222,7 +218,7 @@ def _bare_clients(ctx: BenchContext, *, census: bool = False) -> dict[str, Any]:
             window: dict[str, Any] = {"cpu_share": (cpu_seconds(pid) - cpu) / elapsed, "db_writes_per_s": 0.0,
                       "rss_mib": rss_bytes(pid) / 2**20, "others_share": others}  # fmt: skip
             if first is not None:
-                window["census"] = loop_census.rates(first, _census_of(child, census_out))
+                window["census"] = loop_census.rates(first, _report_now(child, census_out, "the loop census"))
             windows.append(window)
     finally:
         world.unlink(missing_ok=True)
