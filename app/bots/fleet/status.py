@@ -4,8 +4,10 @@
 Written only when something a reader would see changes (state, error, guild or user count, the
 "stuck starting" flag). Latency moves with every gateway heartbeat: it is published at most once a
 minute, and only once it has moved by `LATENCY_MOVE_MS` and `LATENCY_MOVE_RATIO` from the value
-published (a bot that lags shows; the jitter of a fleet of healthy bots writes nothing). One bulk
-write per batch, each update fenced by (owner, epoch).
+published (a bot that lags shows; the jitter of a fleet of healthy bots writes nothing). A latency
+that appears or goes is not held back: a bot turning ready publishes its first latency with its
+state (one write), not a minute later in a bulk write of every bot that started. One bulk write per
+batch, each update fenced by (owner, epoch).
 
 What is compared costs what changes, not the fleet's size: a bot's state change, error or guild
 counts tell the publisher (`changed`); between those, the `SWEEP_EVERY` pass compares only the bots
@@ -124,7 +126,11 @@ class StatusPublisher:
             last = self._published.get(client_id)
             if last is not None and last.epoch == epoch:
                 published = last.status.latency_ms
-                latency_due = now - last.latency_at >= LATENCY_EVERY
+                # A latency that appears or goes (the bot turned ready, or stopped being) is news at
+                # once, written with the state that explains it; one that moves waits its minute.
+                latency_due = (
+                    published is None or status.latency_ms is None or now - last.latency_at >= LATENCY_EVERY
+                )
                 if not (latency_due and latency_moved(published, status.latency_ms)):
                     status = status.model_copy(update={"latency_ms": published})
                 if status == last.status:

@@ -111,6 +111,30 @@ async def test_a_latency_that_moved_is_published_at_most_once_a_minute() -> None
     assert client_id == 1 and status.latency_ms == 900.0
 
 
+async def test_a_bot_turning_ready_publishes_its_first_latency_with_its_state() -> None:
+    """The first latency is known at READY (the heartbeat sent on HELLO was acknowledged): held back
+    a minute, every bot of a fleet that just started would publish it in one bulk write later."""
+    publisher, host, clock = await fleet(3)
+    host.statuses[2] = LeaseStatus(state="starting", since=SINCE)
+    clock.now += 1.0
+    assert await publisher.publish({2}) == 1
+    host.statuses[2] = ready(latency_ms=250.0)
+    clock.now += 1.0  # well within the minute that holds a latency that moved
+    [(client_id, _, status)] = publisher.due({1, 2, 3})
+    assert client_id == 2 and status.state == "ready" and status.latency_ms == 250.0
+    assert await publisher.publish({2}) == 1
+    lease = await lease_db.get_lease(2)
+    assert lease is not None and lease.status is not None and lease.status.latency_ms == 250.0
+    # Nothing is left for the next full sweep: the fleet publishes nothing more while it idles.
+    clock.now += FULL_SWEEP_EVERY + LATENCY_EVERY
+    assert await publisher.publish(publisher.pass_targets(set())) == 0
+    # A latency that goes (the gateway dropped) is news at once too, with the state.
+    host.statuses[2] = LeaseStatus(state="reconnecting", since=SINCE, latency_ms=None)
+    clock.now += 1.0
+    [(_, _, gone)] = publisher.due({2})
+    assert gone.latency_ms is None and gone.state == "reconnecting"
+
+
 def test_latency_moves_only_by_both_thresholds() -> None:
     assert not latency_moved(40.0, 80.0)  # +40 ms: jitter
     assert latency_moved(40.0, 95.0)  # +55 ms, more than half
