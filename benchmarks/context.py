@@ -120,6 +120,10 @@ class BenchConfig:
     periodic_settle: float = option(
         80.0, "periodic: seconds after ready before the windows, for the worker's heap settle (80)"
     )
+    periodic_quiet: float = option(
+        70.0,
+        "periodic: seconds with no write but the heartbeat before the windows, after the settle (70)",
+    )
     # periodic: the code before the worker scheduler (per-bot idle/snapshot loops and per-node
     # watchdogs), measured in the same run for the ratios; "" for none
     periodic_baseline: str = baseline_option("16e8f9e", "periodic")

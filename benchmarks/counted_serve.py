@@ -5,8 +5,9 @@ and the SIGUSR1 document carries a "census" snapshot.
     python benchmarks/counted_serve.py OUT
 
 Run as a script (not `-m`), so the `app` package comes from PYTHONPATH: this tree, or the
-checkout of a baseline. SIGUSR1 writes ``{"commands": N, "by_name": {...}, "by_collection": {...}}``
-to OUT: the commands started since the process began (one per round trip to the database). SIGUSR2
+checkout of a baseline. SIGUSR1 writes ``{"commands": N, "by_name": {...}, "by_collection": {...},
+"statements_by_collection": {...}}`` to OUT: the commands started since the process began (one per
+round trip to the database), and the write commands' statements (one per document written). SIGUSR2
 appends every thread's stack and every asyncio task's to OUT with the suffix `.stacks`.
 """
 
@@ -26,17 +27,28 @@ from types import FrameType
 
 from pymongo import monitoring
 
+# A write command's statements: one per document it inserts, updates or deletes (a bulk write is one
+# command of many statements; the database does the work of each).
+_STATEMENTS = {"insert": "documents", "update": "updates", "delete": "deletes"}
+
 
 class _Counter(monitoring.CommandListener):
     def __init__(self) -> None:
         self.by_name: Counter[str] = Counter()
         self.by_collection: Counter[str] = Counter()  # "update bot_identify_log": N
+        self.statements_by_collection: Counter[str] = Counter()  # write statements, same keys
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.by_name[event.command_name] += 1
-        collection = event.command.get(event.command_name)
+        name = event.command_name
+        self.by_name[name] += 1
+        collection = event.command.get(name)
         if isinstance(collection, str):
-            self.by_collection[f"{event.command_name} {collection}"] += 1
+            key = f"{name} {collection}"
+            self.by_collection[key] += 1
+            if name in _STATEMENTS:
+                self.statements_by_collection[key] += len(event.command.get(_STATEMENTS[name]) or ())
+            elif name == "findAndModify":
+                self.statements_by_collection[key] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -82,8 +94,12 @@ def main() -> None:
     def dump(signum: int, frame: FrameType | None) -> None:
         partial = out.with_suffix(".partial")
         by_name = dict(counter.by_name)
-        document: dict[str, object] = {"commands": sum(by_name.values()), "by_name": by_name,
-                                       "by_collection": dict(counter.by_collection)}  # fmt: skip
+        document: dict[str, object] = {
+            "commands": sum(by_name.values()),
+            "by_name": by_name,
+            "by_collection": dict(counter.by_collection),
+            "statements_by_collection": dict(counter.statements_by_collection),
+        }
         if census is not None:
             document["census"] = census.snapshot()
         partial.write_text(json.dumps(document))

@@ -8,9 +8,11 @@ machine whose load changes.
 - **Idle fleet**: `chorus serve` with N bots ready, each connected to one fake Lavalink node, no
   player anywhere. After its start-up work is done (CPU below 10% for a second, then
   `--periodic-settle` seconds after ready: app/heap.py settles the heap once the bots are still,
-  a one-off, then CPU below 10% again), the harness reads
-  the service's CPU time and the database's write counters (`serverStatus` opcounters: inserts,
-  updates, deletes; and the service's own write commands by collection) over `--runs` windows of
+  a one-off; then `--periodic-quiet` seconds with no write but the worker's heartbeat, as the
+  status publisher's first full sweeps publish what start-up left; then CPU below 10% again), the
+  harness reads the service's CPU time and the database's write counters (`serverStatus`
+  opcounters: write commands, on SecantusDB; and the service's own write commands and the
+  documents they wrote, by collection, from a PyMongo command listener) over `--runs` windows of
   `--periodic-window` seconds (60: an idle fleet's work comes in bursts, gateway heartbeats every
   ~41 s, Lavalink's `stats` every 60 s, so shorter windows are mostly noise); medians are
   reported, with each window's resident memory and the share of the machine's CPU other processes
@@ -77,6 +79,8 @@ def _database_writes(url: str) -> int:
 
 _WRITE_COMMANDS = ("insert", "update", "delete", "findAndModify")
 HEARTBEAT = "update workers"  # the worker's liveness heartbeat (issue 13): one per interval per worker
+WRITES_QUIET_MAX = 240.0  # the wait for --periodic-quiet lasts at most this long after --periodic-settle
+WRITES_POLL = 5.0
 
 
 def _report_now(child: Child, out: Path, what: str) -> dict[str, Any]:
@@ -125,7 +129,45 @@ def _window(
         window["writes_by_collection"] = {
             name: rate for name, rate in sorted(sent.items()) if name.split(" ", 1)[0] in _WRITE_COMMANDS
         }
+        # Counts, not rates: a one-off bulk write in one window must not vanish in a median.
+        before_statements: dict[str, int] = first.get("statements_by_collection", {})
+        window["statements_by_collection"] = {
+            name: n - before_statements.get(name, 0)
+            for name, n in sorted(last.get("statements_by_collection", {}).items())
+            if n > before_statements.get(name, 0)
+        }
     return window
+
+
+def _writes_besides_heartbeat(report: dict[str, Any]) -> int:
+    """Write statements a counted service has sent so far, not counting its liveness heartbeat."""
+    statements: dict[str, int] = report.get("statements_by_collection", {})
+    return sum(n for name, n in statements.items() if name != HEARTBEAT)
+
+
+def _settle(ctx: BenchContext, service: ChorusProcess, counted: Path | None, ready: float) -> str:
+    """Wait until the fleet's start-up work is done: `--periodic-settle` seconds after ready (the
+    worker settles its heap once its bots are still: app/heap.py, a one-off), and, when the service's
+    commands are counted, until it has written nothing but its heartbeat for `--periodic-quiet`
+    seconds (longer than a status full sweep, app/bots/fleet/status.py, which publishes what start-up
+    left to publish, such as latencies that settled), at most `WRITES_QUIET_MAX` seconds more.
+    Returns what the wait saw, for the progress line."""
+    settle_at = ready + ctx.config.periodic_settle
+    if counted is None:
+        time.sleep(max(0.0, settle_at - time.monotonic()))
+        return ""
+    written, changed_at = -1, time.monotonic()
+    while True:
+        now = time.monotonic()
+        total = _writes_besides_heartbeat(_counted(service, counted))
+        if total != written:
+            written, changed_at = total, now
+        if now >= settle_at and now - changed_at >= ctx.config.periodic_quiet:
+            return f", no write but the heartbeat for {now - changed_at:.0f} s"
+        if now >= settle_at + WRITES_QUIET_MAX:
+            last = now - changed_at
+            return f", still writing {WRITES_QUIET_MAX:.0f} s after the settle (last {last:.0f} s ago)"
+        time.sleep(WRITES_POLL)
 
 
 def _idle_fleet(
@@ -146,12 +188,10 @@ def _idle_fleet(
             service.wait_ready(len(bots), timeout=900)
             ready = time.monotonic()
             wait_until_idle(service.child.pid)
-            # Once its bots are still, the worker settles its heap (app/heap.py: one full
-            # collection, then the long-lived objects are frozen): a one-off, not idle work.
-            time.sleep(max(0.0, ready + ctx.config.periodic_settle - time.monotonic()))
+            quiet = _settle(ctx, service, counted, ready)
             wait_until_idle(service.child.pid)
             settled = time.monotonic() - ready
-            ctx.progress(f"  periodic ({label}): {len(bots)} bots ready, idle {settled:.1f} s later")
+            ctx.progress(f"  periodic ({label}): {len(bots)} bots ready, idle {settled:.1f} s later{quiet}")
             if census:  # one window: its numbers are shares, not the fleet's cost
                 windows = [_window(ctx, service, counted, ctx.config.periodic_census)]
             else:
@@ -177,6 +217,12 @@ def _idle_fleet(
             name: statistics.median(w["writes_by_collection"].get(name, 0.0) for w in windows)
             for name in names
         }
+    if all("statements_by_collection" in w for w in windows):  # every window, added up
+        totals: dict[str, int] = {}
+        for w in windows:
+            for name, n in w["statements_by_collection"].items():
+                totals[name] = totals.get(name, 0) + n
+        row["statements_by_collection"] = dict(sorted(totals.items()))
     each = ", ".join(f"{w['cpu_share'] * 100:.2f}%" for w in windows)
     ctx.progress(f"  periodic ({label}): {row['cpu_share'] * 100:.2f}% of a core (windows: {each}), "
                  f"{row['db_writes_per_s']:.2f} database writes/s, {row['rss_mib']:.0f} MiB, "
@@ -291,13 +337,27 @@ def targets(result: dict[str, Any]) -> list[Target]:
                verdict(idle["db_writes_per_s"] == 0 if measured_at else None),
                _writes_note(idle) or note),
     ]  # fmt: skip
-    if "writes_by_collection" in idle:
-        others = sum(rate for name, rate in idle["writes_by_collection"].items() if name != HEARTBEAT)
+    if "statements_by_collection" in idle:
+        # Documents, not commands: a bulk write of 1,000 updates is one command and 1,000 writes.
+        statements: dict[str, int] = idle["statements_by_collection"]
+        others = sum(n for name, n in statements.items() if name != HEARTBEAT)
+        seconds = idle["window_s"] * len(idle["windows"])
+        where = "; ".join(f"{name} {n}" for name, n in statements.items() if name != HEARTBEAT)
+        targets.append(
+            Target(
+                f"idle fleet of {GOAL_BOTS} bots: no document written besides the worker's heartbeat",
+                f"{others} in {seconds:.0f} s",
+                verdict(others == 0 if measured_at else None),
+                where or note,
+            )
+        )
+    elif "writes_by_collection" in idle:  # a report from before documents were counted
+        others_rate = sum(rate for name, rate in idle["writes_by_collection"].items() if name != HEARTBEAT)
         targets.append(
             Target(
                 f"idle fleet of {GOAL_BOTS} bots: 0 writes/s besides the worker's heartbeat",
-                f"{others:.2f}/s",
-                verdict(others == 0 if measured_at else None),
+                f"{others_rate:.2f}/s",
+                verdict(others_rate == 0 if measured_at else None),
                 note,
             )
         )
@@ -310,6 +370,16 @@ def _writes_note(row: dict[str, Any]) -> str:
     parts = [f"{name} {rate:.2f}/s" + (" (the worker's heartbeat)" if name == HEARTBEAT else "")
              for name, rate in by_collection.items()]  # fmt: skip
     return "; ".join(parts)
+
+
+def _documents_note(row: dict[str, Any]) -> str:
+    """The documents the service wrote besides its heartbeat over every window, e.g. "0", or
+    "1000 (update bot_leases 1000)"; "-" for data from before they were counted."""
+    if "statements_by_collection" not in row:
+        return "-"
+    others = {name: n for name, n in row["statements_by_collection"].items() if name != HEARTBEAT}
+    where = "; ".join(f"{name} {n}" for name, n in others.items())
+    return f"{sum(others.values())}" + (f" ({where})" if where else "")
 
 
 def _ratio(before: float, after: float) -> str:
@@ -380,9 +450,11 @@ def render(result: dict[str, Any]) -> str:
         "**Idle fleet** (every bot ready and connected to a fake Lavalink node, no player; the last row "
         "without Lavalink, to show what the Lavalink connections' own keepalives cost):",
         "",
-        "| code | bots | windows x s | CPU, % of a core (median) | each window | database writes/s (median) "
-        "| the service's writes by collection | its commands/s | RSS (MiB) | others' CPU, % of the machine |",
-        "|---|---:|---:|---:|---|---:|---|---:|---:|---:|",
+        "| code | bots | windows x s | CPU, % of a core (median) | each window "
+        "| database write commands/s (median) | the service's write commands by collection "
+        "| documents it wrote besides its heartbeat, all windows | its commands/s | RSS (MiB) "
+        "| others' CPU, % of the machine |",
+        "|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|",
     ]
     for row in result["idle"]:
         cpu, writes = row["cpu_share"] * 100, row["db_writes_per_s"]
@@ -392,8 +464,9 @@ def render(result: dict[str, Any]) -> str:
         others = f"{row['others_share'] * 100:.0f}" if "others_share" in row else "-"
         by_collection = _writes_note(row) or ("none" if "writes_by_collection" in row else "-")
         commands = f"{row['commands_per_s']:.2f}" if "commands_per_s" in row else "-"
+        documents = _documents_note(row)
         lines.append(f"| {row['code']} | {row['bots']} | {spans} | {cpu:.2f} | {each} | {writes:.2f} "
-                     f"| {by_collection} | {commands} | {rss} | {others} |")  # fmt: skip
+                     f"| {by_collection} | {documents} | {commands} | {rss} | {others} |")  # fmt: skip
     lines += _render_census(result)
     lines += [
         "",

@@ -176,8 +176,8 @@ def test_tiny_periodic_benchmark_says_where_the_idle_writes_go(tmp_path: Path) -
     out = tmp_path / "out"
     tiny = ["--only", "periodic", "--periodic-bots", "3", "--periodic-window", "4", "--runs", "1",
             "--periodic-baseline", "none", "--snapshot-players", "2", "--snapshot-sweeps", "2",
-            "--periodic-settle", "0", "--periodic-census", "3", "--no-profile", "--no-chart",
-            "--quiet-wait", "0"]  # fmt: skip
+            "--periodic-settle", "0", "--periodic-quiet", "0", "--periodic-census", "3", "--no-profile",
+            "--no-chart", "--quiet-wait", "0"]  # fmt: skip
     _run_harness(out, tiny)
     result = json.loads((out / "performance.json").read_text())["results"]["periodic"]
     idle = [row for row in result["idle"] if row["code"] == "scheduler"]
@@ -187,7 +187,10 @@ def test_tiny_periodic_benchmark_says_where_the_idle_writes_go(tmp_path: Path) -
     # is published when it moves, which a busy machine can make it do.)
     assert writes.get("update workers", 0) > 0, writes
     assert idle[0]["commands_per_s"] > 0
+    # ... and the documents those commands wrote (a bulk write is one command of many).
+    assert idle[0]["statements_by_collection"].get("update workers", 0) > 0, idle[0]
     report = (out / "PERFORMANCE.md").read_text()
+    assert "documents it wrote besides its heartbeat" in report
     assert "update workers" in report and "the worker's heartbeat" in report
     # The census run names what its loop ran: the worker's own tasks among them (its heartbeat
     # beats every 3 s, so 3 s hold at least one run of it or of the balancer's wait).
