@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,9 +21,9 @@ import discord.gateway
 import discord.http
 import pytest
 from beanie import init_beanie
-from discord.gateway import KeepAliveHandler
 from pymongo import AsyncMongoClient
 
+from app.bots.heartbeat import HonestKeepAlive, beating_handlers
 from app.db.connection import make_client
 from app.db.models import DOCUMENT_MODELS
 from app.logs import install_redaction
@@ -131,21 +130,21 @@ def make_settings(mongodb_url: str, database_name: str, encryption_key: str, tmp
     return factory
 
 
-def _heartbeats() -> set[KeepAliveHandler]:
-    return {t for t in threading.enumerate() if isinstance(t, KeepAliveHandler) and t.is_alive()}
+def _heartbeats() -> set[HonestKeepAlive]:
+    return set(beating_handlers())
 
 
 @pytest.fixture(autouse=True)
 def _no_gateway_left_open() -> Iterator[None]:
-    """Every gateway connection a test opens is closed: a leaked one keeps its heartbeat thread,
-    which later fires into a closed event loop (and in production would keep a session alive)."""
+    """Every gateway connection a test opens is closed: a leaked one keeps its heartbeat going
+    (in production it would keep a session alive)."""
     before = _heartbeats()
     yield
     deadline = time.monotonic() + 30.0  # generous: a busy machine closes sockets late
     while (leaked := _heartbeats() - before) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for thread in leaked:
-        thread.stop()
+    for handler in leaked:
+        handler.stop()
     assert not leaked, f"{len(leaked)} gateway connection(s) left open"
 
 

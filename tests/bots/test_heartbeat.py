@@ -1,4 +1,5 @@
-"""latencyMs is honest: an ACK with no heartbeat outstanding (duplicate, early) changes nothing."""
+"""Gateway heartbeats run on the event loop (no thread per connection), and latencyMs is honest:
+an ACK with no heartbeat outstanding (duplicate, early) changes nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import discord.gateway
 import pytest
 from pymongo import AsyncMongoClient
 
-from app.bots.heartbeat import HonestKeepAlive
+from app.bots.heartbeat import HonestKeepAlive, beating_handlers
 from app.bots.identify import IdentifyLedger
 from app.bots.status import BotState
 from app.settings import Settings
@@ -61,22 +62,22 @@ async def test_a_stray_ack_does_not_become_latency(
 
 def _heartbeats_of(connection: object) -> list[HonestKeepAlive]:
     return [
-        thread
-        for thread in threading.enumerate()
-        if isinstance(thread, HonestKeepAlive) and thread.ws._connection is connection  # pyright: ignore[reportPrivateUsage]
+        handler
+        for handler in beating_handlers()
+        if handler.ws._connection is connection  # pyright: ignore[reportPrivateUsage]
     ]
 
 
-async def test_a_handshake_cut_short_leaves_no_heartbeat_thread(
+async def test_a_handshake_cut_short_leaves_no_heartbeat_going(
     fake_discord: FakeDiscord,
     fleet_settings: Settings,
     mongo: AsyncMongoClient[dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """discord.py starts a connection's heartbeat thread on HELLO and stops it only through the
+    """discord.py starts a connection's heartbeat on HELLO and stops it only through the
     `DiscordWebSocket` the client knows, which it learns once IDENTIFY is sent. A bot stopped while
-    it waits to IDENTIFY (here: its IDENTIFY log write never lands) used to leave the thread
-    beating into a closed event loop ("Event loop is closed")."""
+    it waits to IDENTIFY (here: its IDENTIFY log write never lands) used to leave it beating (a
+    thread, then, firing into a closed event loop: "Event loop is closed")."""
     waiting = asyncio.Event()
 
     async def never_claimed(self: IdentifyLedger) -> None:
@@ -92,7 +93,62 @@ async def test_a_handshake_cut_short_leaves_no_heartbeat_thread(
         assert runner is not None and runner.client is not None
         connection = runner.client._connection  # pyright: ignore[reportPrivateUsage]
         assert runner.client.ws is None  # the handshake's socket is not the client's yet
-        assert [thread.is_alive() for thread in _heartbeats_of(connection)] == [True]
+        assert len(_heartbeats_of(connection)) == 1
     async with asyncio.timeout(30):
-        while any(thread.is_alive() for thread in _heartbeats_of(connection)):
+        while _heartbeats_of(connection):
             await asyncio.sleep(0.02)
+
+
+def _ready_keep_alive(running: Any, bot: Any) -> HonestKeepAlive:
+    runner = running.manager.get_runner(bot.client_id)
+    assert runner is not None and runner.client is not None and runner.client.ws is not None
+    keep_alive = runner.client.ws._keep_alive  # pyright: ignore[reportPrivateUsage]  # what the seam installs
+    assert isinstance(keep_alive, HonestKeepAlive)
+    return keep_alive
+
+
+async def test_heartbeats_are_sent_from_the_event_loop_not_a_thread_per_connection(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    fake_discord.heartbeat_interval_ms = 200  # several beats within the test
+    bots = [fake_discord.add_bot(name=f"Beat {n}") for n in range(3)]
+    for bot in bots:
+        await store_bot(mongo, fleet_settings, bot)
+    async with running_app(fleet_settings) as running:
+        for bot in bots:
+            await running.wait_for(bot, BotState.READY)
+        handlers = [_ready_keep_alive(running, bot) for bot in bots]
+        async with asyncio.timeout(30):
+            while any(handler.beats < 3 for handler in handlers):
+                await asyncio.sleep(0.02)
+        # Every beat goes on and is measured (a beat sent while the start-up was slow to ACK the
+        # one on HELLO makes that ACK count as stray: only the oldest unanswered beat is timed).
+        assert all(handler.beating for handler in handlers)
+        assert all(0 < handler.latency < 10 for handler in handlers)
+        # ... from the event loop: no connection has a thread of its own.
+        assert not [t for t in threading.enumerate() if isinstance(t, discord.gateway.KeepAliveHandler)]
+        assert {handler for handler in beating_handlers() if handler in handlers} == set(handlers)
+    assert not set(beating_handlers()) & set(handlers)  # the stop stopped them all
+
+
+async def test_a_connection_that_stops_answering_is_closed_and_resumed(
+    fake_discord: FakeDiscord, fleet_settings: Settings, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """A zombie connection (nothing received for discord.py's heartbeat timeout) is closed with
+    4000 at the next beat, as discord.py's thread did, and discord.py resumes the session."""
+    fake_discord.heartbeat_interval_ms = 200
+    bot = fake_discord.add_bot(name="Zombie")
+    await store_bot(mongo, fleet_settings, bot)
+    async with running_app(fleet_settings) as running:
+        await running.wait_for(bot, BotState.READY)
+        keep_alive = _ready_keep_alive(running, bot)
+        keep_alive.heartbeat_timeout = 1.0  # discord.py's is 60 s
+        fake_discord.ack_heartbeats = False
+        async with asyncio.timeout(30):
+            while 4000 not in bot.client_closes:
+                await asyncio.sleep(0.02)
+        assert not keep_alive.beating
+        fake_discord.ack_heartbeats = True
+        await fake_discord.wait_for_resume(bot)
+        await running.wait_for(bot, BotState.READY)
+        assert _ready_keep_alive(running, bot) is not keep_alive  # a new connection, a new heartbeat

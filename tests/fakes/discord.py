@@ -452,6 +452,8 @@ class FakeDiscord(InteractionsMixin):
         max_guilds_per_shard: int = DISCORD_MAX_GUILDS_PER_SHARD,
     ) -> None:
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        # False: heartbeats go unanswered (a zombie connection, which the client must close).
+        self.ack_heartbeats = True
         # Where the gateway websocket is served (a proxy may put it on a path of its own).
         self.gateway_path = gateway_path
         # While set, every gateway handshake is answered with this HTTP status (an outage).
@@ -1127,7 +1129,8 @@ class FakeDiscord(InteractionsMixin):
             task.add_done_callback(self._background.discard)
 
     async def _on_heartbeat(self, conn: _Connection, data: Any) -> None:
-        await conn.send_json({"op": 11, "d": None})
+        if self.ack_heartbeats:
+            await conn.send_json({"op": 11, "d": None})
 
     async def _on_identify(self, conn: _Connection, data: Any) -> None:
         if conn.session is not None:
