@@ -139,10 +139,16 @@ def _window(
     return window
 
 
+def _besides_heartbeat(report: dict[str, Any]) -> dict[str, int]:
+    """The write statements (documents) by collection in a counted report or a row, without the
+    worker's liveness heartbeat."""
+    statements: dict[str, int] = report.get("statements_by_collection", {})
+    return {name: n for name, n in statements.items() if name != HEARTBEAT}
+
+
 def _writes_besides_heartbeat(report: dict[str, Any]) -> int:
     """Write statements a counted service has sent so far, not counting its liveness heartbeat."""
-    statements: dict[str, int] = report.get("statements_by_collection", {})
-    return sum(n for name, n in statements.items() if name != HEARTBEAT)
+    return sum(_besides_heartbeat(report).values())
 
 
 def _settle(ctx: BenchContext, service: ChorusProcess, counted: Path | None, ready: float) -> str:
@@ -339,10 +345,10 @@ def targets(result: dict[str, Any]) -> list[Target]:
     ]  # fmt: skip
     if "statements_by_collection" in idle:
         # Documents, not commands: a bulk write of 1,000 updates is one command and 1,000 writes.
-        statements: dict[str, int] = idle["statements_by_collection"]
-        others = sum(n for name, n in statements.items() if name != HEARTBEAT)
+        besides = _besides_heartbeat(idle)
+        others = sum(besides.values())
         seconds = idle["window_s"] * len(idle["windows"])
-        where = "; ".join(f"{name} {n}" for name, n in statements.items() if name != HEARTBEAT)
+        where = "; ".join(f"{name} {n}" for name, n in besides.items())
         targets.append(
             Target(
                 f"idle fleet of {GOAL_BOTS} bots: no document written besides the worker's heartbeat",
@@ -377,7 +383,7 @@ def _documents_note(row: dict[str, Any]) -> str:
     "1000 (update bot_leases 1000)"; "-" for data from before they were counted."""
     if "statements_by_collection" not in row:
         return "-"
-    others = {name: n for name, n in row["statements_by_collection"].items() if name != HEARTBEAT}
+    others = _besides_heartbeat(row)
     where = "; ".join(f"{name} {n}" for name, n in others.items())
     return f"{sum(others.values())}" + (f" ({where})" if where else "")
 
