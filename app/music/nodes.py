@@ -192,8 +192,10 @@ class BotNodes:
         return len(self._specs)
 
     def connected_count(self) -> int:
-        """How many of this bot's nodes are connected and usable right now (cheap: no I/O)."""
-        return len(self.healthy())
+        """How many of this bot's nodes are connected and usable right now (cheap: no I/O, no
+        list: /health asks every bot of the worker)."""
+        connected = wavelink.NodeStatus.CONNECTED
+        return sum(1 for node in self.nodes if node.status is connected and _socket_alive(node))
 
     def start(self) -> None:
         """Create this bot's nodes and connect them in the background. Returns at once: whether
