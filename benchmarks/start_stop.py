@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.context import BenchContext
-from benchmarks.processes import cpu_seconds, read_json_when_written, wait_until_idle
+from benchmarks.processes import cpu_seconds, read_json_when_written, wait_until, wait_until_idle
 from benchmarks.service import (
     ServiceOptions,
     add_checkout,
     drop_database,
+    guilds_recorded,
     new_database_name,
     post_json,
     remove_checkout,
@@ -67,6 +68,10 @@ def _first_start(ctx: BenchContext, code: Path | None, database: str, n: int, no
     try:
         service.wait_http(timeout=120)
         service.wait_ready(n, timeout=120 + n / 5)
+        # Until the guild records are all written: the process can look idle while it waits on a
+        # busy database, and a restart would then write what this start left undone.
+        wait_until(lambda: guilds_recorded(ctx.database_url, database, bots=n), timeout=120 + n / 5,
+                   what="the first start's guild records", interval=0.5, watch=[service.child])  # fmt: skip
         wait_until_idle(service.child.pid)
     finally:
         ctx.children.stop(service.child, timeout=STOP_CAP)
