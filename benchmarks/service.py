@@ -15,7 +15,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from app.db.models import MusicBot, ServerMusicBot
+from app.db.models import MusicBot, ServerMusicBot, ServerStatus
 from app.tokens import TokenCipher, token_fingerprint
 from benchmarks.processes import (
     BIN,
@@ -197,7 +197,8 @@ def guilds_recorded(database_url: str, database: str, *, bots: int) -> bool:
     try:
         db = client[database]
         counted = db[MusicBot.Settings.name].count_documents({"guild_count": {"$gt": 0}})
-        active = db[ServerMusicBot.Settings.name].distinct("music_bot_id", {"status": "active"})
+        records = db[ServerMusicBot.Settings.name]
+        active = records.distinct("music_bot_id", {"status": ServerStatus.ACTIVE.value})
     finally:
         client.close()
     return counted >= bots and len(active) >= bots

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -19,6 +20,14 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
+# Guild syncs writing at once, over a worker's bots. A fresh fleet's first start syncs every bot
+# together (two writes each): unbounded, 1,000 bots took every connection of the pool (100) for
+# seconds, so the IDENTIFY log's writes and the database monitor's ping timed out waiting for one,
+# and the worker reported its database unreachable while it was only busy. The rest of the pool
+# stays free for everything else; the records are written about as fast (the database, not the
+# number of writes in flight, sets the pace).
+GUILD_WRITES_AT_ONCE = 16
+
 
 class GuildSync:
     """One loop per bot, woken by READY/RESUMED/join/remove/available: events that arrive
@@ -34,8 +43,11 @@ class GuildSync:
         epoch: int | None = None,
         on_change: Callable[[], None] | None = None,
         recorded: frozenset[int] | None = None,
+        writers: asyncio.Semaphore | None = None,
     ) -> None:
         self.client_id = client_id
+        # Shared by the worker's bots (GUILD_WRITES_AT_ONCE); None: unbounded (a bot alone).
+        self._writers = writers
         self._epoch = epoch  # the lease epoch: records written by a newer owner are not touched
         self._on_change = on_change  # the counts changed (the owner publishes them)
         self._record = record  # the runner's current record (hot reload may replace it)
@@ -92,19 +104,23 @@ class GuildSync:
                       self.client_id, len(unavailable))  # fmt: skip
         record = self._record()
         assert record.id is not None
-        recorded, self._recorded = self._recorded, None
-        activated, removed = await queries.reconcile_bot_guilds(
-            record.id, guild_ids, failed=failed, unavailable=unavailable, epoch=self._epoch, recorded=recorded
-        )
         guild_count = len(guild_ids) + len(unavailable)
-        if (record.guild_count, record.user_count) != (guild_count, client.user_count):
-            # Written only when they changed: a restart of an unchanged fleet writes nothing here.
-            await queries.update_bot_guild_count(
-                self.client_id, guild_count=guild_count, user_count=client.user_count
-            )
-            record.guild_count, record.user_count = guild_count, client.user_count
-            if self._on_change is not None:
-                self._on_change()  # the owner publishes the new counts
+        counts = (guild_count, client.user_count)
+        recorded, self._recorded = self._recorded, None
+        async with self._writers or contextlib.nullcontext():
+            activated, removed = await queries.reconcile_bot_guilds(
+                record.id, guild_ids, failed=failed, unavailable=unavailable, epoch=self._epoch,
+                recorded=recorded,
+            )  # fmt: skip
+            changed = (record.guild_count, record.user_count) != counts
+            if changed:
+                # Written only when they changed: a restart of an unchanged fleet writes nothing here.
+                await queries.update_bot_guild_count(
+                    self.client_id, guild_count=guild_count, user_count=client.user_count
+                )
+                record.guild_count, record.user_count = counts
+        if changed and self._on_change is not None:
+            self._on_change()  # the owner publishes the new counts
         if activated or removed:
             _log.info("Bot %d guilds: %d activated, %d removed", self.client_id, activated, removed)
         return True

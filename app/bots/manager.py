@@ -25,6 +25,7 @@ from app.bots.events import FleetEvents
 from app.bots.fleet.coordinator import FleetCoordinator
 from app.bots.fleet_stop import save_players, stop_runners
 from app.bots.forwarding import Forwarder
+from app.bots.guild_sync import GUILD_WRITES_AT_ONCE
 from app.bots.identify import IdentifyLogBook
 from app.bots.reload import FleetWatcher
 from app.bots.router import FleetRouter
@@ -71,6 +72,7 @@ class BotManager:
         # Bounded concurrency for logins: 100 bots starting must not be 100 simultaneous REST bursts.
         self._login_gate = asyncio.Semaphore(settings.bot_login_concurrency)
         self._identify_log = IdentifyLogBook()  # every bot's IDENTIFY log, written in batches
+        self._guild_writers = asyncio.Semaphore(GUILD_WRITES_AT_ONCE)  # the bots' guild syncs
         self._drain_deadline = 0.0  # monotonic: when the drain must be over (set at the shutdown)
         self._locks: dict[int, asyncio.Lock] = {}
         self._background: set[asyncio.Task[bool]] = set()
@@ -206,6 +208,7 @@ class BotManager:
             events=self.events,
             start_facts=facts,
             identify_log=self._identify_log,
+            guild_writers=self._guild_writers,
         )
         self._runners[bot.client_id] = runner
         runner.start()

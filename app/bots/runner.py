@@ -85,6 +85,7 @@ class BotRunner:
         events: FleetEvents | None = None,
         start_facts: StartFacts | None = None,
         identify_log: IdentifyLogBook | None = None,
+        guild_writers: asyncio.Semaphore | None = None,
     ) -> None:
         assert record.id is not None, "a bot must be stored before it runs"
         self.record = record
@@ -118,6 +119,7 @@ class BotRunner:
             epoch=epoch,
             on_change=self._changed,
             recorded=start_facts.active_guilds if start_facts is not None else None,
+            writers=guild_writers,
         )
         self._state_changed = asyncio.Condition()
         self._pacer = IdentifyPacer(
