@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.bots.status import BotState, BotStatus, stored_status
-from app.db.models import MusicBot
+from app.db.models import LeaseStatus, MusicBot
 
 if TYPE_CHECKING:
     from app.bots.manager import BotManager
@@ -71,11 +71,15 @@ def _remote_state(manager: BotManager, client_id: int) -> tuple[BotState, bool, 
     lease = fleet.view.lease(client_id)
     if lease is None or lease.status is None:
         return BotState.STARTING, False, False
+    return _published_state(lease.status), lease.status.stuck, False
+
+
+def _published_state(published: LeaseStatus) -> BotState:
+    """The state an owner published; one this version does not know counts as starting."""
     try:
-        state = BotState(lease.status.state)
+        return BotState(published.state)
     except ValueError:
-        state = BotState.STARTING
-    return state, lease.status.stuck, False
+        return BotState.STARTING
 
 
 def _published_status(manager: BotManager, record: MusicBot) -> BotStatus:
@@ -90,14 +94,10 @@ def _published_status(manager: BotManager, record: MusicBot) -> BotStatus:
     published = lease.status if lease is not None else None
     if published is None:  # claimed a moment ago: its owner has not published yet
         return dataclasses.replace(unpublished, state=BotState.STARTING, worker=owner.id)
-    try:
-        state = BotState(published.state)
-    except ValueError:
-        state = BotState.STARTING
     return BotStatus(
         client_id=record.client_id,
         name=record.name,
-        state=state,
+        state=_published_state(published),
         since=published.since,
         guilds=published.guilds,
         users=published.users,

@@ -194,8 +194,7 @@ class BotNodes:
     def connected_count(self) -> int:
         """How many of this bot's nodes are connected and usable right now (cheap: no I/O, no
         list: /health asks every bot of the worker)."""
-        connected = wavelink.NodeStatus.CONNECTED
-        return sum(1 for node in self.nodes if node.status is connected and _socket_alive(node))
+        return sum(1 for node in self.nodes if _usable(node))
 
     def start(self) -> None:
         """Create this bot's nodes and connect them in the background. Returns at once: whether
@@ -255,9 +254,7 @@ class BotNodes:
         return [
             node
             for node in self.nodes
-            if node.status is wavelink.NodeStatus.CONNECTED
-            and _socket_alive(node)
-            and (exclude is None or node.identifier != exclude.identifier)
+            if _usable(node) and (exclude is None or node.identifier != exclude.identifier)
         ]
 
     def best(self, *, exclude: wavelink.Node | None = None) -> wavelink.Node | None:
@@ -377,6 +374,11 @@ class BotNodes:
 def _describe(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _usable(node: wavelink.Node) -> bool:
+    """Connected, with its websocket open and its keepalive running."""
+    return node.status is wavelink.NodeStatus.CONNECTED and _socket_alive(node)
 
 
 def _socket_alive(node: wavelink.Node) -> bool:
