@@ -16,6 +16,7 @@ import discord.voice_client
 import yarl
 from pymongo import AsyncMongoClient
 
+from app import wait_for
 from app.db.connection import close_client, connect_database, make_client
 from app.embedded import EmbeddedDatabase, embedded_database
 from app.key_file import load_or_create_keys
@@ -90,6 +91,7 @@ def apply_discord_endpoints(settings: Settings) -> None:
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """Connect to the configured database, starting the embedded one if none is configured."""
+    wait_for.install()  # before the driver's first wait: a cancelled task must stop (app.wait_for)
     cipher = resolve_cipher(settings)
     async with contextlib.AsyncExitStack() as stack:
         embedded: EmbeddedDatabase | None = None

@@ -23,6 +23,7 @@ import pytest
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
 
+from app import wait_for
 from app.bots.heartbeat import HonestKeepAlive, beating_handlers
 from app.db.connection import make_client
 from app.db.models import DOCUMENT_MODELS
@@ -31,6 +32,7 @@ from app.settings import Settings
 from app.tokens import generate_key
 
 install_redaction()
+wait_for.install()  # as the service does (app.runtime.open_store): cancellations are never lost
 
 
 def _free_port() -> int:

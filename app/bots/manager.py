@@ -43,6 +43,7 @@ from app.music.config import parse_lavalink_nodes
 from app.music.scheduler import MusicScheduler
 from app.open_files import prepare_for_fleet
 from app.settings import Settings
+from app.shutdown import cancel_bounded
 from app.tokens import TokenCipher, client_id_from_token, token_fingerprint
 
 _log = logging.getLogger(__name__)
@@ -538,9 +539,7 @@ class BotManager:
         # change-stream read to give up (up to 1 s) overlaps the drain instead of delaying it.
         watcher_stopped = asyncio.create_task(self.watcher.stop(), name="fleet-watcher-stop")
         await asyncio.sleep(0)
-        if self._invite_sweeper is not None:
-            self._invite_sweeper.cancel()
-            await asyncio.gather(self._invite_sweeper, return_exceptions=True)
+        await cancel_bounded([self._invite_sweeper], 2.0, what="The invite sweeper")
         if self._runners:
             _log.info("Stopping %d bot(s)", len(self._runners))
         await self.fleet.drain()
