@@ -14,6 +14,11 @@ from typing import Any
 
 _log = logging.getLogger(__name__)
 
+# How long a background loop's stop waits for its cancelled task to end before abandoning it
+# (logged): a cancelled task ends at its next await, so this is only ever reached by a task that
+# does not stop (a swallowed cancellation; see app.wait_for), which must not hang the shutdown.
+STOP_WAIT = 5.0
+
 
 async def run_bounded(work: Coroutine[Any, Any, Any], timeout: float, *, what: str) -> bool:
     """Run `work` for at most `timeout` seconds; returns whether it finished. Errors are logged."""

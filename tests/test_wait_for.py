@@ -5,8 +5,10 @@ waits with it on every socket write)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
+from datetime import timedelta
 from typing import Any
 
 import pymongo.lock
@@ -14,6 +16,11 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from app import wait_for
+from app.bots.router import FleetRouter
+from app.bots.status import BotState
+from app.settings import Settings
+from tests.fakes.discord import FakeDiscord
+from tests.fleet import running_app, store_bot
 
 
 async def test_a_cancel_that_arrives_with_the_result_is_kept() -> None:
@@ -77,3 +84,36 @@ async def test_database_reads_cancelled_at_any_moment_all_stop(
             task.cancel()  # the read was over: the sleep is cancelled this time
             await asyncio.wait({task}, timeout=20)
             pytest.fail(f"cancelled read {attempt + 1} kept running (Python {sys.version.split()[0]})")
+
+
+async def test_a_loop_that_will_not_stop_does_not_hold_the_shutdown(
+    fake_discord: FakeDiscord,
+    fleet_settings: Settings,
+    mongo: AsyncMongoClient[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whatever swallows a cancellation (3.11's wait_for did), the background loops' stops are
+    bounded: the invite sweeper here keeps running when cancelled; the shutdown gives up on it
+    (logged) and goes on to stop the bots. It used to wait for it forever."""
+    sweeping, released = asyncio.Event(), asyncio.Event()
+
+    async def stubborn(self: FleetRouter, older_than: timedelta) -> int:
+        sweeping.set()
+        while not released.is_set():  # every cancellation swallowed, until the test lets it go
+            with contextlib.suppress(asyncio.CancelledError):
+                await released.wait()
+        return 0
+
+    monkeypatch.setattr(FleetRouter, "expire_invites", stubborn)
+    bot = fake_discord.add_bot(name="Stopped anyway")
+    await store_bot(mongo, fleet_settings, bot)
+    async with asyncio.timeout(90):
+        async with running_app(fleet_settings) as running:
+            await running.wait_for(bot, BotState.READY)
+            await asyncio.wait_for(sweeping.wait(), 30)
+            runner = running.manager.get_runner(bot.client_id)
+            assert runner is not None
+    released.set()
+    assert runner.state is BotState.STOPPED
+    assert "The invite sweeper: 1 task(s) did not stop within 2s; abandoned" in caplog.text

@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
 from app.db.models import DOCUMENT_MODELS
+from app.shutdown import STOP_WAIT, cancel_bounded
 
 _log = logging.getLogger(__name__)
 
@@ -143,6 +144,4 @@ class DatabaseMonitor:
             await self.check()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_bounded([self._task], STOP_WAIT, what="The database monitor")

@@ -28,6 +28,7 @@ from discord.ext import tasks
 from pymongo.errors import PyMongoError
 
 from app.music.snapshots import write_snapshots
+from app.shutdown import STOP_WAIT, cancel_bounded
 
 if TYPE_CHECKING:
     from app.music.service import MusicService
@@ -62,11 +63,10 @@ class MusicScheduler:
         self._snapshot_loop.start()
 
     async def stop(self) -> None:
+        tasks = [loop.get_task() for loop in (self._idle_loop, self._snapshot_loop)]
         for loop in (self._idle_loop, self._snapshot_loop):
-            task = loop.get_task()
             loop.cancel()
-            if task is not None:
-                await asyncio.gather(task, return_exceptions=True)
+        await cancel_bounded(tasks, STOP_WAIT, what="The music scheduler")
 
     # -- the bots ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from pymongo.errors import PyMongoError
 
 from app.db import leases as lease_db
+from app.shutdown import STOP_WAIT, cancel_bounded
 
 if TYPE_CHECKING:
     from app.bots.fleet.host import BotHost
@@ -166,10 +167,8 @@ class Balancer:
         self._task = asyncio.create_task(self._run(), name="fleet-balancer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_bounded([self._task], STOP_WAIT, what="The balancer")
+        self._task = None
 
     async def _run(self) -> None:
         while True:

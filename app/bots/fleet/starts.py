@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 from pymongo.errors import PyMongoError
 
+from app.shutdown import STOP_WAIT, cancel_bounded
+
 if TYPE_CHECKING:
     from app.bots.fleet.host import BotHost
 
@@ -99,9 +101,7 @@ class StartPacer:
     async def stop(self) -> None:
         self._queue.clear()
         tasks = [task for task in (self._task, *self._running) if task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_bounded(tasks, STOP_WAIT, what="The paced starts")
         self._task = None
 
     async def _run(self) -> None:
