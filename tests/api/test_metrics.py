@@ -29,9 +29,15 @@ def counter(samples: Samples, name: str, **labels: str) -> float:
     return value(samples, name, **labels) or 0.0
 
 
+def _handled(command: str, outcome: str) -> float:
+    """This process's count of a command handled with an outcome (what /metrics reports)."""
+    return INTERACTIONS.labels(command=command, outcome=outcome)._value.get()  # pyright: ignore[reportAttributeAccessIssue]  # prometheus_client's value
+
+
 async def test_metrics_describe_the_fleet_with_bounded_labels(make_world: WorldFactory) -> None:
     world = await make_world(bots=2)
     before = await scrape(world)
+    played, mistaken = _handled("play", "ok"), _handled("seek", "user_error")
     user = await world.user_in_voice("Alice")
     answer = await world.run(user, "play", query="Song 1")
     assert "Now playing" in answer.text
@@ -39,6 +45,8 @@ async def test_metrics_describe_the_fleet_with_bounded_labels(make_world: WorldF
     refused = await world.run(user, "seek", time="99:00:00")  # longer than the track: the user's mistake
     assert refused.ephemeral
     await until(lambda: world.lavalink_player() is not None)
+    # A command is counted once it returns, which is after its answer reached Discord.
+    await until(lambda: _handled("play", "ok") > played and _handled("seek", "user_error") > mistaken)
 
     samples = await scrape(world)
     assert value(samples, "chorus_bots", state="ready") == 2
@@ -89,8 +97,7 @@ async def test_a_failing_command_is_counted_failed_and_still_timed(
 ) -> None:
     world = await make_world()
     user = await world.user_in_voice()
-    failed = INTERACTIONS.labels(command="play", outcome="failed")
-    before = failed._value.get()  # pyright: ignore[reportAttributeAccessIssue]  # prometheus_client's value
+    before = _handled("play", "failed")
 
     async def broken_search(query: str) -> Any:
         raise RuntimeError("a bug")
@@ -98,7 +105,7 @@ async def test_a_failing_command_is_counted_failed_and_still_timed(
     monkeypatch.setattr(world.service(), "search", broken_search)
     answer = await world.run(user, "play", query="Song 1")
     assert answer.ephemeral and "went wrong" in answer.text
-    await until(lambda: failed._value.get() == before + 1)  # pyright: ignore[reportAttributeAccessIssue]
+    await until(lambda: _handled("play", "failed") == before + 1)
 
 
 async def test_stranded_players_and_a_lost_lavalink_and_a_failed_bot(make_world: WorldFactory) -> None:
