@@ -83,6 +83,9 @@ async def test_playlists_queue_pages_and_nowplaying(make_world: WorldFactory) ->
     assert set(buttons) == {"queue:previous", "queue:next"}
 
     await world.lavalink.advance(30_000)
+    # The position comes on the Lavalink socket, the command on the gateway's: the one may
+    # overtake the other, so the bot's player is waited for first.
+    await until(lambda: (player := world.player()) is not None and player.position >= 30_000)
     now = await world.run(user, "nowplaying")
     assert "Mix 0" in now.text and "Bob" in now.text and "0:30" in now.text and "🔘" in now.text
 
