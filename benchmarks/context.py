@@ -148,6 +148,10 @@ class BenchConfig:
         (300, 1000), "start/stop: two or more fleet sizes (300,1000)", parse=parse_ints
     )
     start_stop_runs: int = option(3, "start/stop: runs per size and code (3)")
+    # start/stop: main before issue 14 item 5 (one process, no leases)
+    start_stop_baseline: str = baseline_option("c08997c", "start/stop")
+    # start/stop: the lease fleet (workers) just before issue 14 item 5's start work was merged in
+    start_stop_lease_baseline: str = baseline_option("f98bf89", "start/stop (lease fleet)")
     chart: bool = True  # --no-chart
     # longest wait for other processes' CPU bursts to pass before a sample
     quiet_wait: float = option(

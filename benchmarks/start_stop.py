@@ -1,9 +1,17 @@
 """Benchmark: what one more bot costs at start (CPU, database round trips), and SIGTERM to exit.
 
-Issue 14 item 5 and the shutdown bound. Each measurement runs on this tree and on a checkout of
-the code before (`BASELINE_REF`: per-bot IDENTIFY-log read and write, per-bot guild and snapshot
-reads, every bot's stop gathered at once), in the same run, so the ratios compare like with like
-on a machine whose load changes.
+Issue 14 item 5 and the shutdown bound. Each measurement runs on this tree and on checkouts of
+two codes before, in the same run, so the ratios compare like with like on a machine whose load
+changes:
+
+- *before* (`--start-stop-baseline`, c08997c): main when item 5's work began, one process and no
+  leases: per-bot IDENTIFY-log read and write, per-bot guild and snapshot reads, every bot's stop
+  gathered at once;
+- *lease fleet before* (`--start-stop-lease-baseline`, f98bf89): the lease fleet (workers, bot
+  leases, status publication, change streams; built meanwhile for another issue) just before
+  item 5's start work was merged into it. Every bot's start there also claims a lease and is
+  published and followed by the worker's streams, work the first baseline does not do: this is
+  the like-for-like comparison for what item 5's changes cut.
 
 For each code and each N (300 and 1,000 by default), `--start-stop-runs` times, on a fresh
 database where the fleet has already started once (unmeasured: the measured start is a restart,
@@ -53,8 +61,10 @@ from benchmarks.targets import Target, verdict
 
 NAME = "start_stop"
 TITLE = "Start-up cost per bot, and SIGTERM to exit"
-# main before issue 14 item 5 (the IDENTIFY claim, fleet-wide start reads, the paced stop).
-BASELINE_REF = "c08997c"
+# The codes before, as labelled in the report, in the order they run (see the module doc).
+BEFORE = "before"
+LEASE_BEFORE = "lease fleet before"
+THIS_TREE = "this tree"
 STOP_CAP = 120.0  # seconds a stopping process is given before it is killed
 # Frames of the loop waiting (not work): left out of the per-bot profile difference.
 _IDLE_FRAMES = ("run (asyncio/runners.py", "select (selectors.py", "_run_once (asyncio/base_events.py")
@@ -192,11 +202,15 @@ def _difference(small: dict[str, Any], large: dict[str, Any], key: str) -> list[
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     sizes = sorted(size for size in ctx.config.start_stop_sizes if size <= len(ctx.world.bots))
-    baseline = add_checkout(BASELINE_REF, ctx.work_dir / "baseline-start-stop", label="start/stop",
-                            progress=ctx.progress)  # fmt: skip
-    variants: list[tuple[Path | None, str]] = [(None, "this tree")]
-    if baseline is not None:
-        variants.insert(0, (baseline, "before"))
+    refs = {BEFORE: ctx.config.start_stop_baseline, LEASE_BEFORE: ctx.config.start_stop_lease_baseline}
+    checkouts: dict[str, Path] = {}
+    for label, ref in refs.items():
+        target = ctx.work_dir / f"baseline-start-stop-{len(checkouts)}"
+        checkout = add_checkout(ref, target, label=f"start/stop ({label})", progress=ctx.progress)
+        if checkout is not None:
+            checkouts[label] = checkout
+    variants: list[tuple[Path | None, str]] = [*((path, label) for label, path in checkouts.items())]
+    variants.append((None, THIS_TREE))
     rows: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
     node = start_fake_lavalink(ctx.children, ctx.work_dir, tracks=1)  # every bot has a node to close
@@ -214,10 +228,11 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                 profiles.append(_profile(ctx, n, node.lavalink_nodes))
     finally:
         ctx.children.stop(node.child)
-        if baseline is not None:
-            remove_checkout(baseline)
-    return {"baseline_ref": BASELINE_REF if baseline is not None else None, "rows": rows,
-            "profiles": profiles, "stop_cap_s": STOP_CAP}  # fmt: skip
+        for checkout in checkouts.values():
+            remove_checkout(checkout)
+    return {"baseline_ref": refs[BEFORE] if BEFORE in checkouts else None,
+            "lease_baseline_ref": refs[LEASE_BEFORE] if LEASE_BEFORE in checkouts else None,
+            "rows": rows, "profiles": profiles, "stop_cap_s": STOP_CAP}  # fmt: skip
 
 
 def _slope(rows: list[dict[str, Any]], code: str, key: str) -> float | None:
@@ -232,34 +247,44 @@ def _largest(rows: list[dict[str, Any]], code: str) -> dict[str, Any] | None:
     return max(mine, key=lambda r: r["bots"]) if mine else None
 
 
-def _less_than_before(rows: list[dict[str, Any]], key: str, what: str, how: str) -> Target:
-    mine, before = _slope(rows, "this tree", key), _slope(rows, "before", key)
+def _less_than(rows: list[dict[str, Any]], baseline: str, key: str, what: str, how: str) -> Target:
+    mine, before = _slope(rows, THIS_TREE, key), _slope(rows, baseline, key)
     shown = (
         "-"
         if mine is None
-        else f"{mine * 1000:.2f} ms" + ("" if before is None else f" (before: {before * 1000:.2f} ms)")
+        else f"{mine * 1000:.2f} ms" + ("" if before is None else f" ({baseline}: {before * 1000:.2f} ms)")
     )
     return Target(what, shown, verdict(None if mine is None or before is None else mine < before), how)
 
 
 def targets(result: dict[str, Any]) -> list[Target]:
     rows = result["rows"]
-    ops = _slope(rows, "this tree", "db_ops")
-    large = _largest(rows, "this tree")
+    ops = _slope(rows, THIS_TREE, "db_ops")
+    large = _largest(rows, THIS_TREE)
+    ready_how = "slope of the median CPU to ready between the two N, same run"
+    settled_how = "slope of the median CPU until settled between the two N, same run"
+    per_bot = "start-up CPU per additional bot"
+    settled = f"{per_bot}, until the start's work is over"
     out = [
-        _less_than_before(rows, "cpu_ready_s", "start-up CPU per additional bot: less than before",
-                          "slope of the median CPU to ready between the two N, same run"),
+        _less_than(rows, BEFORE, "cpu_ready_s", f"{per_bot}: less than before", ready_how),
         # The whole start: the code before did part of its start's work after READY (its guild
         # records and saved players, bot by bot), so its CPU to ready leaves that part out.
-        _less_than_before(rows, "cpu_settled_s",
-                          "start-up CPU per additional bot, until the start's work is over: less than before",
-                          "slope of the median CPU until settled between the two N, same run"),
-        Target("one database round trip per bot at start",
-               "-" if ops is None else f"{ops:.2f} commands/bot counted (see the start-up section)",
-               verdict(None),
-               "asserted (exactly 1 at a restart) by tests/bots/test_start_round_trips.py; the bench "
-               "counts only commands that got a pooled connection"),
-    ]  # fmt: skip
+        _less_than(rows, BEFORE, "cpu_settled_s", f"{settled}: less than before", settled_how),
+        # Like for like: the lease fleet before item 5's start work (leases and streams on both sides).
+        _less_than(
+            rows, LEASE_BEFORE, "cpu_ready_s", f"{per_bot}: less than the lease fleet before", ready_how
+        ),
+        _less_than(
+            rows, LEASE_BEFORE, "cpu_settled_s", f"{settled}: less than the lease fleet before", settled_how
+        ),
+        Target(
+            "one database round trip per bot at start",
+            "-" if ops is None else f"{ops:.2f} commands/bot counted (see the start-up section)",
+            verdict(None),
+            "asserted (exactly 1 at a restart) by tests/bots/test_start_round_trips.py; the bench "
+            "counts only commands that got a pooled connection",
+        ),
+    ]
     if large is not None:
         stopped = large["stops_killed"] == 0 and large["stop_s"] < 60
         out.append(Target(f"SIGTERM to exit with {large['bots']} bots < 60 s", f"{large['stop_s']:.1f} s",
@@ -270,9 +295,13 @@ def targets(result: dict[str, Any]) -> list[Target]:
 def render(result: dict[str, Any]) -> str:
     rows = result["rows"]
     lines = [
-        "Each code runs in the same run, interleaved: the code before "
-        f"(`{result['baseline_ref'] or 'not available'}`, run with that checkout first on `PYTHONPATH`, "
-        "same virtualenv) and this tree. Every bot is in one guild and has one fake Lavalink node (no "
+        "Each code runs in the same run, interleaved: *before* "
+        f"(`{result['baseline_ref'] or 'not available'}`: main when this work began, one process, no "
+        "leases), *lease fleet before* "
+        f"(`{result.get('lease_baseline_ref') or 'not available'}`: the lease fleet, workers and "
+        "change streams, just before this start work was merged into it; the like-for-like baseline) "
+        "and this tree; each checkout runs first on `PYTHONPATH`, same virtualenv. "
+        "Every bot is in one guild and has one fake Lavalink node (no "
         "player); `GUILD_READY_TIMEOUT=0.1`; each "
         "measured start is a restart (the fleet started once before on that database, unmeasured). "
         f"Medians of {rows[0]['runs'] if rows else 0} run(s). *CPU settled*: once the start-up work after "
@@ -343,19 +372,21 @@ def render(result: dict[str, Any]) -> str:
         "still there 15 s later it exits by itself (code 3, `ExitDeadline`). The last column is how "
         "the fake Discord saw each bot's gateway connection end (a close frame, or dropped by the exit).",
     ]
-    troubled = [r for r in rows if r["code"] == "this tree" and (r["stops_killed"] or r["cut_off"])]
+    troubled = [r for r in rows if r["code"] == THIS_TREE and (r["stops_killed"] or r["cut_off"])]
     if troubled:
         sizes = ", ".join(str(r["bots"]) for r in troubled)
         lines.append(
             f"- **Not solved**: at {sizes} bots this tree's stop reached its deadline (the log names the "
             "bots cut off) or the process had to be killed."
         )
-    before, after = _slope(rows, "before", "cpu_ready_s"), _slope(rows, "this tree", "cpu_ready_s")
-    if before and after:
-        lines += [
-            "",
-            f"Same-run ratio of the CPU per additional bot to ready (before / after): {before / after:.2f}x.",
-        ]
+    after = _slope(rows, THIS_TREE, "cpu_ready_s")
+    ratios = [
+        f"{label} / this tree {before / after:.2f}x"
+        for label in (BEFORE, LEASE_BEFORE)
+        if after and (before := _slope(rows, label, "cpu_ready_s"))
+    ]
+    if ratios:
+        lines += ["", "Same-run ratios of the CPU per additional bot to ready: " + ", ".join(ratios) + "."]
     profiles = result.get("profiles") or []
     if len(profiles) == 2:
         small, large = profiles
