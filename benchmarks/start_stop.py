@@ -359,6 +359,14 @@ def render(result: dict[str, Any]) -> str:
         "streams matching nothing for 1,000 updates in 20 bulk writes), 65 "
         "updates (28 bulk writes of 2,068 lease statements, 28 of 1,000 IDENTIFYs, 9 heartbeats), 34 "
         "finds, 21 index commands and 6 pings.",
+        "- *lease fleet before*: the lease fleet (workers, leases, status publication, change streams) "
+        "as it was before this start work was merged into it. Each bot's start still made the round "
+        "trips of *before* (its IDENTIFY log read, then written with one findAndModify; its guild "
+        "records and saved players read; bot by bot), while holding one of the paced start slots, and "
+        "besides had its lease claimed and its status published (in batches), changes the worker's "
+        "own streams read back. So *this tree* against *lease fleet before* is what the start work "
+        "cut, like for like; against *before*, the two differences are mixed: the start work's cut and "
+        "what a lease fleet costs per bot.",
         "- *CPU to ready, CPU settled*: the code before did part of a start's work after READY (each "
         "bot's guild records and saved players, read and written bot by bot), so its CPU to ready "
         "leaves that part out; the CPU until settled is the whole start. This tree reaches ready later "
