@@ -209,7 +209,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         checkout = add_checkout(ref, target, label=f"start/stop ({label})", progress=ctx.progress)
         if checkout is not None:
             checkouts[label] = checkout
-    variants: list[tuple[Path | None, str]] = [*((path, label) for label, path in checkouts.items())]
+    variants: list[tuple[Path | None, str]] = [(path, label) for label, path in checkouts.items()]
     variants.append((None, THIS_TREE))
     rows: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
